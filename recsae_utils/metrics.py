@@ -1,0 +1,97 @@
+"""Metrics: full-ranking HR/NDCG, SAE reconstruction quality, and ranking-native fidelity.
+
+Definitions follow shared/spec/metrics.md. Sums are accumulated over the whole evaluation set and
+divided once (per-batch averages of ratios are a classic bug).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+TOPK = (5, 10, 20, 50)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ranking
+
+
+def mask_known(scores: torch.Tensor, users: np.ndarray, indptr: np.ndarray, known: np.ndarray) -> torch.Tensor:
+    """Set every item the user is known to like (train, dev and test; ReChorus masking) to -inf.
+
+    `scores` is (B, n_items); column 0 (padding) is always masked. Vectorised through a CSR of the
+    user's items: (indptr, known)."""
+    starts, ends = indptr[users], indptr[users + 1]
+    counts = ends - starts
+    rows = np.repeat(np.arange(len(users)), counts)
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = known[np.repeat(starts, counts) + offs]
+    scores = scores.clone()
+    scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
+    scores[:, 0] = float("-inf")
+    return scores
+
+
+def ranks_from_scores(scores: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """rank = 1 + #(candidates scoring >= the target): ties count against the target.
+
+    `scores` must already hold -inf for the masked columns, the target's own column included;
+    `target_scores` is the target's unmasked score (ReChorus keeps the target in column 0)."""
+    return 1 + (scores >= target_scores[:, None]).sum(dim=1)
+
+
+def ranking_metrics(ranks: np.ndarray | torch.Tensor, topk=TOPK) -> dict[str, float]:
+    """HR@K and NDCG@K (one relevant item) from 1-based ranks, keyed like 'NDCG@10'."""
+    r = torch.as_tensor(ranks, dtype=torch.float64)
+    out = {}
+    for k in topk:
+        hit = (r <= k).double()
+        out[f"HR@{k}"] = float(hit.mean())
+        out[f"NDCG@{k}"] = float((hit / torch.log2(r + 1)).mean())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# SAE reconstruction
+
+
+def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
+    """FVU, explained variance, normalised MSE (Gao et al.), cosine and L2 ratio, over a whole set."""
+    x, x_hat = x.double(), x_hat.double()
+    err = ((x - x_hat) ** 2).sum()
+    var = ((x - x.mean(0, keepdim=True)) ** 2).sum()
+    fvu = float(err / var) if var > 0 else float("nan")
+    xn = x.norm(dim=1)
+    nmse = float((((x - x_hat) ** 2).sum(1) / (xn ** 2).clamp_min(1e-12)).mean())
+    cos = float(torch.nn.functional.cosine_similarity(x, x_hat, dim=1, eps=1e-12).mean())
+    l2 = float((x_hat.norm(dim=1) / xn.clamp_min(1e-12)).mean())
+    return {"fvu": fvu, "explained_variance": 1.0 - fvu, "nmse": nmse, "cosine": cos, "l2_ratio": l2}
+
+
+def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: float = 0.1) -> dict:
+    """Firing frequency per latent from the (n, k) indices of active latents, plus dead/dense fractions."""
+    n = latent_idx.shape[0]
+    counts = torch.bincount(latent_idx.reshape(-1).long(), minlength=n_latents).double()
+    freq = (counts / max(n, 1)).numpy()
+    return {"freq": freq, "dead_fraction": float((counts == 0).double().mean()),
+            "dense_fraction": float((counts / max(n, 1) > dense_threshold).double().mean()),
+            "window_samples": int(n)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ranking-native fidelity
+
+
+def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean Jaccard overlap of the top-k lists of two (masked) score matrices."""
+    ta, tb = a.topk(k, dim=1).indices, b.topk(k, dim=1).indices
+    inter = (ta[:, :, None] == tb[:, None, :]).any(2).sum(1).double()
+    return float((inter / (2 * k - inter)).mean())
+
+
+def catalog_kl(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean KL(softmax(a) || softmax(b)) over rows; -inf columns (masked) are dropped from both."""
+    fin = torch.isfinite(a)
+    la = torch.log_softmax(a.double().masked_fill(~fin, float("-inf")), dim=1)
+    lb = torch.log_softmax(b.double().masked_fill(~fin, float("-inf")), dim=1)
+    kl = (la.exp() * (la - lb)).masked_fill(~fin, 0.0).sum(1)
+    return float(kl.mean())

@@ -1,0 +1,305 @@
+"""Training and full-ranking evaluation of SASRec, ReChorus style (shared/spec/protocol.md §2).
+
+Everything a batch needs is a slice of pre-built numpy arrays (histories, targets, negatives), so the
+batch path has no per-sample Python. Negatives are redrawn for every instance each epoch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import artifacts
+from .data import Dataset, Instances, user_item_csr
+from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
+from .model import SASRec, SASRecConfig
+
+
+@dataclass
+class TrainConfig:
+    """The `reference` configuration = ReChorus SASRec as run by the RecSAE authors."""
+
+    lr: float = 1e-4             # --lr
+    l2: float = 1e-6             # --l2 (Adam weight_decay on every parameter not named *bias*)
+    batch_size: int = 256        # --batch_size
+    eval_batch_size: int = 256   # --eval_batch_size
+    max_epochs: int = 200        # --epoch
+    early_stop: int = 10         # --early_stop (patience, ReChorus rule)
+    main_metric: str = "NDCG@5"  # first metric at first topk
+    seed: int = 0                # --random_seed
+    device: str = "auto"         # "auto" = CUDA when present, else CPU
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Negatives
+
+
+def sample_negatives(users: np.ndarray, n_items: int, indptr: np.ndarray, known: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """One uniform negative in 1..n_items-1 per instance, redrawn while it is in the user's train set."""
+    neg = rng.integers(1, n_items, size=len(users))
+    keys = known.astype(np.int64) + np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)) * n_items
+    todo = np.arange(len(users))
+    while todo.size:
+        k = users[todo] * n_items + neg[todo]
+        pos = np.searchsorted(keys, k).clip(max=len(keys) - 1)
+        todo = todo[keys[pos] == k]
+        neg[todo] = rng.integers(1, n_items, size=todo.size)
+    return neg
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def user_vectors(model: SASRec, inst: Instances, batch_size: int = 1024, device=None,
+                 progress: bool = False) -> torch.Tensor:
+    """h_u for every instance of `inst`, in batches (n, d) on CPU. This is what the SAE is fitted on."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    out = []
+    it = range(0, len(inst), batch_size)
+    for s in tqdm(it, desc="h_u", disable=not progress, leave=False):
+        hist = torch.from_numpy(inst.hist[s:s + batch_size]).to(device)
+        out.append(model.user_repr(hist).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.cfg.d_model)
+
+
+@torch.no_grad()
+def rank_targets(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr, batch_size: int = 256
+                 ) -> np.ndarray:
+    """1-based full-ranking rank of each instance's target among all items, ReChorus masking.
+
+    `h` are the user vectors (the SAE's reconstruction can be passed instead of SASRec's own)."""
+    indptr, known = mask_csr
+    ranks = []
+    W = item_emb.to(h.device)
+    for s in range(0, len(inst), batch_size):
+        hb = h[s:s + batch_size]
+        sc = hb @ W.T
+        tgt = torch.from_numpy(inst.item[s:s + batch_size]).to(h.device)
+        t_score = sc.gather(1, tgt[:, None])[:, 0]
+        sc = mask_known(sc.cpu(), inst.user[s:s + batch_size], indptr, known)
+        ranks.append(ranks_from_scores(sc, t_score.cpu()))
+    return torch.cat(ranks).numpy()
+
+
+def evaluate(model: SASRec, inst: Instances, mask_csr, h: torch.Tensor | None = None,
+             topk=TOPK, batch_size: int = 256) -> dict[str, float]:
+    """HR@K / NDCG@K with full ranking. `h` overrides the user vectors (e.g. an SAE reconstruction)."""
+    if h is None:
+        h = user_vectors(model, inst)
+    return ranking_metrics(rank_targets(model.item_emb.weight.detach().cpu(), h.cpu(), inst, mask_csr, batch_size),
+                           topk)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training
+
+
+def early_stop_now(history: list[float], patience: int) -> bool:
+    """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
+    value is more than `patience` epochs old."""
+    if len(history) > patience and all(a >= b for a, b in zip(history[-patience:], history[-patience + 1:])):
+        return True
+    return len(history) - history.index(max(history)) > patience
+
+
+def make_optimizer(model: SASRec, cfg: TrainConfig) -> torch.optim.Adam:
+    decay = [p for n, p in model.named_parameters() if "bias" not in n]
+    no_decay = [p for n, p in model.named_parameters() if "bias" in n]
+    return torch.optim.Adam([{"params": decay, "weight_decay": cfg.l2},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=True)
+
+
+@dataclass
+class TrainResult:
+    model: SASRec
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _state_tensors(model: SASRec, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    t = {f"model.{k}": v for k, v in model.state_dict().items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    t[f"adam.{names[id(p)]}.{key}"] = st[key]
+            if "step" in st:
+                t[f"adam.{names[id(p)]}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+    return t
+
+
+def _load_state(model: SASRec, opt: torch.optim.Optimizer, t: dict[str, torch.Tensor]) -> None:
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    params = dict(model.named_parameters())
+    for n, p in params.items():
+        if f"adam.{n}.exp_avg" in t:
+            opt.state[p] = {"step": t[f"adam.{n}.step"].reshape(()).clone(),
+                            "exp_avg": t[f"adam.{n}.exp_avg"].clone(),
+                            "exp_avg_sq": t[f"adam.{n}.exp_avg_sq"].clone()}
+
+
+def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, model_cfg: SASRecConfig | None = None,
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train with BPR (one fresh negative per instance per epoch), select on dev `main_metric`,
+    stop with the ReChorus rule, restore the best weights.
+
+    With `out_dir`, writes `sasrec_last.safetensors` (weights + Adam state, every epoch) and
+    `sasrec.safetensors` (best weights) with JSON configs beside them; a killed run resumes from the last
+    finished epoch with identical results (per-epoch RNG streams are derived from seed and epoch)."""
+    t0 = time.time()
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model_cfg = model_cfg or SASRecConfig(n_items=ds.n_items)
+    model = SASRec(model_cfg).to(device)
+    opt = make_optimizer(model, cfg)
+    train_csr = user_item_csr(ds, ("train",))
+    mask_csr = user_item_csr(ds)
+    tr = inst["train"]
+    hist_all = torch.from_numpy(tr.hist)
+    tgt_all = torch.from_numpy(tr.item)
+    history: list[dict] = []
+    crit: list[float] = []
+    best_state = None
+    best_epoch = 0
+    start_epoch = 1
+    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": ds.name}
+    out = Path(out_dir) if out_dir else None
+    if out and (out / "sasrec_last.safetensors").exists():
+        tensors, saved = artifacts.load_weights(out / "sasrec_last.safetensors")
+        if saved.get("model") == meta["model"] and saved.get("train") == meta["train"]:
+            _load_state(model, opt, tensors)
+            history, best_epoch = saved["history"], saved["best_epoch"]
+            crit = [row["dev"][cfg.main_metric] for row in history]
+            start_epoch = len(history) + 1
+            if (out / "sasrec.safetensors").exists():
+                best_state = {k: v for k, v in artifacts.load_weights(out / "sasrec.safetensors")[0].items()}
+    done = bool(crit) and early_stop_now(crit, cfg.early_stop)
+    n = len(tr)
+    for epoch in range(start_epoch, cfg.max_epochs + 1):
+        if done:
+            break
+        te = time.time()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        neg_all = torch.from_numpy(sample_negatives(tr.user, ds.n_items, *train_csr, rng))
+        perm = torch.from_numpy(rng.permutation(n))
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", disable=not progress, leave=False,
+                   mininterval=1.0)
+        for s in bar:
+            idx = perm[s:s + cfg.batch_size]
+            ids = torch.cat([hist_all[idx], tgt_all[idx, None], neg_all[idx, None]], 1).to(device)
+            # one lookup for history, positive and negative rows (index_select's backward is a cheap index_add)
+            e = model.item_emb.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
+            h = model.user_repr_from(e[:, :-2], ids[:, :-2] > 0)
+            s_pn = (h[:, None, :] * e[:, -2:]).sum(-1)
+            loss = -F.logsigmoid(s_pn[:, 0] - s_pn[:, 1]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach().double().cpu()
+        train_s = time.time() - te
+        te = time.time()
+        dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
+        row = {"epoch": epoch, "loss": float(loss_sum) / len(bar), "dev": dev, "train_seconds": train_s,
+               "eval_seconds": time.time() - te}
+        history.append(row)
+        crit.append(dev[cfg.main_metric])
+        if crit[-1] == max(crit):  # ReChorus saves whenever the latest equals the best so far
+            best_epoch = epoch
+            best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+            if out:
+                artifacts.save_weights(out / "sasrec.safetensors", best_state,
+                                       {**meta, "best_epoch": best_epoch, "dev": dev})
+        if out:
+            artifacts.save_weights(out / "sasrec_last.safetensors", _state_tensors(model, opt),
+                                   {**meta, "history": history, "best_epoch": best_epoch})
+        if on_epoch:
+            on_epoch(row)
+        if progress:
+            tqdm.write(f"epoch {epoch:3d} loss {row['loss']:.4f} dev {cfg.main_metric} {crit[-1]:.4f} "
+                       f"({train_s:.1f}s + {row['eval_seconds']:.1f}s)")
+        done = early_stop_now(crit, cfg.early_stop)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, history, best_epoch, time.time() - t0)
+
+
+def load_sasrec(path: str | Path, device: str = "cpu") -> SASRec:
+    tensors, cfg = artifacts.load_weights(path)
+    model = SASRec(SASRecConfig(**cfg["model"]))
+    model.load_state_dict(tensors)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The notebook stage: train (or reuse) one SASRec per seed and report
+
+
+def train_config(cfg) -> tuple[TrainConfig, dict]:
+    """TrainConfig + SASRec shape fields from a RunConfig (config.py is the one place for parameters)."""
+    tc = TrainConfig(lr=cfg.lr, l2=cfg.l2, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                     early_stop=cfg.early_stop)
+    return tc, {"d_model": cfg.d_model, "history_max": cfg.history_max}
+
+
+def run_seeds(cfg, ds: Dataset, inst: dict[str, Instances], progress: bool = True) -> dict:
+    """Train one model per seed in cfg.seeds (reusing finished ones), evaluate dev and test.
+
+    Returns {seed: {"model", "history", "best_epoch", "seconds", "dev", "test"}}. A finished seed leaves
+    `done.json` beside its checkpoint; an unfinished one resumes from `sasrec_last.safetensors`."""
+    base, shape = train_config(cfg)
+    mask = user_item_csr(ds)
+    out = {}
+    for seed in cfg.seeds:
+        tc = TrainConfig(**{**base.to_dict(), "seed": seed})
+        mc = SASRecConfig(n_items=ds.n_items, **shape)
+        d = Path(cfg.run_dir) / "sasrec" / f"seed{seed}"
+        done = d / "done.json"
+        key = artifacts.config_hash([tc.to_dict(), mc.to_dict(), ds.manifest.get("counts")])
+        if done.exists() and artifacts.read_json(done).get("key") == key:
+            res = artifacts.read_json(done)
+            model = load_sasrec(d / "sasrec.safetensors")
+        else:
+            r = train_sasrec(ds, inst, tc, mc, out_dir=d, progress=progress)
+            model = r.model
+            res = {"key": key, "history": r.history, "best_epoch": r.best_epoch, "seconds": r.seconds,
+                   "epochs_run": len(r.history),
+                   "train_seconds_per_epoch": float(np.mean([h["train_seconds"] for h in r.history])),
+                   "eval_seconds_per_epoch": float(np.mean([h["eval_seconds"] for h in r.history])),
+                   "dev": evaluate(model, inst["dev"], mask), "test": evaluate(model, inst["test"], mask)}
+            artifacts.write_json(done, res)
+        out[seed] = {**res, "model": model}
+    return out

@@ -1,0 +1,383 @@
+"""Known-answer tests for recsae_utils.concepts on small hand-built arrays."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import fisher_exact, spearmanr
+
+from recsae_utils import concepts as C
+
+# ----------------------------------------------------------------------------------------------------
+# A 4-sequence world small enough to count by hand
+#   inst0: items {1, 2}   latent0 = 3.0
+#   inst1: items {2, 3}   latent0 = 2.0
+#   inst2: items {1,3,4}  latent0 = 1.0, latent1 = 0.5
+#   inst3: items {4, 1}   latent1 = 5.0
+# base rates: item1 3/4, item2 2/4, item3 2/4, item4 2/4. Latent 2 is dead.
+
+HIST = np.array([[1, 2, 0], [2, 3, 0], [1, 3, 4], [4, 1, 0]])
+IDX = np.array([[0, 1], [0, 1], [0, 1], [1, 0]])
+VAL = np.array([[3.0, 0.0], [2.0, 0.0], [1.0, 0.5], [5.0, 0.0]])
+ITEMS = pd.DataFrame({"item_id": [1, 2, 3, 4], "title": ["A (1995)", "B (1995)", "C (2001)", "D (1972)"],
+                      "year": [1995, 1995, 2001, 1972],
+                      "genres": [["Comedy"], ["Comedy", "Drama"], ["Drama"], ["Horror"]],
+                      "popularity": [30, 20, 20, 10]})
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
+
+
+def _rows(d, j):
+    t = d.tables
+    sl = slice(t.ptr[j], t.ptr[j + 1])
+    return {int(i): (int(c), float(s), float(lf), float(ls))
+            for i, c, s, lf, ls in zip(t.item[sl], t.count[sl], t.strength[sl], t.lift[sl], t.lift_shrunk[sl])}
+
+
+def test_latent_stats():
+    s = C.latent_stats(IDX, VAL, 3)
+    assert s.n_fire.tolist() == [3, 2, 0]
+    np.testing.assert_allclose(s.freq, [0.75, 0.5, 0.0])
+    np.testing.assert_allclose(s.mean_act[:2], [2.0, 2.75])
+    assert math.isnan(s.mean_act[2])
+    np.testing.assert_allclose(s.max_act, [3.0, 5.0, 0.0])
+
+
+def test_top_sequences_order_and_ties():
+    t = C.top_sequences(IDX, VAL, 3, top_n=2)
+    assert t.inst.tolist() == [[0, 1], [3, 2], [-1, -1]]
+    np.testing.assert_allclose(t.val, [[3.0, 2.0], [5.0, 0.5], [0.0, 0.0]])
+    assert t.count.tolist() == [2, 2, 0]
+    # equal values: the lower instance comes first; a value of 0 never counts
+    idx = np.array([[0], [0], [0], [0]])
+    val = np.array([[1.0], [2.0], [2.0], [0.0]])
+    t = C.top_sequences(idx, val, 1, top_n=4)
+    assert t.inst.tolist() == [[1, 2, 0, -1]]
+
+
+def test_counts_strength_lift(tiny):
+    r0 = _rows(tiny, 0)  # top sequences inst0, inst1 (N = 2)
+    assert {i: v[0] for i, v in r0.items()} == {1: 1, 2: 2, 3: 1}
+    assert {i: v[1] for i, v in r0.items()} == {1: 3.0, 2: 5.0, 3: 2.0}
+    lifts = {i: v[2] for i, v in r0.items()}
+    assert lifts == pytest.approx({1: (1 / 2) / 0.75, 2: (2 / 2) / 0.5, 3: (1 / 2) / 0.5})
+    # shrunk lift (count + 1) / (N * base + 1) ranks the items
+    assert {i: v[3] for i, v in r0.items()} == pytest.approx({1: 2 / 2.5, 2: 3 / 2, 3: 2 / 2})
+    t = tiny.tables
+    assert t.item[t.ptr[0]:t.ptr[1]].tolist() == [2, 3, 1]
+    r1 = _rows(tiny, 1)  # top sequences inst3 (5.0), inst2 (0.5)
+    assert {i: v[:2] for i, v in r1.items()} == {1: (2, 5.5), 3: (1, 0.5), 4: (2, 5.5)}
+    assert r1[1][2] == pytest.approx(1 / 0.75) and r1[4][2] == pytest.approx(2.0)
+    assert t.ptr[3] == t.ptr[2]  # dead latent: no rows
+
+
+def test_shrunk_lift_guards_single_occurrence():
+    # 1,000 sequences; item 1 is in 1 of them (base 0.001), item 2 in 500 (base 0.5)
+    n = 1000
+    hist = np.zeros((n, 2), dtype=np.int64)
+    hist[:500, 0] = 2
+    hist[0, 1] = 1
+    idx = np.zeros((n, 1), dtype=np.int64)
+    val = np.zeros((n, 1))
+    val[:10, 0] = np.arange(10, 0, -1)  # top 10: inst0 (holds items 1 and 2) .. inst9 (item 2)
+    top = C.top_sequences(idx, val, 1, top_n=10)
+    t = C.item_tables(top, C.incidence(hist, 3))
+    got = dict(zip(t.item.tolist(), zip(t.lift.tolist(), t.lift_shrunk.tolist())))
+    assert got[1][0] == pytest.approx(100.0)          # raw lift of one occurrence is huge ...
+    assert got[1][1] == pytest.approx(2 / 1.01)       # ... the shrunk one is < 2
+    assert got[2][0] == pytest.approx(2.0) and got[2][1] == pytest.approx(11 / 6)
+
+
+def test_odds_ratio_and_fisher_hand_tables():
+    assert C.odds_ratio_2x2(3, 7, 10, 80) == pytest.approx(240 / 70)
+    assert C.odds_ratio_2x2(0, 5, 5, 5) == pytest.approx(0.5 * 5.5 / (5.5 * 5.5))  # Haldane-Anscombe
+    assert C.fisher_greater(2, 0, 0, 2) == pytest.approx(1 / 6)                    # 1 / C(4, 2)
+    tabs = [(3, 7, 10, 80), (12, 30, 40, 300), (0, 4, 9, 9), (5, 5, 5, 5)]
+    got = C.fisher_greater(*np.array(tabs).T)
+    want = [fisher_exact([[a, b], [c, d]], alternative="greater")[1] for a, b, c, d in tabs]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_enrichment_table_of_the_tiny_world(tiny):
+    # latent 0: top slots {1,2} + {2,3} = 4, Comedy slots 3; all 9 slots, Comedy 5 -> [[3, 1], [2, 3]]
+    f = tiny.feats.names.index("genre:Comedy")
+    e = tiny.enrich
+    assert (e.a[0, f], e.top_slots[0, f], e.all_with[f], e.all_slots[f]) == (3, 4, 5, 9)
+    assert e.odds_ratio[0, f] == pytest.approx(4.5)
+    assert e.p_value[0, f] == pytest.approx(45 / 126)
+    dec = tiny.feats.names.index("decade:1990")
+    assert e.a[0, dec] == 3  # items 1, 2, 2
+    assert tiny.feats.value[dec] == 1990
+
+
+def test_popularity_spearman_matches_scipy():
+    rng = np.random.default_rng(1)
+    n, m = 300, 5
+    idx = np.stack([rng.choice(m, 2, replace=False) for _ in range(n)])
+    val = rng.random((n, 2)) * (rng.random((n, 2)) < 0.6)
+    seq_pop = rng.random(n)
+    dense = np.zeros((n, m))
+    np.put_along_axis(dense, idx, val, 1)
+    rho = C.popularity_spearman(C.firing_index(idx, val, m), seq_pop)
+    want = [spearmanr(dense[:, j], seq_pop)[0] for j in range(m)]
+    np.testing.assert_allclose(rho, want, atol=1e-10)
+
+
+def test_promoted_items_excludes_padding():
+    E = np.array([[100.0, 100.0], [1, 0], [0, 1], [0.5, 0.5]])
+    W = np.array([[1.0, 0.0], [0.0, 1.0]])
+    ids, sc = C.promoted_items(W, E, top=2)
+    assert ids.tolist() == [[1, 3], [2, 3]]
+    np.testing.assert_allclose(sc, [[1.0, 0.5], [1.0, 0.5]])
+
+
+def test_instance_and_item_concepts():
+    ic = C.instance_concepts(IDX, VAL, labels={0: "zero", 1: {"name": "one"}}, top=2, m=3)
+    assert ic[ic.instance == 2][["latent", "rank", "label"]].values.tolist() == [[0, 1, "zero"], [1, 2, "one"]]
+    assert ic[ic.instance == 0].latent.tolist() == [0]  # the inactive latent is not listed
+    it = C.item_concepts(IDX, VAL, HIST, n_items=5, top=2, m=3)
+    one = it[it.item_id == 1]  # item 1: inst0 (l0 3.0), inst2 (l0 1.0, l1 0.5), inst3 (l1 5.0)
+    assert one.latent.tolist() == [1, 0]
+    np.testing.assert_allclose(one.strength, [5.5, 4.0])
+    np.testing.assert_allclose(one.share, [5.5 / 9.5, 4.0 / 9.5])
+
+
+def test_explanations_hand_case_and_mask():
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    b = np.array([0.5, 0.0])
+    E = np.array([[0.0, 0.0], [1, 0], [0, 1], [1, 1]])
+    items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["One (1990)", "Two (1991)", "Three (1992)"]})
+    df = C.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1,
+                                   labels=["first", "second", "third"])
+    # x_hat = [2.5, 1]: item 3 scores 3.5 = 2 (latent 0) + 1 (latent 1) + 0.5 (bias)
+    assert df.item_id.unique().tolist() == [3]
+    assert df.score.iat[0] == pytest.approx(3.5)
+    assert df[["latent", "contribution"]].values.tolist() == [[0, 2.0], [1, 1.0], [-1, 0.5]]
+    lines = C.render_explanations(df)
+    assert lines == ["recommended Three (1992) because of: first (+2.00), second (+1.00)"]
+    mask = np.zeros((1, 4), bool)
+    mask[0, 3] = True
+    df = C.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1, mask=mask)
+    assert df.item_id.unique().tolist() == [1]
+
+
+def test_contributions_sum_to_reconstructed_score():
+    rng = np.random.default_rng(0)
+    B, k, m, d, n_items = 6, 4, 20, 8, 50
+    zi = np.stack([rng.choice(m, k, replace=False) for _ in range(B)])
+    zv = rng.random((B, k)).astype(np.float32)
+    zv[0, 1] = 0.0  # an inactive slot contributes nothing and is not listed
+    W, b, E = rng.normal(size=(m, d)), rng.normal(size=d), rng.normal(size=(n_items, d))
+    df = C.explain_recommendations(zi, zv, W, b, E, None, top=10)
+    xhat = np.einsum("bk,bkd->bd", zv.astype(np.float64), W[zi]) + b
+    full = xhat @ E.T
+    g = df.groupby(["instance", "rank"])
+    sums = g.contribution.sum()
+    first = g.first()
+    np.testing.assert_allclose(sums.values, first.score.values, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(first.score.values, full[first.index.get_level_values(0), first.item_id.values])
+    want_top = np.argsort(-full[:, 1:], axis=1)[:, :10] + 1
+    assert first.item_id.values.reshape(B, 10).tolist() == want_top.tolist()
+    assert g.size().min() == (k + 1) - 1 and g.size().max() == k + 1
+
+
+def test_dense_to_sparse():
+    h = np.array([[1.0, 2, 3], [3, 2, 1], [2, 2, 2]])
+    idx, val = C.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3))
+    assert idx.shape == (3, 2) and val.shape == (3, 2)
+    assert idx.tolist() == [[2, 1], [0, 1], [0, 1]]
+    np.testing.assert_allclose(val, [[1, 0], [1, 0], [0, 0]])
+    idx, val = C.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3), both_signs=True)
+    assert idx[0].tolist() == [2, 3] and val[0].tolist() == [1, 1]  # dim 0's negative side is unit 3
+    rng = np.random.default_rng(0)
+    h = rng.normal(5.0, [1, 10, 100], size=(400, 3))
+    idx, val = C.dense_to_sparse(h, 1)  # standardised: each dimension wins about a third of the time
+    assert np.bincount(idx[:, 0], minlength=3).min() > 90
+
+
+# ----------------------------------------------------------------------------------------------------
+# A planted world for cards, labels and detection
+
+
+def _planted(seed=0, n_tr=4000, n_h=2000, n_items=61, L=8):
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n_items)
+    genres = [["Comedy"] if i <= 6 else [["Drama", "Action", "Horror"][i % 3]] for i in ids]
+    w = np.exp(rng.normal(0, 0.7, len(ids)))
+    w /= w.sum()
+
+    def hists(n):
+        ln = rng.integers(2, L + 1, n)
+        h = np.zeros((n, L), dtype=np.int64)
+        for length in range(2, L + 1):  # distinct items per window, one draw per length
+            rows = np.flatnonzero(ln == length)
+            keys = rng.random((len(rows), len(ids))) ** (1 / w)
+            h[rows, :length] = ids[np.argsort(-keys, axis=1)[:, :length]]
+        return h
+
+    htr, hh = hists(n_tr), hists(n_h)
+    pop = np.bincount(htr.ravel(), minlength=n_items)[1:]
+    items = pd.DataFrame({"item_id": ids, "title": [f"Movie {i} ({1970 + 10 * (i % 3)})" for i in ids],
+                          "year": 1970 + 10 * (ids % 3), "genres": genres, "popularity": pop,
+                          "movie_id": ids})
+
+    def acts(h, bins):
+        n = len(h)
+        comedy = ((h >= 1) & (h <= 6)).any(1)
+        val = np.zeros((n, 3))
+        val[:, 0] = np.where(comedy, rng.uniform(0.5, 1.5, n), 0.0)          # fires exactly on Comedy
+        val[:, 1] = np.where(rng.random(n) < 0.3, rng.uniform(0.5, 1.5, n), 0.0)  # random
+        p = 0.1 + 0.08 * bins                                                  # depends on popularity bin only
+        val[:, 2] = np.where(rng.random(n) < p, rng.uniform(0.5, 1.5, n), 0.0)
+        return np.tile(np.arange(3), (n, 1)), val
+
+    Xtr, Xh = C.incidence(htr, n_items), C.incidence(hh, n_items)
+    ptr_, ph_ = C.sequence_popularity(Xtr, np.r_[0, pop]), C.sequence_popularity(Xh, np.r_[0, pop])
+    edges = np.nanquantile(ptr_, np.linspace(0, 1, C.POP_BINS + 1)[1:-1])
+    itr, vtr = acts(htr, np.searchsorted(edges, ptr_, side="right"))
+    ih, vh = acts(hh, np.searchsorted(edges, ph_, side="right"))
+    return items, htr, itr, vtr, hh, ih, vh
+
+
+@pytest.fixture(scope="module")
+def planted():
+    items, htr, itr, vtr, hh, ih, vh = _planted()
+    d = C.build_dictionaries(itr, vtr, htr, items, m=4, top_n=50)
+    return d, (hh, ih, vh)
+
+
+CARD_KEYS = {"latent", "n_fire", "freq", "top_items", "genre_enrichment", "decade_enrichment", "popularity_pct",
+             "context", "examples"}
+
+
+def test_cards_follow_the_schema(planted, tiny):
+    d, _ = planted
+    cards = C.latent_cards(d)
+    assert [c["latent"] for c in cards] == [0, 1, 2]  # latent 3 is dead
+    json.dumps(cards, allow_nan=False)
+    for c in cards:
+        assert set(c) == CARD_KEYS
+        assert isinstance(c["n_fire"], int) and isinstance(c["freq"], float)
+        assert isinstance(c["popularity_pct"], float) and 0 <= c["popularity_pct"] <= 100
+        assert c["context"] == ""
+        assert 0 < len(c["top_items"]) <= 20
+        for it in c["top_items"]:
+            assert set(it) == {"item_id", "title", "year", "genres", "count", "strength", "lift"}
+            assert isinstance(it["item_id"], int) and isinstance(it["title"], str) and isinstance(it["year"], int)
+            assert isinstance(it["genres"], list) and all(isinstance(g, str) for g in it["genres"])
+            assert isinstance(it["count"], int) and isinstance(it["strength"], float)
+        for e in c["genre_enrichment"]:
+            assert set(e) == {"genre", "odds_ratio", "p_value"} and e["odds_ratio"] > 1
+        for e in c["decade_enrichment"]:
+            assert set(e) == {"decade", "odds_ratio", "p_value"} and isinstance(e["decade"], int)
+        assert 0 < len(c["examples"]) <= 5
+        acts = [x["activation"] for x in c["examples"]]
+        assert acts == sorted(acts, reverse=True)
+        for x in c["examples"]:
+            assert set(x) == {"history_titles", "activation"} and 0 < len(x["history_titles"]) <= 9
+    comedy = cards[0]
+    assert comedy["genre_enrichment"][0]["genre"] == "Comedy"
+    assert all(g["genres"] == ["Comedy"] for g in comedy["top_items"][:6])
+    # tiny world: example titles are the last <= 9 items, oldest first
+    tc = C.latent_cards(tiny)
+    assert tc[0]["examples"][0]["history_titles"] == ["B (1995)", "A (1995)"]
+
+
+def test_offline_label_deterministic_and_names_planted_genre(planted):
+    d, _ = planted
+    cards = C.latent_cards(d)
+    a, b = C.offline_label(cards[0]), C.offline_label(json.loads(json.dumps(cards[0])))
+    assert a == b and set(a) == {"name", "description"}
+    assert a["name"] == "generic (37% of histories): Comedy, mid-popularity"  # fires on 37% > GENERIC_FREQ
+    assert "Comedy" in a["description"]
+    assert "Comedy" not in C.offline_label(cards[1])["name"]
+    card = {"latent": 7, "n_fire": 10, "freq": 0.01, "top_items": [], "popularity_pct": 80.0, "context": "",
+            "examples": [], "genre_enrichment": [{"genre": "Drama", "odds_ratio": 2.0, "p_value": 1e-9},
+                                                 {"genre": "War", "odds_ratio": 3.0, "p_value": 1e-5},
+                                                 {"genre": "Crime", "odds_ratio": 5.0, "p_value": 0.2}],
+            "decade_enrichment": [{"decade": 1970, "odds_ratio": 1.8, "p_value": 1e-6}]}
+    assert C.offline_label(card)["name"] == "War + Drama, 1970s releases, popular"
+    sig = C.label_signature(card)
+    assert sig["genres"] == pytest.approx({"War": math.log(3.0), "Drama": math.log(2.0)})
+    assert sig["popularity"]["band"] == "popular" and sig["popularity"]["weight"] > 0
+
+
+def test_grocery_style_cards_and_labels():
+    items = pd.DataFrame({"item_id": [1, 2, 3, 4], "i_category": ["Snacks", "Snacks", "Tea", "Coffee"],
+                          "r_complement": ["[3, 4]", "[]", "[1]", None], "r_substitute": [[2], [], [], [3]],
+                          "popularity": [30, 20, 20, 10]})
+    d = C.build_dictionaries(IDX, VAL, HIST, items, m=3, top_n=2)
+    cards = C.latent_cards(d)
+    json.dumps(cards, allow_nan=False)
+    c0 = cards[0]
+    assert set(c0) == CARD_KEYS and c0["decade_enrichment"] == []
+    assert all(it["title"] is None and it["year"] is None for it in c0["top_items"])
+    assert c0["top_items"][0]["genres"] == ["Snacks"]  # item 2 ranks first, its category stands in for genres
+    assert "complements 3, 4" in c0["context"] and "substitutes 2" in c0["context"]
+    assert c0["examples"][0]["history_titles"] == ["item 2 [Snacks]", "item 1 [Snacks]"]
+    lab = C.offline_label(c0)
+    assert lab == C.offline_label(c0) and "categor" in lab["description"]
+    card = dict(c0, genre_enrichment=[{"genre": "Snacks", "odds_ratio": 4.0, "p_value": 1e-8}])
+    assert C.offline_label(card)["name"].startswith("Snacks")
+
+
+def test_flags_generic_and_popularity():
+    n = 200
+    hist = np.tile(np.array([[1, 2, 3]]), (n, 1))
+    idx = np.tile(np.array([[0, 1]]), (n, 1))
+    val = np.zeros((n, 2))
+    val[:, 0] = 1.0 + np.arange(n) / n  # fires on every sequence
+    val[:5, 1] = 1.0
+    items = pd.DataFrame({"item_id": [1, 2, 3], "popularity": [5, 5, 5]})
+    d = C.build_dictionaries(idx, val, hist, items, m=2, top_n=10)
+    assert d.generic.tolist() == [True, False]
+    assert C.GENERIC_FREQ == 0.10
+
+
+def test_detection_planted_vs_random(planted):
+    d, (hh, ih, vh) = planted
+    cards = C.latent_cards(d)
+    res = C.detection_scores(d, cards, ih, vh, hh).set_index("latent")
+    com, rnd = res.loc[0], res.loc[1]
+    assert com.n_pos > 300 and com.n_neg > 300 and com.n_pos + com.n_neg == len(hh)
+    assert com.auc_random > 0.99 and com.auc_matched > 0.99
+    assert com.bal_acc_random >= 0.9 and com.bal_acc_matched >= 0.9
+    assert abs(rnd.auc_random - 0.5) < 0.1 and abs(rnd.bal_acc_random - 0.5) < 0.1
+    assert abs(rnd.auc_matched - 0.5) < 0.1
+    assert np.isnan(res.loc[3].auc_random) and res.loc[3].n_pos == 0  # dead latent
+
+
+def test_detection_popularity_matching(planted):
+    """Latent 2 fires with a probability that depends on the popularity bin only: a pure popularity
+    signature separates it from random negatives, but not from popularity-matched ones."""
+    d, (hh, ih, vh) = planted
+    sig = {"latent": 2, "genres": {}, "decades": {}, "popularity": {"band": "popular", "pct": 70.0, "weight": 1.0}}
+    res = C.detection_scores(d, [sig], ih, vh, hh).set_index("latent")
+    assert res.loc[2].auc_random > 0.62
+    assert abs(res.loc[2].auc_matched - 0.5) < 0.06
+    assert not res.loc[[0, 1]].has_signature.any()
+    np.testing.assert_allclose(res.loc[[0, 1]].auc_random, 0.5)  # no signature: constant scores
+
+
+def test_tables_and_save(planted, tmp_path):
+    d, _ = planted
+    labels = [C.offline_label(c) for c in C.latent_cards(d)]
+    tabs = C.dictionary_tables(d, labels=labels, promoted=(np.array([[1, 2]] * 4), np.ones((4, 2))))
+    assert set(tabs) == {"latents", "latent_items", "genre_enrichment", "decade_enrichment", "promoted"}
+    li = tabs["latent_items"]
+    assert {"latent", "item_id", "count", "strength", "lift", "rank"} <= set(li.columns)
+    assert (li.groupby("latent")["rank"].min() == 1).all()
+    assert tabs["latents"].label.iat[0] == labels[0]["name"]
+    ge = tabs["genre_enrichment"]
+    assert ge[(ge.latent == 0) & (ge.genre == "Comedy")].significant.item()
+    paths = C.save_dictionaries(tabs, tmp_path)
+    assert len(paths) == 10
+    back = pd.read_parquet(tmp_path / "latent_items.parquet")
+    pd.testing.assert_frame_equal(back, li.reset_index(drop=True))
+    assert len(pd.read_csv(tmp_path / "genre_enrichment.csv")) == len(ge)

@@ -1,0 +1,318 @@
+"""labeling.py against a real OpenAI-compatible HTTP server (tests/llm_server.py): the real `openai`
+client, real HTTP, real status codes. Nothing is mocked."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsae_utils import labeling
+from recsae_utils.labeling import (LLMConfig, LLMError, build_judge_messages, build_label_messages, judge_latents,
+                                   label_latents)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llm_server import GENRES, FakeLLM  # noqa: E402
+
+KEY = "sk-test-SECRET-7f3a9c1e5b"
+MODEL = "test-model"
+
+
+def make_card(latent: int, genre: str | None = None) -> dict:
+    genre = genre or GENRES[latent % len(GENRES)]
+    items = [{"item_id": 100 * latent + j, "title": f"Film {latent}-{j}", "year": 1990 + j, "genres": [genre],
+              "count": 10 - j, "strength": 5.0 - j / 2, "lift": 2.5} for j in range(3)]
+    items.append({"item_id": 7, "title": None, "year": None, "genres": [], "count": 1, "strength": 0.1, "lift": 0.4})
+    return {"latent": latent, "n_fire": 40 + latent, "freq": 0.0123, "top_items": items,
+            "genre_enrichment": [{"genre": genre, "odds_ratio": 4.2, "p_value": 1.5e-6}],
+            "decade_enrichment": [{"decade": 1990, "odds_ratio": 1.8, "p_value": 0.003}],
+            "popularity_pct": 61.4, "context": "",
+            "examples": [{"history_titles": [f"Old {k}" for k in range(12)], "activation": 0.87}]}
+
+
+def offline(card: dict) -> dict:
+    return {"name": f"latent {card['latent']} by metadata", "description": "from genres"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = FakeLLM(api_key=KEY, models=[MODEL]).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def llm(server, monkeypatch):
+    """A fresh script and the client environment pointing at the server."""
+    server.reset()
+    server.delay = 0.0
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    return server
+
+
+def cfg(**kw) -> LLMConfig:
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("concurrency", 4)
+    return LLMConfig(model=MODEL, **kw)
+
+
+def assert_no_key(out_dir: Path, *objs) -> None:
+    for p in Path(out_dir).rglob("*"):
+        if p.is_file():
+            assert KEY.encode() not in p.read_bytes(), p
+    for o in objs:
+        text = o.to_csv() if isinstance(o, pd.DataFrame) else str(o)
+        assert KEY not in text
+
+
+# --- prompts --------------------------------------------------------------------------------------
+
+def test_label_prompt_has_fields():
+    card = make_card(5, "Horror")
+    msgs = build_label_messages(card)
+    assert [m["role"] for m in msgs] == ["system", "user"] and "JSON" in msgs[0]["content"]
+    user = msgs[1]["content"]
+    for s in ["Latent 5", "Film 5-0", "1990", "Horror", "| 10 |", "5", "2.50", "OR 4.20", "1990s", "61",
+              "item 7", "Old 11", "0.87"]:
+        assert s in user, s
+    assert "Old 2;" not in user                              # at most 9 history titles per example
+    assert build_label_messages(card) == msgs                # deterministic
+    assert "books" in build_label_messages(card, domain="books")[0]["content"]
+
+
+def test_judge_prompt_and_parsing():
+    probe = {"latent": 1, "history_titles": [f"T{i}" for i in range(12)], "last_item": "Alien (1979) (Sci-Fi)",
+             "activating": True}
+    user = build_judge_messages({"name": "Space horror", "description": "Aliens."}, probe)[1]["content"]
+    assert "Space horror" in user and "Recommended next: Alien (1979) (Sci-Fi)" in user
+    assert "T3" in user and "T2\n" not in user
+    scores = [labeling.parse_score(s) for s in ["7", " 10.", "Answer: 3", "11", "-2", "none", ""]]
+    assert scores == [7, 10, 3, -1, -1, -1, -1]
+    fenced = '```json\n{"name": "a b", "description": "c"}\n```'
+    assert labeling.parse_label(fenced) == {"name": "a b", "description": "c"}
+    long_name = labeling.parse_label('Sure: {"name": "one two three four five six seven eight nine"}')["name"]
+    assert len(long_name.split()) == 8
+    assert labeling.parse_label('{"name": "x", "description": "y"') is None
+
+
+# --- labels against the server --------------------------------------------------------------------
+
+def test_labels_then_cache(llm, tmp_path):
+    cards = [make_card(i) for i in range(10)]
+    df = label_latents(cards, cfg(), tmp_path, progress=False)
+    assert list(df.columns[:7]) == ["latent", "name", "description", "labeler", "status", "prompt_tokens",
+                                    "completion_tokens"]
+    assert df["latent"].tolist() == list(range(10))
+    assert df["name"].tolist() == [f"{GENRES[i]} movies" for i in range(10)]
+    assert (df["status"] == "ok").all() and (df["labeler"] == f"openai:{MODEL}").all()
+    assert (df["prompt_tokens"] > 100).all() and (df["completion_tokens"] > 0).all()
+    body = llm.requests[0]
+    assert body["temperature"] == 0.0 and body["seed"] == 0 and body["max_tokens"] == 120
+    assert body["response_format"] == {"type": "json_object"}
+    assert len(list((tmp_path / "llm_cache").glob("*.json"))) == 10
+    saved = pd.read_parquet(tmp_path / "labels.parquet")
+    pd.testing.assert_frame_equal(saved, df)
+    assert (tmp_path / "labels.csv").exists() and (tmp_path / "labels_meta.json").exists()
+
+    n = llm.n_http
+    again = label_latents(cards, cfg(), tmp_path, progress=False)
+    assert llm.n_http == n                                  # zero requests the second time
+    assert (again["status"] == "cached").all() and again["name"].tolist() == df["name"].tolist()
+    assert again["prompt_tokens"].tolist() == df["prompt_tokens"].tolist()
+    assert_no_key(tmp_path, df, again)
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_retries_then_success(llm, tmp_path, status):
+    llm.fail_first, llm.fail_status = 3, status
+    df = label_latents([make_card(i) for i in range(3)], cfg(concurrency=1), tmp_path, progress=False)
+    assert (df["status"] == "ok").all()
+    assert llm.n_http == 6 and len(llm.requests) == 3
+
+
+def test_retries_exhausted_marks_failed(llm, tmp_path):
+    llm.fail_first, llm.fail_status = 2, 503
+    df = label_latents([make_card(0), make_card(1)], cfg(concurrency=1, max_retries=1), tmp_path, progress=False)
+    assert df["status"].tolist() == ["failed", "ok"]
+    assert "HTTP 503" in df.loc[0, "error"]
+
+
+def test_malformed_json_repair(llm, tmp_path):
+    llm.malformed_once, llm.malformed_always = {1}, {2}
+    df = label_latents([make_card(i) for i in range(4)], cfg(), tmp_path, progress=False)
+    assert df["status"].tolist() == ["ok", "ok", "failed", "ok"]
+    assert df.loc[1, "name"] == f"{GENRES[1]} movies"
+    assert pd.isna(df.loc[2, "name"]) and "repair" in df.loc[2, "error"]
+    assert len(llm.requests) == 6                           # 4 first answers + exactly one repair each for 1, 2
+    repairs = [b for b in llm.requests if len(b["messages"]) == 4]
+    assert len(repairs) == 2 and repairs[0]["messages"][2]["role"] == "assistant"
+    assert df.loc[1, "prompt_tokens"] > df.loc[0, "prompt_tokens"]   # both calls counted
+
+
+def test_bad_key_is_clear_and_secret(llm, tmp_path, monkeypatch):
+    bad = "sk-wrong-key-0000111122223333"
+    monkeypatch.setenv("OPENAI_API_KEY", bad)
+    with pytest.raises(LLMError, match="HTTP 401") as ei:
+        label_latents([make_card(i) for i in range(20)], cfg(), tmp_path, progress=False)
+    assert bad not in str(ei.value) and "OPENAI_API_KEY" in str(ei.value)
+    assert ei.value.__cause__ is None and ei.value.__context__ is None
+    assert llm.n_http <= 4                                  # stopped at once: at most the first wave, no retries
+    for p in tmp_path.rglob("*"):
+        assert not p.is_file() or bad.encode() not in p.read_bytes()
+
+
+def test_unknown_model_is_clear(llm, tmp_path):
+    with pytest.raises(LLMError, match=r"model 'gpt-nope' was not found.*HTTP 404"):
+        label_latents([make_card(0)], LLMConfig(model="gpt-nope"), tmp_path, progress=False)
+    assert llm.n_http == 1
+
+
+def test_models_endpoint(llm):
+    import openai
+
+    with openai.OpenAI(max_retries=0) as client:
+        assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_budget_stop(llm, tmp_path):
+    cards = [make_card(i) for i in range(8)]
+    one = label_latents(cards[:1], cfg(), tmp_path / "probe", progress=False)
+    cost = int(one["prompt_tokens"][0] + one["completion_tokens"][0])
+    llm.reset()
+    df = label_latents(cards, cfg(concurrency=1, budget_tokens=int(2.5 * cost)), tmp_path, progress=False)
+    assert df["status"].tolist() == ["ok"] * 3 + ["skipped_budget"] * 5
+    assert len(llm.requests) == 3 and df.loc[3:, "name"].isna().all()
+    assert (tmp_path / "labels.parquet").exists()
+
+
+def test_tokens_estimated_without_usage(llm, tmp_path):
+    llm.omit_usage = True
+    df = label_latents([make_card(0)], cfg(), tmp_path, progress=False)
+    prompt = "".join(m["content"] for m in build_label_messages(make_card(0)))
+    assert df.loc[0, "status"] == "ok" and df.loc[0, "prompt_tokens"] == len(prompt) // 4
+
+
+def test_dry_run_sends_nothing(llm, tmp_path):
+    cards = [make_card(i) for i in range(5)]
+    df = label_latents(cards, cfg(dry_run=True), tmp_path, progress=False)
+    assert llm.n_http == 0 and (df["status"] == "dry_run").all()
+    lines = [json.loads(s) for s in (tmp_path / "prompts.jsonl").read_text().splitlines()]
+    assert [r["latent"] for r in lines] == list(range(5))
+    assert lines[2]["messages"] == build_label_messages(cards[2])
+    assert_no_key(tmp_path, df)
+
+
+def test_offline_without_key(monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with caplog.at_level(logging.WARNING, logger="recsae_utils.labeling"):
+        df = label_latents([make_card(i) for i in range(3)], cfg(), tmp_path, fallback=offline, progress=False)
+    assert "OPENAI_API_KEY" in caplog.text
+    assert (df["labeler"] == "offline-metadata").all() and df["name"].tolist()[1] == "latent 1 by metadata"
+    df2 = label_latents([make_card(0)], cfg(), tmp_path, labeler="offline", fallback=offline, progress=False)
+    assert df2.loc[0, "status"] == "ok" and not (tmp_path / "llm_cache").exists()
+
+
+_CHILD = """
+import json, sys
+from recsae_utils.labeling import LLMConfig, label_latents
+cards = json.load(open(sys.argv[1]))
+label_latents(cards, LLMConfig(model=sys.argv[3], concurrency=2), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_kill(llm, tmp_path):
+    n = 40
+    cards = [make_card(i) for i in range(n)]
+    (tmp_path / "cards.json").write_text(json.dumps(cards))
+    out = tmp_path / "out"
+    cache = out / "llm_cache"
+    llm.delay = 0.1
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": llm.base_url}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / "cards.json"), str(out), MODEL], env=env)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and len(list(cache.glob("*.json"))) < 8:
+            assert child.poll() is None, "child ended early"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    time.sleep(0.05)
+    llm.wait_idle()                                     # the dead child's last requests finish server-side
+    done_before = {json.loads(p.read_text())["request"]["messages"][1]["content"].split(":")[0]
+                   for p in cache.glob("*.json")}
+    assert 8 <= len(done_before) < n and not (out / "labels.parquet").exists()
+
+    llm.reset()
+    llm.delay = 0.0
+    df = label_latents(cards, cfg(), out, progress=False)
+    assert df["status"].isin(["ok", "cached"]).all() and len(df) == n
+    assert (df["status"] == "cached").sum() == len(done_before)
+    resent = {b["messages"][1]["content"].split(":")[0] for b in llm.requests}
+    assert not resent & done_before and len(llm.requests) == n - len(done_before)
+
+
+# --- judge ----------------------------------------------------------------------------------------
+
+def test_judge_known_scores(llm, tmp_path):
+    labels = pd.DataFrame({"latent": [0, 1, 2], "name": ["Horror movies", "Comedy movies", None],
+                           "description": ["Scary films.", "Funny films.", None]})
+
+    def probe(latent, genre, act):
+        return {"latent": latent, "history_titles": ["A", "B"], "last_item": f"X (1990) ({genre})", "activating": act}
+
+    probes = ([probe(0, "Horror", True)] * 2 + [probe(0, "Drama", False), probe(0, "Horror", False)]   # 1, 0.5
+              + [probe(1, "Comedy", True), probe(1, "War", True)] + [probe(1, "War", False)] * 3      # 0.5, 1
+              + [probe(2, "Drama", True)])                                                            # no label
+    df = judge_latents(labels, probes, cfg(), tmp_path, progress=False)
+    assert df["latent"].tolist() == [0, 1]
+    r0, r1 = df.iloc[0], df.iloc[1]
+    assert (r0.recall, r0.specificity, r0.confidence, r0.n_pos, r0.n_neg) == (1.0, 0.5, 0.75, 2, 2)
+    assert not r0.interpretable
+    assert (r1.recall, r1.specificity, r1.confidence) == (0.5, 1.0, 0.8) and r1.interpretable
+    assert len(llm.requests) == 4                    # identical prompts (the flag is not shown) are sent once
+    assert all("response_format" not in b for b in llm.requests)
+    assert (tmp_path / "judge.parquet").exists() and (tmp_path / "judge_probes.parquet").exists()
+    n = llm.n_http
+    judge_latents(labels, probes, cfg(), tmp_path, progress=False)
+    assert llm.n_http == n
+    assert_no_key(tmp_path, df)
+
+
+def test_judge_unparsable_counts_wrong():
+    per = pd.DataFrame({"latent": [3] * 4, "activating": [True, True, False, False],
+                        "prediction": [9.0, -1.0, -1.0, 5.0]})
+    row = labeling.score_predictions(per).iloc[0]
+    assert (row.recall, row.specificity, row.confidence) == (0.5, 0.5, 0.5)
+
+
+def test_judge_dry_run_and_no_key(llm, tmp_path, monkeypatch):
+    labels = pd.DataFrame({"latent": [0], "name": ["Horror movies"], "description": ["Scary."]})
+    probes = [{"latent": 0, "history_titles": ["A"], "last_item": "B (Horror)", "activating": True}]
+    df = judge_latents(labels, probes, cfg(dry_run=True), tmp_path, progress=False)
+    assert llm.n_http == 0 and df.empty
+    row = json.loads((tmp_path / "judge_prompts.jsonl").read_text())
+    assert row["messages"] == build_judge_messages({"name": "Horror movies", "description": "Scary."}, probes[0])
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(LLMError, match="OPENAI_API_KEY"):
+        judge_latents(labels, probes, cfg(), tmp_path, progress=False)
+
+
+def test_unreachable_server_stops(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:                          # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with pytest.raises(LLMError, match="cannot reach"):
+        label_latents([make_card(i) for i in range(50)], cfg(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1),
+                      tmp_path, progress=False)

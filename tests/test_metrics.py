@@ -1,0 +1,70 @@
+"""Ranking and reconstruction metrics on hand-computed examples."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recsae_utils import metrics
+
+
+def test_hr_ndcg_hand_computed():
+    # ranks 1, 2, 6: HR@5 = 2/3; NDCG@5 = (1 + 1/log2(3)) / 3
+    m = metrics.ranking_metrics(np.array([1, 2, 6]), topk=(5, 10))
+    assert m["HR@5"] == pytest.approx(2 / 3)
+    assert m["NDCG@5"] == pytest.approx((1 + 1 / math.log2(3)) / 3)
+    assert m["HR@10"] == 1.0
+    assert m["NDCG@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(7)) / 3)
+
+
+def test_three_item_example_with_ties_and_masking():
+    # items 1..3 (column 0 = padding); user 0 knows item 2 and item 3 (its target)
+    scores = torch.tensor([[9.0, 0.5, 0.7, 0.5]])
+    indptr, known = np.array([0, 2]), np.array([2, 3])
+    masked = metrics.mask_known(scores, np.array([0]), indptr, known)
+    assert torch.isinf(masked[0, [0, 2, 3]]).all() and masked[0, 1] == 0.5
+    # target = item 3 with score 0.5; item 1 ties with it -> counted against the target -> rank 2
+    rank = metrics.ranks_from_scores(masked, torch.tensor([0.5]))
+    assert rank.tolist() == [2]
+    # without masking, padding (9.0), item 2 (0.7), item 1 and the target's own duplicate column all
+    # score >= 0.5: rank 1 + 4
+    assert metrics.ranks_from_scores(scores, torch.tensor([0.5])).tolist() == [5]
+
+
+def test_random_scorer_hits_k_over_n():
+    g = torch.Generator().manual_seed(0)
+    n_items, n = 201, 20000
+    scores = torch.rand(n, n_items, generator=g)
+    tgt = torch.randint(1, n_items, (n,), generator=g)
+    t_scores = scores[torch.arange(n), tgt]
+    scores[:, 0] = float("-inf")
+    scores[torch.arange(n), tgt] = float("-inf")
+    m = metrics.ranking_metrics(metrics.ranks_from_scores(scores, t_scores), topk=(10,))
+    assert m["HR@10"] == pytest.approx(10 / 200, abs=0.006)
+
+
+def test_reconstruction_edge_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 8, generator=g) * 3 + 1
+    perfect = metrics.reconstruction_metrics(x, x)
+    assert perfect["explained_variance"] == pytest.approx(1.0) and perfect["fvu"] == pytest.approx(0.0)
+    assert perfect["cosine"] == pytest.approx(1.0) and perfect["l2_ratio"] == pytest.approx(1.0)
+    mean = metrics.reconstruction_metrics(x, x.mean(0, keepdim=True).expand_as(x))
+    assert mean["explained_variance"] == pytest.approx(0.0, abs=1e-12)
+    half = metrics.reconstruction_metrics(x, 0.5 * x)
+    assert half["l2_ratio"] == pytest.approx(0.5) and half["nmse"] == pytest.approx(0.25)
+
+
+def test_firing_stats_and_fidelity_helpers():
+    idx = torch.tensor([[0, 1], [0, 2], [0, 1]])
+    st = metrics.firing_stats(idx, n_latents=4, dense_threshold=0.5)
+    assert st["freq"].tolist() == [1.0, 2 / 3, 1 / 3, 0.0]
+    assert st["dead_fraction"] == 0.25 and st["dense_fraction"] == 0.5
+    a = torch.tensor([[5.0, 4, 3, 2, 1]])
+    assert metrics.topk_overlap(a, a, k=2) == 1.0
+    assert metrics.topk_overlap(a, -a, k=2) == 0.0
+    assert metrics.catalog_kl(a, a) == pytest.approx(0.0)
+    assert metrics.catalog_kl(a, a + 3.0) == pytest.approx(0.0, abs=1e-12)  # shift-invariant
+    assert metrics.catalog_kl(a, torch.zeros_like(a)) > 0
