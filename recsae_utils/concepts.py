@@ -22,6 +22,7 @@ Two statistical choices worth knowing:
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (protocol.md Â
 CARD_MAX_ENRICH = 8        # enrichment entries per card (enriched ones only, significant first)
 ENRICH_ALPHA = 1e-3        # one-sided Fisher p below this ...
 ENRICH_MIN_OR = 1.5        # ... and odds ratio at least this = "significantly enriched"
+ENRICH_MIN_SHARE = 0.05    # a card lists a feature only if >= 5% of the latent's top slots hold it (a rare
+                           # decade seen in 5 of 1,000 slots can have an odds ratio of 50 yet says little)
 LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
 POP_HIGH = 60.0            # popularity_pct >= this: "popular" (50 = a typical consumed item)
@@ -618,12 +621,15 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
 
 
 def _enrich_entries(d: ConceptDictionary, j: int, kind: str, key: str) -> list[dict]:
-    """Enriched features (OR > 1) of latent j, significant ones first (by OR), then the rest by p."""
+    """Enriched features (OR > 1, share of top slots >= ENRICH_MIN_SHARE) of latent j, significant ones
+    first (by OR), then the rest by p."""
     cols = np.flatnonzero(d.feats.kind == kind)
     if cols.size == 0:
         return []
     orr, p = d.enrich.odds_ratio[j, cols], d.enrich.p_value[j, cols]
-    ok = np.isfinite(orr) & (orr > 1) & (d.enrich.a[j, cols] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = d.enrich.a[j, cols] / d.enrich.top_slots[j, cols]
+    ok = np.isfinite(orr) & (orr > 1) & (d.enrich.a[j, cols] > 0) & (share >= ENRICH_MIN_SHARE)
     cols, orr, p = cols[ok], orr[ok], p[ok]
     sig = (p < ENRICH_ALPHA) & (orr >= ENRICH_MIN_OR)
     o = np.lexsort((cols, np.where(sig, -orr, p), ~sig))[:CARD_MAX_ENRICH]
@@ -716,7 +722,8 @@ def dictionary_tables(d: ConceptDictionary, labels=None, promoted: tuple[np.ndar
                 "latent": jj, key: vals if kind == "genre" else vals.astype(np.int64),
                 "top_count": e.a[jj, cc], "top_slots": e.top_slots[jj, cc], "share_top": e.share_top[jj, cc],
                 "share_all": e.share_all[cc], "odds_ratio": e.odds_ratio[jj, cc], "p_value": e.p_value[jj, cc],
-                "significant": (e.p_value[jj, cc] < ENRICH_ALPHA) & (e.odds_ratio[jj, cc] >= ENRICH_MIN_OR)})
+                "significant": (e.p_value[jj, cc] < ENRICH_ALPHA) & (e.odds_ratio[jj, cc] >= ENRICH_MIN_OR)
+                & (e.share_top[jj, cc] >= ENRICH_MIN_SHARE)})
     if promoted is not None:
         ids, sc = promoted
         r = np.arange(ids.shape[1])
@@ -799,19 +806,19 @@ def offline_label(card: Mapping[str, Any]) -> dict:
     freq = float(card.get("freq", 0.0))
     if freq > GENERIC_FREQ:
         name = f"generic ({100 * freq:.0f}% of histories): " + name
-    what = "items" if not titled else "titles"
+    what = "titles" if titled else "items"
     if gs:
         ors = {e["genre"]: e["odds_ratio"] for e in card["genre_enrichment"]}
         kind = "genres" if noun == "genre" else "categories"
-        g_txt = f"{' and '.join(gs)} {what} ({kind} enriched, odds ratio " \
+        g_txt = f"rich in {' and '.join(gs)} {what} ({kind} enriched, odds ratio " \
                 + ", ".join(f"{ors[g]:.1f}" for g in gs) + ")"
     else:
-        g_txt = f"{what} with no significantly enriched {'genre' if noun == 'genre' else 'category'}"
+        g_txt = f"with no significantly enriched {'genre' if noun == 'genre' else 'category'}"
     d_txt = ""
     if ds:
         ord_ = {e["decade"]: e["odds_ratio"] for e in card["decade_enrichment"]}
         d_txt = ", mostly " + " and ".join(f"{d}s releases (odds ratio {ord_[d]:.1f})" for d in ds)
-    desc = (f"Fires on histories rich in {g_txt}{d_txt}, of {band_txt.replace('-', ' ')} items "
+    desc = (f"Fires on histories {g_txt}{d_txt}, of {band_txt.replace('-', ' ')} {what} "
             f"(popularity percentile {pct:.0f}, 50 = typical).")
     return {"name": name, "description": desc}
 
@@ -945,7 +952,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     s_pos = np.full((m, CALIB_POS), np.nan, dtype=np.float32)
     s_pos[lat, k] = np.einsum("pf,fp->p", Ftr[loc], W[:, lat])
     s_neg = (Ftr[np.searchsorted(need, pool)] @ W).T                           # (m, |pool|)
-    A_pool = _activation_csr_rows(f, pool, m)                                   # (m, |pool|) bool
+    A_pool = _fires_on(f, pool, m)                                   # (m, |pool|) bool
     s_all = np.concatenate([np.nan_to_num(s_pos), s_neg], 1)
     is_pos = np.concatenate([np.ones((m, CALIB_POS), bool), np.zeros_like(s_neg, bool)], 1)
     valid = np.concatenate([~np.isnan(s_pos), ~A_pool], 1)
@@ -983,7 +990,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     return pd.concat(rows, ignore_index=True)
 
 
-def _activation_csr_rows(f: Firing, rows: np.ndarray, m: int) -> np.ndarray:
+def _fires_on(f: Firing, rows: np.ndarray, m: int) -> np.ndarray:
     """(m, len(rows)) bool: does latent j fire on training instance rows[r]? (rows sorted)."""
     mark = np.zeros(f.n, bool)
     mark[rows] = True
@@ -1087,4 +1094,301 @@ def render_explanations(df: pd.DataFrame, n_reasons: int = 3) -> list[str]:
     for inst, rank, title in heads.itertuples(index=False):
         r = reasons.get((inst, rank), "")
         out.append(f"recommended {title} because of: {r or 'the bias term only'}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The notebook stage (05): dictionaries, labels, scores and baselines for one run
+
+
+def raw_dimension_k(d_in: int, k: int, m: int) -> int:
+    """k for the raw-dimension baseline: the SAE's firing rate (k / m) applied to 2 * d_in signed units."""
+    return max(1, round(2 * d_in * k / m))
+
+
+def score_summary(scores: pd.DataFrame, live: np.ndarray | None = None, threshold: float = 0.8) -> dict:
+    """Headline numbers of a detection-score table: share of (live) latents with balanced accuracy >=
+    threshold against random and popularity-matched negatives, medians and mean ROC-AUC."""
+    s = scores if live is None else scores[scores["latent"].isin(np.flatnonzero(live))]
+    s = s[s["n_pos"] > 0]
+    out = {"n_scored": int(len(s))}
+    for neg in ("random", "matched"):
+        ba, auc = s[f"bal_acc_{neg}"].astype(float), s[f"auc_{neg}"].astype(float)
+        out[f"share_bal_acc_ge_{threshold}_{neg}"] = float((ba >= threshold).mean()) if len(s) else float("nan")
+        out[f"median_bal_acc_{neg}"] = float(ba.median()) if len(s) else float("nan")
+        out[f"mean_auc_{neg}"] = float(auc.mean()) if len(s) else float("nan")
+    return out
+
+
+def dictionary_and_scores(idx_train, val_train, hist_train, idx_held, val_held, hist_held, items: pd.DataFrame,
+                          m: int, top_n: int, seed: int = 0) -> tuple[ConceptDictionary, list[dict], pd.DataFrame]:
+    """Build a dictionary on training instances, its cards, and its offline detection scores on held-out
+    instances: the same call serves the SAE and both baselines."""
+    d = build_dictionaries(idx_train, val_train, hist_train, items, m, top_n=top_n)
+    cards = latent_cards(d)
+    scores = detection_scores(d, cards, idx_held, val_held, hist_held, seed=seed)
+    return d, cards, scores
+
+
+@dataclass
+class ConceptRun:
+    d: ConceptDictionary
+    cards: list[dict]
+    labels: pd.DataFrame        # latent, name, description, labeler, status, ...
+    scores: pd.DataFrame        # offline detection scores of the SAE's labels
+    baselines: dict             # name -> (ConceptDictionary, scores) for 'raw' and 'random'
+    tables: dict[str, pd.DataFrame]
+    judge: pd.DataFrame | None
+    seconds: dict
+
+
+def _split_arrays(ctx, acts: dict, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    idx = np.concatenate([acts[s][0] for s in splits])
+    val = np.concatenate([acts[s][1] for s in splits])
+    hist = np.concatenate([ctx.inst[s].hist for s in splits])
+    return idx, val, hist
+
+
+def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> ConceptRun:
+    """Dictionaries from training instances, labels (offline metadata labeler or an LLM), offline
+    detection scores on held-out (dev + test) instances, and the same scores for the 64 raw dimensions
+    of h_u and for a randomly initialised SAE of the same shape."""
+    import time
+
+    from . import labeling, sae as sae_mod
+
+    t = {}
+    t0 = time.time()
+    m, k = sae_model.cfg.n_latents, sae_model.cfg.k
+    held = ("dev", "test")
+    it, vt, ht = acts["train"][0], acts["train"][1], ctx.inst["train"].hist
+    ih, vh, hh = _split_arrays(ctx, acts, held)
+    d, cards, scores = dictionary_and_scores(it, vt, ht, ih, vh, hh, ctx.ds.items, m, cfg.top_n, cfg.seed)
+    t["dictionaries_and_scores"] = time.time() - t0
+    t0 = time.time()
+    domain = "movies" if "title" in ctx.ds.items.columns else "grocery products (category ids only)"
+    llm = labeling.LLMConfig(model=cfg.llm_model, budget_tokens=cfg.llm_budget_tokens, seed=cfg.seed)
+    labels = labeling.label_latents(cards, llm, Path(cfg.run_dir) / "labels" / cfg.labeler, labeler=cfg.labeler,
+                                    domain=domain, progress=progress)
+    t["labels"] = time.time() - t0
+    judge = None
+    if cfg.labeler == "openai" and os.environ.get("OPENAI_API_KEY"):
+        t0 = time.time()
+        judge = labeling.judge_latents(labels, judge_probes(d, acts, ctx, cfg.seed), llm,
+                                       Path(cfg.run_dir) / "labels" / "judge", domain=domain, progress=progress)
+        t["judge"] = time.time() - t0
+    t0 = time.time()
+    names = dict(zip(labels["latent"].astype(int), labels["name"].fillna("").astype(str)))
+    W_dec = sae_model.W_dec.detach().numpy()
+    E = ctx.model.item_emb.weight.detach().numpy()
+    tables = dictionary_tables(d, names, promoted_items(W_dec, E))
+    tables["labels"] = labels
+    tables["scores"] = scores
+    # baselines: raw h_u dimensions (both signs, the SAE's firing rate) and a random SAE of the same shape
+    h = {s: ctx.h[s].numpy() for s in ("train", "dev", "test")}
+    kr = raw_dimension_k(h["train"].shape[1], k, m)
+    mu, sd = h["train"].mean(0), h["train"].std(0)
+    ri, rv = dense_to_sparse(h["train"], kr, both_signs=True)
+    rhi, rhv = dense_to_sparse(np.concatenate([h[s] for s in held]), kr, mu, sd, both_signs=True)
+    raw = dictionary_and_scores(ri, rv, ht, rhi, rhv, hh, ctx.ds.items, 2 * h["train"].shape[1], cfg.top_n, cfg.seed)
+    rnd_sae = sae_mod.random_sae(sae_model.cfg, x_mean=ctx.h["train"].mean(0))
+    ai, av = sae_mod.encode_sparse(rnd_sae, ctx.h["train"])
+    bi = np.concatenate([sae_mod.encode_sparse(rnd_sae, ctx.h[s])[0] for s in held])
+    bv = np.concatenate([sae_mod.encode_sparse(rnd_sae, ctx.h[s])[1] for s in held])
+    rnd = dictionary_and_scores(ai, av, ht, bi, bv, hh, ctx.ds.items, m, cfg.top_n, cfg.seed)
+    t["baselines"] = time.time() - t0
+    return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
+                      judge, t)
+
+
+def judge_probes(d: ConceptDictionary, acts: dict, ctx, seed: int = 0, n_pos: int = 5, n_neg: int = 5,
+                 max_titles: int = 9) -> list[dict]:
+    """RecSAE simulation probes on held-out (test) instances: each live latent's top activating test
+    instances and random non-activating ones; the 'last item' is SASRec's top-1 recommendation."""
+    import torch
+
+    from .metrics import mask_known
+
+    idx, val = acts["test"]
+    inst = ctx.inst["test"]
+    scores = mask_known(ctx.h["test"] @ ctx.model.item_emb.weight.detach().T, inst.user, *ctx.mask)
+    top1 = scores.argmax(1).numpy()
+    rng = np.random.default_rng(seed)
+    fires = _activation_csr(idx, val, d.m).T.tocsr()  # (m, n)
+    probes = []
+    for j in d.live.tolist():
+        a, b = fires.indptr[j], fires.indptr[j + 1]
+        rows, v = fires.indices[a:b], fires.data[a:b]
+        pos = rows[np.argsort(-v, kind="stable")[:n_pos]]
+        pool = np.setdiff1d(np.arange(len(inst)), rows)
+        neg = rng.choice(pool, size=min(n_neg, len(pool)), replace=False) if len(pool) else np.array([], int)
+        for r, is_pos in [(r, True) for r in pos] + [(r, False) for r in neg]:
+            hh = inst.hist[r, :max_titles]
+            hh = hh[hh > 0][::-1]
+            probes.append({"latent": j, "history_titles": [str(x) for x in d.display[hh]],
+                           "last_item": str(d.display[top1[r]]), "activating": bool(is_pos)})
+    return probes
+
+
+# ----------------------------------------------------------------------------------------------------
+# Views for the notebook and the report (small DataFrames; the logic stays testable here)
+
+
+def _titles(d: ConceptDictionary, ids) -> list[str]:
+    return [str(d.display[i]) for i in ids]
+
+
+def latent_overview(run: ConceptRun, n_titles: int = 5) -> pd.DataFrame:
+    """One row per live latent: label, labeler, frequency, flags, detection AUC, top titles by lift."""
+    t = run.d.tables
+    lab = run.labels.set_index("latent")
+    sc = run.scores.set_index("latent")
+    rows = []
+    for j in run.d.live.tolist():
+        its = t.item[t.ptr[j]:min(t.ptr[j + 1], t.ptr[j] + n_titles)]
+        rows.append({"latent": j, "label": lab.at[j, "name"] if j in lab.index else "",
+                     "labeler": lab.at[j, "labeler"] if j in lab.index else "",
+                     "freq": float(run.d.stats.freq[j]), "generic": bool(run.d.generic[j]),
+                     "popularity": bool(run.d.popularity_flag[j]),
+                     "auc_random": float(sc.at[j, "auc_random"]) if j in sc.index else float("nan"),
+                     "bal_acc_random": float(sc.at[j, "bal_acc_random"]) if j in sc.index else float("nan"),
+                     "top_movies": "; ".join(_titles(run.d, its))})
+    return pd.DataFrame(rows).sort_values("freq", ascending=False).reset_index(drop=True)
+
+
+def pick_example_latents(run: ConceptRun, n: int = 10, min_pos: int = 20) -> list[int]:
+    """The most predictable non-generic latents (highest held-out ROC-AUC with enough positives)."""
+    s = run.scores[(run.scores["n_pos"] >= min_pos)].copy()
+    s = s[~run.d.generic[s["latent"].to_numpy()]]
+    if s.empty:
+        s = run.scores[run.scores["n_pos"] > 0]
+    if s.empty:
+        return run.d.live[:n].tolist()
+    return s.sort_values(["auc_random", "latent"], ascending=[False, True])["latent"].head(n).astype(int).tolist()
+
+
+def latent_view(run: ConceptRun, j: int, top: int = 10) -> dict[str, pd.DataFrame]:
+    """A latent's card as tables: label, top movies by count / strength / lift, enrichment, promoted."""
+    t = run.d.tables
+    a, b = t.ptr[j], t.ptr[j + 1]
+    df = pd.DataFrame({"item_id": t.item[a:b], "title": _titles(run.d, t.item[a:b]), "count": t.count[a:b],
+                       "strength": t.strength[a:b].round(2), "lift": t.lift[a:b].round(2)})
+    lab = run.labels[run.labels["latent"] == j]
+    out = {"label": lab[["latent", "name", "description", "labeler"]].reset_index(drop=True),
+           "by_count": df.sort_values(["count", "strength"], ascending=False).head(top).reset_index(drop=True),
+           "by_strength": df.sort_values("strength", ascending=False).head(top).reset_index(drop=True),
+           "by_lift": df.head(top).reset_index(drop=True)}
+    for kind in ("genre", "decade"):
+        e = run.tables[f"{kind}_enrichment"]
+        out[f"{kind}_enrichment"] = (e[e["latent"] == j].sort_values("odds_ratio", ascending=False).head(top)
+                                     .reset_index(drop=True))
+    if "promoted" in run.tables:
+        p = run.tables["promoted"]
+        p = p[p["latent"] == j].copy()
+        p["title"] = _titles(run.d, p["item_id"])
+        out["promoted"] = p.reset_index(drop=True)
+    return out
+
+
+def score_table(run: ConceptRun) -> pd.DataFrame:
+    """Headline label-score numbers: SAE vs raw dimensions vs random SAE (offline detection)."""
+    rows = {"SAE": score_summary(run.scores, run.d.stats.n_fire > 0)}
+    for name, (d, s) in run.baselines.items():
+        rows[{"raw": "raw h_u dimensions", "random": "random SAE"}[name]] = score_summary(s, d.stats.n_fire > 0)
+    rows["SAE"]["live_latents"] = int((run.d.stats.n_fire > 0).sum())
+    for name, (d, _) in run.baselines.items():
+        rows[{"raw": "raw h_u dimensions", "random": "random SAE"}[name]]["live_latents"] = int((d.stats.n_fire > 0).sum())
+    return pd.DataFrame(rows).T
+
+
+def profile_views(run: ConceptRun, acts: dict, ctx, user: int = 36, movie_title: str = "Wonder Boys (2000)",
+                  top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A user's concepts (their latest instance: test, else dev, else train) and a movie's concepts
+    (by total activation strength over training sequences holding it). Falls back to the first user /
+    the most popular item when the named ones are absent (tiny data, Grocery)."""
+    names = dict(zip(run.labels["latent"].astype(int), run.labels["name"].fillna("").astype(str)))
+    row = None
+    for s in ("test", "dev", "train"):
+        hit = np.flatnonzero(ctx.inst[s].user == user)
+        if hit.size:
+            row = (s, hit[-1])
+            break
+    if row is None:
+        row = ("train", len(ctx.inst["train"]) - 1)
+        user = int(ctx.inst["train"].user[-1])
+    s, r = row
+    uv = instance_concepts(acts[s][0][r:r + 1], acts[s][1][r:r + 1], names, top=top, m=run.d.m)
+    uv.insert(0, "user", user)
+    uv.insert(1, "split", s)
+    items = ctx.ds.items
+    if "title" in items.columns and (items["title"] == movie_title).any():
+        item = int(items.loc[items["title"] == movie_title, "item_id"].iloc[0])
+    else:
+        item = int(items.sort_values("popularity", ascending=False)["item_id"].iloc[0])
+    ic = item_concepts(acts["train"][0], acts["train"][1], ctx.inst["train"].hist, run.d.n_items, names, top=top,
+                       m=run.d.m)
+    mv = ic[ic["item_id"] == item].copy()
+    mv.insert(1, "title", str(run.d.display[item]))
+    return uv.reset_index(drop=True), mv.reset_index(drop=True)
+
+
+def example_explanations(run: ConceptRun, acts: dict, ctx, sae_model, n: int = 2, top: int = 10) -> pd.DataFrame:
+    """Explain the top-10 recommendations of `n` test instances (the first test instances of distinct
+    users), with the user's known items masked as in evaluation."""
+    import torch
+
+    from .metrics import mask_known
+
+    inst = ctx.inst["test"]
+    _, first = np.unique(inst.user, return_index=True)
+    rows = np.sort(first)[:n]
+    names = dict(zip(run.labels["latent"].astype(int), run.labels["name"].fillna("").astype(str)))
+    E = ctx.model.item_emb.weight.detach()
+    mask = torch.isinf(mask_known(torch.zeros(len(rows), E.shape[0]), inst.user[rows], *ctx.mask)).numpy()
+    df = explain_recommendations(acts["test"][0][rows], acts["test"][1][rows], sae_model.W_dec.detach().numpy(),
+                                 sae_model.b_dec.detach().numpy(), E.numpy(), ctx.ds.items, top=top, labels=names,
+                                 mask=mask, instances=rows)
+    return df
+
+
+def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd.DataFrame,
+                         movie_view: pd.DataFrame, scores: pd.DataFrame) -> dict:
+    """Full tables to the run folder; trimmed tables (top 20 items per latent), scores and examples to
+    reports/<dataset>/concepts/. Returns the summary.json section."""
+    save_dictionaries(run.tables, Path(cfg.run_dir) / "concepts")
+    small = dict(run.tables)
+    small["latent_items"] = small["latent_items"][small["latent_items"]["rank"] <= 20]
+    for name in ("genre_enrichment", "decade_enrichment"):
+        small[name] = small[name][small[name]["significant"]]
+    small["scores_raw_dimensions"] = run.baselines["raw"][1]
+    small["scores_random_sae"] = run.baselines["random"][1]
+    small["explanations"] = expl
+    small["user_profile"] = user_view
+    small["movie_profile"] = movie_view
+    if run.judge is not None:
+        small["judge"] = run.judge
+    rep = Path(cfg.report_dir) / "concepts"
+    for name, df in small.items():
+        with artifacts.atomic_path(rep / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False)
+    examples = []
+    for j in pick_example_latents(run, 10):
+        lab = run.labels[run.labels["latent"] == j].iloc[0]
+        sc = run.scores[run.scores["latent"] == j].iloc[0]
+        t = run.d.tables
+        examples.append({"latent": j, "name": lab["name"], "description": lab["description"],
+                         "labeler": lab["labeler"], "freq": float(run.d.stats.freq[j]),
+                         "auc_random": float(sc["auc_random"]), "bal_acc_random": float(sc["bal_acc_random"]),
+                         "auc_matched": float(sc["auc_matched"]), "n_pos": int(sc["n_pos"]),
+                         "top_by_lift": _titles(run.d, t.item[t.ptr[j]:min(t.ptr[j + 1], t.ptr[j] + 5)])})
+    out = {"live_latents": int((run.d.stats.n_fire > 0).sum()), "n_latents": run.d.m,
+           "generic_latents": int(run.d.generic.sum()), "popularity_latents": int(run.d.popularity_flag.sum()),
+           "labeler": cfg.labeler, "label_status": run.labels["status"].value_counts().to_dict(),
+           "scores": {k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
+                      for k, row in scores.to_dict(orient="index").items()},
+           "seconds": run.seconds, "examples": examples,
+           "explanations": render_explanations(expl, n_reasons=3)}
+    if run.judge is not None:
+        out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
+                        "mean_confidence": float(run.judge["confidence"].mean())}
     return out

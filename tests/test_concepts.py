@@ -324,20 +324,25 @@ def test_grocery_style_cards_and_labels():
     lab = C.offline_label(c0)
     assert lab == C.offline_label(c0) and "categor" in lab["description"]
     card = dict(c0, genre_enrichment=[{"genre": "Snacks", "odds_ratio": 4.0, "p_value": 1e-8}])
-    assert C.offline_label(card)["name"].startswith("Snacks")
+    assert C.offline_label(card)["name"] == "generic (75% of histories): Snacks, mid-popularity"
 
 
 def test_flags_generic_and_popularity():
+    rng = np.random.default_rng(0)
     n = 200
-    hist = np.tile(np.array([[1, 2, 3]]), (n, 1))
-    idx = np.tile(np.array([[0, 1]]), (n, 1))
-    val = np.zeros((n, 2))
-    val[:, 0] = 1.0 + np.arange(n) / n  # fires on every sequence
-    val[:5, 1] = 1.0
-    items = pd.DataFrame({"item_id": [1, 2, 3], "popularity": [5, 5, 5]})
-    d = C.build_dictionaries(idx, val, hist, items, m=2, top_n=10)
-    assert d.generic.tolist() == [True, False]
-    assert C.GENERIC_FREQ == 0.10
+    hist = np.stack([rng.choice(np.arange(4, 41), 3, replace=False) for _ in range(n)])
+    hist[:5] = [1, 2, 3]                      # the only sequences with the three blockbusters
+    idx = np.tile(np.arange(3), (n, 1))
+    val = np.zeros((n, 3))
+    val[:, 0] = 1.0 + np.arange(n) / n        # fires on every sequence: generic by frequency
+    val[:5, 1] = 1.0                          # fires on the blockbuster sequences: popularity latent
+    val[50:60, 2] = 1.0                       # 10 random sequences, ~25 distinct of 40 items: generic by coverage
+    items = pd.DataFrame({"item_id": np.arange(1, 41), "popularity": np.r_[[100, 100, 100], np.ones(37)]})
+    d = C.build_dictionaries(idx, val, hist, items, m=3, top_n=10)
+    assert d.coverage[1] == pytest.approx(3 / 40) and d.coverage[2] > C.GENERIC_COVERAGE
+    assert d.generic.tolist() == [True, False, True]
+    assert d.popularity_pct[1] > 95 and 30 < d.popularity_pct[2] < 70
+    assert d.popularity_flag.tolist() == [False, True, False]
 
 
 def test_detection_planted_vs_random(planted):

@@ -1,0 +1,382 @@
+"""TopK sparse autoencoder on SASRec's user vector h_u (Gao et al. 2024; RecSAE = protocol.md §3).
+
+    z     = TopK_k( ReLU(W_enc (x - b_dec) + b_enc) )           k non-zeros out of n_latents
+    x_hat = sum_{j in TopK} z_j W_dec[j] + b_dec                  (W_dec rows have unit norm)
+    FVU   = sum_b ||x_b - x_hat_b||^2 / sum_b ||x_b - mean_batch(x)||^2
+    AuxK  = ||e - e_hat||^2 / ||e - mean(e)||^2,   e = x - x_hat (detached),
+            e_hat = sum over the top-k_aux *dead* latents' ReLU pre-activations times their W_dec rows
+    loss  = FVU + aux_coef * AuxK
+
+Two variants. "openai" (Gao et al.): decoder rows renormalised after every step and the gradient
+component parallel to each row removed before it (so Adam cannot spend steps changing a row's norm,
+which the renormalisation would undo); dead = not fired in the last `dead_window` training samples.
+"reference" (the RecSAE code, quirks kept on purpose so its numbers can be matched): rows renormalised
+once per epoch, no projection; dead = never in a top-k during the whole previous epoch (no AuxK in
+epoch 1); AuxK target e = x_hat - x (EleutherAI's sign), not detached, e_hat decoded WITH b_dec,
+normalised by the variance of x (not of e) and scaled by min(n_dead / k_aux, 1).
+
+Speed (CPU): the only dense operation is the encoder matmul (B, d) x (d, n_latents) plus its top-k.
+Gradients reach the encoder only through the k selected pre-activations, so `_SelectedPreActs` gives
+it a sparse backward (O(B k d): a sparse-dense matmul and an embedding_bag) instead of autograd's two
+dense (B, n_latents, d) matmuls and the dense zero-filled (B, n_latents) gradient of topk. The decoder
+gathers k rows per sample with embedding_bag; no dense (B, n_latents) code is ever built.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import artifacts
+from .train import _load_state, _state_tensors, early_stop_now
+
+
+@dataclass
+class SAEConfig:
+    d_in: int = 64
+    n_latents: int = 2048
+    k: int = 32
+    k_aux: int = 32                  # d_in // 2 (reference)
+    aux_coef: float = 1 / 32
+    variant: str = "openai"          # "openai" or "reference"
+    dead_window: int = 1_000_000     # samples without firing before a latent counts as dead ("openai")
+    lr: float = 1e-4
+    l2: float = 1e-6                 # Adam weight decay on W_enc, W_dec, b_dec (not b_enc), as in the reference
+    batch_size: int = 32
+    epochs: int = 50
+    early_stop: int = 10             # patience on the selection score (ReChorus rule)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _topk(pre: Tensor, k: int, group: int = 8) -> tuple[Tensor, Tensor]:
+    """Exact top-k along dim 1, ~1.5x faster than torch.topk on CPU for k << n. Split the columns into
+    G = n/group interleaved groups; every top-k element lies in one of the k groups with the largest
+    maxima (else k larger group maxima would beat it), so a top-k over the G maxima and one over those
+    k*group candidates replace the top-k over all n columns. The values are exact even with ties."""
+    B, n = pre.shape
+    G = n // group
+    if n % group or G < 2 * k:
+        return pre.topk(k, dim=1, sorted=False)
+    grouped = pre.view(B, group, G)  # column c = member * G + group_id
+    top = grouped.amax(1).topk(k, dim=1, sorted=False).indices  # (B, k) group ids
+    vals, j = grouped.gather(2, top[:, None, :].expand(B, group, k)).view(B, group * k).topk(k, dim=1, sorted=False)
+    return vals, (j // k) * G + top.gather(1, j % k)
+
+
+def _scatter_rows(idx: Tensor, w: Tensor, A: Tensor, n_rows: int) -> Tensor:
+    """out[j] = sum over (b, s) with idx[b, s] = j of w[b, s] A[b]: a sparse (n_rows, B) x dense (B, m)
+    matmul, ~3x faster on CPU than index_add_ or embedding_bag's sort-based backward."""
+    B, k = idx.shape
+    rows = torch.arange(B, device=idx.device).repeat_interleave(k)
+    G = torch.sparse_coo_tensor(torch.stack([idx.reshape(-1), rows]), w.reshape(-1), (n_rows, B),
+                                check_invariants=False)
+    return torch.sparse.mm(G, A)
+
+
+class _SelectedPreActs(torch.autograd.Function):
+    """pre[b, idx[b, s]] for pre = xc W^T + b computed without grad; the backward touches only the
+    selected entries: dW = G^T xc, db = G^T 1, dxc = sum_s g_bs W[idx_bs]."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, idx: Tensor, xc: Tensor, W: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(idx, xc, W)
+        return pre.gather(1, idx)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        idx, xc, W = ctx.saved_tensors
+        gxc = gW = gb = None
+        if ctx.needs_input_grad[3] or ctx.needs_input_grad[4]:
+            gWb = _scatter_rows(idx, g, torch.cat([xc, xc.new_ones(len(xc), 1)], 1), W.shape[0])
+            gW, gb = gWb[:, :-1], gWb[:, -1]  # the ones column gives the bias gradient
+        if ctx.needs_input_grad[2]:
+            gxc = F.embedding_bag(idx, W, per_sample_weights=g, mode="sum")
+        return None, None, gxc, gW, gb
+
+
+class _SparseDecode(torch.autograd.Function):
+    """sum_s v_bs W[idx_bs] (embedding_bag); backward dW by `_scatter_rows`, dv by embedding_bag's own
+    per-sample-weight gradient (a gathered dot product), both without a dense (B, n_latents) array."""
+
+    @staticmethod
+    def forward(ctx, vals: Tensor, idx: Tensor, W: Tensor) -> Tensor:
+        ctx.save_for_backward(vals, idx, W)
+        return F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum")
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        vals, idx, W = ctx.saved_tensors
+        gv = gW = None
+        if ctx.needs_input_grad[0]:
+            with torch.enable_grad():
+                v = vals.detach().requires_grad_()
+                gv, = torch.autograd.grad(F.embedding_bag(idx, W.detach(), per_sample_weights=v, mode="sum"),
+                                          v, g)
+        if ctx.needs_input_grad[2]:
+            gW = _scatter_rows(idx, vals, g, W.shape[0])
+        return gv, None, gW
+
+
+class TopKSAE(nn.Module):
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg, self.k = cfg, cfg.k
+        gen = torch.Generator().manual_seed(cfg.seed)
+        bound = 1 / math.sqrt(cfg.d_in)  # nn.Linear's default (Kaiming-uniform with a = sqrt(5))
+        w = torch.empty(cfg.n_latents, cfg.d_in).uniform_(-bound, bound, generator=gen)
+        self.W_enc = nn.Parameter(w)
+        self.b_enc = nn.Parameter(torch.zeros(cfg.n_latents))
+        self.W_dec = nn.Parameter(w.clone())
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        self.normalize_decoder_()
+        # training samples since each latent last fired ("openai" dead rule); a buffer so it is checkpointed
+        self.register_buffer("since_fired", torch.zeros(cfg.n_latents, dtype=torch.long))
+
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """Dense ReLU(W_enc (x - b_dec) + b_enc), (B, n_latents): for analysis, not the training path."""
+        return F.relu(F.linear(x - self.b_dec, self.W_enc, self.b_enc))
+
+    def _encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(values, indices, raw pre-activations without grad, x - b_dec): what training needs."""
+        xc = x.to(self.W_enc.dtype) - self.b_dec
+        with torch.no_grad():  # bias folded into the matmul: addmm would first copy it into all B rows
+            pre = torch.cat([xc, xc.new_ones(len(xc), 1)], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).t()
+            idx = _topk(pre, self.k)[1]  # ReLU is monotone, so the top-k before it is the top-k after it
+        vals = _SelectedPreActs.apply(pre, idx, xc, self.W_enc, self.b_enc).relu()
+        return vals, idx, pre, xc
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(values (B, k) >= 0, indices (B, k) long): the top-k post-ReLU pre-activations, unsorted."""
+        vals, idx, _, _ = self._encode(x)
+        return vals, idx
+
+    def decode(self, values: Tensor, indices: Tensor) -> Tensor:
+        """sum_j v_j W_dec[idx_j] + b_dec by gathering k rows per sample (embedding_bag), never dense."""
+        return _SparseDecode.apply(values.to(self.W_dec.dtype), indices, self.W_dec) + self.b_dec
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        vals, idx = self.encode(x)
+        return self.decode(vals, idx), vals, idx
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rows to unit norm, so a latent's value is its contribution's length (scale lives in z)."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def project_decoder_grad_(self) -> None:
+        """Drop the gradient component along each decoder row: it would only change the row's norm."""
+        if self.W_dec.grad is not None:
+            u = self.W_dec / self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.W_dec.grad -= (self.W_dec.grad * u).sum(1, keepdim=True) * u
+
+
+def fvu_loss(x: Tensor, x_hat: Tensor) -> Tensor:
+    """Fraction of variance unexplained over the batch (sums, one division): scale-free, 1 = predict the mean."""
+    return ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum().clamp_min(1e-12)
+
+
+def auxk_loss(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, xc: Tensor, dead: Tensor) -> Tensor:
+    """AuxK term (before aux_coef) for sae.cfg.variant; 0 if nothing is dead. Dead latents get a gradient
+    only from this term, which teaches them to explain what the live ones miss, so they can fire again."""
+    cfg = sae.cfg
+    dead_idx = dead.nonzero().squeeze(1)
+    if dead_idx.numel() == 0 or cfg.k_aux <= 0:
+        return x.new_zeros(())
+    k_aux = min(cfg.k_aux, dead_idx.numel())
+    sel = dead_idx[_topk(pre.index_select(1, dead_idx), k_aux)[1]]
+    vals = _SelectedPreActs.apply(pre, sel, xc, sae.W_enc, sae.b_enc).relu()
+    e_hat = _SparseDecode.apply(vals, sel, sae.W_dec)
+    if cfg.variant == "openai":
+        return fvu_loss((x - x_hat).detach(), e_hat)
+    scale = min(dead_idx.numel() / cfg.k_aux, 1.0)
+    return scale * ((e_hat + sae.b_dec - (x_hat - x)) ** 2).sum() / ((x - x.mean(0)) ** 2).sum().clamp_min(1e-12)
+
+
+@dataclass
+class FitResult:
+    sae: TopKSAE
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Each epoch's shuffle depends only on (seed, epoch), so a resumed run replays it exactly."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+def _fingerprint(x: Tensor) -> str:
+    return hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=8).hexdigest()
+
+
+def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict] | None = None,
+            select_key: str = "NDCG@5", out_dir: str | Path | None = None, progress: bool = True,
+            init_b_dec: bool = True) -> FitResult:
+    """Fit on x_train (n, d_in) with Adam and shuffled minibatches; select the epoch with the best
+    select_fn(sae)[select_key] (ReChorus: latest of the ties, early stop with patience cfg.early_stop),
+    or the lowest train FVU without select_fn; restore it.
+
+    init_b_dec (openai only; the reference keeps zeros): b_dec starts at the data MEAN, not the geometric
+    median of Gao et al. The mean is the best constant under the squared error we minimise and is exact and
+    cheap; the median's robustness to huge-norm outliers matters for LM residuals, not for h_u, which
+    comes out of a LayerNorm. With out_dir, `sae_last.safetensors` (weights, Adam moments, best weights,
+    history) is written each epoch and `sae.safetensors` (best) when it improves; a rerun with the same
+    config and data resumes after the last finished epoch and ends bit-identical to an uninterrupted run
+    (`epochs` is not part of that key: nothing depends on it, so a finished run can also be extended)."""
+    t0 = time.time()
+    if cfg.variant not in ("openai", "reference"):
+        raise ValueError(f"unknown variant {cfg.variant!r}")
+    x = x_train.detach().float().contiguous()
+    n, openai = len(x), cfg.variant == "openai"
+    sae = TopKSAE(cfg).to(x.device)
+    if init_b_dec and openai:
+        sae.b_dec.data.copy_(x.mean(0))
+    opt = torch.optim.Adam([{"params": [sae.W_enc, sae.W_dec, sae.b_dec], "weight_decay": cfg.l2},
+                            {"params": [sae.b_enc], "weight_decay": 0.0}], lr=cfg.lr)
+    total_var = float(((x.double() - x.double().mean(0)) ** 2).sum())
+    key = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
+    meta = {"sae": key, "n": n, "data": _fingerprint(x), "init_b_dec": init_b_dec,
+            "select": select_key if select_fn else "train_fvu"}
+    history: list[dict] = []
+    best_state = {k: v.clone() for k, v in sae.state_dict().items()}
+    best_epoch, start = 0, 1
+    dead_prev: Tensor | None = None  # reference: latents not in any top-k during the previous epoch
+    out = Path(out_dir) if out_dir else None
+    if out and (out / "sae_last.safetensors").exists():
+        tensors, saved = artifacts.load_weights(out / "sae_last.safetensors")
+        if saved.get("meta") == meta:  # another config or other data: start over
+            _load_state(sae, opt, tensors)
+            best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+            if "dead_prev" in tensors:
+                dead_prev = tensors["dead_prev"].bool()
+            history, best_epoch, start = saved["history"], saved["best_epoch"], len(saved["history"]) + 1
+
+    def score(row: dict) -> float:
+        return row["dev"][select_key] if select_fn else -row["train_fvu"]
+
+    crit = [score(r) for r in history]
+    done = bool(crit) and early_stop_now(crit, cfg.early_stop)
+    n_batches = max(1, math.ceil(n / cfg.batch_size))
+    for epoch in range(start, cfg.epochs + 1):
+        if done:
+            break
+        te = time.time()
+        perm = torch.randperm(n, generator=_epoch_generator(cfg.seed, epoch)).to(x.device)
+        if not openai:
+            sae.normalize_decoder_()
+        fired = torch.zeros(cfg.n_latents, dtype=torch.bool, device=x.device)
+        sums = torch.zeros(3, dtype=torch.float64)  # loss * batches, squared error, aux
+        bar = tqdm(torch.tensor_split(perm, n_batches), desc=f"sae epoch {epoch}", disable=not progress,
+                   leave=False, mininterval=1.0)
+        for bidx in bar:  # near-equal batches: no tiny tail batch whose FVU denominator is ~0
+            xb = x[bidx]
+            vals, idx, pre, xc = sae._encode(xb)
+            x_hat = sae.decode(vals, idx)
+            fvu = fvu_loss(xb, x_hat)
+            if openai:
+                dead = sae.since_fired >= cfg.dead_window
+            else:
+                dead = dead_prev if dead_prev is not None else torch.zeros_like(fired)
+            aux = auxk_loss(sae, xb, x_hat, pre, xc, dead) if cfg.aux_coef > 0 else fvu.new_zeros(())
+            loss = fvu + cfg.aux_coef * aux
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if openai:
+                sae.project_decoder_grad_()
+            opt.step()
+            with torch.no_grad():
+                if openai:
+                    sae.normalize_decoder_()
+                    hit = idx[vals > 0]
+                    sae.since_fired += len(xb)
+                    sae.since_fired[hit] = 0
+                else:
+                    hit = idx.reshape(-1)  # the reference counts any top-k slot, even a zero one
+                fired[hit] = True
+                sums += torch.stack([loss.detach().double(), ((xb - x_hat) ** 2).sum().double(),
+                                     aux.detach().double()]).cpu()
+        if not openai:
+            dead_prev = ~fired
+        dead_now = (sae.since_fired >= cfg.dead_window) if openai else ~fired
+        row = {"epoch": epoch, "loss": float(sums[0]) / n_batches, "train_fvu": float(sums[1]) / total_var,
+               "aux": float(sums[2]) / n_batches, "dead": float(dead_now.double().mean()),
+               "dead_epoch": float((~fired).double().mean()), "seconds": time.time() - te}
+        if select_fn:
+            sae.eval()
+            row["dev"] = select_fn(sae)
+            sae.train()
+        history.append(row)
+        crit.append(score(row))
+        if crit[-1] == max(crit):  # ReChorus: the latest epoch equal to the best wins
+            best_epoch = epoch
+            best_state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+            if out:
+                save_sae(out / "sae.safetensors", sae, {"best_epoch": epoch, "row": row})
+        if out:
+            tensors = {**_state_tensors(sae, opt), **{f"best.{k}": v for k, v in best_state.items()}}
+            if dead_prev is not None:
+                tensors["dead_prev"] = dead_prev.to(torch.uint8)
+            artifacts.save_weights(out / "sae_last.safetensors", tensors,
+                                   {"meta": meta, "history": history, "best_epoch": best_epoch})
+        if progress:
+            tqdm.write(f"sae epoch {epoch:3d} loss {row['loss']:.4f} fvu {row['train_fvu']:.4f} "
+                       f"dead {row['dead']:.3f} score {crit[-1]:.4f} ({row['seconds']:.1f}s)")
+        done = early_stop_now(crit, cfg.early_stop)
+    sae.load_state_dict(best_state)
+    sae.eval()
+    return FitResult(sae, history, best_epoch, time.time() - t0)
+
+
+@torch.no_grad()
+def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int32 (n, k), values float32 (n, k)), each row sorted by value, largest first."""
+    idx_out, val_out = [], []
+    for s in range(0, len(x), batch_size):
+        vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
+        vals, order = vals.sort(dim=1, descending=True)
+        idx_out.append(idx.gather(1, order).int().cpu())
+        val_out.append(vals.float().cpu())
+    if not idx_out:
+        return np.zeros((0, sae.k), np.int32), np.zeros((0, sae.k), np.float32)
+    return torch.cat(idx_out).numpy(), torch.cat(val_out).numpy()
+
+
+@torch.no_grad()
+def reconstruct(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> Tensor:
+    """x_hat for every row of x, batched, on x's device."""
+    if len(x) == 0:
+        return x.clone()
+    return torch.cat([sae(x[s:s + batch_size].to(sae.W_enc.device))[0].to(x.device)
+                      for s in range(0, len(x), batch_size)])
+
+
+def save_sae(path: str | Path, sae: TopKSAE, extra: dict | None = None) -> Path:
+    return artifacts.save_weights(path, sae.state_dict(), {"sae": sae.cfg.to_dict(), **(extra or {})})
+
+
+def load_sae(path: str | Path) -> TopKSAE:
+    tensors, config = artifacts.load_weights(path)
+    sae = TopKSAE(SAEConfig(**config["sae"]))
+    sae.load_state_dict(tensors)
+    return sae.eval()
+
+
+def random_sae(cfg: SAEConfig, x_mean: Tensor | None = None) -> TopKSAE:
+    """The "Init" baseline: exactly the weights fit_sae starts from (same seed), b_dec = data mean if given."""
+    sae = TopKSAE(cfg)
+    if x_mean is not None:
+        sae.b_dec.data.copy_(x_mean.reshape(-1))
+    return sae.eval()
