@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-10)
 DATASETS ?= ml-1m grocery
+PROFILE  ?=
 
 .PHONY: all test venv benchmark lab clean-runs
 
 all: $(STAMP)
-	$(PY) -m recsae_utils.pipeline $(DATASETS)
+	$(PY) -m recsae_utils.pipeline $(DATASETS) $(if $(PROFILE),--profile $(PROFILE))
 
 test: $(STAMP)
 	$(PY) -m pytest tests

@@ -1392,3 +1392,24 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
                         "mean_confidence": float(run.judge["confidence"].mean())}
     return out
+
+
+def lookup_tables(run: ConceptRun, acts: dict, ctx, top: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For the concept browser: every user's top latents (their latest instance, test > dev > train) and
+    every item's top concepts by total strength over training sequences."""
+    names = dict(zip(run.labels["latent"].astype(int), run.labels["name"].fillna("").astype(str)))
+    frames = []
+    seen = np.zeros(ctx.ds.n_users, bool)
+    for s in ("test", "dev", "train"):
+        users = ctx.inst[s].user
+        last = len(users) - 1 - np.unique(users[::-1], return_index=True)[1]  # latest instance per user
+        last = last[~seen[users[last]]]
+        seen[users[last]] = True
+        df = instance_concepts(acts[s][0][last], acts[s][1][last], names, top=top, m=run.d.m)
+        df.insert(0, "user", users[last][df["instance"].to_numpy()])
+        df.insert(1, "split", s)
+        frames.append(df)
+    users_df = pd.concat(frames, ignore_index=True)
+    movies_df = item_concepts(acts["train"][0], acts["train"][1], ctx.inst["train"].hist, run.d.n_items, names,
+                              top=top, m=run.d.m)
+    return users_df, movies_df

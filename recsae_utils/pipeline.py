@@ -21,6 +21,18 @@ from . import artifacts, config
 NOTEBOOK_DIR = artifacts.repo_root() / "notebooks"
 
 
+# The config fields each stage reads (with everything upstream): a change reruns that stage and the
+# ones after it, nothing before.
+STAGE_FIELDS = {
+    "01": ["dataset", "data_dir", "history_max"],
+    "02": ["seeds", "d_model", "lr", "l2", "batch_size", "max_epochs", "early_stop"],
+    "03": ["sae_latents", "sae_k", "sae_alt_latents", "sae_alt_k", "sae_epochs", "sae_lr", "sae_batch_size",
+           "sae_variant", "seed"],
+    "04": [],
+    "05": ["top_n", "labeler", "llm_model", "llm_budget_tokens"],
+}
+
+
 def notebooks() -> list[Path]:
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -55,10 +67,12 @@ def run_dataset(dataset: str, profile: str | None = None, force: bool = False, l
     state_path = cfg.run_dir / "stages.json"
     state = artifacts.read_json(state_path) if state_path.exists() else {}
     params = {"dataset": dataset, "profile": cfg.profile}
-    upstream = artifacts.config_hash([cfg.to_dict(), _source_hash(), _data_hash(cfg)])
+    upstream = artifacts.config_hash([_source_hash(), _data_hash(cfg), params])
+    cfg_dict = cfg.to_dict()
     rows = []
     for nb in notebooks():
-        key = artifacts.config_hash([upstream, nb.read_bytes().decode("utf-8"), params])
+        fields = {f: cfg_dict[f] for f in STAGE_FIELDS.get(nb.name[:2], list(cfg_dict))}
+        key = artifacts.config_hash([upstream, nb.read_bytes().decode("utf-8"), fields])
         out_nb = out_dir / nb.name
         t0 = time.time()
         if not force and state.get(nb.name) == key and out_nb.exists():
@@ -73,7 +87,35 @@ def run_dataset(dataset: str, profile: str | None = None, force: bool = False, l
         rows.append({"dataset": dataset, "stage": nb.stem, "status": status, "seconds": secs})
         log(f"[{dataset}] {nb.name}: {status} in {secs:.1f}s")
         upstream = key
+    _write_run_record(cfg, rows)
+    from .reports import write_report
+
+    write_report(cfg.report_dir)
     return rows
+
+
+def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
+    """reports/<dataset>/run.json: the command, config, code version, data checksums and stage times
+    behind the committed report, so anyone can rerun it."""
+    import platform
+    import subprocess
+
+    import torch
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=artifacts.repo_root()).stdout.strip()
+    except OSError:
+        rev = ""
+    manifest = cfg.run_dir / "data" / "manifest.json"
+    env = {k: v for k, v in os.environ.items() if k.startswith("RECSAE_") or k == "OPENAI_BASE_URL"}
+    artifacts.write_json(cfg.report_dir / "run.json", {
+        "command": f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()))} make all DATASETS={cfg.dataset}".strip(),
+        "argv": sys.argv, "config": cfg.to_dict(), "git_commit": rev,
+        "data": artifacts.read_json(manifest).get("source_sha256") if manifest.exists() else None,
+        "stages": rows, "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+    })
 
 
 def _execute(nb: Path, out_nb: Path, params: dict) -> None:
@@ -95,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="run every stage even if unchanged")
     args = ap.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    for var in ("RECSAE_DATA_DIR", "RECSAE_RUN_DIR", "RECSAE_REPORT_DIR"):  # notebooks run in notebooks/
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     rows = []
     t0 = time.time()
     for ds in args.datasets:

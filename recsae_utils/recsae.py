@@ -1,0 +1,265 @@
+"""RecSAE: the SAE (recsae_utils.sae) plugged into SASRec. The notebook stages 03-05 live here: SASRec's
+h_u cached once per checkpoint, the SAE fits (selected on the plugged-in dev NDCG@5), the sparse
+activation tables, and the evaluation: recommendation metrics with the reconstruction in place of h_u,
+reconstruction health, and ranking-native fidelity (shared/spec/metrics.md)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import artifacts, metrics
+from .data import Dataset, Instances
+from .model import SASRec
+from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, random_sae, reconstruct
+from .train import rank_targets
+
+
+def plugged_metrics(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> dict[str, float]:
+    """HR/NDCG@K when `h` (SASRec's own h_u, or an SAE reconstruction of it) scores the catalogue."""
+    return metrics.ranking_metrics(rank_targets(item_emb, h, inst, mask_csr))
+
+
+def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> torch.Tensor:
+    indptr, known = mask_csr
+    return metrics.mask_known(h @ item_emb.T, inst.user, indptr, known)
+
+
+def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,
+             inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10) -> dict[str, float]:
+    """Retention, metric recovered against the mean-user ablation, top-k overlap and catalog KL."""
+    r_orig = plugged_metrics(item_emb, h, inst, mask_csr)[metric]
+    r_sae = plugged_metrics(item_emb, h_hat, inst, mask_csr)[metric]
+    r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
+    s_orig = _masked_scores(item_emb, h, inst, mask_csr)
+    s_sae = _masked_scores(item_emb, h_hat, inst, mask_csr)
+    return {
+        f"{metric}_orig": r_orig, f"{metric}_sae": r_sae, f"{metric}_ablated": r_abl,
+        "retention": r_sae / r_orig if r_orig else float("nan"),
+        "metric_recovered": (r_sae - r_abl) / (r_orig - r_abl) if r_orig != r_abl else float("nan"),
+        f"top{k}_overlap": metrics.topk_overlap(s_orig, s_sae, k),
+        "catalog_kl": metrics.catalog_kl(s_orig, s_sae),
+    }
+
+
+def sae_health(x: torch.Tensor, x_hat: torch.Tensor, latent_idx: torch.Tensor, n_latents: int) -> dict:
+    """Reconstruction metrics plus firing statistics (dead = never fires on the given set: the window is
+    that set's size in samples, stated in the result)."""
+    out = metrics.reconstruction_metrics(x, x_hat)
+    fs = metrics.firing_stats(latent_idx, n_latents)
+    out.update({"dead_fraction": fs["dead_fraction"], "dense_fraction": fs["dense_fraction"],
+                "dead_window_samples": fs["window_samples"], "l0": float(latent_idx.shape[1])})
+    return out, fs["freq"]
+
+
+def log10_freq(freq: np.ndarray, n: int) -> np.ndarray:
+    """log10 firing frequency with dead latents placed one decade below the smallest observable value."""
+    return np.log10(np.where(freq > 0, freq, 0.1 / max(n, 1)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The notebook stages (03 fit, 04 evaluate): cached h_u, fits, activations, evaluation
+
+
+@dataclass
+class StageInputs:
+    ds: Dataset
+    inst: dict
+    model: SASRec
+    h: dict[str, torch.Tensor]     # h_u per split (train/dev/test), float32 (n, d)
+    mask: tuple
+    sasrec_key: str
+    h_seconds: float
+
+
+def stage_inputs(cfg) -> StageInputs:
+    """Dataset, instances, the frozen SASRec (first seed; trained if missing) and its h_u for every
+    train/dev/test instance, computed once in batches and cached as .npy keyed by the checkpoint."""
+    from . import data, train
+
+    ds = data.prepare(cfg)
+    inst = data.build_instances(ds, cfg.history_max)
+    first = replace(cfg, seeds=cfg.seeds[:1])
+    run = train.run_seeds(first, ds, inst, progress=False)[cfg.seeds[0]]
+    model = run["model"].eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
+    key = artifacts.file_sha256(ckpt)[:16]
+    out = Path(cfg.run_dir) / "hu"
+    t0 = time.time()
+    h = {}
+    meta = out / "hu.json"
+    fresh = meta.exists() and artifacts.read_json(meta).get("sasrec") == key
+    for s in ("train", "dev", "test"):
+        f = out / f"{s}.npy"
+        if fresh and f.exists():
+            h[s] = torch.from_numpy(np.load(f))
+        else:
+            from .train import user_vectors
+
+            h[s] = user_vectors(model, inst[s], batch_size=4096, progress=True)
+            artifacts.write_npy(f, h[s].numpy())
+    artifacts.write_json(meta, {"sasrec": key, "shapes": {s: list(v.shape) for s, v in h.items()}})
+    return StageInputs(ds, inst, model, h, data.user_item_csr(ds), key, time.time() - t0)
+
+
+def fit_plan(cfg) -> dict[str, tuple[int, int, str]]:
+    """The SAEs a run fits: name -> (latents, k, variant)."""
+    other = "reference" if cfg.sae_variant != "reference" else "openai"
+    return {"main": (cfg.sae_latents, cfg.sae_k, cfg.sae_variant),
+            "alt": (cfg.sae_alt_latents, cfg.sae_alt_k, cfg.sae_variant),
+            other: (cfg.sae_latents, cfg.sae_k, other)}
+
+
+def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
+    """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model."""
+    scfg = SAEConfig(d_in=ctx.h["train"].shape[1], n_latents=n_latents, k=k, k_aux=ctx.h["train"].shape[1] // 2,
+                     variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size, epochs=cfg.sae_epochs,
+                     seed=cfg.seed)
+    out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
+    done = out / "done.json"
+    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key])
+    if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
+        d = artifacts.read_json(done)
+        return FitResult(load_sae(out / "sae.safetensors"), d["history"], d["best_epoch"], d["seconds"])
+    item_emb = ctx.model.item_emb.weight.detach()
+    h_dev = ctx.h["dev"]
+
+    def select(sae: TopKSAE) -> dict:
+        x_hat = reconstruct(sae, h_dev)
+        m = plugged_metrics(item_emb, x_hat, ctx.inst["dev"], ctx.mask)
+        return {"NDCG@5": m["NDCG@5"], "fvu": float(fvu_loss(h_dev, x_hat))}
+
+    res = fit_sae(ctx.h["train"], scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress)
+    artifacts.write_json(done, {"key": key, "history": res.history, "best_epoch": res.best_epoch,
+                                "seconds": res.seconds, "config": scfg.to_dict()})
+    return res
+
+
+def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:
+    """Sparse activations of every instance: one parquet per split with columns instance, user_id,
+    position, item_id (the target), latents (k ids), values (k activations), sorted by value."""
+    import pandas as pd
+
+    out = Path(cfg.run_dir) / "activations"
+    paths = {}
+    for s in ("train", "dev", "test"):
+        idx, val = encode_sparse(sae, ctx.h[s])
+        order = np.argsort(-val, axis=1, kind="stable")
+        idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+        inst = ctx.inst[s]
+        df = pd.DataFrame({"instance": np.arange(len(inst)), "user_id": inst.user, "position": inst.position,
+                           "item_id": inst.item, "latents": list(idx.astype(np.int32)),
+                           "values": list(val.astype(np.float32))})
+        paths[s] = artifacts.write_parquet(out / f"{s}.parquet", df)
+    artifacts.write_json(out / "activations.json", {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key})
+    return paths
+
+
+def load_activations(path: str | Path) -> tuple[np.ndarray, np.ndarray, "pd.DataFrame"]:
+    """(indices (n, k) int32, values (n, k) float32, keys DataFrame[instance, user_id, position, item_id])."""
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    idx = np.stack(df.pop("latents").to_numpy()).astype(np.int32)
+    val = np.stack(df.pop("values").to_numpy()).astype(np.float32)
+    return idx, val, df
+
+
+def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str, dict]:
+    """SASRec and every fitted SAE (plus a random SAE of the main shape) on dev and test."""
+    E = ctx.model.item_emb.weight.detach()
+    h_mean = ctx.h["train"].mean(0, keepdim=True)
+    ev = {"sasrec": {s: plugged_metrics(E, ctx.h[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}}
+    main_cfg = fits["main"].sae.cfg
+    saes = {n: f.sae for n, f in fits.items()}
+    saes["random"] = random_sae(main_cfg, x_mean=h_mean[0])
+    for name, sae in saes.items():
+        row = {}
+        for s in ("dev", "test"):
+            row[s] = plugged_metrics(E, reconstruct(sae, ctx.h[s]), ctx.inst[s], ctx.mask)
+        x_hat = reconstruct(sae, ctx.h["test"])
+        idx_train, _ = encode_sparse(sae, ctx.h["train"])
+        health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents)
+        row["health"] = health
+        row["freq"] = freq
+        row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask)
+        row["config"] = sae.cfg.to_dict()
+        ev[name] = row
+    return ev
+
+
+def evaluation_summary(ev: dict, fits: dict[str, FitResult]) -> dict:
+    """summary.json sections: recsae.dev/test (main SAE) and sae (health, fidelity, config, time)."""
+    out = {"recsae": {"dev": ev["main"]["dev"], "test": ev["main"]["test"]}}
+    sae_sec = {}
+    for name, row in ev.items():
+        if name == "sasrec":
+            continue
+        sae_sec[name] = {"health": row["health"], "fidelity": row["fidelity"], "config": row["config"],
+                         "dev": row["dev"], "test": row["test"],
+                         "seconds": fits[name].seconds if name in fits else 0.0,
+                         "best_epoch": fits[name].best_epoch if name in fits else None}
+    out["sae"] = sae_sec
+    return out
+
+
+def plot_fit_curves(fits: dict[str, FitResult]):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
+    for name, f in fits.items():
+        ep = [r["epoch"] for r in f.history]
+        axes[0].plot(ep, [r["dev"]["fvu"] for r in f.history], label=name)
+        axes[1].plot(ep, [r["dev"]["NDCG@5"] for r in f.history], label=name)
+    axes[0].set(xlabel="epoch", ylabel="dev FVU", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="dev NDCG@5 (plugged in)")
+    axes[1].legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_firing_histogram(ev: dict):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.5, 2.6))
+    for name, row in ev.items():
+        if name == "sasrec":
+            continue
+        n = row["health"]["dead_window_samples"]
+        ax.hist(log10_freq(row["freq"], n), bins=40, histtype="step", label=name, linewidth=1.2)
+    ax.set(xlabel="log10 firing frequency (train)", ylabel="latents")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metrics_across_k(ev: dict):
+    import matplotlib.pyplot as plt
+
+    from .metrics import TOPK
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
+    for ax, m in zip(axes, ("HR", "NDCG")):
+        for name in ("sasrec", "main", "alt", "random"):
+            if name in ev:
+                ax.plot(TOPK, [ev[name]["test"][f"{m}@{k}"] for k in TOPK], marker="o",
+                        label={"sasrec": SASRec, "main": "RecSAE"}.get(name, f"RecSAE ({name})"))
+        ax.set(xlabel="K", ylabel=f"test {m}@K", xticks=list(TOPK))
+    axes[1].legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def activation_arrays(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: (indices, values)} from the activation tables written by stage 03 (written now if they are
+    missing or belong to another SAE/SASRec)."""
+    out = Path(cfg.run_dir) / "activations"
+    meta = out / "activations.json"
+    if not (meta.exists() and artifacts.read_json(meta) == {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key}):
+        write_activations(cfg, ctx, sae)
+    return {s: load_activations(out / f"{s}.parquet")[:2] for s in ("train", "dev", "test")}

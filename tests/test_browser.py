@@ -1,0 +1,478 @@
+"""The HTML concept browser: the data it embeds, its escaping, its size at 2,048 latents, and the page
+itself driven in headless Chromium over the Chrome DevTools protocol (real input events, clicks).
+
+Chromium: /usr/bin/chromium (or `chromium` on PATH). When it is missing and we run as root, the session
+fixture tries `apt-get install -y chromium` once (set RECSAE_NO_APT=1 to forbid that); otherwise the
+browser tests skip with the reason. A screenshot goes to <repo>/test-artifacts/browser.png."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsae_utils import browser, concepts as C
+
+ROOT = Path(__file__).resolve().parents[1]
+XSS = "<img src=x onerror=alert(1)></script>"
+XSS_LABEL = "evil <img src=y onerror=alert(2)> label <!-- \u2028"
+M, K = 16, 4
+
+
+# ----------------------------------------------------------------------------------------------------
+# A small concept dictionary from the tiny synthetic MovieLens and planted activations
+
+
+@pytest.fixture(scope="module")
+def world(tiny_ds, tiny_inst):
+    tr = tiny_inst["train"]
+    rng = np.random.default_rng(0)
+    n = len(tr)
+    items = tiny_ds.items.copy()
+    xss_item = 5
+    items.loc[items["item_id"] == xss_item, "title"] = XSS
+    # latent j fires strongly when the most recent history item is j + 1 (so each latent has clear top
+    # movies), plus random weak firings of the other latents
+    idx = np.stack([rng.choice(M, K, replace=False) for _ in range(n)])
+    val = (rng.exponential(0.3, (n, K)) * (rng.random((n, K)) < 0.7)).astype(np.float32)
+    last = tr.hist[:, 0]
+    planted = (last >= 1) & (last <= M)
+    for r in np.flatnonzero(planted):  # the planted latent first, then distinct random others
+        idx[r, 0] = last[r] - 1
+        idx[r, 1:] = rng.choice([j for j in range(M) if j != idx[r, 0]], K - 1, replace=False)
+    val[planted, 0] = 2.0 + rng.random(planted.sum())
+    d = C.build_dictionaries(idx, val, tr.hist, items, m=M, top_n=20)
+    cards = C.latent_cards(d)
+    labels = pd.DataFrame([{"latent": c["latent"], **C.offline_label(c), "labeler": "offline-metadata"}
+                           for c in cards])
+    labels.loc[labels["latent"] == 3, "name"] = XSS_LABEL
+    W_dec, E = rng.normal(size=(M, 8)), rng.normal(size=(d.n_items, 8))
+    tables = C.dictionary_tables(d, labels=labels.set_index("latent")["name"].to_dict(),
+                                 promoted=C.promoted_items(W_dec, E, top=5))
+    dev = tiny_inst["dev"]
+    nd = len(dev)
+    idx_h = np.stack([rng.choice(M, K, replace=False) for _ in range(nd)])
+    val_h = rng.exponential(1.0, (nd, K)).astype(np.float32)
+    scores = C.detection_scores(d, cards, idx_h, val_h, dev.hist)
+    ic = C.instance_concepts(idx, val, top=5, m=M)
+    ic["user"] = tr.user[ic["instance"].to_numpy()]
+    last_inst = pd.Series(np.arange(n)).groupby(tr.user).max()   # each user's latest training instance
+    users = ic[ic["instance"].isin(last_inst.to_numpy())].drop(columns="label")
+    movies = C.item_concepts(idx, val, tr.hist, d.n_items, top=5, m=M)
+    return dict(d=d, tables=tables, labels=labels, scores=scores, users=users, movies=movies, items=items,
+                xss_item=xss_item)
+
+
+@pytest.fixture(scope="module")
+def page_file(world, tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser") / "browser.html"
+    w = world
+    out = browser.write_browser(path, w["tables"], w["labels"], w["scores"], w["users"], w["movies"],
+                                "Tiny </title><script>alert(3)</script> browser", items=w["items"])
+    assert out == path and path.exists()
+    return path
+
+
+def shown_rows(tables, k: int = browser.MAX_ITEMS) -> pd.DataFrame:
+    """Rows a card shows: each latent's top k movies by count and its top k by strength (ties: rank)."""
+    li = tables["latent_items"]
+    parts = [li.sort_values(["latent", col, "rank"], ascending=[True, False, True]).groupby("latent").head(k)
+             for col in ("count", "strength")]
+    return pd.concat(parts).drop_duplicates(["latent", "item_id"])
+
+
+def expected_latents(tables, item_id: int) -> list[int]:
+    """The latents the search should list for a movie, best first: those that show it on their card,
+    by the movie's rank in the latent's list (shrunk lift), then count, then latent id (computed here
+    independently of the browser's own data preparation)."""
+    rows = shown_rows(tables)
+    rows = rows[rows["item_id"] == item_id].sort_values(["rank", "count", "latent"], ascending=[True, False, True])
+    assert len(rows)
+    return rows["latent"].astype(int).tolist()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Without a browser: data, escaping, size
+
+
+def _embedded(html_text: str) -> dict:
+    m = re.search(r'<script type="application/json" id="recsae-data">(.*?)</script>', html_text, re.S)
+    assert m
+    return json.loads(m.group(1))
+
+
+def test_file_is_self_contained_and_escaped(page_file, world):
+    text = page_file.read_text(encoding="utf-8")
+    # exactly our two scripts; no data can close a script, open a comment or add an element
+    assert text.count("</script") == 2 and text.count("<script") == 2
+    assert "<img" not in text and "<!--" not in text and "\u2028" not in text
+    assert "</title><script>" not in text and "&lt;/title&gt;" in text
+    # nothing external: no URLs the browser could fetch
+    markup = re.sub(r'<script type="application/json" id="recsae-data">.*?</script>', "", text, flags=re.S)
+    assert not re.search(r"(src|href)\s*=|@import|url\(", markup, re.I)
+    assert "http://" not in text and "https://" not in text
+    assert "Content-Security-Policy" in text and "connect-src 'none'" in text
+    data = _embedded(text)
+    assert data["items"][str(world["xss_item"])][0] == XSS            # the title survives the round trip
+    assert any(lat.get("nm") == XSS_LABEL for lat in data["latents"])
+    assert data["n_latents"] == M and len(data["latents"]) == M
+    assert "bal_acc_random" in data["score_cols"] and "auc_random" in data["score_cols"]
+    lat0 = next(lat for lat in data["latents"] if lat.get("it"))
+    assert {"nf", "f", "nm", "ds", "lb", "it", "ge", "pr", "sc"} <= set(lat0)
+
+
+def test_embed_json_escapes_breakouts():
+    s = browser.embed_json({"t": "</script><!-- \u2028\u2029 & >"})
+    assert "<" not in s and ">" not in s and "&" not in s and "\u2028" not in s and "\u2029" not in s
+    assert json.loads(s) == {"t": "</script><!-- \u2028\u2029 & >"}
+    with pytest.raises(ValueError):
+        browser.embed_json({"x": float("nan")})
+
+
+def test_users_take_the_latest_instance(world):
+    users = world["users"]
+    older = users.assign(instance=users["instance"] - 1, activation=99.0)   # an earlier, stronger instance
+    a = browser.browser_data(world["tables"], users=users)["users"]
+    b = browser.browser_data(world["tables"], users=pd.concat([users, older]))["users"]
+    assert a == b and len(a) == users["user"].nunique()
+    assert all(v[0][1] != 99.0 for v in a.values())
+
+
+def test_top_items_union_and_labels_fallback(world):
+    data = browser.browser_data(world["tables"], None, None, None, None, "t", items=world["items"], max_items=3)
+    li = world["tables"]["latent_items"]
+    for lat in data["latents"]:
+        rows = li[li["latent"] == lat["id"]]
+        got = {r[0] for r in lat.get("it", [])}
+        want = set(shown_rows(world["tables"], 3).query("latent == @lat['id']")["item_id"])
+        assert got == want and len(got) <= 6
+        if len(rows):
+            assert rows["count"].max() == max(r[2] for r in lat["it"])
+            ranks = [r[1] for r in lat["it"]]
+            assert ranks == sorted(ranks)      # kept in the table's (lift) order
+        assert lat["nm"] == world["tables"]["latents"].set_index("latent").loc[lat["id"], "label"]
+        assert "lb" not in lat   # no labeler known without a labels table
+
+
+def _fake_tables(m=2048, n_items=3706, n_users=6040, seed=0):
+    """Tables of dictionary_tables' shape at ML-1M scale (fast: no dictionary build)."""
+    rng = np.random.default_rng(seed)
+    genres = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+              "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+              "Western"]
+    decades = np.arange(1910, 2010, 10)
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
+                          "title": [f"Some Movie Title Number {i} ({1930 + i % 70})" for i in range(1, n_items + 1)],
+                          "genres": [[genres[i % 18], genres[(i * 7) % 18]] for i in range(n_items)]})
+    lat = pd.DataFrame({"latent": np.arange(m), "n_fire": rng.integers(0, 50000, m), "freq": rng.random(m) * 0.1,
+                        "mean_act": rng.random(m), "max_act": rng.random(m) * 5, "n_top": 50,
+                        "pop_spearman": rng.normal(0, .2, m), "popularity_pct": rng.random(m) * 100,
+                        "coverage": rng.random(m) * .3, "generic": rng.random(m) < .05,
+                        "popularity": rng.random(m) < .1, "label": [f"latent {j}" for j in range(m)]})
+    nr = 200
+    # counts fall with the lift rank (noisily) and strength ~ count x activation, as in real dictionaries
+    rank = np.tile(np.arange(1, nr + 1), m)
+    count = np.maximum(1, np.rint(50 * np.exp(-rank / 40) * rng.lognormal(0, .6, m * nr))).astype(int)
+    li = pd.DataFrame({"latent": np.repeat(np.arange(m), nr), "rank": rank,
+                       "item_id": rng.integers(1, n_items + 1, m * nr), "count": count,
+                       "strength": count * rng.uniform(0.5, 3.0, m * nr), "lift": 30 / np.sqrt(rank),
+                       "lift_shrunk": 20 / np.sqrt(rank)})
+
+    def enr(values, key):
+        k = len(values)
+        return pd.DataFrame({"latent": np.repeat(np.arange(m), k), key: np.tile(values, m),
+                             "top_count": rng.integers(0, 300, m * k), "top_slots": 1000.0,
+                             "share_top": rng.random(m * k) * .3, "share_all": rng.random(m * k) * .3,
+                             "odds_ratio": np.exp(rng.normal(0, 1, m * k)), "p_value": rng.random(m * k),
+                             "significant": rng.random(m * k) < .1})
+    tables = {"latents": lat, "latent_items": li, "genre_enrichment": enr(np.array(genres, dtype=object), "genre"),
+              "decade_enrichment": enr(decades, "decade"),
+              "promoted": pd.DataFrame({"latent": np.repeat(np.arange(m), 10), "rank": np.tile(np.arange(1, 11), m),
+                                        "item_id": rng.integers(1, n_items + 1, m * 10), "score": rng.normal(size=m * 10)})}
+    labels = pd.DataFrame({"latent": np.arange(m), "name": [f"Comedy + Drama, 1990s releases, popular #{j}" for j in range(m)],
+                           "description": ["Fires on histories rich in Comedy and Drama titles (genres enriched, odds ratio "
+                                           f"2.{j % 10}, 1.8), mostly 1990s releases (odds ratio 1.9), of popular titles "
+                                           "(popularity percentile 71, 50 = typical)." for j in range(m)],
+                           "labeler": "openai:gpt-4o-mini"})
+    scores = pd.DataFrame({"latent": np.arange(m), "has_signature": True, "threshold": rng.random(m),
+                           "n_pos": 100, "n_neg": 9000, "bal_acc_random": rng.random(m), "auc_random": rng.random(m),
+                           "n_pos_matched": 90, "n_neg_matched": 8000, "bal_acc_matched": rng.random(m),
+                           "auc_matched": rng.random(m)})
+    users = pd.DataFrame({"user": np.repeat(np.arange(1, n_users + 1), 5), "rank": np.tile(np.arange(1, 6), n_users),
+                          "latent": rng.integers(0, m, n_users * 5), "activation": rng.random(n_users * 5) * 3})
+    movies = pd.DataFrame({"item_id": np.repeat(np.arange(1, n_items + 1), 5), "rank": np.tile(np.arange(1, 6), n_items),
+                           "latent": rng.integers(0, m, n_items * 5), "strength": rng.random(n_items * 5) * 500,
+                           "share": rng.random(n_items * 5) * .2})
+    return tables, labels, scores, users, movies, items
+
+
+def test_size_at_2048_latents(tmp_path):
+    tables, labels, scores, users, movies, items = _fake_tables()
+    t0 = time.time()
+    p = browser.write_browser(tmp_path / "big.html", tables, labels, scores, users, movies, "ML-1M", items=items)
+    size = p.stat().st_size
+    print(f"2048-latent browser: {size / 1e6:.2f} MB in {time.time() - t0:.1f} s")
+    assert size < 5e6
+    data = _embedded(p.read_text(encoding="utf-8"))
+    assert len(data["latents"]) == 2048 and len(data["users"]) == 6040
+    assert max(len(lat["it"]) for lat in data["latents"]) <= 3 * browser.MAX_ITEMS
+
+
+# ----------------------------------------------------------------------------------------------------
+# In Chromium
+
+
+def _find_chromium() -> str | None:
+    for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium_bin():
+    found = _find_chromium()
+    if found:
+        return found
+    if os.environ.get("RECSAE_NO_APT"):
+        pytest.skip("chromium not installed and RECSAE_NO_APT is set")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium not installed (/usr/bin/chromium) and cannot apt-get install it (not root / no apt)")
+    try:
+        r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True,
+                           text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.skip("chromium not installed; apt-get install chromium timed out")
+    found = _find_chromium()
+    if not found:
+        pytest.skip(f"chromium not installed; apt-get install chromium failed: {r.stderr.strip()[-300:]}")
+    return found
+
+
+class CDP:
+    """A minimal Chrome DevTools protocol client over one browser-level websocket (flattened sessions)."""
+
+    def __init__(self, ws_url: str, timeout: float = 20.0):
+        websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
+        self.ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
+        self.n = 0
+        self.events: list[dict] = []
+        self.session: str | None = None
+
+    def _handle_event(self, msg: dict) -> None:
+        self.events.append(msg)
+        if msg.get("method") == "Page.javascriptDialogOpening":   # never leave the page blocked
+            self.n += 1
+            self.ws.send(json.dumps({"id": self.n, "method": "Page.handleJavaScriptDialog",
+                                     "params": {"accept": True}, "sessionId": msg.get("sessionId")}))
+
+    def call(self, method: str, browser_level: bool = False, **params):
+        self.n += 1
+        my = self.n
+        msg = {"id": my, "method": method, "params": params}
+        if self.session and not browser_level:
+            msg["sessionId"] = self.session
+        self.ws.send(json.dumps(msg))
+        while True:
+            r = json.loads(self.ws.recv())
+            if r.get("id") == my:
+                if "error" in r:
+                    raise RuntimeError(f"{method}: {r['error']}")
+                return r.get("result", {})
+            if "method" in r:
+                self._handle_event(r)
+
+    def js(self, expr: str):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expr}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def wait(self, expr: str, timeout: float = 10.0):
+        t_end = time.time() + timeout
+        while time.time() < t_end:
+            v = self.js(expr)
+            if v:
+                return v
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for: {expr}")
+
+    def click(self, selector: str):
+        box = self.js(f"(function(){{var e=document.querySelector({json.dumps(selector)}); if(!e) return null;"
+                      "e.scrollIntoView({block:'center'}); var r=e.getBoundingClientRect();"
+                      "return {x:r.left+Math.min(20,r.width/2), y:r.top+r.height/2};})()")
+        assert box, f"nothing to click at {selector}"
+        for typ in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=typ, x=box["x"], y=box["y"], button="left",
+                      clickCount=1 if typ != "mouseMoved" else 0)
+
+    def type_into(self, selector: str, text: str):
+        """Focus by a real click, select what is there, and type: the page sees input events."""
+        self.click(selector)
+        self.js(f"document.querySelector({json.dumps(selector)}).select()")
+        self.call("Input.insertText", text=text)
+
+    def key(self, key: str, code: int):
+        for typ in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", type=typ, key=key, code=key, windowsVirtualKeyCode=code,
+                      nativeVirtualKeyCode=code, **({"text": "\r"} if typ == "keyDown" and key == "Enter" else {}))
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture(scope="module")
+def chrome(chromium_bin, tmp_path_factory):
+    ud = tmp_path_factory.mktemp("chromium-profile")
+    args = [chromium_bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-default-apps", "--disable-extensions", "--mute-audio", "--disable-dev-shm-usage",
+            f"--user-data-dir={ud}", "--remote-debugging-port=0", "--remote-allow-origins=*", "about:blank"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cdp = None
+    try:
+        port_file = ud / "DevToolsActivePort"
+        t_end = time.time() + 30
+        while not (port_file.exists() and len(port_file.read_text().split()) >= 2):
+            if proc.poll() is not None:
+                pytest.skip(f"chromium exited at start (code {proc.returncode})")
+            if time.time() > t_end:
+                pytest.skip("chromium did not open its DevTools port within 30 s")
+            time.sleep(0.1)
+        port, path = port_file.read_text().split()[:2]
+        cdp = CDP(f"ws://127.0.0.1:{port}{path}")
+        target = cdp.call("Target.createTarget", url="about:blank")["targetId"]
+        cdp.session = cdp.call("Target.attachToTarget", browser_level=True, targetId=target, flatten=True)["sessionId"]
+        for dom in ("Page.enable", "Runtime.enable"):
+            cdp.call(dom)
+        cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=1000, deviceScaleFactor=1, mobile=False)
+        yield cdp
+    finally:
+        if cdp is not None:
+            cdp.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)   # the group of the chromium we started (its own session)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def _load(cdp: CDP, url: str):
+    """A fresh load (via about:blank, so a new #hash is not a same-document navigation)."""
+    cdp.call("Page.navigate", url="about:blank")
+    cdp.wait("document.readyState === 'complete' && location.href === 'about:blank'")
+    cdp.call("Page.navigate", url=url)
+    cdp.wait("document.readyState === 'complete' && document.body && document.body.getAttribute('data-ready') === '1'")
+
+
+def _errors(cdp: CDP) -> list:
+    return [e for e in cdp.events if e.get("method") in ("Runtime.exceptionThrown", "Page.javascriptDialogOpening")
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") == "error")]
+
+
+def _card_latent(cdp: CDP):
+    return cdp.js("(function(){var c=document.getElementById('card'); return c.hidden ? null : "
+                  "[c.getAttribute('data-latent'), document.getElementById('card-title').textContent];})()")
+
+
+def test_browser_in_chromium(chrome, page_file, world):
+    t0 = time.time()
+    cdp = chrome
+    url = page_file.resolve().as_uri()
+    _load(cdp, url)
+    assert cdp.js("document.title").startswith("Tiny </title><script>alert(3)</script>")
+    assert cdp.js("document.querySelectorAll('.result').length") > 0   # default list of concepts
+
+    # 1. type a movie title, the latent whose top movies rank it best comes first; click it
+    items = world["items"]
+    title = items.loc[items["item_id"] == 7, "title"].iloc[0]
+    want_all = expected_latents(world["tables"], 7)
+    want = want_all[0]
+    cdp.type_into("#search", title)
+    cdp.wait("document.querySelectorAll('.result').length > 0 && "
+             "document.querySelector('.result .why').textContent.indexOf('top movie') === 0")
+    lat_list = cdp.js("Array.from(document.querySelectorAll('.result')).map(e => +e.dataset.latent)")
+    assert lat_list[:len(want_all)] == want_all
+    cdp.click('.result[data-rank="1"]')
+    cdp.wait(f"document.getElementById('card').getAttribute('data-latent') === '{want}'")
+    head = _card_latent(cdp)
+    assert head[1].startswith(f"Latent {want} \u2014 ")
+    tops = cdp.js("Array.from(document.querySelectorAll('#card-top-count .movie-title')).map(e => e.textContent)")
+    assert title in tops
+    assert cdp.js("document.querySelector('#card-top-count tr.hit .movie-title').textContent") == title
+    for sec in ("#card-top-strength", "#card-genres", "#card-decades", "#card-promoted", "#card-scores",
+                "#card-labeler", "#card-stats"):
+        assert cdp.js(f"!!document.querySelector('{sec}')"), sec
+    assert cdp.js("document.querySelector('#card-labeler').textContent") == "label by offline-metadata"
+    ba = world["scores"].set_index("latent").loc[want, "bal_acc_random"]
+    shown = cdp.js("document.querySelector('[data-score=bal_acc_random]').textContent")
+    assert shown == "–" if np.isnan(ba) else abs(float(shown) - ba) < 2e-3
+
+    # 2. Enter in the search box opens the first result (same path as the URL hash)
+    cdp.js("document.getElementById('card').hidden = true")
+    cdp.click("#search")
+    cdp.key("Enter", 13)
+    cdp.wait(f"!document.getElementById('card').hidden && document.getElementById('card').dataset.latent === '{want}'")
+
+    # 3. the hostile title and label render as text: no element is created from them
+    xss_want = expected_latents(world["tables"], world["xss_item"])[0]
+    cdp.type_into("#search", "onerror=alert(1)")
+    cdp.wait("document.querySelectorAll('.result').length > 0")
+    sel = f'.result[data-latent="{xss_want}"]'
+    cdp.click(sel)
+    cdp.wait(f"document.getElementById('card').dataset.latent === '{xss_want}'")
+    cells = cdp.js("Array.from(document.querySelectorAll('#card .movie-title')).map(e => e.textContent)")
+    assert XSS in cells
+    _load(cdp, url + "#latent=3")
+    assert cdp.js("document.getElementById('card-title').textContent") == f"Latent 3 \u2014 {XSS_LABEL}"
+    assert cdp.js("document.querySelectorAll('img').length") == 0
+    assert cdp.js("document.querySelectorAll('script').length") == 2
+
+    # 4. the URL hash performs the same search as typing
+    _load(cdp, url + "#q=" + quote(title))
+    assert cdp.js("document.getElementById('search').value") == title
+    assert _card_latent(cdp)[0] == str(want)
+
+    # 5. a user's concepts and a movie's concepts
+    users = world["users"]
+    uid = int(users["user"].iloc[0])
+    u_want = users[users["user"] == uid].sort_values("activation", ascending=False, kind="stable")["latent"].tolist()
+    cdp.type_into("#user-q", str(uid))
+    cdp.wait("document.querySelectorAll('#profile-rows .profile-row').length > 0")
+    assert cdp.js("Array.from(document.querySelectorAll('#profile-rows .profile-row')).map(e => +e.dataset.latent)") \
+        == u_want[:browser.MAX_PROFILE]
+    mv = world["movies"]
+    m_want = mv[mv["item_id"] == 7].sort_values("strength", ascending=False, kind="stable")["latent"].tolist()
+    cdp.type_into("#movie-q", title)
+    cdp.wait("document.getElementById('profile-title').textContent.indexOf('total strength') > 0")
+    assert cdp.js("Array.from(document.querySelectorAll('#profile-rows .profile-row')).map(e => +e.dataset.latent)") \
+        == m_want[:browser.MAX_PROFILE]
+    cdp.click("#profile-rows .profile-row")
+    cdp.wait(f"document.getElementById('card').dataset.latent === '{m_want[0]}'")
+
+    assert not _errors(cdp), _errors(cdp)
+
+    # artifact: a screenshot of a movie search with its card open
+    _load(cdp, url + "#q=" + quote(title) + "&user=" + str(uid))
+    png = base64.b64decode(cdp.call("Page.captureScreenshot", format="png")["data"])
+    out = ROOT / "test-artifacts" / "browser.png"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(png)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert time.time() - t0 < 60

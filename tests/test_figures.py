@@ -1,0 +1,146 @@
+"""Paper figures on a small synthetic concept dictionary: each returns a Figure with the expected axes and
+artists, and saves as PNG + PDF through reports.save_figure."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from recsae_utils import concepts as C, figures as F, reports  # noqa: E402
+
+M, K = 6, 3
+
+
+@pytest.fixture(scope="module")
+def world(tiny_ds, tiny_inst):
+    tr = tiny_inst["train"]
+    rng = np.random.default_rng(1)
+    n = len(tr)
+    idx = np.stack([rng.choice(M, K, replace=False) for _ in range(n)])
+    val = (rng.exponential(1.0, (n, K)) * (rng.random((n, K)) < 0.7)).astype(np.float32)
+    idx[:, 0] = np.where(tr.hist[:, 0] % 2 == 0, 0, idx[:, 0])   # latent 0 tracks even last items
+    idx[:, 1:] = np.where(idx[:, 1:] == 0, M - 1, idx[:, 1:]) if M > K else idx[:, 1:]
+    val[tr.hist[:, 0] % 2 == 0, 0] = 3.0
+    d = C.build_dictionaries(idx, val, tr.hist, tiny_ds.items, m=M, top_n=30)
+    cards = C.latent_cards(d)
+    labels = pd.DataFrame([{"latent": c["latent"], **C.offline_label(c), "labeler": "offline-metadata"} for c in cards])
+    ic = C.instance_concepts(idx, val, labels=labels.set_index("latent")["name"].to_dict(), top=K, m=M)
+    ic["user"] = tr.user[ic["instance"].to_numpy()]
+    it = C.item_concepts(idx, val, tr.hist, d.n_items, top=4, m=M)
+    return dict(d=d, labels=labels, ic=ic, it=it, items=tiny_ds.items)
+
+
+def _saved(fig, tmp_path, name):
+    png = reports.save_figure(fig, tmp_path, name)
+    assert png.exists() and png.stat().st_size > 1000
+    assert png.with_suffix(".pdf").exists() and png.with_suffix(".pdf").stat().st_size > 1000
+    plt.close(fig)
+
+
+def _bars(ax):
+    return [p for p in ax.patches if p.get_height() > 0 and p.get_width() > 0]
+
+
+def test_concept_card(world, tmp_path):
+    d, labels = world["d"], world["labels"]
+    scores = pd.DataFrame({"latent": [0], "bal_acc_random": [0.83], "auc_random": [0.91]})
+    fig = F.concept_card(d, 0, label=labels, scores=scores, top=7)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    ax_c, ax_s, ax_g, ax_d = fig.axes
+    n_rows = d.tables.ptr[1] - d.tables.ptr[0]
+    assert len(ax_c.patches) == min(7, n_rows) == len(ax_s.patches)
+    assert [t.get_text() for t in ax_c.get_yticklabels()][0]          # titles on the bars
+    assert any(t.get_text().startswith("lift ") for t in ax_s.texts)
+    assert len(ax_g.patches) >= 2 and len(ax_d.patches) >= 2           # paired bars
+    title = fig._suptitle.get_text()
+    name = labels.set_index("latent").loc[0, "name"]
+    assert title.startswith(f"Latent 0: {name[:20]}") and "bal. acc. 0.83" in title and "ROC-AUC 0.91" in title
+    _saved(fig, tmp_path, "card")
+    # a plain string label, no scores
+    fig = F.concept_card(d, 1, label="my label", top=3)
+    assert fig._suptitle.get_text().startswith("Latent 1: my label") and len(fig.axes[0].patches) <= 3
+    plt.close(fig)
+
+
+def test_enrichment_heatmap(world, tmp_path):
+    d = world["d"]
+    lat = [0, 1, 2, 3]
+    fig = F.enrichment_heatmap(d, lat, labels=world["labels"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 2             # heatmap + colour bar
+    ax = fig.axes[0]
+    mesh = [c for c in ax.collections if isinstance(c, QuadMesh)][0]
+    n_genres = int((d.feats.kind == "genre").sum())
+    assert mesh.get_array().shape == (len(lat), n_genres)
+    lo, hi = mesh.get_clim()
+    assert lo == pytest.approx(-hi) and hi >= 1                      # centred at 0
+    assert mesh.get_cmap().name == "RdBu_r"
+    assert len(ax.get_yticklabels()) == len(lat) and ax.get_yticklabels()[0].get_text().startswith("0: ")
+    _saved(fig, tmp_path, "heatmap")
+    fig = F.enrichment_heatmap(d, lat, kind="decade")
+    assert [c for c in fig.axes[0].collections if isinstance(c, QuadMesh)][0].get_array().shape[0] == len(lat)
+    plt.close(fig)
+
+
+def test_user_profile(world, tmp_path):
+    ic = world["ic"]
+    user = int(ic["user"].iloc[0])
+    fig = F.user_profile(ic, user, labels=world["labels"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    mine = ic[ic["user"] == user]
+    want = mine[mine["instance"] == mine["instance"].max()].sort_values("activation", ascending=False)
+    assert len(_bars(fig.axes[0])) == len(want) > 0
+    assert [t.get_text().split()[0] for t in fig.axes[0].get_yticklabels()] == [f"#{j}" for j in want["latent"]]
+    assert "latest instance" in fig.axes[0].get_title(loc="left")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert all(t.startswith("#") for t in labels)
+    _saved(fig, tmp_path, "user")
+    with pytest.raises(KeyError):
+        F.user_profile(ic, -12345)
+
+
+def test_movie_profile(world, tmp_path):
+    it, items = world["it"], world["items"]
+    title = items.loc[items["item_id"] == 3, "title"].iloc[0]
+    fig = F.movie_profile(it, title, labels=world["labels"], items=items)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    want = it[it["item_id"] == 3].sort_values("strength", ascending=False)
+    assert len(_bars(ax)) == len(want)
+    assert [t.get_text().split()[0] for t in ax.get_yticklabels()] == [f"#{j}" for j in want["latent"]]
+    assert title in ax.get_title(loc="left") and any(t.get_text().endswith("%") for t in ax.texts)
+    _saved(fig, tmp_path, "movie")
+    # the title without its year, in another case, and a frame with its own title column
+    fig = F.movie_profile(it.merge(items[["item_id", "title"]], on="item_id"), title.split(" (")[0].upper())
+    assert len(_bars(fig.axes[0])) == len(want)
+    plt.close(fig)
+
+
+def test_score_distributions(tmp_path):
+    rng = np.random.default_rng(0)
+    models = {"SAE": pd.DataFrame({"latent": range(60), "bal_acc_random": rng.beta(8, 3, 60), "auc_random": rng.beta(9, 3, 60),
+                                   "has_signature": True}),
+              "raw dims": pd.DataFrame({"latent": range(40), "bal_acc_random": rng.beta(5, 5, 40),
+                                        "auc_random": rng.beta(5, 4, 40), "has_signature": True}),
+              "random SAE": pd.DataFrame({"latent": range(50), "bal_acc_random": rng.beta(5, 5, 50),
+                                          "auc_random": rng.beta(5, 5, 50), "has_signature": True})}
+    fig = F.score_distributions(models, column="bal_acc_random")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax_v, ax_e = fig.axes
+    ecdf = [ln for ln in ax_e.get_lines() if ln.get_gid() not in ("chance", "threshold-0.8")]
+    assert len(ecdf) == 3
+    assert [ln for ln in ax_v.get_lines() if ln.get_gid() == "threshold-0.8"][0].get_ydata()[0] == 0.8
+    assert [ln for ln in ax_e.get_lines() if ln.get_gid() == "threshold-0.8"][0].get_xdata()[0] == 0.8
+    assert [t.get_text() for t in ax_v.get_xticklabels()] == list(models)
+    assert len(fig.legends[0].get_texts()) == 4 and "balanced accuracy" in ax_e.get_xlabel()
+    _saved(fig, tmp_path, "scores")
+    fig = F.score_distributions({k: v.head(3) for k, v in models.items()})   # tiny groups -> boxes, AUC: no 0.8 line
+    assert not [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() == "threshold-0.8"]
+    assert len([ln for ln in fig.axes[1].get_lines() if ln.get_gid() is None]) == 3
+    plt.close(fig)

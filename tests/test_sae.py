@@ -1,0 +1,294 @@
+"""TopK SAE: known-answer tests on planted data, the custom sparse autograd, the two variants, resume."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsae_utils import sae as S
+from recsae_utils.metrics import firing_stats, reconstruction_metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny problems: a second intra-op thread only adds scheduling waits (the CI box has 2 busy cores)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def planted(n=20_000, d=16, n_atoms=64, active=3, seed=0):
+    """x = sum of `active` unit-norm atoms of a planted dictionary with positive coefficients."""
+    g = torch.Generator().manual_seed(seed)
+    D = F.normalize(torch.randn(n_atoms, d, generator=g), dim=1)
+    idx = torch.rand(n, n_atoms, generator=g).topk(active, dim=1).indices
+    coef = torch.zeros(n, n_atoms).scatter_(1, idx, 0.5 + torch.rand(n, active, generator=g))
+    return coef @ D, D
+
+
+def small_cfg(**kw) -> S.SAEConfig:
+    base = dict(d_in=16, n_latents=128, k=3, k_aux=8, batch_size=256, lr=3e-3, epochs=2, dead_window=5_000)
+    return S.SAEConfig(**{**base, **kw})
+
+
+def same_weights(a: S.TopKSAE, b: S.TopKSAE) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. the planted dictionary is recovered
+
+
+def test_planted_dictionary_is_recovered():
+    x, D = planted()
+    res = S.fit_sae(x, small_cfg(epochs=8), progress=False)
+    cos = F.normalize(D, dim=1) @ F.normalize(res.sae.W_dec.detach(), dim=1).T  # (atoms, latents)
+    recovered = (cos.max(1).values >= 0.9).float().mean().item()
+    assert recovered >= 0.8, recovered
+    assert reconstruction_metrics(x, S.reconstruct(res.sae, x))["explained_variance"] > 0.8
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. FVU / explained variance edge cases
+
+
+def test_explained_variance_known_answers():
+    x = torch.randn(500, 8, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    mean = x.mean(0, keepdim=True).expand_as(x)
+    assert reconstruction_metrics(x, mean)["explained_variance"] == pytest.approx(0.0, abs=1e-12)
+    assert reconstruction_metrics(x, x)["explained_variance"] == 1.0
+    assert S.fvu_loss(x, mean).item() == pytest.approx(1.0, abs=1e-6)
+    assert S.fvu_loss(x, x).item() == 0.0
+    x_hat = x + torch.randn_like(x)
+    assert S.fvu_loss(x.double(), x_hat.double()).item() == pytest.approx(reconstruction_metrics(x, x_hat)["fvu"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. decoder geometry (openai variant)
+
+
+def test_decoder_rows_unit_norm_after_training_openai():
+    x, _ = planted(n=4_000)
+    sae = S.fit_sae(x, small_cfg(epochs=2, lr=1e-2), progress=False).sae
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(128), atol=1e-5)
+
+
+def test_project_decoder_grad_removes_parallel_component():
+    sae = S.TopKSAE(small_cfg())
+    g = torch.randn_like(sae.W_dec)
+    sae.W_dec.grad = g.clone()
+    sae.project_decoder_grad_()
+    w = sae.W_dec.detach()
+    assert (sae.W_dec.grad * w).sum(1).abs().max() < 1e-5                         # orthogonal to each row
+    assert torch.allclose(sae.W_dec.grad, g - (g * w).sum(1, keepdim=True) * w, atol=1e-6)
+    sae.W_dec.grad = 2.5 * w.clone()                                              # purely parallel: nothing left
+    sae.project_decoder_grad_()
+    assert sae.W_dec.grad.abs().max() < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. AuxK revives dead latents
+
+
+def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int) -> float:
+    """fit_sae builds its SAE with TopKSAE(cfg); wrap it so that n_dead latents start with encoder rows
+    1000x too small: they never win a top-k slot, yet their pre-activations are not all negative, so
+    AuxK (whose values pass a ReLU, as in Gao et al.) can reach them."""
+    real = S.TopKSAE
+
+    def crippled(cfg):
+        sae = real(cfg)
+        with torch.no_grad():
+            sae.W_enc[:n_dead] *= 1e-3
+        return sae
+
+    monkeypatch.setattr(S, "TopKSAE", crippled)
+    res = S.fit_sae(x, small_cfg(epochs=4, lr=1e-2, aux_coef=aux_coef), progress=False)
+    monkeypatch.setattr(S, "TopKSAE", real)
+    idx, _ = S.encode_sparse(res.sae, x)
+    return firing_stats(torch.from_numpy(idx), 128)["dead_fraction"] * 128  # never fires on the whole data
+
+
+def test_auxk_revives_dead_latents(monkeypatch):
+    x, _ = planted(n=10_000)
+    sae = S.TopKSAE(small_cfg())
+    with torch.no_grad():
+        sae.W_enc[:112] *= 1e-3
+        sae.b_dec.copy_(x.mean(0))
+    idx0, _ = S.encode_sparse(sae, x)
+    dead0 = firing_stats(torch.from_numpy(idx0), 128)["dead_fraction"] * 128
+    assert 108 <= dead0 <= 112  # at the start (almost) all crippled latents never fire on this data
+    assert _dead_after_fit(monkeypatch, x, aux_coef=0.0, n_dead=112) >= dead0 - 2  # no gradient reaches them
+    dead_with = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112)
+    assert dead_with <= 80, dead_with  # AuxK fits them to the residual until they win top-k slots (~58)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. determinism
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    x, _ = planted(n=3_000)
+    a = S.fit_sae(x, small_cfg(), progress=False).sae
+    b = S.fit_sae(x, small_cfg(), progress=False).sae
+    c = S.fit_sae(x, small_cfg(seed=1), progress=False).sae
+    assert same_weights(a, b)
+    assert not torch.equal(a.W_enc, c.W_enc) and not torch.equal(a.W_dec, c.W_dec)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. resume
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    x, _ = planted(n=3_000)
+    held = x[:500]
+    calls: list[int] = []
+
+    def select(sae):
+        calls.append(1)
+        return {"EV": reconstruction_metrics(held, S.reconstruct(sae, held))["explained_variance"]}
+
+    full = S.fit_sae(x, small_cfg(epochs=4), select_fn=select, select_key="EV", out_dir=tmp_path / "a",
+                     progress=False)
+    assert len(calls) == 4 and (tmp_path / "a" / "sae_last.safetensors").exists()
+
+    # (i) a shorter run extended with the same config
+    S.fit_sae(x, small_cfg(epochs=2), select_fn=select, select_key="EV", out_dir=tmp_path / "b", progress=False)
+    calls.clear()
+    ext = S.fit_sae(x, small_cfg(epochs=4), select_fn=select, select_key="EV", out_dir=tmp_path / "b",
+                    progress=False)
+    assert len(calls) == 2                      # only epochs 3 and 4 were trained
+    assert same_weights(ext.sae, full.sae) and ext.best_epoch == full.best_epoch
+    assert [r["dev"] for r in ext.history] == [r["dev"] for r in full.history]
+
+    # (ii) a run killed during epoch 3, rerun
+    def dies_at_3(sae):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return select(sae)
+
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        S.fit_sae(x, small_cfg(epochs=4), select_fn=dies_at_3, select_key="EV", out_dir=tmp_path / "c",
+                  progress=False)
+    calls.clear()
+    res = S.fit_sae(x, small_cfg(epochs=4), select_fn=select, select_key="EV", out_dir=tmp_path / "c",
+                    progress=False)
+    assert len(calls) == 2 and same_weights(res.sae, full.sae)
+    assert same_weights(S.load_sae(tmp_path / "c" / "sae.safetensors"), full.sae)  # the best epoch's export
+
+    # (iii) another config starts over
+    calls.clear()
+    S.fit_sae(x, small_cfg(epochs=4, lr=1e-3), select_fn=select, select_key="EV", out_dir=tmp_path / "a",
+              progress=False)
+    assert len(calls) == 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. encode / decode / sparse helpers
+
+
+def test_encode_decode_match_dense_formula():
+    g = torch.Generator().manual_seed(0)
+    sae = S.random_sae(S.SAEConfig(d_in=16, n_latents=256, k=8), x_mean=torch.randn(16, generator=g))
+    x = torch.randn(300, 16, generator=g)
+    x_hat, vals, idx = sae(x)
+    assert vals.shape == idx.shape == (300, 8) and idx.dtype == torch.long and (vals >= 0).all()
+    assert (idx.sort(1).values.diff(1) > 0).all()                        # k distinct latents per row
+    pre = sae.pre_acts(x).detach()
+    assert torch.allclose(vals.sort(1).values, pre.topk(8).values.sort(1).values, atol=1e-6)
+    z = torch.zeros_like(pre).scatter_(1, idx, vals)                    # the dense textbook formula
+    assert torch.allclose(x_hat, z @ sae.W_dec + sae.b_dec, atol=1e-5)
+    assert torch.allclose(sae.decode(*sae.encode(x)), x_hat)
+    ii, vv = S.encode_sparse(sae, x, batch_size=64)
+    assert ii.dtype.name == "int32" and vv.dtype.name == "float32" and ii.shape == (300, 8)
+    assert (vv[:, :-1] >= vv[:, 1:]).all()                               # largest first
+    assert torch.allclose(sae.decode(torch.from_numpy(vv), torch.from_numpy(ii).long()), x_hat, atol=1e-6)
+    assert torch.allclose(S.reconstruct(sae, x, batch_size=64), x_hat, atol=1e-6)
+
+
+def test_sparse_backward_matches_dense_autograd():
+    cfg = S.SAEConfig(d_in=16, n_latents=128, k=4)
+    sae = S.TopKSAE(cfg).double()
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(0, 0.1)
+    x = torch.randn(64, 16, dtype=torch.float64)
+    x_hat, vals, idx = sae(x)
+    g_sparse = torch.autograd.grad(S.fvu_loss(x, x_hat), list(sae.parameters()))
+    pre = sae.pre_acts(x)                                               # dense autograd reference
+    z = torch.zeros_like(pre).scatter(1, idx, pre.gather(1, idx))
+    g_dense = torch.autograd.grad(S.fvu_loss(x, z @ sae.W_dec + sae.b_dec), list(sae.parameters()))
+    for a, b in zip(g_sparse, g_dense):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_fast_topk_is_exact_even_with_ties():
+    g = torch.Generator().manual_seed(0)
+    for pre in (torch.randn(200, 2048, generator=g), torch.randint(0, 3, (200, 2048), generator=g).float()):
+        vals, idx = S._topk(pre, 32)
+        assert torch.equal(vals.sort(1).values, pre.topk(32).values.sort(1).values)
+        assert torch.equal(pre.gather(1, idx), vals) and (idx.sort(1).values.diff(1) > 0).all()
+
+
+def test_save_load_and_random_sae(tmp_path):
+    cfg = S.SAEConfig(d_in=16, n_latents=64, k=4)
+    mean = torch.arange(16.0)
+    r = S.random_sae(cfg, x_mean=mean)
+    assert torch.equal(r.b_dec.detach(), mean) and torch.allclose(r.W_dec.norm(dim=1), torch.ones(64))
+    assert r.W_enc.abs().max() <= 1 / 4 and r.W_enc.std() > 0.1          # U(+-1/sqrt(d_in)), like nn.Linear
+    S.save_sae(tmp_path / "s.safetensors", r, {"note": 1})
+    back = S.load_sae(tmp_path / "s.safetensors")
+    assert same_weights(back, r) and back.cfg == cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# 8. the reference variant's documented differences
+
+
+def test_reference_variant_differs_as_documented():
+    x, _ = planted(n=4_000)
+    ref = S.fit_sae(x, small_cfg(variant="reference", lr=1e-2), progress=False)
+    oai = S.fit_sae(x, small_cfg(lr=1e-2), progress=False)
+    norms = ref.sae.W_dec.norm(dim=1)
+    assert (norms - 1).abs().max() > 1e-3                    # renormalised only at the start of each epoch
+    assert torch.allclose(oai.sae.W_dec.norm(dim=1), torch.ones(128), atol=1e-5)
+    assert ref.history[0]["aux"] == 0.0                       # no dead set in epoch 1
+    assert ref.history[0]["dead"] == ref.history[0]["dead_epoch"]
+    assert not same_weights(ref.sae, oai.sae)
+
+
+def test_auxk_target_sign_bias_and_detach():
+    """openai: e = x - x_hat detached, e_hat without b_dec, normalised by var(e); reference: e = x_hat - x
+    not detached, e_hat with b_dec, normalised by var(x) and scaled by min(n_dead / k_aux, 1)."""
+    for variant in ("openai", "reference"):
+        cfg = S.SAEConfig(d_in=8, n_latents=32, k=2, k_aux=4, variant=variant)
+        sae = S.TopKSAE(cfg).double()
+        with torch.no_grad():
+            sae.b_dec.normal_()
+        x = torch.randn(50, 8, dtype=torch.float64)
+        vals, idx, pre, xc = sae._encode(x)
+        x_hat = sae.decode(vals, idx)
+        unused = torch.ones(32, dtype=torch.bool)
+        unused[idx.reshape(-1)] = False
+        dead = torch.zeros(32, dtype=torch.bool)
+        dead[unused.nonzero().squeeze(1)[:2]] = True         # 2 dead latents (< k_aux)
+        n_dead = int(dead.sum())
+        assert n_dead == 2
+        aux = S.auxk_loss(sae, x, x_hat, pre, xc, dead)
+        d_idx = dead.nonzero().squeeze(1)
+        z = F.relu(pre[:, d_idx])                             # every dead latent is in the top-k_aux here
+        e_hat = z @ sae.W_dec[d_idx]
+        if variant == "openai":
+            e = x - x_hat
+            want = ((e - e_hat) ** 2).sum() / ((e - e.mean(0)) ** 2).sum()
+        else:
+            e = x_hat - x
+            want = min(n_dead / 4, 1) * ((e_hat + sae.b_dec - e) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+        assert aux.item() == pytest.approx(want.item(), rel=1e-9)
+        grad_live = torch.autograd.grad(aux, sae.W_dec)[0][idx.reshape(-1).unique()]
+        # the live latents' decoder rows only get an AuxK gradient through the undetached target
+        assert (grad_live.abs().max() == 0) == (variant == "openai")
