@@ -8,22 +8,31 @@ only on a real h_u dump. Prints batch size, lr, seconds/epoch, train FVU (epoch 
 and FVU / explained variance after the last epoch on a 50k sample.
 
 Measured (this repo's 2-core Xeon VM, torch 2.13 CPU, WHILE a SASRec training job kept both cores
-busy, so an idle machine should be faster): real h_u of a 13-epoch SASRec (562,729 x 64), "openai"
-variant, 1 thread, 5 epochs unless noted; explained variance after each epoch on a 30k sample:
+busy, so an idle machine should be faster): real h_u from a 13-epoch SASRec (562,729 x 64), "openai"
+variant, 1 thread; explained variance after each epoch on a 30k sample of the training vectors:
 
-    batch   lr     s/epoch   EV after epoch 1 / 2 / 3 / 5
-     4096   1e-3     9-10      .916 / .946 / .959 / .973
-     4096   3e-3     9         .953 / .971 / .982 / .992
-     4096   1e-2     9-10      .977 / .990 / .993 / .995  (dead latents start to appear: 0.7% at epoch 5)
-     1024   1e-3    11-12      .963 / .981 / .990 / .995
-     (more rows from the second sweep are in the task report)
+    batch   lr     s/epoch   EV after epoch 1 / 2 / 3 / 5 / 10
+      512   1e-4    17-18     .889 / .936 / .954             (the reference's lr: tens of epochs)
+      512   1e-3    11-12     .978 / .991 / .995
+     1024   1e-3    11-12     .963 / .981 / .990 / .995
+     1024   3e-3    10-14     .985 / .994 / .996 / .997 / .998   <- recommended (1.3% dead at epoch 10)
+     2048   3e-3    12-13     .970 / .987 / .993
+     4096   1e-3     9-10     .916 / .946 / .959 / .973
+     4096   3e-3     9-10     .953 / .971 / .982 / .992
+     4096   1e-2     9-10     .977 / .990 / .993 / .995      (dead latents appear: 0.7% at epoch 5)
+    16384   1e-2    14-15     .921 / .961 / .973
+
+This script's default run (random data, 2 epochs, --threads 1) took 47 s: 10.0 s/epoch at 1024 and
+9.4 s/epoch at 4096 (FVU .159 / .154: Gaussian noise has no sparse structure). On the real h_u, 2
+epochs: 512/1e-3 FVU .0086, 1024/3e-3 .0062, 4096/3e-3 .0287, 4096/1e-2 .0101.
 
 Per 4096-batch step (1 thread): encoder matmul ~22 ms, exact top-k ~25 ms (two-stage, vs ~50 ms for
 torch.topk), everything else (sparse backward, embedding_bag, Adam) ~30 ms. Batch size barely changes
-the cost of an epoch (the matmul and the top-k scale with the number of vectors, not of steps), but
-smaller batches take more optimiser steps per epoch, so they converge in fewer epochs. With both cores
-taken by another job, torch's default 2 threads were ~5x SLOWER than 1 (95 s/epoch at 4096): every
-parallel region waits for a descheduled thread. On a shared box pass --threads 1.
+the cost of an epoch (the matmul and the top-k scale with the number of vectors, not of steps) until
+~16k, where the (B, 2048) temporaries fall out of cache; smaller batches take more optimiser steps per
+epoch and converge in fewer epochs. With both cores taken by another job, torch's default 2 threads
+were >10x SLOWER than 1 (127 s/epoch at 1024): every parallel region waits for a descheduled thread.
+On a shared box pass --threads 1 (or call torch.set_num_threads(1) before fit_sae).
 """
 from __future__ import annotations
 

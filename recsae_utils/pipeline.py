@@ -60,7 +60,8 @@ def config_folder(dataset: str) -> str:
     return DATASETS.get(dataset, dataset)
 
 
-def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=print) -> list[dict]:
+def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=print,
+                until: str | None = None) -> list[dict]:
     cfg = config.load(dataset, profile)
     out_dir = cfg.report_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,8 @@ def run_dataset(dataset: str, profile: str | None = None, force: bool = False, l
     cfg_dict = cfg.to_dict()
     rows = []
     for nb in notebooks():
+        if until and nb.name[:2] > until:
+            break
         fields = {f: cfg_dict[f] for f in STAGE_FIELDS.get(nb.name[:2], list(cfg_dict))}
         key = artifacts.config_hash([upstream, nb.read_bytes().decode("utf-8"), fields])
         out_nb = out_dir / nb.name
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("datasets", nargs="*", default=["ml-1m"])
     ap.add_argument("--profile", default=None, help="full (default) or tiny; env RECSAE_PROFILE")
     ap.add_argument("--force", action="store_true", help="run every stage even if unchanged")
+    ap.add_argument("--until", default=None, help="stop after this stage number, e.g. 02")
     args = ap.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     for var in ("RECSAE_DATA_DIR", "RECSAE_RUN_DIR", "RECSAE_REPORT_DIR"):  # notebooks run in notebooks/
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     t0 = time.time()
     for ds in args.datasets:
-        rows += run_dataset(ds, args.profile, args.force)
+        rows += run_dataset(ds, args.profile, args.force, until=args.until)
     print("\n| dataset | stage | status | seconds |\n|---|---|---|---:|")
     for r in rows:
         print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")

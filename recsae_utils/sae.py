@@ -258,7 +258,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
                             {"params": [sae.b_enc], "weight_decay": 0.0}], lr=cfg.lr, fused=True)
     total_var = float(((x.double() - x.double().mean(0)) ** 2).sum())
     key = {k: v for k, v in cfg.to_dict().items() if k != "epochs"}
-    meta = {"sae": key, "n": n, "data": _fingerprint(x), "init_b_dec": init_b_dec,
+    meta = {"sae": key, "n": n, "data": _fingerprint(x) if out_dir else "", "init_b_dec": init_b_dec,
             "select": select_key if select_fn else "train_fvu"}
     history: list[dict] = []
     best_state = {k: v.clone() for k, v in sae.state_dict().items()}
@@ -268,7 +268,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     if out and (out / "sae_last.safetensors").exists():
         tensors, saved = artifacts.load_weights(out / "sae_last.safetensors")
         if saved.get("meta") == meta:  # another config or other data: start over
-            sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+            _load_state(sae, opt, tensors)
             best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
             if "dead_prev" in tensors:
                 dead_prev = tensors["dead_prev"].bool()
