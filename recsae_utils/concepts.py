@@ -50,6 +50,11 @@ ENRICH_MIN_SHARE = 0.05    # a card lists a feature only if >= 5% of the latent'
                            # decade seen in 5 of 1,000 slots can have an odds ratio of 50 yet says little)
 LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
+LABEL_MAX_ITEMS = 5        # exemplar items named in an offline label's description (and in its signature)
+LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
+EXEMPLAR_MIN_COUNT = 3     # an exemplar is in at least 3 of the latent's top-N sequences ...
+EXEMPLAR_MIN_LIFT = 2.0    # ... with shrunk lift at least 2 (twice its base rate)
+MIN_POS_SUMMARY = 5        # score_summary counts a latent only with at least 5 held-out positives
 POP_HIGH = 60.0            # popularity_pct >= this: "popular" (50 = a typical consumed item)
 POP_LOW = 40.0             # popularity_pct <= this: "niche"
 GENERIC_FREQ = 0.10        # fires on more than 10% of sequences -> generic
@@ -760,8 +765,34 @@ def _langevin_inv(mu: float) -> float:
     return mu * (3.0 - mu * mu) / (1.0 - mu * mu)
 
 
+def _shrunk_lift(count: float, lift: float, prior: float = LIFT_PRIOR) -> float:
+    """The ranking key of `item_tables` recovered from a card entry: lift = (count / N) / base, so the
+    expected count N * base = count / lift and the shrunk lift is (count + a) / (count / lift + a)."""
+    if not (count > 0 and lift > 0 and math.isfinite(lift)):
+        return 0.0
+    return (count + prior) / (count / lift + prior)
+
+
+def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> list[dict]:
+    """The latent's exemplar items: its card's top items (already ranked by shrunk lift) that occur in at
+    least EXEMPLAR_MIN_COUNT of its top-N training sequences with shrunk lift >= EXEMPLAR_MIN_LIFT, best
+    first, at most `max_items`. Each: {'item_id', 'title' (None without titles), 'count', 'lift_shrunk'}."""
+    out = []
+    for it in card.get("top_items", []) or []:
+        c, lf = float(it.get("count", 0) or 0), float(it.get("lift", 0) or 0)
+        ls = _shrunk_lift(c, lf)
+        if c >= EXEMPLAR_MIN_COUNT and ls >= EXEMPLAR_MIN_LIFT:
+            out.append({"item_id": int(it["item_id"]), "title": it.get("title"), "count": int(c),
+                        "lift_shrunk": ls})
+    out.sort(key=lambda e: (-e["lift_shrunk"], -e["count"], e["item_id"]))  # stable w.r.t. the card's order
+    return out[:LABEL_MAX_ITEMS if max_items is None else max_items]
+
+
 def label_signature(card: Mapping[str, Any]) -> dict:
     """The metadata signature behind an offline label, i.e. exactly what the label states, as weights:
+    - exemplar items (`label_exemplars`: up to LABEL_MAX_ITEMS of the card's top items by shrunk lift with
+      count >= EXEMPLAR_MIN_COUNT and shrunk lift >= EXEMPLAR_MIN_LIFT), weight log(shrunk lift), the
+      log-likelihood ratio of the item being in a sequence;
     - genres (categories): up to LABEL_MAX_GENRES significantly enriched ones (p < ENRICH_ALPHA, odds ratio
       >= ENRICH_MIN_OR, largest odds ratio first), weight log(odds ratio);
     - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way;
@@ -769,7 +800,8 @@ def label_signature(card: Mapping[str, Any]) -> dict:
       For popular/niche the weight is theta = Langevin^-1((pct - 50) / 50), the log-likelihood slope of a
       tilted-uniform model of item popularity percentiles, so it sits on the same per-slot log-odds scale
       as the genre weights; 'mid' carries no weight (it does not separate anything).
-    A sequence's score is sum_f weight_f * share_f(sequence) + theta * (mean item percentile - 50) / 50."""
+    A sequence's score is sum_i weight_i * [item i in the sequence] + sum_f weight_f * share_f(sequence)
+    + theta * (mean item percentile - 50) / 50 (`signature_scores`). Only the card (training data) is read."""
     g = _significant(card.get("genre_enrichment", []))
     g = sorted(g, key=lambda e: (-e["odds_ratio"], str(e["genre"])))[:LABEL_MAX_GENRES]
     dd = _significant(card.get("decade_enrichment", []))
@@ -778,6 +810,7 @@ def label_signature(card: Mapping[str, Any]) -> dict:
     band = "popular" if pct >= POP_HIGH else "niche" if pct <= POP_LOW else "mid"
     theta = _langevin_inv((pct - 50.0) / 50.0) if band != "mid" else 0.0
     return {"latent": int(card["latent"]),
+            "items": {e["item_id"]: math.log(e["lift_shrunk"]) for e in label_exemplars(card)},
             "genres": {str(e["genre"]): math.log(e["odds_ratio"]) for e in g},
             "decades": {int(e["decade"]): math.log(e["odds_ratio"]) for e in dd},
             "popularity": {"band": band, "pct": pct, "weight": theta}}
@@ -787,19 +820,36 @@ def _is_titled(card: Mapping[str, Any]) -> bool:
     return any(it.get("title") for it in card.get("top_items", []))
 
 
+def _short_title(e: Mapping[str, Any]) -> str:
+    """'Tombstone (1993)' -> 'Tombstone', 'Princess Mononoke, The (Mononoke Hime) (1997)' -> 'The Princess
+    Mononoke' (year and alternative title dropped, article moved to the front so names hold no stray
+    commas); items without a title -> 'item <id>'."""
+    t = e.get("title")
+    if not t:
+        return f"item {e['item_id']}"
+    t = re.sub(r"\s*\(\d{4}\)\s*$", "", str(t))
+    t = re.sub(r"^(.+?)\s+\([^()]*\)$", r"\1", t)
+    return re.sub(r"^(.+), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$", r"\2 \1", t).replace("L' ", "L'")
+
+
 def offline_label(card: Mapping[str, Any]) -> dict:
     """A deterministic label from metadata only (the default labeler when no LLM is configured), e.g.
-    name "Comedy + Drama, 1990s releases, mid-popularity" with a one-sentence description that states the
-    numbers the detection score uses (`label_signature`)."""
+    name "Western (Tombstone, Unforgiven, Dances with Wolves), 1990s releases, mid-popularity" with a
+    description that states what the detection score uses (`label_signature`): the exemplar items and
+    their lift, the enriched genres / decades with their odds ratios, and the popularity band."""
     sig = label_signature(card)
     titled = _is_titled(card)
     noun = "genre" if titled else "categor"
+    ex = label_exemplars(card)
     gs = sorted(sig["genres"], key=lambda k: -sig["genres"][k])
     ds = sorted(sig["decades"], key=lambda k: -sig["decades"][k])
     band = sig["popularity"]["band"]
     pct = sig["popularity"]["pct"]
     band_txt = {"popular": "popular", "niche": "niche", "mid": "mid-popularity"}[band]
-    parts = [" + ".join(gs) if gs else ("mixed genres" if noun == "genre" else "mixed categories")]
+    head = " + ".join(gs) if gs else ("mixed genres" if noun == "genre" else "mixed categories")
+    if ex:
+        head += " (" + ", ".join(_short_title(e) for e in ex[:LABEL_NAME_ITEMS]) + ")"
+    parts = [head]
     parts += [f"{d}s releases" for d in ds]
     parts.append(band_txt)
     name = ", ".join(parts)
@@ -818,8 +868,13 @@ def offline_label(card: Mapping[str, Any]) -> dict:
     if ds:
         ord_ = {e["decade"]: e["odds_ratio"] for e in card["decade_enrichment"]}
         d_txt = ", mostly " + " and ".join(f"{d}s releases (odds ratio {ord_[d]:.1f})" for d in ds)
+    e_txt = ""
+    if ex:
+        e_txt = (" Typical " + ("titles" if titled else "items") + ": "
+                 + "; ".join(f"{e['title'] or 'item ' + str(e['item_id'])} ({e['lift_shrunk']:.1f}x base rate)"
+                             for e in ex) + ".")
     desc = (f"Fires on histories {g_txt}{d_txt}, of {band_txt.replace('-', ' ')} {what} "
-            f"(popularity percentile {pct:.0f}, 50 = typical).")
+            f"(popularity percentile {pct:.0f}, 50 = typical).{e_txt}")
     return {"name": name, "description": desc}
 
 
@@ -859,6 +914,41 @@ def signature_matrix(signatures: Sequence[Mapping], feats: ItemFeatures, m: int)
                 W[col[f"decade:{int(dec)}"], j] = w
         W[-1, j] = s["popularity"]["weight"]
     return W
+
+
+def item_signature_matrix(signatures: Sequence[Mapping], n_items: int, m: int) -> sp.csr_matrix:
+    """(n_items, m) sparse weights of the signatures' exemplar items (column j = latent j); item ids may be
+    str after a JSON round trip; ids outside [1, n_items) are ignored."""
+    rows, cols, data = [], [], []
+    for s in signatures:
+        for i, w in (s.get("items") or {}).items():
+            i = int(i)
+            if 0 < i < n_items:
+                rows.append(i)
+                cols.append(int(s["latent"]))
+                data.append(float(w))
+    Wi = sp.csr_matrix((np.asarray(data, dtype=np.float64), (np.asarray(rows, dtype=np.int64),
+                        np.asarray(cols, dtype=np.int64))), shape=(n_items, m))
+    Wi.sum_duplicates()
+    return Wi
+
+
+def _item_term(X: sp.csr_matrix, Wi: sp.csr_matrix) -> np.ndarray:
+    """(n, m') dense item part of the signature scores: sum of the exemplar weights present in each row
+    (presence, not share: an exemplar counts the same in a long or a short history; on ML-1M dividing by
+    the history length scored every model lower)."""
+    return np.asarray((X.astype(np.float64) @ Wi).todense(), dtype=np.float64)
+
+
+def _item_term_pairs(X: sp.csr_matrix, Wi_T: sp.csr_matrix) -> np.ndarray:
+    """Row-wise item term of rows X[p] against signature rows Wi_T[p] (both (P, n_items))."""
+    return np.asarray(X.astype(np.float64).multiply(Wi_T).sum(1)).ravel()
+
+
+def signature_scores(X: sp.csr_matrix, feats: ItemFeatures, item_pct: np.ndarray, W: np.ndarray,
+                     Wi: sp.csr_matrix) -> np.ndarray:
+    """(n, m) scores of sequences (incidence X) against signatures: exemplar-item term + feature term."""
+    return sequence_features(X, feats, item_pct).astype(np.float64) @ W.astype(np.float64) + _item_term(X, Wi)
 
 
 def _best_thresholds(s: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -919,7 +1009,8 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     """Delphi-style detection without an LLM: can a latent's label signature tell its activating held-out
     sequences (activation > 0) from non-activating ones?
 
-    Scores: every held-out sequence against every signature in one product (features @ W). The threshold
+    Scores: every held-out sequence against every signature in two products (genre/decade/popularity
+    features @ W, plus item incidence @ Wi for the exemplar items; see `label_signature`). The threshold
     per latent is picked on TRAINING sequences (up to CALIB_POS activating ones spread over its activation
     range vs the non-activating ones of a seeded pool of CALIB_NEG) to maximise balanced accuracy.
     Negatives, reported separately: (a) random = all non-activating held-out sequences (the expectation
@@ -933,6 +1024,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     sigs = [s if "popularity" in s and isinstance(s["popularity"], Mapping) else label_signature(s)
             for s in signatures]
     W = signature_matrix(sigs, d.feats, m)
+    Wi = item_signature_matrix(sigs, d.n_items, m)
     has_sig = np.zeros(m, bool)
     has_sig[[int(s["latent"]) for s in sigs]] = True
     # --- threshold on training sequences
@@ -947,11 +1039,14 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     off = np.floor((k + 0.5) * cnt[lat] / np.maximum(cp[lat], 1)).astype(np.int64)  # evenly over the ranks
     pos_inst = f.inst[f.ptr[:-1][lat] + off]
     need = np.unique(np.concatenate([pool, pos_inst]))
-    Ftr = sequence_features(d.X[need], d.feats, d.item_pct)
+    Xn = d.X[need]
+    Ftr = sequence_features(Xn, d.feats, d.item_pct).astype(np.float64)
     loc = np.searchsorted(need, pos_inst)
-    s_pos = np.full((m, CALIB_POS), np.nan, dtype=np.float32)
-    s_pos[lat, k] = np.einsum("pf,fp->p", Ftr[loc], W[:, lat])
-    s_neg = (Ftr[np.searchsorted(need, pool)] @ W).T                           # (m, |pool|)
+    ploc = np.searchsorted(need, pool)
+    s_pos = np.full((m, CALIB_POS), np.nan, dtype=np.float64)
+    s_pos[lat, k] = np.einsum("pf,fp->p", Ftr[loc], W[:, lat].astype(np.float64)) \
+        + _item_term_pairs(Xn[loc], Wi.T.tocsr()[lat])
+    s_neg = (Ftr[ploc] @ W.astype(np.float64) + _item_term(Xn[ploc], Wi)).T    # (m, |pool|)
     A_pool = _fires_on(f, pool, m)                                   # (m, |pool|) bool
     s_all = np.concatenate([np.nan_to_num(s_pos), s_neg], 1)
     is_pos = np.concatenate([np.ones((m, CALIB_POS), bool), np.zeros_like(s_neg, bool)], 1)
@@ -960,7 +1055,8 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     # --- held-out scores
     hist_h = np.asarray(heldout_hist)
     Xh = incidence(hist_h, d.n_items)
-    Fh = sequence_features(Xh, d.feats, d.item_pct)
+    Fh = sequence_features(Xh, d.feats, d.item_pct).astype(np.float64)
+    W64 = W.astype(np.float64)
     Ah = _activation_csr(heldout_idx, heldout_val, m).tocsc()
     edges = np.nanquantile(d.seq_pop, np.linspace(0, 1, pop_bins + 1)[1:-1]) if pop_bins > 1 else np.zeros(0)
     bins = np.searchsorted(edges, np.nan_to_num(sequence_popularity(Xh, d.popularity)), side="right")
@@ -968,7 +1064,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     rows = []
     for j0 in range(0, m, block):
         j1 = min(m, j0 + block)
-        S = (Fh @ W[:, j0:j1]).astype(np.float64)
+        S = Fh @ W64[:, j0:j1] + _item_term(Xh, Wi[:, j0:j1])
         P = Ah[:, j0:j1].toarray() > 0
         wp = P.astype(np.float64)
         wn = (~P).astype(np.float64)
@@ -982,7 +1078,8 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
         wp_m = wp * (nb > 0).T[bins]
         auc_m, ba_m = _weighted_auc_ba(S, wp_m, wn_m, thr[j0:j1])
         rows.append(pd.DataFrame({
-            "latent": np.arange(j0, j1), "has_signature": has_sig[j0:j1] & (np.abs(W[:, j0:j1]).sum(0) > 0),
+            "latent": np.arange(j0, j1), "has_signature": has_sig[j0:j1] & ((np.abs(W[:, j0:j1]).sum(0) > 0)
+                                                              | (np.diff(Wi[:, j0:j1].tocsc().indptr) > 0)),
             "threshold": thr[j0:j1], "n_pos": P.sum(0), "n_neg": (~P).sum(0),
             "bal_acc_random": ba_r, "auc_random": auc_r,
             "n_pos_matched": wp_m.sum(0).astype(np.int64), "n_neg_matched": (wn_m > 0).sum(0),
@@ -1106,11 +1203,16 @@ def raw_dimension_k(d_in: int, k: int, m: int) -> int:
     return max(1, round(2 * d_in * k / m))
 
 
-def score_summary(scores: pd.DataFrame, live: np.ndarray | None = None, threshold: float = 0.8) -> dict:
+def score_summary(scores: pd.DataFrame, live: np.ndarray | None = None, threshold: float = 0.8,
+                  min_pos: int = MIN_POS_SUMMARY) -> dict:
     """Headline numbers of a detection-score table: share of (live) latents with balanced accuracy >=
-    threshold against random and popularity-matched negatives, medians and mean ROC-AUC."""
+    threshold against random and popularity-matched negatives, medians and mean ROC-AUC.
+
+    A latent counts only with at least `min_pos` held-out positives (activating = the latent is among the
+    instance's top-k with value > 0): with 1-4 positives its balanced accuracy is 0.5 +- 0.25 by chance
+    alone. The rule is the same for every model (SAE and baselines); `n_scored` says how many counted."""
     s = scores if live is None else scores[scores["latent"].isin(np.flatnonzero(live))]
-    s = s[s["n_pos"] > 0]
+    s = s[s["n_pos"] >= max(int(min_pos), 1)]
     out = {"n_scored": int(len(s))}
     for neg in ("random", "matched"):
         ba, auc = s[f"bal_acc_{neg}"].astype(float), s[f"auc_{neg}"].astype(float)

@@ -39,6 +39,8 @@ class RunConfig:
     sae_lr: float = 3e-3              # measured (benchmarks/bench_sae.py): EV > 0.98 after one epoch
     sae_batch_size: int = 1024
     sae_variant: str = "openai"       # 'openai' (Gao et al.) or 'reference' (RecSAE code quirks)
+    sae_dead_window: int = 100_000    # samples without firing before a latent counts as dead (AuxK, openai)
+    sae_aux_coef: float = 1 / 32      # AuxK coefficient (Gao et al.; the reference uses the same)
     # concepts and labels (protocol.md §4)
     top_n: int = 50                   # top-activating sequences per latent for the dictionaries
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
@@ -69,7 +71,7 @@ class RunConfig:
 PROFILES = {
     "full": {},
     "tiny": {"seeds": [0], "max_epochs": 4, "early_stop": 2, "batch_size": 64, "sae_latents": 64, "sae_k": 4,
-             "sae_alt_latents": 32, "sae_alt_k": 2, "sae_epochs": 3, "sae_lr": 1e-3, "sae_batch_size": 64,
+             "sae_alt_latents": 32, "sae_alt_k": 2, "sae_epochs": 3, "sae_dead_window": 2000, "sae_lr": 1e-3, "sae_batch_size": 64,
              "top_n": 10},
 }
 

@@ -119,7 +119,7 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model."""
     scfg = SAEConfig(d_in=ctx.h["train"].shape[1], n_latents=n_latents, k=k, k_aux=ctx.h["train"].shape[1] // 2,
                      variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size, epochs=cfg.sae_epochs,
-                     seed=cfg.seed)
+                     dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, seed=cfg.seed)
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
     done = out / "done.json"
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key])

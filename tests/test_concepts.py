@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -294,8 +295,15 @@ def test_offline_label_deterministic_and_names_planted_genre(planted):
     cards = C.latent_cards(d)
     a, b = C.offline_label(cards[0]), C.offline_label(json.loads(json.dumps(cards[0])))
     assert a == b and set(a) == {"name", "description"}
-    assert a["name"] == "generic (37% of histories): Comedy, mid-popularity"  # fires on 37% > GENERIC_FREQ
-    assert "Comedy" in a["description"]
+    # fires on 37% > GENERIC_FREQ; names its three best exemplar movies (top items by shrunk lift, all Comedy)
+    assert re.fullmatch(r"generic \(37% of histories\): Comedy \(Movie \d, Movie \d, Movie \d\), mid-popularity",
+                        a["name"]), a["name"]
+    assert "Comedy" in a["description"] and "Typical titles: Movie " in a["description"]
+    ex = C.label_exemplars(cards[0])
+    assert 0 < len(ex) <= C.LABEL_MAX_ITEMS and all(1 <= e["item_id"] <= 6 for e in ex)
+    sig0 = C.label_signature(cards[0])
+    assert set(sig0["items"]) == {e["item_id"] for e in ex}
+    assert sig0["items"] == pytest.approx({e["item_id"]: math.log(e["lift_shrunk"]) for e in ex})
     assert "Comedy" not in C.offline_label(cards[1])["name"]
     card = {"latent": 7, "n_fire": 10, "freq": 0.01, "top_items": [], "popularity_pct": 80.0, "context": "",
             "examples": [], "genre_enrichment": [{"genre": "Drama", "odds_ratio": 2.0, "p_value": 1e-9},
@@ -304,6 +312,7 @@ def test_offline_label_deterministic_and_names_planted_genre(planted):
             "decade_enrichment": [{"decade": 1970, "odds_ratio": 1.8, "p_value": 1e-6}]}
     assert C.offline_label(card)["name"] == "War + Drama, 1970s releases, popular"
     sig = C.label_signature(card)
+    assert sig["items"] == {}  # no top items, no exemplars
     assert sig["genres"] == pytest.approx({"War": math.log(3.0), "Drama": math.log(2.0)})
     assert sig["popularity"]["band"] == "popular" and sig["popularity"]["weight"] > 0
 
@@ -386,3 +395,76 @@ def test_tables_and_save(planted, tmp_path):
     back = pd.read_parquet(tmp_path / "latent_items.parquet")
     pd.testing.assert_frame_equal(back, li.reset_index(drop=True))
     assert len(pd.read_csv(tmp_path / "genre_enrichment.csv")) == len(ge)
+
+
+def test_label_exemplars_thresholds_and_names():
+    """Exemplars: count >= EXEMPLAR_MIN_COUNT and shrunk lift (count + 1) / (count / lift + 1) >=
+    EXEMPLAR_MIN_LIFT, best shrunk lift first; the name lists the first LABEL_NAME_ITEMS titles without year."""
+    top = [{"item_id": 11, "title": "Tombstone (1993)", "count": 20, "lift": 10.0},     # shrunk 21/3 = 7
+           {"item_id": 12, "title": "Unforgiven (1992)", "count": 10, "lift": 10.0},    # 11/2 = 5.5
+           {"item_id": 13, "title": "Rare (1990)", "count": 2, "lift": 50.0},           # count < 3
+           {"item_id": 14, "title": "Dances with Wolves (1990)", "count": 6, "lift": 3.0},  # 7/3 = 2.33
+           {"item_id": 15, "title": "Common (1995)", "count": 30, "lift": 1.5},         # 31/21 < 2
+           {"item_id": 16, "title": "Maverick (1994)", "count": 4, "lift": 4.0}]        # 5/2 = 2.5
+    card = {"latent": 3, "freq": 0.01, "popularity_pct": 50.0, "top_items": top,
+            "genre_enrichment": [{"genre": "Western", "odds_ratio": 8.0, "p_value": 1e-12}],
+            "decade_enrichment": [{"decade": 1990, "odds_ratio": 2.0, "p_value": 1e-9}]}
+    ex = C.label_exemplars(card)
+    assert [e["item_id"] for e in ex] == [11, 12, 16, 14]
+    assert [e["lift_shrunk"] for e in ex] == pytest.approx([7.0, 5.5, 2.5, 7 / 3])
+    lab = C.offline_label(card)
+    assert lab["name"] == "Western (Tombstone, Unforgiven, Maverick), 1990s releases, mid-popularity"
+    assert "Dances with Wolves (1990) (2.3x base rate)" in lab["description"]
+    sig = C.label_signature(json.loads(json.dumps(card)))
+    assert sig["items"] == pytest.approx({11: math.log(7.0), 12: math.log(5.5), 16: math.log(2.5),
+                                          14: math.log(7 / 3)})
+    # a JSON round trip of the signature turns item ids into strings; the matrix reads them back
+    Wi = C.item_signature_matrix([json.loads(json.dumps(sig))], n_items=20, m=5).toarray()
+    assert Wi[11, 3] == pytest.approx(math.log(7.0)) and Wi[:, [0, 1, 2, 4]].sum() == 0
+
+
+def test_detection_through_exemplar_item():
+    """A latent firing exactly on sequences containing a planted movie (item 7, genre Drama like a third
+    of the catalogue, no decade or popularity signal) is detected through the exemplar term alone."""
+    items, htr, _, _, hh, _, _ = _planted(seed=1)
+
+    def acts(h):
+        n = len(h)
+        has = (h == 7).any(1)
+        val = np.zeros((n, 2))
+        val[:, 0] = np.where(has, 1.0 + (h == 7).argmax(1) / 10, 0.0)      # fires exactly on item 7
+        val[:, 1] = np.where(np.arange(n) % 3 == 0, 1.0, 0.0)                # unrelated
+        return np.tile(np.arange(2), (n, 1)), val
+
+    (itr, vtr), (ih, vh) = acts(htr), acts(hh)
+    d = C.build_dictionaries(itr, vtr, htr, items, m=2, top_n=50)
+    card = C.latent_cards(d)[0]
+    sig = C.label_signature(card)
+    assert 7 in sig["items"]
+    assert "Movie 7" in C.offline_label(card)["name"]
+    # the exemplar term alone: only item 7 (the signature's weight), nothing else
+    only = {"latent": 0, "items": {7: sig["items"][7]}, "genres": {}, "decades": {},
+            "popularity": {"band": "mid", "pct": 50.0, "weight": 0.0}}
+    res = C.detection_scores(d, [only], ih, vh, hh).set_index("latent")
+    r = res.loc[0]
+    assert r.has_signature and r.n_pos == (hh == 7).any(1).sum() > 100
+    assert r.auc_random == pytest.approx(1.0) and r.bal_acc_random == pytest.approx(1.0)
+    assert r.bal_acc_matched == pytest.approx(1.0)
+    # without the exemplar term the genre/decade signature of the same card does much worse
+    coarse = dict(sig, items={})
+    r2 = C.detection_scores(d, [coarse], ih, vh, hh).set_index("latent").loc[0]
+    assert r2.auc_random < 0.8
+    # the full label signature keeps the planted movie detectable
+    r3 = C.detection_scores(d, [card], ih, vh, hh).set_index("latent").loc[0]
+    assert r3.auc_random > 0.95
+
+
+def test_score_summary_min_positives():
+    sc = pd.DataFrame({"latent": [0, 1, 2, 3], "n_pos": [10, 4, 5, 0],
+                       "bal_acc_random": [0.9, 0.1, 0.7, np.nan], "auc_random": [0.95, 0.1, 0.8, np.nan],
+                       "bal_acc_matched": [0.8, 0.1, 0.6, np.nan], "auc_matched": [0.9, 0.1, 0.7, np.nan]})
+    s = C.score_summary(sc)
+    assert s["n_scored"] == 2 and s["median_bal_acc_random"] == pytest.approx(0.8)
+    assert s["mean_auc_matched"] == pytest.approx(0.8) and s["share_bal_acc_ge_0.8_random"] == 0.5
+    assert C.score_summary(sc, min_pos=1)["n_scored"] == 3
+    assert C.score_summary(sc, live=np.array([True, True, False, False]))["n_scored"] == 1
