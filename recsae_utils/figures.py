@@ -230,6 +230,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
     if keep and d_top.sum() > 0:
         _paired_bars(ax_d, [f"{int(d_vals[i])}s" for i in keep], d_top[keep], d_base[keep], d_sig[keep],
                      horizontal=False)
+        ax_d.tick_params(axis="x", labelrotation=90)
     else:
         _empty(ax_d)
     ax_d.set_title("decade mix (* = enriched)", loc="left")
@@ -252,9 +253,9 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         sub.append(st)
     if info["labeler"]:
         sub.append(f"label: {info['labeler']}")
-    lines = [head, " \u00b7 ".join(sub)]
+    lines = [head] + textwrap.wrap(" \u00b7 ".join(sub), 100)  # wrapped so the text never widens the figure
     if info["description"]:
-        lines += textwrap.wrap(info["description"], 120)[:2]
+        lines += textwrap.wrap(info["description"], 100)[:2]
     fig.suptitle("\n".join(lines), fontsize=9, x=0.01, ha="left")
     fig._suptitle.set_fontweight("normal")
     return fig

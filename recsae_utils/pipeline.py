@@ -19,6 +19,7 @@ from pathlib import Path
 from . import artifacts, config
 
 NOTEBOOK_DIR = artifacts.repo_root() / "notebooks"
+AS_GIVEN: dict[str, str] = {}  # paths as the user typed them, for the command recorded in run.json
 
 
 # The config fields each stage reads (with everything upstream): a change reruns that stage and the
@@ -111,7 +112,7 @@ def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
     except OSError:
         rev = ""
     manifest = cfg.run_dir / "data" / "manifest.json"
-    env = {k: v for k, v in os.environ.items() if k.startswith("RECSAE_") or k == "OPENAI_BASE_URL"}
+    env = {k: AS_GIVEN.get(k, v) for k, v in os.environ.items() if k.startswith("RECSAE_") or k == "OPENAI_BASE_URL"}
     artifacts.write_json(cfg.report_dir / "run.json", {
         "command": f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()))} make all DATASETS={cfg.dataset}".strip(),
         "argv": sys.argv, "config": cfg.to_dict(), "git_commit": rev,
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     for var in ("RECSAE_DATA_DIR", "RECSAE_RUN_DIR", "RECSAE_REPORT_DIR"):  # notebooks run in notebooks/
         if os.environ.get(var):
+            AS_GIVEN[var] = os.environ[var]
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     rows = []
     t0 = time.time()
