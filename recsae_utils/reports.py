@@ -231,6 +231,8 @@ def write_report(report_dir: str | Path) -> Path:
         out.append(f"Code version `{run.get('git_commit', '')[:12]}`, Python {run.get('python')}, torch {run.get('torch')}.\n")
         if run.get("data"):
             out.append("Input checksums (sha256): " + ", ".join(f"`{k}` {v[:16]}…" for k, v in run["data"].items()) + "\n")
+        out.append("Stage times of this invocation (a stage reuses finished checkpoints, fits and caches, so "
+                   "training times are the per-seed and per-fit `seconds` in `summary.json`):\n")
         out.append("| stage | status | seconds |\n|---|---|---:|")
         for r in run.get("stages", []):
             out.append(f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
