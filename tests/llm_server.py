@@ -34,7 +34,7 @@ def genres_in(text: str) -> list[str]:
 class FakeLLM:
     """State and script of the server; tests change the attributes between runs."""
 
-    def __init__(self, api_key: str = "sk-test-1234567890", models=("test-model",), delay: float = 0.0):
+    def __init__(self, api_key: str = "test-key-1234567890", models=("test-model",), delay: float = 0.0):
         self.api_key = api_key
         self.models = set(models)
         self.delay = delay

@@ -21,7 +21,7 @@ from recsae_utils.labeling import (LLMConfig, LLMError, build_judge_messages, bu
 sys.path.insert(0, str(Path(__file__).parent))
 from llm_server import GENRES, FakeLLM  # noqa: E402
 
-KEY = "sk-test-SECRET-7f3a9c1e5b"
+KEY = "test-key-SECRET-7f3a9c1e5b"
 MODEL = "test-model"
 
 
@@ -158,7 +158,7 @@ def test_malformed_json_repair(llm, tmp_path):
 
 
 def test_bad_key_is_clear_and_secret(llm, tmp_path, monkeypatch):
-    bad = "sk-wrong-key-0000111122223333"
+    bad = "wrong-test-key-0000111122223333"
     monkeypatch.setenv("OPENAI_API_KEY", bad)
     with pytest.raises(LLMError, match="HTTP 401") as ei:
         label_latents([make_card(i) for i in range(20)], cfg(), tmp_path, progress=False)
