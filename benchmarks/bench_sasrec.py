@@ -67,16 +67,13 @@ def main() -> None:
         t0 = time.perf_counter()
         for b in range(args.batches):
             idx = perm[b * 256:(b + 1) * 256]
-            if name == "ours":
-                ids = torch.cat([hist_all[idx], tgt_all[idx, None], neg_all[idx, None]], 1)
-                e = model.item_emb.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
-                h = model.user_repr_from(e[:, :-2], ids[:, :-2] > 0)
-                s = (h[:, None, :] * e[:, -2:]).sum(-1)
+            if name == "ours":  # exactly train_sasrec's batch path
+                loss = train.bpr_loss(model, hist_all[idx], tgt_all[idx], neg_all[idx])
             else:
                 hist, items = rechorus_style_batch(tr, idx, seqs, neg, 20)
                 h = model.states(hist)[:, 0]
                 s = (h[:, None, :] * model.item_emb(items)).sum(-1)
-            loss = -F.logsigmoid(s[:, 0] - s[:, 1]).mean()
+                loss = -F.logsigmoid(s[:, 0] - s[:, 1]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

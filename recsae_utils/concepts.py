@@ -1257,6 +1257,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> Con
     of h_u and for a randomly initialised SAE of the same shape."""
     import time
 
+    import torch
+
     from . import labeling, sae as sae_mod
 
     t = {}
@@ -1295,8 +1297,7 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> Con
     raw = dictionary_and_scores(ri, rv, ht, rhi, rhv, hh, ctx.ds.items, 2 * h["train"].shape[1], cfg.top_n, cfg.seed)
     rnd_sae = sae_mod.random_sae(sae_model.cfg, x_mean=ctx.h["train"].mean(0))
     ai, av = sae_mod.encode_sparse(rnd_sae, ctx.h["train"])
-    bi = np.concatenate([sae_mod.encode_sparse(rnd_sae, ctx.h[s])[0] for s in held])
-    bv = np.concatenate([sae_mod.encode_sparse(rnd_sae, ctx.h[s])[1] for s in held])
+    bi, bv = sae_mod.encode_sparse(rnd_sae, torch.cat([ctx.h[s] for s in held]))
     rnd = dictionary_and_scores(ai, av, ht, bi, bv, hh, ctx.ds.items, m, cfg.top_n, cfg.seed)
     t["baselines"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,

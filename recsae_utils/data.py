@@ -393,6 +393,10 @@ def load_rechorus(folder: str | os.PathLike, name: str | None = None) -> Dataset
 DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 
 
+def _rechorus_folder(name: str, source: str | os.PathLike | None) -> Path:
+    return Path(source) if source else (data_dir() or Path(".")) / DATASETS.get(name, name)
+
+
 def _source_files(name: str, source: str | os.PathLike | None) -> dict[str, Path]:
     if name == "ml-1m":
         try:
@@ -400,7 +404,7 @@ def _source_files(name: str, source: str | os.PathLike | None) -> dict[str, Path
         except DataError:
             return {}
         return {f: folder / f for f in ("ratings.dat", "movies.dat")}
-    folder = Path(source) if source else (data_dir() or Path(".")) / DATASETS.get(name, name)
+    folder = _rechorus_folder(name, source)
     return {f"{s}.csv": folder / f"{s}.csv" for s in SPLITS}
 
 
@@ -422,8 +426,7 @@ def load_dataset(name: str, out_dir: str | os.PathLike, source: str | os.PathLik
     if name == "ml-1m":
         ds = build_ml1m(source)
     else:
-        folder = Path(source) if source else (data_dir() or Path(".")) / DATASETS.get(name, name)
-        ds = load_rechorus(folder, name)
+        ds = load_rechorus(_rechorus_folder(name, source), name)
     for s in SPLITS:
         artifacts.write_parquet(out / f"{s}.parquet", ds.split(s))
     artifacts.write_parquet(out / "items.parquet", ds.items)

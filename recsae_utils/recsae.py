@@ -15,7 +15,7 @@ from . import artifacts, metrics
 from .data import Dataset, Instances
 from .model import SASRec
 from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, random_sae, reconstruct
-from .train import rank_targets
+from .train import rank_targets, user_vectors
 
 
 def plugged_metrics(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> dict[str, float]:
@@ -99,8 +99,6 @@ def stage_inputs(cfg) -> StageInputs:
         if fresh and f.exists():
             h[s] = torch.from_numpy(np.load(f))
         else:
-            from .train import user_vectors
-
             h[s] = user_vectors(model, inst[s], batch_size=4096, progress=True)
             artifacts.write_npy(f, h[s].numpy())
     artifacts.write_json(meta, {"sasrec": key, "shapes": {s: list(v.shape) for s, v in h.items()}})

@@ -121,6 +121,18 @@ def evaluate(model: SASRec, inst: Instances, mask_csr, h: torch.Tensor | None = 
 # Training
 
 
+def bpr_loss(model: SASRec, hist: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean BPR loss -log sigmoid(s_pos - s_neg) of a batch: the whole training batch path.
+
+    History, positive and negative rows of the item table come from one index_select (its backward is
+    a cheap index_add), and only the most recent slot's output is computed (`user_repr_from`)."""
+    ids = torch.cat([hist, pos[:, None], neg[:, None]], 1)
+    e = model.item_emb.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
+    h = model.user_repr_from(e[:, :-2], ids[:, :-2] > 0)
+    s_pn = (h[:, None, :] * e[:, -2:]).sum(-1)
+    return -F.logsigmoid(s_pn[:, 0] - s_pn[:, 1]).mean()
+
+
 def early_stop_now(history: list[float], patience: int) -> bool:
     """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
     value is more than `patience` epochs old."""
@@ -219,12 +231,7 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
                    mininterval=1.0)
         for s in bar:
             idx = perm[s:s + cfg.batch_size]
-            ids = torch.cat([hist_all[idx], tgt_all[idx, None], neg_all[idx, None]], 1).to(device)
-            # one lookup for history, positive and negative rows (index_select's backward is a cheap index_add)
-            e = model.item_emb.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
-            h = model.user_repr_from(e[:, :-2], ids[:, :-2] > 0)
-            s_pn = (h[:, None, :] * e[:, -2:]).sum(-1)
-            loss = -F.logsigmoid(s_pn[:, 0] - s_pn[:, 1]).mean()
+            loss = bpr_loss(model, hist_all[idx].to(device), tgt_all[idx].to(device), neg_all[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
