@@ -39,6 +39,29 @@ def ranks_from_scores(scores: torch.Tensor, target_scores: torch.Tensor) -> torc
     return 1 + (scores >= target_scores[:, None]).sum(dim=1)
 
 
+def ndcg_per_instance(ranks: np.ndarray | torch.Tensor, k: int = 10) -> np.ndarray:
+    """NDCG@k of each instance (one relevant item): 1 / log2(rank + 1) if rank <= k else 0."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+
+
+def paired_ratio_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                    seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(b) / mean(a), resampling instances in pairs.
+
+    Why paired: both metrics come from the same test users, so most of their noise is shared and cancels
+    in the ratio; resampling a and b independently would give a far wider, wrong interval."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = len(a)
+    if n == 0 or len(b) != n:
+        raise ValueError(f"paired_ratio_ci needs two arrays of the same non-zero length, got {len(a)} and {len(b)}")
+    w = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = (w @ b) / (w @ a)
+    lo, hi = np.nanquantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def ranking_metrics(ranks: np.ndarray | torch.Tensor, topk=TOPK) -> dict[str, float]:
     """HR@K and NDCG@K (one relevant item) from 1-based ranks, keyed like 'NDCG@10'."""
     r = torch.as_tensor(ranks, dtype=torch.float64)

@@ -30,15 +30,23 @@ def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mas
 
 def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,
              inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10) -> dict[str, float]:
-    """Retention, metric recovered against the mean-user ablation, top-k overlap and catalog KL."""
-    r_orig = plugged_metrics(item_emb, h, inst, mask_csr)[metric]
-    r_sae = plugged_metrics(item_emb, h_hat, inst, mask_csr)[metric]
+    """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
+    mean-user ablation, top-k overlap and catalog KL."""
+    ranks_orig = rank_targets(item_emb, h, inst, mask_csr)
+    ranks_sae = rank_targets(item_emb, h_hat, inst, mask_csr)
+    r_orig = metrics.ranking_metrics(ranks_orig)[metric]
+    r_sae = metrics.ranking_metrics(ranks_sae)[metric]
     r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
+    ci = (float("nan"), float("nan"))
+    if metric.startswith("NDCG@") and r_orig:
+        kk = int(metric.split("@")[1])
+        ci = metrics.paired_ratio_ci(metrics.ndcg_per_instance(ranks_orig, kk), metrics.ndcg_per_instance(ranks_sae, kk))
     s_orig = _masked_scores(item_emb, h, inst, mask_csr)
     s_sae = _masked_scores(item_emb, h_hat, inst, mask_csr)
     return {
         f"{metric}_orig": r_orig, f"{metric}_sae": r_sae, f"{metric}_ablated": r_abl,
         "retention": r_sae / r_orig if r_orig else float("nan"),
+        "retention_ci_low": ci[0], "retention_ci_high": ci[1],
         "metric_recovered": (r_sae - r_abl) / (r_orig - r_abl) if r_orig != r_abl else float("nan"),
         f"top{k}_overlap": metrics.topk_overlap(s_orig, s_sae, k),
         "catalog_kl": metrics.catalog_kl(s_orig, s_sae),
@@ -114,13 +122,15 @@ def fit_plan(cfg) -> dict[str, tuple[int, int, str]]:
 
 
 def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
-    """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model."""
+    """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
+    within one paired standard error of the best counting as tied and the lower dev FVU winning among them."""
     scfg = SAEConfig(d_in=ctx.h["train"].shape[1], n_latents=n_latents, k=k, k_aux=ctx.h["train"].shape[1] // 2,
                      variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size, epochs=cfg.sae_epochs,
-                     dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, seed=cfg.seed)
+                     dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
+                     l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
     done = out / "done.json"
-    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key])
+    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU"])
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
         d = artifacts.read_json(done)
         return FitResult(load_sae(out / "sae.safetensors"), d["history"], d["best_epoch"], d["seconds"])
@@ -129,8 +139,8 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
 
     def select(sae: TopKSAE) -> dict:
         x_hat = reconstruct(sae, h_dev)
-        m = plugged_metrics(item_emb, x_hat, ctx.inst["dev"], ctx.mask)
-        return {"NDCG@5": m["NDCG@5"], "fvu": float(fvu_loss(h_dev, x_hat))}
+        ndcg5 = metrics.ndcg_per_instance(rank_targets(item_emb, x_hat, ctx.inst["dev"], ctx.mask), 5)
+        return {"NDCG@5": float(ndcg5.mean()), "fvu": float(fvu_loss(h_dev, x_hat)), "per_instance": ndcg5}
 
     res = fit_sae(ctx.h["train"], scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress)
     artifacts.write_json(done, {"key": key, "history": res.history, "best_epoch": res.best_epoch,

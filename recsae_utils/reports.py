@@ -128,6 +128,36 @@ def timed(store: dict, name: str):
 # The dataset report (reports/<dataset>/README.md), written from summary.json alone
 
 
+def variant_comparison(sae: dict) -> str:
+    """One generated sentence: which SAE variant (Gao et al.'s "openai" or the reference code's quirks) wins
+    at the same size and optimiser settings, on explained variance, NDCG@10 retention and dead latents."""
+    rows = {r["config"]["variant"]: r for n, r in sae.items()
+            if n in ("main", "openai", "reference") and r.get("config")}
+    if set(rows) != {"openai", "reference"}:
+        return ""
+    o, r = rows["openai"], rows["reference"]
+    crit = [("explained variance", o["health"]["explained_variance"], r["health"]["explained_variance"], True),
+            ("NDCG@10 retention", o["fidelity"]["retention"], r["fidelity"]["retention"], True),
+            ("dead fraction", o["health"]["dead_fraction"], r["health"]["dead_fraction"], False)]
+    parts, wins = [], 0
+    for name, a, b, higher in crit:
+        better = (a > b) if higher else (a < b)
+        wins += better
+        parts.append(f"{name} {a:.4f} vs {b:.4f} ({'openai' if better else 'reference' if a != b else 'tie'})")
+    winner = "openai" if wins >= 2 else "reference"
+    return (f"**Variants** (same size and optimiser; openai = Gao et al. with the AuxK change of sae.py, reference = the RecSAE code's quirks): "
+            + "; ".join(parts) + f". Overall: **{winner}** wins {max(wins, 3 - wins)} of 3. Retention "
+            "differences inside the bootstrap interval are noise.")
+
+
+def _fidelity_cell(f: dict, key: str) -> str:
+    """A fidelity value; retention gets its bootstrap interval when the summary has one."""
+    lo, hi = f.get(f"{key}_ci_low"), f.get(f"{key}_ci_high")
+    if lo is None or hi is None or lo != lo:
+        return _fmt(f.get(key))
+    return f"{_fmt(f.get(key))} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
 def _fmt(v, digits=4):
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
@@ -189,11 +219,15 @@ def write_report(report_dir: str | Path) -> Path:
             c = row["config"]
             lines.append(f"| {n} | {c['n_latents']} | {c['k']} | {c['variant']} | "
                          + " | ".join(_fmt(row["health"].get(k)) for k in keys) + " | "
-                         + " | ".join(_fmt(row["fidelity"].get(k)) for k in fk) + " |")
+                         + " | ".join(_fidelity_cell(row["fidelity"], k) for k in fk) + " |")
         out.append("\n".join(lines) + "\n")
         out.append("\nDead and dense fractions are counted over all training instances (the window is the whole "
                    "training set in samples). Retention and metric recovered use NDCG@10; the ablation gives "
-                   "every user the mean training h_u.\n")
+                   "every user the mean training h_u. The interval beside retention is a paired bootstrap (95%, "
+                   "2,000 resamples of the test instances): it shows how much of a gap to 1 is test-set noise.\n")
+        verdict = variant_comparison(s["sae"])
+        if verdict:
+            out.append("\n" + verdict + "\n")
         out.append(_fig(rd, "sasrec_vs_recsae", "SASRec vs RecSAE across K (test)"))
         out.append(_fig(rd, "sae_firing_frequency", "Firing frequency of the latents (train)"))
         out.append(_fig(rd, "sae_training", "SAE fitting: dev FVU and plugged-in dev NDCG@5 per epoch"))

@@ -68,3 +68,31 @@ def test_firing_stats_and_fidelity_helpers():
     assert metrics.catalog_kl(a, a) == pytest.approx(0.0)
     assert metrics.catalog_kl(a, a + 3.0) == pytest.approx(0.0, abs=1e-12)  # shift-invariant
     assert metrics.catalog_kl(a, torch.zeros_like(a)) > 0
+
+
+def test_paired_ratio_ci_known_cases():
+    from recsae_utils.metrics import ndcg_per_instance, paired_ratio_ci
+    assert ndcg_per_instance([1, 3, 11], 10).tolist() == [1.0, 0.5, 0.0]
+    a = np.tile([0.0, 1.0], 500)
+    assert paired_ratio_ci(a, a) == (1.0, 1.0)                 # identical: no spread at all
+    lo, hi = paired_ratio_ci(a, 0.9 * a)
+    assert lo == pytest.approx(0.9) and hi == pytest.approx(0.9)  # a constant ratio survives every resample
+    b = a.copy()
+    b[1:100:2] = 0.0                                           # 50 of the 500 hits lost: ratio 0.9
+    lo, hi = paired_ratio_ci(a, b)
+    assert lo < 0.9 < hi and hi - lo < 0.06                    # paired: narrow, around the ratio
+    with pytest.raises(ValueError, match="same non-zero length"):
+        paired_ratio_ci(a, b[:10])
+
+
+def test_variant_comparison_sentence():
+    from recsae_utils.reports import variant_comparison
+
+    def row(variant, ev, ret, dead):
+        return {"config": {"variant": variant}, "health": {"explained_variance": ev, "dead_fraction": dead},
+                "fidelity": {"retention": ret}}
+    s = variant_comparison({"main": row("openai", 0.99, 0.98, 0.0), "reference": row("reference", 0.98, 0.99, 0.3)})
+    assert "**openai** wins 2 of 3" in s and "dead fraction 0.0000 vs 0.3000 (openai)" in s
+    s = variant_comparison({"main": row("openai", 0.97, 0.98, 0.4), "reference": row("reference", 0.98, 0.99, 0.3)})
+    assert "**reference** wins 3 of 3" in s
+    assert variant_comparison({"main": row("openai", 0.99, 0.98, 0.0)}) == ""

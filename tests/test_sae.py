@@ -1,6 +1,7 @@
 """TopK SAE: known-answer tests on planted data, the custom sparse autograd, the two variants, resume."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,20 +93,21 @@ def test_project_decoder_grad_removes_parallel_component():
 # 4. AuxK revives dead latents
 
 
-def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int) -> float:
+def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int, bias: float = 0.0, **cfg_kw) -> float:
     """fit_sae builds its SAE with TopKSAE(cfg); wrap it so that n_dead latents start with encoder rows
-    1000x too small: they never win a top-k slot, yet their pre-activations are not all negative, so
-    AuxK (whose values pass a ReLU, as in Gao et al.) can reach them."""
+    1000x too small (plus encoder bias `bias`): they never win a top-k slot. With bias 0 their
+    pre-activations are not all negative, so even a ReLU'd AuxK (Gao et al.) can reach them."""
     real = S.TopKSAE
 
     def crippled(cfg):
         sae = real(cfg)
         with torch.no_grad():
             sae.W_enc[:n_dead] *= 1e-3
+            sae.b_enc[:n_dead] = bias
         return sae
 
     monkeypatch.setattr(S, "TopKSAE", crippled)
-    res = S.fit_sae(x, small_cfg(epochs=4, lr=1e-2, aux_coef=aux_coef), progress=False)
+    res = S.fit_sae(x, small_cfg(epochs=4, lr=1e-2, aux_coef=aux_coef, **cfg_kw), progress=False)
     monkeypatch.setattr(S, "TopKSAE", real)
     idx, _ = S.encode_sparse(res.sae, x)
     return firing_stats(torch.from_numpy(idx), 128)["dead_fraction"] * 128  # never fires on the whole data
@@ -123,6 +125,22 @@ def test_auxk_revives_dead_latents(monkeypatch):
     assert _dead_after_fit(monkeypatch, x, aux_coef=0.0, n_dead=112) >= dead0 - 2  # no gradient reaches them
     dead_with = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112)
     assert dead_with <= 80, dead_with  # AuxK fits them to the residual until they win top-k slots (~58)
+
+
+def test_auxk_without_relu_revives_latents_negative_everywhere(monkeypatch):
+    """The way latents die on h_u: encoder bias below zero, pre-activation negative on every input. A ReLU'd
+    AuxK value is then 0 and passes no gradient (they stay dead); aux_relu=False still reaches them."""
+    x, _ = planted(n=10_000)
+    stuck = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112, bias=-1.0, aux_relu=True, l2=0.0)
+    assert stuck >= 110, stuck
+    revived = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112, bias=-1.0, aux_relu=False, l2=0.0)
+    assert revived <= 80, revived
+
+
+def test_lr_schedule_known_values():
+    cfg = S.SAEConfig(lr=1.0, lr_decay=0.5)
+    assert [S.scheduled_lr(cfg, t, 100) for t in (0, 49, 50, 75, 99)] == [1.0, 1.0, 1.0, 0.5, 0.02]
+    assert S.scheduled_lr(S.SAEConfig(lr=0.3), 99, 100) == 0.3          # lr_decay 0: constant
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,3 +310,59 @@ def test_auxk_target_sign_bias_and_detach():
         grad_live = torch.autograd.grad(aux, sae.W_dec)[0][idx.reshape(-1).unique()]
         # the live latents' decoder rows only get an AuxK gradient through the undetached target
         assert (grad_live.abs().max() == 0) == (variant == "openai")
+
+
+def test_resume_with_lr_decay_is_exact_and_epochs_are_part_of_the_key(tmp_path):
+    """With lr decay the schedule depends on `epochs`: a killed run resumes bit-identically, and a run
+    with other `epochs` starts over instead of extending a schedule that was made for another length."""
+    x, _ = planted(n=3_000)
+    cfg = small_cfg(epochs=3, lr_decay=0.5)
+    calls: list[int] = []
+
+    def select(sae):
+        calls.append(1)
+        return {"s": 0.0}  # ties: the latest epoch wins
+
+    def dies_at_2(sae):
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return select(sae)
+
+    full = S.fit_sae(x, cfg, select_fn=select, select_key="s", out_dir=tmp_path / "a", progress=False)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        S.fit_sae(x, cfg, select_fn=dies_at_2, select_key="s", out_dir=tmp_path / "b", progress=False)
+    calls.clear()
+    res = S.fit_sae(x, cfg, select_fn=select, select_key="s", out_dir=tmp_path / "b", progress=False)
+    assert len(calls) == 2 and same_weights(res.sae, full.sae)
+    calls.clear()
+    S.fit_sae(x, small_cfg(epochs=4, lr_decay=0.5), select_fn=select, select_key="s", out_dir=tmp_path / "a",
+              progress=False)
+    assert len(calls) == 4                      # started over: the saved run followed a 3-epoch schedule
+
+
+def test_noise_aware_selection_known_answer():
+    """Paired per-instance scores decide: a gain inside one standard error is a tie (lower dev FVU wins),
+    a gain beyond it wins outright, a loss beyond it never wins."""
+    x, _ = planted(n=1_000)
+    base = np.tile([0.0, 1.0], 50)                    # 100 instances, mean 0.5
+    flip = np.zeros(100)
+    flip[:2] = 1.0                                    # two instances gain 1: mean +0.02, paired SE ~0.014
+    rows = iter([
+        {"s": base, "fvu": 0.30},                     # epoch 1: first best
+        {"s": base + flip, "fvu": 0.20},              # 2: +0.02 within 1 SE (tie) and lower FVU -> best
+        {"s": base + flip - 2 * flip, "fvu": 0.10},   # 3: -0.04 vs epoch 2 (SE ~0.03): a clear loss -> not best
+        {"s": base + flip, "fvu": 0.25},              # 4: exact tie, higher FVU -> not best
+        {"s": np.minimum(base + 0.5, 1.0), "fvu": 0.9},  # 5: +0.24, far beyond the SE -> best despite FVU
+    ])
+
+    def select(sae):
+        r = next(rows)
+        return {"s": float(r["s"].mean()), "fvu": r["fvu"], "per_instance": r["s"]}
+
+    res = S.fit_sae(x, small_cfg(epochs=5), select_fn=select, select_key="s", progress=False)
+    assert res.best_epoch == 5
+    assert all("per_instance" not in r["dev"] for r in res.history)
+    rows = iter([{"s": base, "fvu": 0.30}, {"s": base + flip, "fvu": 0.20}, {"s": base - flip, "fvu": 0.10},
+                 {"s": base + flip, "fvu": 0.25}])
+    assert S.fit_sae(x, small_cfg(epochs=4), select_fn=select, select_key="s", progress=False).best_epoch == 2
