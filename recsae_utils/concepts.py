@@ -61,6 +61,7 @@ GENERIC_FREQ = 0.10        # fires on more than 10% of sequences -> generic
 GENERIC_COVERAGE = 0.25    # its top-N sequences hold more than 25% of the catalogue -> generic
 POP_FLAG_SPEARMAN = 0.3    # |Spearman(activation, sequence popularity)| at least this -> popularity latent
 POP_FLAG_HIGH = 75.0       # popularity_pct at least this (or at most 100 - this) -> popularity latent
+WINDOWS = (1, 3, 9)         # history windows (most recent items) of the detection sweep, besides the whole history
 CALIB_POS = 200            # training positives per latent for the detection threshold (activation-stratified)
 CALIB_NEG = 5000           # shared pool of random training sequences for the threshold's negatives
 POP_BINS = 10              # popularity quantile bins for the matched negatives
@@ -1300,8 +1301,36 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> Con
     bi, bv = sae_mod.encode_sparse(rnd_sae, torch.cat([ctx.h[s] for s in held]))
     rnd = dictionary_and_scores(ai, av, ht, bi, bv, hh, ctx.ds.items, m, cfg.top_n, cfg.seed)
     t["baselines"] = time.time() - t0
+    t0 = time.time()
+    models = {"SAE": (it, vt, ih, vh, m), "raw h_u dimensions": (ri, rv, rhi, rhv, 2 * h["train"].shape[1]),
+              "random SAE": (ai, av, bi, bv, m)}
+    tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
+                                                 full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
+                                                       "random SAE": (rnd[0], rnd[2])})
+    t["window_sweep"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
                       judge, t)
+
+
+def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,
+                 top_n: int, seed: int, windows: Sequence[int] = (1, 3, 9),
+                 full: Mapping[str, tuple] | None = None) -> pd.DataFrame:
+    """Offline detection when a "sequence" is only the w most recent history items (dictionaries, labels
+    and held-out scoring all rebuilt on that window), for every model: which part of the history does a
+    latent read? One row per (window, model) with `score_summary`'s columns; window = history length for
+    the whole history. models: name -> (idx_train, val_train, idx_held, val_held, m); `full` reuses
+    (dictionary, scores) already computed on the whole history."""
+    rows = []
+    L = hist_train.shape[1]
+    for w in sorted({min(int(w), L) for w in windows} | {L}):
+        for name, (a, b, c, e, m) in models.items():
+            if w == L and full and name in full:
+                d, sc = full[name]
+            else:
+                d, _, sc = dictionary_and_scores(a, b, hist_train[:, :w], c, e, hist_held[:, :w], items, m, top_n,
+                                                 seed)
+            rows.append({"window": w, "model": name, **score_summary(sc, d.stats.n_fire > 0)})
+    return pd.DataFrame(rows)
 
 
 def judge_probes(d: ConceptDictionary, acts: dict, ctx, seed: int = 0, n_pos: int = 5, n_neg: int = 5,
@@ -1490,6 +1519,9 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
            "scores": {k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                       for k, row in scores.to_dict(orient="index").items()},
            "seconds": run.seconds, "examples": examples,
+           "detection_by_window": [{k: (None if pd.isna(v) else (v if isinstance(v, str) else float(v)))
+                                    for k, v in r.items()}
+                                   for r in run.tables.get("detection_by_window", pd.DataFrame()).to_dict("records")],
            "explanations": render_explanations(expl, n_reasons=3)}
     if run.judge is not None:
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),

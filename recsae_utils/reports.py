@@ -246,6 +246,18 @@ def write_report(report_dir: str | Path) -> Path:
                    "tell a latent's activating sequences from random / popularity-matched non-activating ones?\n")
         out.append("\n".join(lines) + "\n")
         out.append(_fig(rd, "label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"))
+        if c.get("detection_by_window"):
+            out.append("\n### Which part of the history does a latent read?\n")
+            out.append("The same detection score when a sequence is only its w most recent history items "
+                       "(dictionaries, labels and held-out scoring all rebuilt on that window; the largest w is the "
+                       "whole history, the table above). Random negatives.\n")
+            wl = ["| window | model | n_scored | share_bal_acc_ge_0.8 | median_bal_acc | mean_auc |",
+                  "|---:|---|---:|---:|---:|---:|"]
+            for r in c["detection_by_window"]:
+                wl.append(f"| {int(r['window'])} | {r['model']} | {int(r['n_scored'])} | "
+                          f"{_fmt(r.get('share_bal_acc_ge_0.8_random'), 3)} | {_fmt(r.get('median_bal_acc_random'), 3)} | "
+                          f"{_fmt(r.get('mean_auc_random'), 3)} |")
+            out.append("\n".join(wl) + "\n")
         out.append("\n### Ten example concepts\n")
         out.append("| latent | label | freq | AUC (random) | bal. acc. | top movies by lift |\n|---:|---|---:|---:|---:|---|")
         for e in c["examples"]:

@@ -468,3 +468,31 @@ def test_score_summary_min_positives():
     assert s["mean_auc_matched"] == pytest.approx(0.8) and s["share_bal_acc_ge_0.8_random"] == 0.5
     assert C.score_summary(sc, min_pos=1)["n_scored"] == 3
     assert C.score_summary(sc, live=np.array([True, True, False, False]))["n_scored"] == 1
+
+
+def test_window_sweep_finds_a_last_item_latent():
+    """A latent that fires exactly when the MOST RECENT item is a Comedy (items 1-6): on the last item alone
+    its label detects it perfectly; on whole histories (older Comedies fire nothing) it does worse. A
+    latent firing on Comedy anywhere in the history shows the opposite. `full` rows are reused as given."""
+    items, htr, _, _, hh, _, _ = _planted(seed=2)
+
+    def acts(h):
+        n = len(h)
+        val = np.zeros((n, 2))
+        val[:, 0] = np.where((h[:, 0] >= 1) & (h[:, 0] <= 6), 1.0, 0.0)               # last item only
+        val[:, 1] = np.where(((h >= 1) & (h <= 6)).any(1), 1.0, 0.0)                  # anywhere
+        return np.tile(np.arange(2), (n, 1)), val
+
+    (itr, vtr), (ih, vh) = acts(htr), acts(hh)
+    sw = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,))
+    assert sw["window"].tolist() == [1, htr.shape[1]] and set(sw["model"]) == {"planted"}
+    d1, _, s1 = C.dictionary_and_scores(itr, vtr, htr[:, :1], ih, vh, hh[:, :1], items, 2, 50)
+    dL, _, sL = C.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 2, 50)
+    assert s1.loc[0, "bal_acc_random"] == pytest.approx(1.0) and sL.loc[0, "bal_acc_random"] < 0.9
+    assert sL.loc[1, "bal_acc_random"] > s1.loc[1, "bal_acc_random"]
+    row = sw.set_index("window").loc[1]
+    assert row["n_scored"] == 2 and row["median_bal_acc_random"] == pytest.approx(
+        np.median([s1.loc[0, "bal_acc_random"], s1.loc[1, "bal_acc_random"]]))
+    reused = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, 50, 0, windows=(),
+                            full={"planted": (dL, sL.assign(bal_acc_random=0.123))})
+    assert reused["median_bal_acc_random"].tolist() == [pytest.approx(0.123)]
