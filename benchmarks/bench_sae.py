@@ -43,6 +43,7 @@ import time
 import numpy as np
 import torch
 
+from recsae_utils.config import RunConfig
 from recsae_utils.metrics import reconstruction_metrics
 from recsae_utils.sae import SAEConfig, fit_sae, reconstruct
 
@@ -69,8 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>6} {'lr':>7} {'s/epoch':>8} {'train_fvu':>9} {'fvu':>7} {'EV':>7} {'dead':>6}", flush=True)
     for run in args.runs.split(","):
         bs, lr = run.split(":")
+        rc = RunConfig()  # the run's defaults for everything this script does not vary
         cfg = SAEConfig(d_in=x.shape[1], n_latents=args.n_latents, k=args.k, batch_size=int(bs), lr=float(lr),
-                        epochs=args.epochs, variant=args.variant, early_stop=args.epochs + 1)
+                        epochs=args.epochs, variant=args.variant, early_stop=args.epochs + 1,
+                        dead_window=rc.sae_dead_window, aux_coef=rc.sae_aux_coef, lr_decay=rc.sae_lr_decay,
+                        l2=rc.sae_l2, aux_relu=rc.sae_aux_relu or args.variant == "reference")
         t0 = time.time()
         res = fit_sae(x, cfg, progress=False)
         fit_s = time.time() - t0
