@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 # Speed tables (run on a quiet machine; the SASRec and SAE ones need the ML-1M data / a finished run)
 benchmark: $(STAMP)
 	$(PY) benchmarks/bench_sasrec.py
-	$(PY) benchmarks/bench_sae.py $(wildcard runs/ml-1m/hu/train.npy) --runs 1024:3e-3 --epochs 12
+	$(PY) benchmarks/bench_sae.py $(wildcard runs/ml-1m/hu/train.npy) --runs 1024:3e-3 --epochs 12 $(if $(wildcard runs/ml-1m/sasrec/seed0/sasrec.safetensors),--hu-from runs/ml-1m)
 	$(PY) benchmarks/bench_concepts.py
 	$(PY) benchmarks/bench_labeling.py
 

@@ -57,9 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variant", default="openai", choices=["openai", "reference"])
     ap.add_argument("--n-latents", type=int, default=2048)
     ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--hu-from", metavar="RUN_DIR", help="also time computing h_u of every ML-1M training "
+                    "instance with RUN_DIR/sasrec/seed0/sasrec.safetensors (needs RECSAE_DATA_DIR)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.hu_from:
+        from recsae_utils import config, data, train
+        cfg = config.load("ml-1m")
+        inst = data.build_instances(data.prepare(cfg), cfg.history_max)["train"]
+        model = train.load_sasrec(f"{args.hu_from}/sasrec/seed0/sasrec.safetensors")
+        t0 = time.time()
+        h = train.user_vectors(model, inst, batch_size=4096)
+        print(f"h_u of {len(inst):,} training instances: {time.time() - t0:.1f} s {tuple(h.shape)}", flush=True)
     if args.path:
         x = torch.from_numpy(np.load(args.path)).float()
     else:
