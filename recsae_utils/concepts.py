@@ -1243,6 +1243,7 @@ class ConceptRun:
     tables: dict[str, pd.DataFrame]
     judge: pd.DataFrame | None
     seconds: dict
+    others: dict = field(default_factory=dict)  # display name -> (ConceptDictionary, scores): a second SAE size
 
 
 def _split_arrays(ctx, acts: dict, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1252,10 +1253,12 @@ def _split_arrays(ctx, acts: dict, splits) -> tuple[np.ndarray, np.ndarray, np.n
     return idx, val, hist
 
 
-def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> ConceptRun:
+def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sae=None) -> ConceptRun:
     """Dictionaries from training instances, labels (offline metadata labeler or an LLM), offline
     detection scores on held-out (dev + test) instances, and the same scores for the 64 raw dimensions
-    of h_u and for a randomly initialised SAE of the same shape."""
+    of h_u and for a randomly initialised SAE of the same shape. With `alt_sae` (the other fitted size,
+    1,024 latents with k = 8 by default) its detection scores and its own two baselines (raw dimensions
+    at its firing rate, a random SAE of its shape) are added to the comparison, whole history and w = 1."""
     import time
 
     import torch
@@ -1308,8 +1311,29 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True) -> Con
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
                                                        "random SAE": (rnd[0], rnd[2])})
     t["window_sweep"] = time.time() - t0
+    others = {}
+    if alt_sae is not None:
+        t0 = time.time()
+        ma, ka = alt_sae.cfg.n_latents, alt_sae.cfg.k
+        tag = f"({ma} latents, k={ka})"
+        a_tr = sae_mod.encode_sparse(alt_sae, ctx.h["train"])
+        a_h = sae_mod.encode_sparse(alt_sae, torch.cat([ctx.h[s] for s in held]))
+        kr2 = raw_dimension_k(h["train"].shape[1], ka, ma)
+        r_tr = dense_to_sparse(h["train"], kr2, both_signs=True)
+        r_h = dense_to_sparse(np.concatenate([h[s] for s in held]), kr2, mu, sd, both_signs=True)
+        rnd2 = sae_mod.random_sae(alt_sae.cfg, x_mean=ctx.h["train"].mean(0))
+        n_tr = sae_mod.encode_sparse(rnd2, ctx.h["train"])
+        n_h = sae_mod.encode_sparse(rnd2, torch.cat([ctx.h[s] for s in held]))
+        models2 = {f"SAE {tag}": (*a_tr, *a_h, ma), f"raw h_u dimensions (k={kr2})": (*r_tr, *r_h, 2 * h["train"].shape[1]),
+                   f"random SAE {tag}": (*n_tr, *n_h, ma)}
+        for name, (a, b, c, e, mm) in models2.items():
+            dd, _, sc = dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
+            others[name] = (dd, sc)
+        sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, (1,), full=others)
+        tables["detection_by_window"] = pd.concat([tables["detection_by_window"], sweep2], ignore_index=True)
+        t["other_size"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
-                      judge, t)
+                      judge, t, others)
 
 
 def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,
@@ -1430,6 +1454,8 @@ def score_table(run: ConceptRun) -> pd.DataFrame:
     rows["SAE"]["live_latents"] = int((run.d.stats.n_fire > 0).sum())
     for name, (d, _) in run.baselines.items():
         rows[{"raw": "raw h_u dimensions", "random": "random SAE"}[name]]["live_latents"] = int((d.stats.n_fire > 0).sum())
+    for name, (d, s) in run.others.items():
+        rows[name] = {**score_summary(s, d.stats.n_fire > 0), "live_latents": int((d.stats.n_fire > 0).sum())}
     return pd.DataFrame(rows).T
 
 
