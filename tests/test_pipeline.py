@@ -33,6 +33,15 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     for section in ("data", "sasrec", "recsae", "sae", "concepts"):
         assert section in summary, section
     assert (rep / "README.md").exists() and (rep / "run.json").exists()
+    # the concept scores compare both SAE sizes with their baselines; the window sweep covers every model
+    scores = summary["concepts"]["scores"]
+    assert {"SAE", "raw h_u dimensions", "random SAE", "SAE (32 latents, k=2)", "random SAE (32 latents, k=2)"} \
+        <= set(scores) and any(k.startswith("raw h_u dimensions (k=") for k in scores)
+    windows = {(r["window"], r["model"]) for r in summary["concepts"]["detection_by_window"]}
+    assert (1, "SAE") in windows and (1, "SAE (32 latents, k=2)") in windows
+    fid = summary["sae"]["main"]["fidelity"]
+    assert fid["retention_ci_low"] <= fid["retention"] <= fid["retention_ci_high"]
+    assert "**Variants**" in (rep / "README.md").read_text()
     assert (rep / "concept_browser.html").exists()
     assert len(list((rep / "notebooks").glob("*.ipynb"))) == 5
     assert "| ml-1m | 05_label_concepts | ran |" in out1
