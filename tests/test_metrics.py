@@ -96,3 +96,15 @@ def test_variant_comparison_sentence():
     s = variant_comparison({"main": row("openai", 0.97, 0.98, 0.4), "reference": row("reference", 0.98, 0.99, 0.3)})
     assert "**reference** wins 3 of 3" in s
     assert variant_comparison({"main": row("openai", 0.99, 0.98, 0.0)}) == ""
+
+
+def test_matched_noise_has_the_same_fvu_and_is_seeded():
+    from recsae_utils.recsae import matched_noise
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(500, 16, generator=g)
+    h_hat = h + 0.1 * torch.randn(500, 16, generator=g)
+    noisy = matched_noise(h, h_hat, seed=3)
+    fvu = lambda a: float(((h - a) ** 2).sum() / ((h - h.mean(0)) ** 2).sum())
+    assert fvu(noisy) == pytest.approx(fvu(h_hat), rel=1e-6)
+    assert torch.equal(noisy, matched_noise(h, h_hat, seed=3)) and not torch.equal(noisy, matched_noise(h, h_hat, seed=4))
+    assert torch.equal(matched_noise(h, h, seed=3), h)                  # no error: no noise

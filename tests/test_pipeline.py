@@ -41,6 +41,7 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     assert (1, "SAE") in windows and (1, "SAE (32 latents, k=2)") in windows
     fid = summary["sae"]["main"]["fidelity"]
     assert fid["retention_ci_low"] <= fid["retention"] <= fid["retention_ci_high"]
+    assert 0 < fid["noise_matched_retention"] and 0 <= fid["noise_matched_top10_overlap"] <= 1
     assert "**Variants**" in (rep / "README.md").read_text()
     assert (rep / "concept_browser.html").exists()
     assert len(list((rep / "notebooks").glob("*.ipynb"))) == 5
