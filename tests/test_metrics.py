@@ -108,3 +108,20 @@ def test_matched_noise_has_the_same_fvu_and_is_seeded():
     assert fvu(noisy) == pytest.approx(fvu(h_hat), rel=1e-6)
     assert torch.equal(noisy, matched_noise(h, h_hat, seed=3)) and not torch.equal(noisy, matched_noise(h, h_hat, seed=4))
     assert torch.equal(matched_noise(h, h, seed=3), h)                  # no error: no noise
+
+
+def test_noise_calibration_spread_and_identity():
+    """Zero error: every draw is h itself, so retention and overlap are exactly 1; the range brackets the mean."""
+    from recsae_utils.data import Instances
+    from recsae_utils.recsae import noise_calibration
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(40, 8, generator=g)
+    h = torch.randn(30, 8, generator=g)
+    z = np.zeros(30, dtype=np.int64)
+    inst = Instances(np.arange(30), np.arange(30) % 39 + 1, z, np.ones((30, 1), dtype=np.int64), z + 1)
+    mask = (np.zeros(31, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    same = noise_calibration(E, h, h, inst, mask, draws=3)
+    assert same["noise_matched_retention"] == 1.0 and same["noise_matched_top10_overlap"] == 1.0
+    c = noise_calibration(E, h, h + 0.5 * torch.randn(30, 8, generator=g), inst, mask, draws=5)
+    assert c["noise_matched_retention_low"] <= c["noise_matched_retention"] <= c["noise_matched_retention_high"]
+    assert c["noise_matched_top10_overlap"] < 1.0 and c["noise_draws"] == 5
