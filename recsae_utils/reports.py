@@ -158,6 +158,11 @@ def _fidelity_cell(f: dict, key: str) -> str:
     return f"{_fmt(f.get(key))} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _count(v):
+    """Counts come back from JSON as floats (2048.0); show them as integers."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 def _fmt(v, digits=4):
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
@@ -250,7 +255,8 @@ def write_report(report_dir: str | Path) -> Path:
                 "share_bal_acc_ge_0.8_matched", "median_bal_acc_matched", "mean_auc_matched"]
         lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for n, row in sc.items():
-            lines.append(f"| {n} | " + " | ".join(_fmt(row.get(k), 3) for k in cols) + " |")
+            lines.append(f"| {n} | " + " | ".join(_fmt(_count(row.get(k)) if k in ("live_latents", "n_scored")
+                                                   else row.get(k), 3) for k in cols) + " |")
         out.append("Offline detection score on held-out (dev + test) sequences: can the label's metadata signature "
                    "tell a latent's activating sequences from random / popularity-matched non-activating ones?\n")
         out.append("\n".join(lines) + "\n")
