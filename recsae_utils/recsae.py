@@ -286,7 +286,7 @@ def plot_metrics_across_k(ev: dict):
         for name in ("sasrec", "main", "alt", "random"):
             if name in ev:
                 ax.plot(TOPK, [ev[name]["test"][f"{m}@{k}"] for k in TOPK], marker="o",
-                        label={"sasrec": SASRec, "main": "RecSAE"}.get(name, f"RecSAE ({name})"))
+                        label={"sasrec": "SASRec", "main": "RecSAE"}.get(name, f"RecSAE ({name})"))
         ax.set(xlabel="K", ylabel=f"test {m}@K", xticks=list(TOPK))
     axes[1].legend(frameon=False)
     fig.tight_layout()
