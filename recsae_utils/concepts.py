@@ -1267,7 +1267,7 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
 
     t = {}
     t0 = time.time()
-    m, k = sae_model.cfg.n_latents, sae_model.cfg.k
+    m = sae_model.cfg.n_latents
     held = ("dev", "test")
     it, vt, ht = acts["train"][0], acts["train"][1], ctx.inst["train"].hist
     ih, vh, hh = _split_arrays(ctx, acts, held)
@@ -1292,21 +1292,13 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     tables = dictionary_tables(d, names, promoted_items(W_dec, E))
     tables["labels"] = labels
     tables["scores"] = scores
-    # baselines: raw h_u dimensions (both signs, the SAE's firing rate) and a random SAE of the same shape
-    h = {s: ctx.h[s].numpy() for s in ("train", "dev", "test")}
-    kr = raw_dimension_k(h["train"].shape[1], k, m)
-    mu, sd = h["train"].mean(0), h["train"].std(0)
-    ri, rv = dense_to_sparse(h["train"], kr, both_signs=True)
-    rhi, rhv = dense_to_sparse(np.concatenate([h[s] for s in held]), kr, mu, sd, both_signs=True)
-    raw = dictionary_and_scores(ri, rv, ht, rhi, rhv, hh, ctx.ds.items, 2 * h["train"].shape[1], cfg.top_n, cfg.seed)
-    rnd_sae = sae_mod.random_sae(sae_model.cfg, x_mean=ctx.h["train"].mean(0))
-    ai, av = sae_mod.encode_sparse(rnd_sae, ctx.h["train"])
-    bi, bv = sae_mod.encode_sparse(rnd_sae, torch.cat([ctx.h[s] for s in held]))
-    rnd = dictionary_and_scores(ai, av, ht, bi, bv, hh, ctx.ds.items, m, cfg.top_n, cfg.seed)
+    h_train, h_held = ctx.h["train"], torch.cat([ctx.h[s] for s in held])
+    base = _baseline_arrays(sae_model, h_train, h_held)
+    raw, rnd = (dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
+                for a, b, c, e, mm in (base["raw"], base["random"]))
     t["baselines"] = time.time() - t0
     t0 = time.time()
-    models = {"SAE": (it, vt, ih, vh, m), "raw h_u dimensions": (ri, rv, rhi, rhv, 2 * h["train"].shape[1]),
-              "random SAE": (ai, av, bi, bv, m)}
+    models = {"SAE": (it, vt, ih, vh, m), "raw h_u dimensions": base["raw"], "random SAE": base["random"]}
     tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
                                                        "random SAE": (rnd[0], rnd[2])})
@@ -1316,16 +1308,10 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
         t0 = time.time()
         ma, ka = alt_sae.cfg.n_latents, alt_sae.cfg.k
         tag = f"({ma} latents, k={ka})"
-        a_tr = sae_mod.encode_sparse(alt_sae, ctx.h["train"])
-        a_h = sae_mod.encode_sparse(alt_sae, torch.cat([ctx.h[s] for s in held]))
-        kr2 = raw_dimension_k(h["train"].shape[1], ka, ma)
-        r_tr = dense_to_sparse(h["train"], kr2, both_signs=True)
-        r_h = dense_to_sparse(np.concatenate([h[s] for s in held]), kr2, mu, sd, both_signs=True)
-        rnd2 = sae_mod.random_sae(alt_sae.cfg, x_mean=ctx.h["train"].mean(0))
-        n_tr = sae_mod.encode_sparse(rnd2, ctx.h["train"])
-        n_h = sae_mod.encode_sparse(rnd2, torch.cat([ctx.h[s] for s in held]))
-        models2 = {f"SAE {tag}": (*a_tr, *a_h, ma), f"raw h_u dimensions (k={kr2})": (*r_tr, *r_h, 2 * h["train"].shape[1]),
-                   f"random SAE {tag}": (*n_tr, *n_h, ma)}
+        base2 = _baseline_arrays(alt_sae, h_train, h_held)
+        models2 = {f"SAE {tag}": (*sae_mod.encode_sparse(alt_sae, h_train), *sae_mod.encode_sparse(alt_sae, h_held), ma),
+                   f"raw h_u dimensions (k={raw_dimension_k(h_train.shape[1], ka, ma)})": base2["raw"],
+                   f"random SAE {tag}": base2["random"]}
         for name, (a, b, c, e, mm) in models2.items():
             dd, _, sc = dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
             others[name] = (dd, sc)
@@ -1334,6 +1320,22 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
         t["other_size"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
                       judge, t, others)
+
+
+def _baseline_arrays(sae_model, h_train, h_held) -> dict[str, tuple]:
+    """The two baselines of an SAE as (idx_train, val_train, idx_held, val_held, m): 'raw' = the signed raw
+    h_u dimensions (standardised with the training mean/std) firing at the SAE's rate, 'random' = a randomly
+    initialised SAE of the same shape (b_dec = training mean)."""
+    from . import sae as sae_mod
+
+    x_tr, x_h = h_train.numpy(), h_held.numpy()
+    kr = raw_dimension_k(x_tr.shape[1], sae_model.cfg.k, sae_model.cfg.n_latents)
+    mu, sd = x_tr.mean(0), x_tr.std(0)
+    rnd = sae_mod.random_sae(sae_model.cfg, x_mean=h_train.mean(0))
+    return {"raw": (*dense_to_sparse(x_tr, kr, both_signs=True), *dense_to_sparse(x_h, kr, mu, sd, both_signs=True),
+                    2 * x_tr.shape[1]),
+            "random": (*sae_mod.encode_sparse(rnd, h_train), *sae_mod.encode_sparse(rnd, h_held),
+                       sae_model.cfg.n_latents)}
 
 
 def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,

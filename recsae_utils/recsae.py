@@ -215,10 +215,9 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
     saes = {n: f.sae for n, f in fits.items()}
     saes["random"] = random_sae(main_cfg, x_mean=h_mean[0])
     for name, sae in saes.items():
-        row = {}
-        for s in ("dev", "test"):
-            row[s] = plugged_metrics(E, reconstruct(sae, ctx.h[s]), ctx.inst[s], ctx.mask)
-        x_hat = reconstruct(sae, ctx.h["test"])
+        recon = {s: reconstruct(sae, ctx.h[s]) for s in ("dev", "test")}
+        row = {s: plugged_metrics(E, recon[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
+        x_hat = recon["test"]
         idx_train, _ = encode_sparse(sae, ctx.h["train"])
         health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents)
         row["health"] = health
