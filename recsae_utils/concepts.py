@@ -62,6 +62,7 @@ GENERIC_COVERAGE = 0.25    # its top-N sequences hold more than 25% of the catal
 POP_FLAG_SPEARMAN = 0.3    # |Spearman(activation, sequence popularity)| at least this -> popularity latent
 POP_FLAG_HIGH = 75.0       # popularity_pct at least this (or at most 100 - this) -> popularity latent
 WINDOWS = (1, 3, 9)         # history windows (most recent items) of the detection sweep, besides the whole history
+STRONG_Q = 0.5             # the sweep's second view: positives = each latent's upper half of its own firings
 CALIB_POS = 200            # training positives per latent for the detection threshold (activation-stratified)
 CALIB_NEG = 5000           # shared pool of random training sequences for the threshold's negatives
 POP_BINS = 10              # popularity quantile bins for the matched negatives
@@ -1004,9 +1005,20 @@ def _weighted_auc_ba(S: np.ndarray, wp: np.ndarray, wn: np.ndarray, thr: np.ndar
     return auc, ba
 
 
+def strong_thresholds(f: Firing, q: float) -> np.ndarray:
+    """(m,) per-latent activation thresholds: the q-quantile (lower end) of each latent's own positive
+    TRAINING activations, so q = 0.5 keeps the upper half of every latent's firings whatever its scale;
+    q = 0 gives 0 (any activation counts). Latents that never fire get +inf."""
+    cnt = f.counts
+    if q <= 0:
+        return np.zeros(len(cnt))
+    at = f.ptr[:-1] + np.floor((1 - q) * np.maximum(cnt - 1, 0)).astype(np.int64)  # values sorted descending
+    return np.where(cnt > 0, f.val[np.minimum(at, max(len(f.val) - 1, 0))] if f.val.size else np.inf, np.inf)
+
+
 def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None, heldout_idx: np.ndarray,
                      heldout_val: np.ndarray, heldout_hist: np.ndarray, seed: int = 0,
-                     pop_bins: int = POP_BINS, block: int = 256) -> pd.DataFrame:
+                     pop_bins: int = POP_BINS, block: int = 256, strong_q: float = 0.0) -> pd.DataFrame:
     """Delphi-style detection without an LLM: can a latent's label signature tell its activating held-out
     sequences (activation > 0) from non-activating ones?
 
@@ -1018,7 +1030,13 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     of random draws, without their noise); (b) popularity-matched = the same, reweighted so their
     distribution over popularity quantile bins (mean item popularity, bin edges from training sequences)
     equals the positives' (the expectation of matched draws); positives in a bin with no negative are
-    dropped from (b). `signatures` are cards or `label_signature` dicts; None = this dictionary's cards."""
+    dropped from (b). `signatures` are cards or `label_signature` dicts; None = this dictionary's cards.
+
+    strong_q > 0 asks the question only of each latent's strong firings: positives are held-out activations
+    at or above the latent's own training q-quantile (`strong_thresholds`; the threshold calibration uses the
+    same strong training firings), negatives stay the non-activating sequences, and weaker activations are
+    on neither side. The reference judges labels on each latent's top activations only (protocol.md §4.1:
+    decile level >= 5, top 10 by strength); q = 0.5 is the closest whole-population analogue."""
     m = d.m
     if signatures is None:
         signatures = latent_cards(d, n_examples=0)
@@ -1033,7 +1051,9 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     n_tr = d.X.shape[0]
     pool = np.sort(rng.choice(n_tr, size=min(CALIB_NEG, n_tr), replace=False))
     f = d.firing
-    cnt = f.counts
+    t_pos = strong_thresholds(f, strong_q)
+    lat_e = f.latent_of_entries()
+    cnt = np.bincount(lat_e[f.val >= t_pos[lat_e]], minlength=m)       # = f.counts when strong_q = 0
     cp = np.minimum(cnt, CALIB_POS)
     lat = np.repeat(np.arange(m), cp)
     k = np.arange(cp.sum()) - np.repeat(np.cumsum(cp) - cp, cp)
@@ -1066,11 +1086,13 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     for j0 in range(0, m, block):
         j1 = min(m, j0 + block)
         S = Fh @ W64[:, j0:j1] + _item_term(Xh, Wi[:, j0:j1])
-        P = Ah[:, j0:j1].toarray() > 0
+        Aj = Ah[:, j0:j1].toarray()
+        P = (Aj >= t_pos[None, j0:j1]) & (Aj > 0)
+        Nn = Aj <= 0                                   # weak activations (0 < a < t_pos) are on neither side
         wp = P.astype(np.float64)
-        wn = (~P).astype(np.float64)
+        wn = Nn.astype(np.float64)
         auc_r, ba_r = _weighted_auc_ba(S, wp, wn, thr[j0:j1])
-        pb, nb = P.T.astype(np.float64) @ onehot, (~P).T.astype(np.float64) @ onehot   # (c, B)
+        pb, nb = P.T.astype(np.float64) @ onehot, Nn.T.astype(np.float64) @ onehot   # (c, B)
         npos, nneg = pb.sum(1, keepdims=True), nb.sum(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             wbin = np.where(nb > 0, (pb / npos) / (nb / nneg), 0.0)
@@ -1081,7 +1103,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
         rows.append(pd.DataFrame({
             "latent": np.arange(j0, j1), "has_signature": has_sig[j0:j1] & ((np.abs(W[:, j0:j1]).sum(0) > 0)
                                                               | (np.diff(Wi[:, j0:j1].tocsc().indptr) > 0)),
-            "threshold": thr[j0:j1], "n_pos": P.sum(0), "n_neg": (~P).sum(0),
+            "threshold": thr[j0:j1], "n_pos": P.sum(0), "n_neg": Nn.sum(0),
             "bal_acc_random": ba_r, "auc_random": auc_r,
             "n_pos_matched": wp_m.sum(0).astype(np.int64), "n_neg_matched": (wn_m > 0).sum(0),
             "bal_acc_matched": ba_m, "auc_matched": auc_m}))
@@ -1258,7 +1280,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     detection scores on held-out (dev + test) instances, and the same scores for the 64 raw dimensions
     of h_u and for a randomly initialised SAE of the same shape. With `alt_sae` (the other fitted size,
     1,024 latents with k = 8 by default) its detection scores and its own two baselines (raw dimensions
-    at its firing rate, a random SAE of its shape) are added to the comparison, whole history and w = 1."""
+    at its firing rate, a random SAE of its shape) are added to the comparison, whole history and w = 1.
+    The window sweep scores every window twice: on all firings and on each latent's upper half (STRONG_Q)."""
     import time
 
     import torch
@@ -1301,7 +1324,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     models = {"SAE": (it, vt, ih, vh, m), "raw h_u dimensions": base["raw"], "random SAE": base["random"]}
     tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
-                                                       "random SAE": (rnd[0], rnd[2])})
+                                                       "random SAE": (rnd[0], rnd[2])},
+                                                 strengths=(0.0, STRONG_Q))
     t["window_sweep"] = time.time() - t0
     others = {}
     if alt_sae is not None:
@@ -1315,7 +1339,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
         for name, (a, b, c, e, mm) in models2.items():
             dd, _, sc = dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
             others[name] = (dd, sc)
-        sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, (1,), full=others)
+        sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, (1,), full=others,
+                              strengths=(0.0, STRONG_Q))
         tables["detection_by_window"] = pd.concat([tables["detection_by_window"], sweep2], ignore_index=True)
         t["other_size"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
@@ -1340,22 +1365,27 @@ def _baseline_arrays(sae_model, h_train, h_held) -> dict[str, tuple]:
 
 def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,
                  top_n: int, seed: int, windows: Sequence[int] = (1, 3, 9),
-                 full: Mapping[str, tuple] | None = None) -> pd.DataFrame:
+                 full: Mapping[str, tuple] | None = None, strengths: Sequence[float] = (0.0,)) -> pd.DataFrame:
     """Offline detection when a "sequence" is only the w most recent history items (dictionaries, labels
     and held-out scoring all rebuilt on that window), for every model: which part of the history does a
-    latent read? One row per (window, model) with `score_summary`'s columns; window = history length for
-    the whole history. models: name -> (idx_train, val_train, idx_held, val_held, m); `full` reuses
-    (dictionary, scores) already computed on the whole history."""
+    latent read? And, per `strengths` q, on which of its firings: q = 0 scores every activation, q > 0 only
+    each latent's strong ones (`detection_scores(strong_q=q)`). One row per (window, strong_q, model) with
+    `score_summary`'s columns; window = history length for the whole history. models: name -> (idx_train,
+    val_train, idx_held, val_held, m); `full` reuses (dictionary, scores at q = 0) of the whole history."""
     rows = []
     L = hist_train.shape[1]
     for w in sorted({min(int(w), L) for w in windows} | {L}):
         for name, (a, b, c, e, m) in models.items():
             if w == L and full and name in full:
-                d, sc = full[name]
+                d, sc0 = full[name]
+                cards = None
             else:
-                d, _, sc = dictionary_and_scores(a, b, hist_train[:, :w], c, e, hist_held[:, :w], items, m, top_n,
-                                                 seed)
-            rows.append({"window": w, "model": name, **score_summary(sc, d.stats.n_fire > 0)})
+                d, cards, sc0 = dictionary_and_scores(a, b, hist_train[:, :w], c, e, hist_held[:, :w], items, m,
+                                                      top_n, seed)
+            for q in strengths:
+                sc = sc0 if q <= 0 else detection_scores(d, cards, c, e, hist_held[:, :w], seed=seed, strong_q=q)
+                rows.append({"window": w, "strong_q": float(q), "model": name,
+                             **score_summary(sc, d.stats.n_fire > 0)})
     return pd.DataFrame(rows)
 
 

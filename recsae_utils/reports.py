@@ -262,14 +262,20 @@ def write_report(report_dir: str | Path) -> Path:
         out.append("\n".join(lines) + "\n")
         out.append(_fig(rd, "label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"))
         if c.get("detection_by_window"):
-            out.append("\n### Which part of the history does a latent read?\n")
+            out.append("\n### Which part of the history does a latent read, and on which firings?\n")
             out.append("The same detection score when a sequence is only its w most recent history items "
                        "(dictionaries, labels and held-out scoring all rebuilt on that window; the largest w is the "
-                       "whole history, the table above). Random negatives.\n")
-            wl = ["| window | model | n_scored | share_bal_acc_ge_0.8 | median_bal_acc | mean_auc |",
-                  "|---:|---|---:|---:|---:|---:|"]
-            for r in c["detection_by_window"]:
-                wl.append(f"| {int(r['window'])} | {r['model']} | {int(r['n_scored'])} | "
+                       "whole history, the table above). Positives are either all firings (as above) or only each "
+                       "latent's upper half (activation at or above the median of its own training activations; "
+                       "weaker firings count on neither side). The reference judges labels on each latent's top "
+                       "activations only (protocol.md §4.1). Random negatives.\n")
+            wl = ["| window | positives | model | n_scored | share_bal_acc_ge_0.8 | median_bal_acc | mean_auc |",
+                  "|---:|---|---|---:|---:|---:|---:|"]
+            rows = sorted(c["detection_by_window"], key=lambda r: (float(r.get("strong_q", 0.0)), int(r["window"])))
+            for r in rows:
+                q = float(r.get("strong_q", 0.0))
+                pos = "all firings" if q <= 0 else ("upper half" if q == 0.5 else f"top {1 - q:.0%}")
+                wl.append(f"| {int(r['window'])} | {pos} | {r['model']} | {int(r['n_scored'])} | "
                           f"{_fmt(r.get('share_bal_acc_ge_0.8_random'), 3)} | {_fmt(r.get('median_bal_acc_random'), 3)} | "
                           f"{_fmt(r.get('mean_auc_random'), 3)} |")
             out.append("\n".join(wl) + "\n")

@@ -496,3 +496,43 @@ def test_window_sweep_finds_a_last_item_latent():
     reused = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, 50, 0, windows=(),
                             full={"planted": (dL, sL.assign(bal_acc_random=0.123))})
     assert reused["median_bal_acc_random"].tolist() == [pytest.approx(0.123)]
+
+
+def test_strong_thresholds_known_answer():
+    """Per-latent lower q-quantile of its own positive activations (values sorted descending per latent)."""
+    idx = np.array([[0, 1], [0, 1], [0, 1], [0, 2]])
+    val = np.array([[4.0, 0.5], [3.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    f = C.firing_index(idx, val, 3)
+    assert C.strong_thresholds(f, 0.0).tolist() == [0.0, 0.0, 0.0]
+    t = C.strong_thresholds(f, 0.5)          # latent 0: [4, 3, 2, 1] -> upper half starts at 3 (floor)
+    assert t[0] == 3.0 and t[1] == 0.5 and np.isinf(t[2])
+    assert C.strong_thresholds(f, 0.75)[0] == 4.0
+
+
+def test_strong_positives_drop_weak_noise_firings():
+    """Latent 0 fires strongly (2-3) exactly on Comedy histories and weakly (0-0.5) on a random 40% of the
+    rest. On all firings the weak noise are positives no label can tell; on each latent's upper half
+    (strong_q = 0.5) the positives are the Comedy ones and the weak firings sit on neither side, so detection
+    gets near perfect. The same numbers come out of window_sweep's strong_q rows."""
+    items, htr, _, _, hh, _, _ = _planted(seed=3)
+    rng = np.random.default_rng(0)
+
+    def acts(h):
+        n = len(h)
+        comedy = ((h >= 1) & (h <= 6)).any(1)
+        noise = ~comedy & (rng.random(n) < 0.4)
+        v = np.where(comedy, rng.uniform(2, 3, n), np.where(noise, rng.uniform(0.01, 0.5, n), 0.0))
+        return np.zeros((n, 1), np.int64), v[:, None]
+
+    (itr, vtr), (ih, vh) = acts(htr), acts(hh)
+    d, cards, s_all = C.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 1, 50)
+    s_strong = C.detection_scores(d, cards, ih, vh, hh, strong_q=0.5)
+    comedy_h = ((hh >= 1) & (hh <= 6)).any(1)
+    assert s_all.loc[0, "n_pos"] == (vh[:, 0] > 0).sum()
+    assert s_strong.loc[0, "n_neg"] == (vh[:, 0] == 0).sum()        # weak firings are not negatives either
+    assert 0 < s_strong.loc[0, "n_pos"] <= comedy_h.sum()
+    assert s_strong.loc[0, "bal_acc_random"] > 0.95 > s_all.loc[0, "bal_acc_random"] + 0.1
+    sw = C.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(), strengths=(0.0, 0.5))
+    assert sw["strong_q"].tolist() == [0.0, 0.5]
+    assert sw["median_bal_acc_random"].tolist() == pytest.approx([s_all.loc[0, "bal_acc_random"],
+                                                                  s_strong.loc[0, "bal_acc_random"]])
