@@ -1281,7 +1281,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     of h_u and for a randomly initialised SAE of the same shape. With `alt_sae` (the other fitted size,
     1,024 latents with k = 8 by default) its detection scores and its own two baselines (raw dimensions
     at its firing rate, a random SAE of its shape) are added to the comparison, whole history and w = 1.
-    The window sweep scores every window twice: on all firings and on each latent's upper half (STRONG_Q)."""
+    The window sweep scores every window on all firings, and w = 1 and the whole history also on each
+    latent's upper half (STRONG_Q)."""
     import time
 
     import torch
@@ -1325,7 +1326,7 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
                                                        "random SAE": (rnd[0], rnd[2])},
-                                                 strengths=(0.0, STRONG_Q))
+                                                 strengths=(0.0, STRONG_Q), strong_windows=(1,))
     t["window_sweep"] = time.time() - t0
     others = {}
     if alt_sae is not None:
@@ -1365,15 +1366,19 @@ def _baseline_arrays(sae_model, h_train, h_held) -> dict[str, tuple]:
 
 def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,
                  top_n: int, seed: int, windows: Sequence[int] = (1, 3, 9),
-                 full: Mapping[str, tuple] | None = None, strengths: Sequence[float] = (0.0,)) -> pd.DataFrame:
+                 full: Mapping[str, tuple] | None = None, strengths: Sequence[float] = (0.0,),
+                 strong_windows: Sequence[int] | None = None) -> pd.DataFrame:
     """Offline detection when a "sequence" is only the w most recent history items (dictionaries, labels
     and held-out scoring all rebuilt on that window), for every model: which part of the history does a
     latent read? And, per `strengths` q, on which of its firings: q = 0 scores every activation, q > 0 only
-    each latent's strong ones (`detection_scores(strong_q=q)`). One row per (window, strong_q, model) with
-    `score_summary`'s columns; window = history length for the whole history. models: name -> (idx_train,
-    val_train, idx_held, val_held, m); `full` reuses (dictionary, scores at q = 0) of the whole history."""
+    each latent's strong ones (`detection_scores(strong_q=q)`), at every window or, with `strong_windows`,
+    only at those and the whole history (each q > 0 costs one more scoring pass per window and model). One
+    row per (window, strong_q, model) with `score_summary`'s columns; window = history length for the whole
+    history. models: name -> (idx_train, val_train, idx_held, val_held, m); `full` reuses (dictionary, scores
+    at q = 0) of the whole history."""
     rows = []
     L = hist_train.shape[1]
+    strong_at = None if strong_windows is None else {min(int(w), L) for w in strong_windows} | {L}
     for w in sorted({min(int(w), L) for w in windows} | {L}):
         for name, (a, b, c, e, m) in models.items():
             if w == L and full and name in full:
@@ -1383,6 +1388,8 @@ def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held:
                 d, cards, sc0 = dictionary_and_scores(a, b, hist_train[:, :w], c, e, hist_held[:, :w], items, m,
                                                       top_n, seed)
             for q in strengths:
+                if q > 0 and strong_at is not None and w not in strong_at:
+                    continue
                 sc = sc0 if q <= 0 else detection_scores(d, cards, c, e, hist_held[:, :w], seed=seed, strong_q=q)
                 rows.append({"window": w, "strong_q": float(q), "model": name,
                              **score_summary(sc, d.stats.n_fire > 0)})

@@ -89,12 +89,13 @@ def set_style() -> None:
 
 
 def save_figure(fig, report_dir: str | Path, name: str) -> Path:
-    """Write <report_dir>/figures/<name>.png and .pdf atomically; returns the PNG path."""
+    """Write <report_dir>/figures/<name>.png and .pdf atomically; returns the PNG path. The PDF carries no
+    creation date, so a rerun with the same numbers rewrites byte-identical files (a clean git diff)."""
     out = Path(report_dir) / "figures"
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
         with artifacts.atomic_path(out / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, format=ext)
+            fig.savefig(tmp, format=ext, metadata={"CreationDate": None} if ext == "pdf" else None)
     return out / f"{name}.png"
 
 

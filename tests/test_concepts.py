@@ -534,5 +534,8 @@ def test_strong_positives_drop_weak_noise_firings():
     assert s_strong.loc[0, "bal_acc_random"] > 0.95 > s_all.loc[0, "bal_acc_random"] + 0.1
     sw = C.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(), strengths=(0.0, 0.5))
     assert sw["strong_q"].tolist() == [0.0, 0.5]
+    sw2 = C.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(1, 3), strengths=(0.0, 0.5),
+                         strong_windows=(1,))
+    assert list(zip(sw2["window"], sw2["strong_q"])) == [(1, 0.0), (1, 0.5), (3, 0.0), (8, 0.0), (8, 0.5)]
     assert sw["median_bal_acc_random"].tolist() == pytest.approx([s_all.loc[0, "bal_acc_random"],
                                                                   s_strong.loc[0, "bal_acc_random"]])
