@@ -223,6 +223,9 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
         row["health"] = health
         row["freq"] = freq
         row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask)
+        fd = fidelity(E, ctx.h["dev"], recon["dev"], h_mean, ctx.inst["dev"], ctx.mask)  # the same on dev:
+        row["fidelity"].update({f"retention_dev{k[9:]}": fd[k] for k in                 # how far apart can
+                                ("retention", "retention_ci_low", "retention_ci_high")})  # two splits be?
         if name == "main":
             row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed))
         row["config"] = sae.cfg.to_dict()

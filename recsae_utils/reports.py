@@ -218,7 +218,7 @@ def write_report(report_dir: str | Path) -> Path:
     if "sae" in s:
         out.append("## Sparse autoencoder: reconstruction and fidelity (test split)\n")
         keys = ["explained_variance", "fvu", "nmse", "cosine", "l2_ratio", "dead_fraction", "dense_fraction"]
-        fk = ["retention", "metric_recovered", "top10_overlap", "catalog_kl"]
+        fk = ["retention", "retention_dev", "metric_recovered", "top10_overlap", "catalog_kl"]
         lines = ["| SAE | latents | k | variant | " + " | ".join(keys + fk) + " |",
                  "|---|---:|---:|---|" + "---:|" * (len(keys) + len(fk))]
         for n, row in s["sae"].items():
@@ -230,7 +230,8 @@ def write_report(report_dir: str | Path) -> Path:
         out.append("\nDead and dense fractions are counted over all training instances (the window is the whole "
                    "training set in samples). Retention and metric recovered use NDCG@10; the ablation gives "
                    "every user the mean training h_u. The interval beside retention is a paired bootstrap (95%, "
-                   "2,000 resamples of the test instances): it shows how much of a gap to 1 is test-set noise.\n")
+                   "2,000 resamples of the test instances): it shows how much of a gap to 1 is test-set noise. "
+                   "`retention_dev` is the same ratio on the dev split (every other column is test).\n")
         mf = s["sae"].get("main", {}).get("fidelity", {})
         if "noise_matched_retention" in mf:
             out.append(f"\n**Calibration.** Isotropic Gaussian noise of the main SAE's size (same test FVU, "
