@@ -27,7 +27,7 @@ AS_GIVEN: dict[str, str] = {}  # paths as the user typed them, for the command r
 STAGE_FIELDS = {
     "01": ["dataset", "data_dir", "history_max"],
     "02": ["seeds", "d_model", "lr", "l2", "batch_size", "max_epochs", "early_stop"],
-    "03": ["sae_latents", "sae_k", "sae_alt_latents", "sae_alt_k", "sae_epochs", "sae_lr", "sae_batch_size",
+    "03": ["sae_latents", "sae_k", "sae_alt_latents", "sae_alt_k", "sae_samples", "sae_epochs", "sae_lr", "sae_batch_size",
            "sae_variant", "sae_dead_window", "sae_aux_coef", "sae_aux_relu", "sae_lr_decay", "sae_l2", "seed"],
     "04": [],
     "05": ["top_n", "labeler", "llm_model", "llm_budget_tokens"],

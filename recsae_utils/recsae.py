@@ -149,11 +149,22 @@ def fit_plan(cfg) -> dict[str, tuple[int, int, str]]:
             other: (cfg.sae_latents, cfg.sae_k, other)}
 
 
+def sae_epochs(cfg, n_train: int) -> int:
+    """Epochs of an SAE fit: cfg.sae_epochs if set, else enough to show it cfg.sae_samples training vectors.
+    A budget in samples (= optimiser steps at a fixed batch) trains every dataset equally long: at 12 epochs
+    Grocery's 107,211 vectors gave 1,260 steps and test FVU .069; at 61 epochs (the same 6.5M samples as
+    ML-1M) FVU .046 and NDCG@10 retention .988 instead of .967."""
+    if cfg.sae_epochs > 0:
+        return int(cfg.sae_epochs)
+    return max(1, math.ceil(cfg.sae_samples / max(n_train, 1)))
+
+
 def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
     within one paired standard error of the best counting as tied and the lower dev FVU winning among them."""
     scfg = SAEConfig(d_in=ctx.h["train"].shape[1], n_latents=n_latents, k=k, k_aux=ctx.h["train"].shape[1] // 2,
-                     variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size, epochs=cfg.sae_epochs,
+                     variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size,
+                     epochs=sae_epochs(cfg, len(ctx.h["train"])),
                      dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
                      l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
