@@ -169,7 +169,7 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
                      l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
     done = out / "done.json"
-    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU"])
+    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
         d = artifacts.read_json(done)
         return FitResult(load_sae(out / "sae.safetensors"), d["history"], d["best_epoch"], d["seconds"])

@@ -379,3 +379,29 @@ def test_sae_epoch_budget_in_samples():
     assert sae_epochs(cfg, 10**9) == 1
     assert sae_epochs(config.load("ml-1m", "full", sae_epochs=5), 107_211) == 5
     assert sae_epochs(config.load("ml-1m", "tiny"), 100) == 3
+
+
+def test_noise_aware_patience_counts_from_the_selected_epoch():
+    """Dev metric flat within its noise (a small wobble, never a clear gain) while the dev FVU keeps falling:
+    each epoch ties and takes over as best, so a patience of 2 never stops the fit. Without per-instance
+    scores the ReChorus rule applies (the last 2 raw scores never increase) and stops it at epoch 3."""
+    x, _ = planted(n=1_000)
+    base = np.tile([0.0, 1.0], 50)
+    bump = np.zeros(100)
+    bump[:3] = [1.0, 1.0, -1.0]                        # epoch 2: mean +0.01, paired SE ~0.017 -> a tie
+
+    def run(per_instance: bool):
+        it = iter(range(6))
+
+        def select(sae):
+            e = next(it)
+            s = base + (bump if e == 1 else 0.0)
+            out = {"s": float(s.mean()), "fvu": 1.0 / (e + 1)}
+            return {**out, "per_instance": s} if per_instance else out
+
+        return S.fit_sae(x, small_cfg(epochs=6, early_stop=2), select_fn=select, select_key="s", progress=False)
+
+    aware = run(True)
+    assert len(aware.history) == 6 and aware.best_epoch == 6
+    raw = run(False)
+    assert len(raw.history) == 3 and raw.best_epoch == 2
