@@ -1338,7 +1338,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
                                                        "random SAE": (rnd[0], rnd[2])},
-                                                 strengths=(0.0, STRONG_Q), strong_windows=(1,))
+                                                 strengths=(0.0, STRONG_Q), strong_windows=(1,)
+                                                 ).assign(sae=f"{m} latents, k={sae_model.cfg.k}")
     t["window_sweep"] = time.time() - t0
     others = {}
     if alt_sae is not None:
@@ -1353,7 +1354,7 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
             dd, _, sc = dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
             others[name] = (dd, sc)
         sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, (1,), full=others,
-                              strengths=(0.0, STRONG_Q))
+                              strengths=(0.0, STRONG_Q)).assign(sae=f"{ma} latents, k={ka}")
         tables["detection_by_window"] = pd.concat([tables["detection_by_window"], sweep2], ignore_index=True)
         t["other_size"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,

@@ -151,6 +151,43 @@ def variant_comparison(sae: dict) -> str:
             "differences inside the bootstrap interval are noise.")
 
 
+def sae_vs_raw(rows: list[dict], aim: float = 0.15) -> tuple[list[dict], str]:
+    """The concepts issue's criterion, read off the detection sweep: per SAE size, window and kind of
+    positives, the SAE's median balanced accuracy (random negatives) minus that of the raw h_u dimensions at
+    its firing rate, and both shares >= 0.8; plus one generated sentence counting the views where the SAE
+    leads by at least `aim`. Rows need 'sae' (which size they belong to), 'window', 'strong_q', 'model'."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if "sae" not in r:
+            continue
+        g = groups.setdefault((r["sae"], float(r.get("strong_q", 0.0)), int(r["window"])), {})
+        kind = "sae" if r["model"].startswith("SAE") else "raw" if r["model"].startswith("raw") else None
+        if kind:
+            g[kind] = r
+    out = []
+    for (size, q, w), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][2])):
+        if {"sae", "raw"} <= set(g):
+            a, b = g["sae"], g["raw"]
+            out.append({"sae": size, "window": w, "strong_q": q,
+                        "median_sae": a["median_bal_acc_random"], "median_raw": b["median_bal_acc_random"],
+                        "delta": a["median_bal_acc_random"] - b["median_bal_acc_random"],
+                        "share_sae": a["share_bal_acc_ge_0.8_random"], "share_raw": b["share_bal_acc_ge_0.8_random"]})
+    if not out:
+        return out, ""
+    hit = [r for r in out if r["delta"] >= aim]
+    best = max(out, key=lambda r: r["delta"])
+    ahead = sum(r["share_sae"] > r["share_raw"] for r in out)
+    text = (f"The SAE leads the raw h_u dimensions by at least {aim:.2f} in median balanced accuracy in "
+            f"{len(hit)} of {len(out)} views (largest lead {best['delta']:+.3f}: {best['sae']}, "
+            f"w = {best['window']}, {_positives(best['strong_q'])}); its share of latents at >= 0.8 is the larger "
+            f"in {ahead} of {len(out)}.")
+    return out, text
+
+
+def _positives(q: float) -> str:
+    return "all firings" if q <= 0 else ("upper half" if q == 0.5 else f"top {1 - q:.0%}")
+
+
 def _fidelity_cell(f: dict, key: str) -> str:
     """A fidelity value; retention gets its bootstrap interval when the summary has one."""
     lo, hi = f.get(f"{key}_ci_low"), f.get(f"{key}_ci_high")
@@ -275,12 +312,22 @@ def write_report(report_dir: str | Path) -> Path:
                   "|---:|---|---|---:|---:|---:|---:|"]
             rows = sorted(c["detection_by_window"], key=lambda r: (float(r.get("strong_q", 0.0)), int(r["window"])))
             for r in rows:
-                q = float(r.get("strong_q", 0.0))
-                pos = "all firings" if q <= 0 else ("upper half" if q == 0.5 else f"top {1 - q:.0%}")
+                pos = _positives(float(r.get("strong_q", 0.0)))
                 wl.append(f"| {int(r['window'])} | {pos} | {r['model']} | {int(r['n_scored'])} | "
                           f"{_fmt(r.get('share_bal_acc_ge_0.8_random'), 3)} | {_fmt(r.get('median_bal_acc_random'), 3)} | "
                           f"{_fmt(r.get('mean_auc_random'), 3)} |")
             out.append("\n".join(wl) + "\n")
+            vs, text = sae_vs_raw(c["detection_by_window"])
+            if vs:
+                out.append("\n**SAE against the raw dimensions** (median balanced accuracy and share >= 0.8, random "
+                           "negatives; raw = the signed h_u dimensions firing at the SAE's rate):\n")
+                tl = ["| SAE | window | positives | median SAE | median raw | SAE - raw | share SAE | share raw |",
+                      "|---|---:|---|---:|---:|---:|---:|---:|"]
+                for r in vs:
+                    tl.append(f"| {r['sae']} | {r['window']} | {_positives(r['strong_q'])} | {_fmt(r['median_sae'], 3)} | "
+                              f"{_fmt(r['median_raw'], 3)} | {r['delta']:+.3f} | {_fmt(r['share_sae'], 3)} | "
+                              f"{_fmt(r['share_raw'], 3)} |")
+                out.append("\n".join(tl) + "\n\n" + text + "\n")
         out.append("\n### Ten example concepts\n")
         out.append("| latent | label | freq | AUC (random) | bal. acc. | top movies by lift |\n|---:|---|---:|---:|---:|---|")
         for e in c["examples"]:

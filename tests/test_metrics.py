@@ -125,3 +125,26 @@ def test_noise_calibration_spread_and_identity():
     c = noise_calibration(E, h, h + 0.5 * torch.randn(30, 8, generator=g), inst, mask, draws=5)
     assert c["noise_matched_retention_low"] <= c["noise_matched_retention"] <= c["noise_matched_retention_high"]
     assert c["noise_matched_top10_overlap"] < 1.0 and c["noise_draws"] == 5
+
+
+def test_sae_vs_raw_known_answer():
+    """Pairs each size's SAE row with its raw-dimension row per (window, positives); random SAEs and rows
+    without a size are ignored; the sentence counts views with a lead >= aim and larger shares."""
+    from recsae_utils.reports import sae_vs_raw
+
+    def r(sae, w, q, model, med, share):
+        return {"sae": sae, "window": w, "strong_q": q, "model": model, "median_bal_acc_random": med,
+                "share_bal_acc_ge_0.8_random": share}
+
+    rows = [r("2048 latents, k=32", 20, 0.0, "SAE", 0.63, 0.10), r("2048 latents, k=32", 20, 0.0, "raw h_u dimensions", 0.68, 0.06),
+            r("2048 latents, k=32", 20, 0.0, "random SAE", 0.99, 0.99),
+            r("2048 latents, k=32", 1, 0.5, "SAE", 0.90, 0.50), r("2048 latents, k=32", 1, 0.5, "raw h_u dimensions", 0.70, 0.30),
+            r("1024 latents, k=8", 1, 0.0, "SAE (1024 latents, k=8)", 0.80, 0.2),
+            r("1024 latents, k=8", 1, 0.0, "raw h_u dimensions (k=1)", 0.70, 0.3),
+            {"window": 1, "strong_q": 0.0, "model": "SAE", "median_bal_acc_random": 0.0}]
+    out, text = sae_vs_raw(rows)
+    got = {(o["sae"], o["window"], o["strong_q"]): round(o["delta"], 6) for o in out}
+    assert got == {("2048 latents, k=32", 20, 0.0): -0.05, ("2048 latents, k=32", 1, 0.5): 0.2,
+                   ("1024 latents, k=8", 1, 0.0): 0.1}
+    assert "in 1 of 3 views" in text and "+0.200" in text and "upper half" in text and "larger in 2 of 3" in text
+    assert sae_vs_raw([]) == ([], "")
