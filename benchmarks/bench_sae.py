@@ -39,13 +39,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from recsae_utils.config import RunConfig
 from recsae_utils.metrics import reconstruction_metrics
-from recsae_utils.sae import SAEConfig, fit_sae, reconstruct
+from recsae_utils.recsae import sae_config
+from recsae_utils.sae import fit_sae, reconstruct
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,11 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>6} {'lr':>7} {'s/epoch':>8} {'train_fvu':>9} {'fvu':>7} {'EV':>7} {'dead':>6}", flush=True)
     for run in args.runs.split(","):
         bs, lr = run.split(":")
-        rc = RunConfig()  # the run's defaults for everything this script does not vary
-        cfg = SAEConfig(d_in=x.shape[1], n_latents=args.n_latents, k=args.k, batch_size=int(bs), lr=float(lr),
-                        epochs=args.epochs, variant=args.variant, early_stop=args.epochs + 1,
-                        dead_window=rc.sae_dead_window, aux_coef=rc.sae_aux_coef, lr_decay=rc.sae_lr_decay,
-                        l2=rc.sae_l2, aux_relu=rc.sae_aux_relu or args.variant == "reference")
+        # the run's SAE (recsae.sae_config on the default RunConfig) with this script's size, batch, lr, epochs
+        cfg = replace(sae_config(RunConfig(), x.shape[1], len(x), args.n_latents, args.k, args.variant),
+                      batch_size=int(bs), lr=float(lr), epochs=args.epochs, early_stop=args.epochs + 1)
         t0 = time.time()
         res = fit_sae(x, cfg, progress=False)
         fit_s = time.time() - t0

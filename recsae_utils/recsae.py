@@ -33,25 +33,30 @@ def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mea
              inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10) -> dict[str, float]:
     """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
     mean-user ablation, top-k overlap and catalog KL."""
-    ranks_orig = rank_targets(item_emb, h, inst, mask_csr)
-    ranks_sae = rank_targets(item_emb, h_hat, inst, mask_csr)
-    r_orig = metrics.ranking_metrics(ranks_orig)[metric]
-    r_sae = metrics.ranking_metrics(ranks_sae)[metric]
+    ret = retention(rank_targets(item_emb, h, inst, mask_csr), rank_targets(item_emb, h_hat, inst, mask_csr), metric)
+    r_orig, r_sae = ret[f"{metric}_orig"], ret[f"{metric}_sae"]
     r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
-    ci = (float("nan"), float("nan"))
-    if metric.startswith("NDCG@") and r_orig:
-        kk = int(metric.split("@")[1])
-        ci = metrics.paired_ratio_ci(metrics.ndcg_per_instance(ranks_orig, kk), metrics.ndcg_per_instance(ranks_sae, kk))
     s_orig = _masked_scores(item_emb, h, inst, mask_csr)
     s_sae = _masked_scores(item_emb, h_hat, inst, mask_csr)
     return {
-        f"{metric}_orig": r_orig, f"{metric}_sae": r_sae, f"{metric}_ablated": r_abl,
-        "retention": r_sae / r_orig if r_orig else float("nan"),
-        "retention_ci_low": ci[0], "retention_ci_high": ci[1],
+        **ret, f"{metric}_ablated": r_abl,
         "metric_recovered": (r_sae - r_abl) / (r_orig - r_abl) if r_orig != r_abl else float("nan"),
         f"top{k}_overlap": metrics.topk_overlap(s_orig, s_sae, k),
         "catalog_kl": metrics.catalog_kl(s_orig, s_sae),
     }
+
+
+def retention(ranks_orig, ranks_sae, metric: str = "NDCG@10") -> dict[str, float]:
+    """metric with the SAE / metric of SASRec from the two rank arrays of one split, with a paired-bootstrap
+    95% interval over its instances (NDCG@k only)."""
+    r_orig = metrics.ranking_metrics(ranks_orig)[metric]
+    r_sae = metrics.ranking_metrics(ranks_sae)[metric]
+    ci = (float("nan"), float("nan"))
+    if metric.startswith("NDCG@") and r_orig:
+        kk = int(metric.split("@")[1])
+        ci = metrics.paired_ratio_ci(metrics.ndcg_per_instance(ranks_orig, kk), metrics.ndcg_per_instance(ranks_sae, kk))
+    return {f"{metric}_orig": r_orig, f"{metric}_sae": r_sae, "retention": r_sae / r_orig if r_orig else float("nan"),
+            "retention_ci_low": ci[0], "retention_ci_high": ci[1]}
 
 
 def matched_noise(h: torch.Tensor, h_hat: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -159,14 +164,19 @@ def sae_epochs(cfg, n_train: int) -> int:
     return max(1, math.ceil(cfg.sae_samples / max(n_train, 1)))
 
 
+def sae_config(cfg, d_in: int, n_train: int, n_latents: int, k: int, variant: str) -> SAEConfig:
+    """The SAEConfig a run fits from its RunConfig (the benchmark uses it too, so both train the same SAE).
+    The reference variant always keeps the ReLU on AuxK values, as the reference code does."""
+    return SAEConfig(d_in=d_in, n_latents=n_latents, k=k, k_aux=d_in // 2, variant=variant, lr=cfg.sae_lr,
+                     batch_size=cfg.sae_batch_size, epochs=sae_epochs(cfg, n_train),
+                     dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
+                     l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
+
+
 def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
     within one paired standard error of the best counting as tied and the lower dev FVU winning among them."""
-    scfg = SAEConfig(d_in=ctx.h["train"].shape[1], n_latents=n_latents, k=k, k_aux=ctx.h["train"].shape[1] // 2,
-                     variant=variant, lr=cfg.sae_lr, batch_size=cfg.sae_batch_size,
-                     epochs=sae_epochs(cfg, len(ctx.h["train"])),
-                     dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
-                     l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
+    scfg = sae_config(cfg, ctx.h["train"].shape[1], len(ctx.h["train"]), n_latents, k, variant)
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
     done = out / "done.json"
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
@@ -221,22 +231,24 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
     """SASRec and every fitted SAE (plus a random SAE of the main shape) on dev and test."""
     E = ctx.model.item_emb.weight.detach()
     h_mean = ctx.h["train"].mean(0, keepdim=True)
-    ev = {"sasrec": {s: plugged_metrics(E, ctx.h[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}}
+    ranks_h = {s: rank_targets(E, ctx.h[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
+    ev = {"sasrec": {s: metrics.ranking_metrics(r) for s, r in ranks_h.items()}}
     main_cfg = fits["main"].sae.cfg
     saes = {n: f.sae for n, f in fits.items()}
     saes["random"] = random_sae(main_cfg, x_mean=h_mean[0])
     for name, sae in saes.items():
         recon = {s: reconstruct(sae, ctx.h[s]) for s in ("dev", "test")}
-        row = {s: plugged_metrics(E, recon[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
+        ranks = {s: rank_targets(E, recon[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
+        row = {s: metrics.ranking_metrics(r) for s, r in ranks.items()}
         x_hat = recon["test"]
         idx_train, _ = encode_sparse(sae, ctx.h["train"])
         health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents)
         row["health"] = health
         row["freq"] = freq
         row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask)
-        fd = fidelity(E, ctx.h["dev"], recon["dev"], h_mean, ctx.inst["dev"], ctx.mask)  # the same on dev:
-        row["fidelity"].update({f"retention_dev{k[9:]}": fd[k] for k in                 # how far apart can
-                                ("retention", "retention_ci_low", "retention_ci_high")})  # two splits be?
+        dev = retention(ranks_h["dev"], ranks["dev"])  # the same ratio on dev: how far apart can two splits be?
+        row["fidelity"].update(retention_dev=dev["retention"], retention_dev_ci_low=dev["retention_ci_low"],
+                               retention_dev_ci_high=dev["retention_ci_high"])
         if name == "main":
             row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed))
         row["config"] = sae.cfg.to_dict()
