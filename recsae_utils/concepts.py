@@ -953,9 +953,10 @@ def signature_scores(X: sp.csr_matrix, feats: ItemFeatures, item_pct: np.ndarray
     return sequence_features(X, feats, item_pct).astype(np.float64) @ W.astype(np.float64) + _item_term(X, Wi)
 
 
-def _best_thresholds(s: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _best_thresholds(s: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the threshold t (predict positive iff score >= t) maximising balanced accuracy over the
-    valid entries; cuts only between distinct scores. Rows without both classes get +inf."""
+    valid entries (cuts only between distinct scores), and that balanced accuracy. Rows without both
+    classes, or where no cut beats 0.5, get t = +inf (predict nothing) and balanced accuracy 0.5."""
     m, c = s.shape
     key = np.where(valid, -s.astype(np.float64), np.inf)
     o = np.argsort(key, axis=1, kind="stable")
@@ -975,7 +976,7 @@ def _best_thresholds(s: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> np.nd
     r = np.arange(m)
     thr = np.where(np.isfinite(nxt[r, best]), 0.5 * (ss[r, best] + nxt[r, best]), -np.inf)
     bad = (P[:, 0] == 0) | (N[:, 0] == 0) | ~np.isfinite(ba[r, best]) | (ba[r, best] <= 0.5)
-    return np.where(bad, np.inf, thr)
+    return np.where(bad, np.inf, thr), np.where(bad, 0.5, ba[r, best])
 
 
 def _tie_groups(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1083,7 +1084,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     s_all = np.concatenate([np.nan_to_num(s_pos), s_neg], 1)
     is_pos = np.concatenate([np.ones((m, CALIB_POS), bool), np.zeros_like(s_neg, bool)], 1)
     valid = np.concatenate([~np.isnan(s_pos), ~A_pool], 1)
-    thr = _best_thresholds(s_all, is_pos, valid)
+    thr, ba_train = _best_thresholds(s_all, is_pos, valid)
     # --- held-out scores
     hist_h = np.asarray(heldout_hist)
     Xh = incidence(hist_h, d.n_items)
@@ -1115,7 +1116,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
         rows.append(pd.DataFrame({
             "latent": np.arange(j0, j1), "has_signature": has_sig[j0:j1] & ((np.abs(W[:, j0:j1]).sum(0) > 0)
                                                               | (np.diff(Wi[:, j0:j1].tocsc().indptr) > 0)),
-            "threshold": thr[j0:j1], "n_pos": P.sum(0), "n_neg": Nn.sum(0),
+            "threshold": thr[j0:j1], "bal_acc_train": ba_train[j0:j1], "n_pos": P.sum(0), "n_neg": Nn.sum(0),
             "bal_acc_random": ba_r, "auc_random": auc_r,
             "n_pos_matched": wp_m.sum(0).astype(np.int64), "n_neg_matched": (wn_m > 0).sum(0),
             "bal_acc_matched": ba_m, "auc_matched": auc_m}))
@@ -1292,9 +1293,10 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     detection scores on held-out (dev + test) instances, and the same scores for the 64 raw dimensions
     of h_u and for a randomly initialised SAE of the same shape. With `alt_sae` (the other fitted size,
     1,024 latents with k = 8 by default) its detection scores and its own two baselines (raw dimensions
-    at its firing rate, a random SAE of its shape) are added to the comparison, whole history and w = 1.
-    The window sweep scores every window on all firings, and w = 1 and the whole history also on each
-    latent's upper half (STRONG_Q)."""
+    at its firing rate, a random SAE of its shape) are added to the comparison at every window.
+    The window sweep scores every window on all firings and on each latent's upper half (STRONG_Q), and
+    each latent at the window it reads best (chosen on training data; `best_window_scores`): the SAE's
+    per-latent table is tables['scores_best_window'] and its window the latents table's 'reads_window'."""
     import time
 
     import torch
@@ -1335,11 +1337,15 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     t["baselines"] = time.time() - t0
     t0 = time.time()
     models = {"SAE": (it, vt, ih, vh, m), "raw h_u dimensions": base["raw"], "random SAE": base["random"]}
+    kept: dict = {}
     tables["detection_by_window"] = window_sweep(models, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS,
                                                  full={"SAE": (d, scores), "raw h_u dimensions": (raw[0], raw[2]),
                                                        "random SAE": (rnd[0], rnd[2])},
-                                                 strengths=(0.0, STRONG_Q), strong_windows=(1,)
+                                                 strengths=(0.0, STRONG_Q), per_latent=True, keep=kept
                                                  ).assign(sae=f"{m} latents, k={sae_model.cfg.k}")
+    best = kept[("SAE", 0.0)]
+    tables["scores_best_window"] = best
+    tables["latents"]["reads_window"] = best.set_index("latent")["window"].reindex(np.arange(m)).to_numpy()
     t["window_sweep"] = time.time() - t0
     others = {}
     if alt_sae is not None:
@@ -1353,8 +1359,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
         for name, (a, b, c, e, mm) in models2.items():
             dd, _, sc = dictionary_and_scores(a, b, ht, c, e, hh, ctx.ds.items, mm, cfg.top_n, cfg.seed)
             others[name] = (dd, sc)
-        sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, (1,), full=others,
-                              strengths=(0.0, STRONG_Q)).assign(sae=f"{ma} latents, k={ka}")
+        sweep2 = window_sweep(models2, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS, full=others,
+                              strengths=(0.0, STRONG_Q), per_latent=True).assign(sae=f"{ma} latents, k={ka}")
         tables["detection_by_window"] = pd.concat([tables["detection_by_window"], sweep2], ignore_index=True)
         t["other_size"] = time.time() - t0
     return ConceptRun(d, cards, labels, scores, {"raw": (raw[0], raw[2]), "random": (rnd[0], rnd[2])}, tables,
@@ -1377,22 +1383,47 @@ def _baseline_arrays(sae_model, h_train, h_held) -> dict[str, tuple]:
                        sae_model.cfg.n_latents)}
 
 
+def best_window_scores(per_window: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """Each latent's detection scores at the window it reads best, chosen on TRAINING data only: the window
+    whose threshold calibration (training sequences) reached the highest balanced accuracy (`bal_acc_train`;
+    ties go to the longer window). A label that says "the last movie is a Western" and one that says "the
+    history is rich in Westerns" are different claims; this lets each latent make the one its training
+    firings support, the same rule for every model, and the held-out columns stay untouched by the choice.
+    per_window: window -> `detection_scores` table. Returns one row per latent with a 'window' column."""
+    frames = [sc.assign(window=int(w)) for w, sc in per_window.items()]
+    if not frames:
+        raise ValueError("best_window_scores needs at least one window")
+    allw = pd.concat(frames, ignore_index=True)
+    if "bal_acc_train" not in allw.columns:
+        raise ValueError("score tables lack 'bal_acc_train' (made by an older detection_scores)")
+    key = allw["bal_acc_train"].fillna(-np.inf)
+    order = np.lexsort((-allw["window"].to_numpy(), -key.to_numpy(), allw["latent"].to_numpy()))
+    best = allw.iloc[order].drop_duplicates("latent", keep="first")
+    return best.sort_values("latent").reset_index(drop=True)
+
+
 def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held: np.ndarray, items: pd.DataFrame,
-                 top_n: int, seed: int, windows: Sequence[int] = (1, 3, 9),
+                 top_n: int, seed: int, windows: Sequence[int] = WINDOWS,
                  full: Mapping[str, tuple] | None = None, strengths: Sequence[float] = (0.0,),
-                 strong_windows: Sequence[int] | None = None) -> pd.DataFrame:
+                 strong_windows: Sequence[int] | None = None, per_latent: bool = False,
+                 keep: dict | None = None) -> pd.DataFrame:
     """Offline detection when a "sequence" is only the w most recent history items (dictionaries, labels
     and held-out scoring all rebuilt on that window), for every model: which part of the history does a
     latent read? And, per `strengths` q, on which of its firings: q = 0 scores every activation, q > 0 only
     each latent's strong ones (`detection_scores(strong_q=q)`), at every window or, with `strong_windows`,
     only at those and the whole history (each q > 0 costs one more scoring pass per window and model). One
     row per (window, strong_q, model) with `score_summary`'s columns; window = history length for the whole
-    history. models: name -> (idx_train, val_train, idx_held, val_held, m); `full` reuses (dictionary, scores
-    at q = 0) of the whole history."""
+    history. With `per_latent`, one more row per (strong_q, model) with window = 0: each latent scored at the
+    window it reads best (`best_window_scores`, chosen on training data), for every q scored at all windows;
+    `keep` (a dict) then receives (model, q) -> that per-latent table. models: name -> (idx_train,
+    val_train, idx_held, val_held, m); `full` reuses (dictionary, scores at q = 0) of the whole history."""
     rows = []
     L = hist_train.shape[1]
     strong_at = None if strong_windows is None else {min(int(w), L) for w in strong_windows} | {L}
-    for w in sorted({min(int(w), L) for w in windows} | {L}):
+    ws = sorted({min(int(w), L) for w in windows} | {L})
+    tables: dict[tuple, dict[int, pd.DataFrame]] = {}
+    lives: dict[str, np.ndarray] = {}
+    for w in ws:
         for name, (a, b, c, e, m) in models.items():
             if w == L and full and name in full:
                 d, sc0 = full[name]
@@ -1400,12 +1431,21 @@ def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held:
             else:
                 d, cards, sc0 = dictionary_and_scores(a, b, hist_train[:, :w], c, e, hist_held[:, :w], items, m,
                                                       top_n, seed)
+            lives[name] = d.stats.n_fire > 0
             for q in strengths:
                 if q > 0 and strong_at is not None and w not in strong_at:
                     continue
                 sc = sc0 if q <= 0 else detection_scores(d, cards, c, e, hist_held[:, :w], seed=seed, strong_q=q)
-                rows.append({"window": w, "strong_q": float(q), "model": name,
-                             **score_summary(sc, d.stats.n_fire > 0)})
+                tables.setdefault((name, float(q)), {})[w] = sc
+                rows.append({"window": w, "strong_q": float(q), "model": name, **score_summary(sc, lives[name])})
+    if per_latent:
+        for (name, q), per in tables.items():
+            if set(per) != set(ws):
+                continue
+            best = best_window_scores(per)
+            if keep is not None:
+                keep[(name, q)] = best
+            rows.append({"window": 0, "strong_q": q, "model": name, **score_summary(best, lives[name])})
     return pd.DataFrame(rows)
 
 

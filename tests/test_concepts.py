@@ -496,6 +496,30 @@ def test_window_sweep_finds_a_last_item_latent():
     reused = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, 50, 0, windows=(),
                             full={"planted": (dL, sL.assign(bal_acc_random=0.123))})
     assert reused["median_bal_acc_random"].tolist() == [pytest.approx(0.123)]
+    # per latent: each picks its window on TRAINING data; the last-item latent reads w = 1, the other all 8
+    assert s1.loc[0, "bal_acc_train"] == pytest.approx(1.0) and sL.loc[0, "bal_acc_train"] < 0.99
+    kept = {}
+    sw = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,),
+                        per_latent=True, keep=kept)
+    best = kept[("planted", 0.0)].set_index("latent")
+    assert best["window"].tolist() == [1, htr.shape[1]]
+    assert best.loc[0, "bal_acc_random"] == s1.loc[0, "bal_acc_random"]
+    assert best.loc[1, "bal_acc_random"] == sL.loc[1, "bal_acc_random"]
+    row = sw[sw["window"] == 0].iloc[0]
+    assert row["median_bal_acc_random"] == pytest.approx(np.median(best["bal_acc_random"]))
+    assert row["median_bal_acc_random"] > max(sw[sw["window"] > 0]["median_bal_acc_random"])
+
+
+def test_best_window_scores_known_answer():
+    """Per latent the window with the highest training balanced accuracy wins (ties: the longer window; NaN
+    never wins), and its held-out columns come along unchanged."""
+    w1 = pd.DataFrame({"latent": [0, 1, 2], "bal_acc_train": [0.9, 0.8, np.nan], "bal_acc_random": [0.1, 0.2, 0.3]})
+    w9 = pd.DataFrame({"latent": [0, 1, 2], "bal_acc_train": [0.7, 0.8, 0.6], "bal_acc_random": [0.4, 0.5, 0.6]})
+    b = C.best_window_scores({1: w1, 9: w9})
+    assert b["latent"].tolist() == [0, 1, 2]
+    assert b["window"].tolist() == [1, 9, 9] and b["bal_acc_random"].tolist() == [0.1, 0.5, 0.6]
+    with pytest.raises(ValueError, match="bal_acc_train"):
+        C.best_window_scores({1: w1.drop(columns="bal_acc_train")})
 
 
 def test_strong_thresholds_known_answer():

@@ -40,7 +40,8 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     windows = {(r["window"], r["model"]) for r in summary["concepts"]["detection_by_window"]}
     assert (1, "SAE") in windows and (1, "SAE (32 latents, k=2)") in windows
     strong = {(r["window"], r["model"]) for r in summary["concepts"]["detection_by_window"] if r["strong_q"] > 0}
-    assert (1, "SAE") in strong and (1, "raw h_u dimensions") in strong and len(strong) < len(windows)
+    assert (1, "SAE") in strong and (1, "raw h_u dimensions") in strong and strong == windows
+    assert (0, "SAE") in windows and (0, "raw h_u dimensions (k=8)") in windows     # each latent at its own window
     fid = summary["sae"]["main"]["fidelity"]
     assert fid["retention_ci_low"] <= fid["retention"] <= fid["retention_ci_high"]
     assert fid["retention_dev_ci_low"] <= fid["retention_dev"] <= fid["retention_dev_ci_high"]
