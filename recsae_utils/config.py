@@ -47,7 +47,8 @@ class RunConfig:
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
     # concepts and labels (protocol.md §4)
-    top_n: int = 50                   # top-activating sequences per latent for the dictionaries
+    top_n: int = 50                   # top-activating sequences per latent shown on the cards
+    item_pool: int = 0                # firings per latent behind item tables, enrichment, labels (0 = all)
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000

@@ -203,11 +203,11 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
     ax_c, ax_s = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1])
     ax_g, ax_d = fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])
 
-    n_top = int(d.top.count[j])
+    n_top = int(d.tables.n_top[j])
     if len(rows):
         bc = rows.sort_values(["count", "strength", "rank"], ascending=[False, False, True]).head(top)
         _barh(ax_c, bc["title"].tolist(), bc["count"].to_numpy(), annot=[f"lift {x:.1f}" for x in bc["lift"]],
-              xlabel=f"top sequences containing it (of {n_top})")
+              xlabel=f"firing sequences containing it (of {n_top})")
         bs = rows.sort_values(["strength", "count", "rank"], ascending=[False, False, True]).head(top)
         _barh(ax_s, bs["title"].tolist(), bs["strength"].to_numpy(), color="C2",
               annot=[f"lift {x:.1f}" for x in bs["lift"]], xlabel="strength (sum of activations)")

@@ -113,8 +113,10 @@ def build_label_messages(card: dict, domain: str = "movies", max_items: int = 20
                      "(100 = most popular).")
     items = (card.get("top_items") or [])[:max_items]
     if items:
-        lines += ["", f"Top {domain} (count = top sequences containing the item, strength = summed activation "
-                      "over them, lift = count relative to the item's base rate):",
+        pool = (f"the {card['n_pool']} training sequences it fires on" if card.get("n_pool")
+                else "its top sequences")
+        lines += ["", f"Top {domain} (count = how many of {pool} contain the item, strength = summed "
+                      "activation over them, lift = count relative to the item's base rate):",
                   "rank | title | year | genres | count | strength | lift"]
         lines += [_item_row(i + 1, it) for i, it in enumerate(items)]
     if card.get("genre_enrichment"):

@@ -30,7 +30,7 @@ STAGE_FIELDS = {
     "03": ["sae_latents", "sae_k", "sae_alt_latents", "sae_alt_k", "sae_samples", "sae_epochs", "sae_lr", "sae_batch_size",
            "sae_variant", "sae_dead_window", "sae_aux_coef", "sae_aux_relu", "sae_lr_decay", "sae_l2", "seed"],
     "04": [],
-    "05": ["top_n", "labeler", "llm_model", "llm_budget_tokens"],
+    "05": ["top_n", "item_pool", "labeler", "llm_model", "llm_budget_tokens"],
 }
 
 

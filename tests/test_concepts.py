@@ -31,7 +31,7 @@ ITEMS = pd.DataFrame({"item_id": [1, 2, 3, 4], "title": ["A (1995)", "B (1995)",
 
 @pytest.fixture(scope="module")
 def tiny():
-    return C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
+    return C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=2)
 
 
 def _rows(d, j):
@@ -76,6 +76,22 @@ def test_counts_strength_lift(tiny):
     assert {i: v[:2] for i, v in r1.items()} == {1: (2, 5.5), 3: (1, 0.5), 4: (2, 5.5)}
     assert r1[1][2] == pytest.approx(1 / 0.75) and r1[4][2] == pytest.approx(2.0)
     assert t.ptr[3] == t.ptr[2]  # dead latent: no rows
+
+
+def test_item_pool_all_firings_known_answer():
+    """item_pool = 0 (the default) counts over every firing: latent 0 fires on inst0-2 (3, 2, 1), holding
+    {1, 2}, {2, 3}, {1, 3, 4}; item_pool = 1 keeps inst0 only. A pool equal to top_n gives item_tables(top)."""
+    d = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
+    r0 = _rows(d, 0)
+    assert {i: v[:2] for i, v in r0.items()} == {1: (2, 4.0), 2: (2, 5.0), 3: (2, 3.0), 4: (1, 1.0)}
+    assert r0[1][2] == pytest.approx((2 / 3) / 0.75) and d.tables.n_top.tolist() == [3, 2, 0]
+    assert d.top.count.tolist() == [2, 2, 0]                       # the cards' top sequences stay top-N
+    one = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=1)
+    assert {i: v[0] for i, v in _rows(one, 0).items()} == {1: 1, 2: 1}
+    f = C.firing_index(IDX, VAL, 3)
+    a, b = C.firing_item_tables(f, C.incidence(HIST, 5), 2), C.item_tables(C._top_from(f, 2), C.incidence(HIST, 5))
+    for name in ("ptr", "item", "count", "strength", "lift", "lift_shrunk", "n_top"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
 
 
 def test_shrunk_lift_guards_single_occurrence():
@@ -253,7 +269,7 @@ def planted():
     return d, (hh, ih, vh)
 
 
-CARD_KEYS = {"latent", "n_fire", "freq", "top_items", "genre_enrichment", "decade_enrichment", "popularity_pct",
+CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "genre_enrichment", "decade_enrichment", "popularity_pct",
              "context", "examples"}
 
 
