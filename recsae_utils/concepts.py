@@ -53,7 +53,7 @@ LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
 LABEL_MAX_ITEMS = 20       # exemplar items named in an offline label's description (and in its signature)
 LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
-EXEMPLAR_MIN_COUNT = 3     # an exemplar is in at least 3 of the latent's top-N sequences ...
+EXEMPLAR_MIN_COUNT = 3     # an exemplar is in at least 3 of the latent's pooled firing sequences ...
 EXEMPLAR_MIN_LIFT = 2.0    # ... with shrunk lift at least 2 (twice its base rate)
 MIN_POS_SUMMARY = 5        # score_summary counts a latent only with at least 5 held-out positives
 POP_HIGH = 60.0            # popularity_pct >= this: "popular" (50 = a typical consumed item)
@@ -366,10 +366,11 @@ def fisher_greater(a, b, c, d) -> np.ndarray:
 
 @dataclass
 class Enrichment:
-    """Per latent x feature: slots of the latent's top sequences with the feature vs all training slots."""
+    """Per latent x feature: slots of the latent's pooled firing sequences (`item_pool`) with the feature vs
+    all training slots."""
 
-    a: np.ndarray           # (m, F) top slots with the feature
-    top_slots: np.ndarray   # (m, F) top slots with any feature of that kind (genre/decade known)
+    a: np.ndarray           # (m, F) pooled slots with the feature
+    top_slots: np.ndarray   # (m, F) pooled slots with any feature of that kind (genre/decade known)
     all_with: np.ndarray    # (F,) all training slots with the feature
     all_slots: np.ndarray   # (F,) all training slots with a known feature of that kind
     odds_ratio: np.ndarray  # (m, F)
@@ -387,7 +388,7 @@ class Enrichment:
 
 
 def enrichment(counts: sp.csr_matrix, df: np.ndarray, feats: ItemFeatures) -> Enrichment:
-    """2 x 2 table per (latent, feature): rows = slots in the latent's top sequences vs the rest of the
+    """2 x 2 table per (latent, feature): rows = slots in the latent's pooled sequences vs the rest of the
     training slots, columns = item has the feature vs has another feature of the same kind. Slots whose
     item has no feature of a kind (e.g. unknown year) are left out of that kind's tables."""
     F = len(feats.names)
@@ -483,8 +484,8 @@ class ConceptDictionary:
     popularity: np.ndarray        # (n_items,) train interaction count
     seq_pop: np.ndarray           # (n,) mean item popularity of each training sequence
     pop_spearman: np.ndarray      # (m,)
-    popularity_pct: np.ndarray    # (m,) count-weighted mean item_pct over the top sequences' items
-    coverage: np.ndarray          # (m,) distinct items in top sequences / catalogue size
+    popularity_pct: np.ndarray    # (m,) count-weighted mean item_pct over the pooled sequences' items
+    coverage: np.ndarray          # (m,) distinct items in the top-N sequences / catalogue size
     generic: np.ndarray           # (m,) bool
     popularity_flag: np.ndarray   # (m,) bool
     display: np.ndarray           # (n_items,) object: text of each item for examples
@@ -810,7 +811,7 @@ def _shrunk_lift(count: float, lift: float, prior: float = LIFT_PRIOR) -> float:
 
 def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> list[dict]:
     """The latent's exemplar items: its card's top items (already ranked by shrunk lift) that occur in at
-    least EXEMPLAR_MIN_COUNT of its top-N training sequences with shrunk lift >= EXEMPLAR_MIN_LIFT, best
+    least EXEMPLAR_MIN_COUNT of its pooled training sequences with shrunk lift >= EXEMPLAR_MIN_LIFT, best
     first, at most `max_items`. Each: {'item_id', 'title' (None without titles), 'count', 'lift_shrunk'}."""
     out = []
     for it in card.get("top_items", []) or []:

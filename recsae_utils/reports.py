@@ -301,8 +301,12 @@ def write_report(report_dir: str | Path) -> Path:
         for n, row in sc.items():
             lines.append(f"| {n} | " + " | ".join(_fmt(_count(row.get(k)) if k in ("live_latents", "n_scored")
                                                    else row.get(k), 3) for k in cols) + " |")
+        pool = (run.get("config") or {}).get("item_pool", 0)
         out.append("Offline detection score on held-out (dev + test) sequences: can the label's metadata signature "
-                   "tell a latent's activating sequences from random / popularity-matched non-activating ones?\n")
+                   "tell a latent's activating sequences from random / popularity-matched non-activating ones? Each "
+                   "label, and the item tables and enrichment behind it, comes from "
+                   + ("all of the latent's training firings" if not pool else f"the latent's strongest {pool} training firings")
+                   + " (`item_pool`), not only its top 50 sequences, which show just the extreme tail.\n")
         out.append("\n".join(lines) + "\n")
         out.append(_fig(rd, "label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"))
         if c.get("detection_by_window"):

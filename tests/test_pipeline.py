@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,10 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     strong = {(r["window"], r["model"]) for r in summary["concepts"]["detection_by_window"] if r["strong_q"] > 0}
     assert (1, "SAE") in strong and (1, "raw h_u dimensions") in strong and strong == windows
     assert (0, "SAE") in windows and (0, "raw h_u dimensions (k=8)") in windows     # each latent at its own window
+    lat = pd.read_csv(rep / "concepts" / "latents.csv")
+    read = lat.loc[lat["n_fire"] > 0, "reads_window"]
+    assert read.notna().all() and set(read.astype(int)) <= {1, 3, 9, 20}
+    assert len(pd.read_csv(rep / "concepts" / "scores_best_window.csv")) == len(lat)
     fid = summary["sae"]["main"]["fidelity"]
     assert fid["retention_ci_low"] <= fid["retention"] <= fid["retention_ci_high"]
     assert fid["retention_dev_ci_low"] <= fid["retention_dev"] <= fid["retention_dev_ci_high"]
