@@ -86,6 +86,9 @@ def test_label_prompt_has_fields():
     assert "Old 2;" not in user                              # at most 9 history titles per example
     assert build_label_messages(card) == msgs                # deterministic
     assert "books" in build_label_messages(card, domain="books")[0]["content"]
+    assert "of its top sequences contain" in user                          # a card without n_pool
+    pooled = build_label_messages({**card, "n_pool": 1234})[1]["content"]
+    assert "how many of the 1234 training sequences it fires on contain the item" in pooled
 
 
 def test_judge_prompt_and_parsing():
