@@ -80,7 +80,8 @@ def test_counts_strength_lift(tiny):
 
 def test_item_pool_all_firings_known_answer():
     """item_pool = 0 (the default) counts over every firing: latent 0 fires on inst0-2 (3, 2, 1), holding
-    {1, 2}, {2, 3}, {1, 3, 4}; item_pool = 1 keeps inst0 only. A pool equal to top_n gives item_tables(top)."""
+    {1, 2}, {2, 3}, {1, 3, 4}; item_pool = 1 keeps inst0 only. A pool equal to top_n counts exactly the
+    items of the top-N sequences (counted here row by row from top_sequences)."""
     d = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
     r0 = _rows(d, 0)
     assert {i: v[:2] for i, v in r0.items()} == {1: (2, 4.0), 2: (2, 5.0), 3: (2, 3.0), 4: (1, 1.0)}
@@ -89,9 +90,17 @@ def test_item_pool_all_firings_known_answer():
     one = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=1)
     assert {i: v[0] for i, v in _rows(one, 0).items()} == {1: 1, 2: 1}
     f = C.firing_index(IDX, VAL, 3)
-    a, b = C.firing_item_tables(f, C.incidence(HIST, 5), 2), C.item_tables(C._top_from(f, 2), C.incidence(HIST, 5))
-    for name in ("ptr", "item", "count", "strength", "lift", "lift_shrunk", "n_top"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    a, top = C.firing_item_tables(f, C.incidence(HIST, 5), 2), C.top_sequences(IDX, VAL, 3, top_n=2)
+    for j in range(3):
+        want_c, want_s = {}, {}
+        for inst, v in zip(top.inst[j, :top.count[j]], top.val[j, :top.count[j]]):
+            for i in set(HIST[inst][HIST[inst] > 0].tolist()):
+                want_c[i] = want_c.get(i, 0) + 1
+                want_s[i] = want_s.get(i, 0.0) + float(v)
+        sl = slice(a.ptr[j], a.ptr[j + 1])
+        assert dict(zip(a.item[sl].tolist(), a.count[sl].tolist())) == want_c
+        assert dict(zip(a.item[sl].tolist(), a.strength[sl].tolist())) == pytest.approx(want_s)
+    assert a.n_top.tolist() == top.count.tolist()
 
 
 def test_shrunk_lift_guards_single_occurrence():
@@ -103,8 +112,7 @@ def test_shrunk_lift_guards_single_occurrence():
     idx = np.zeros((n, 1), dtype=np.int64)
     val = np.zeros((n, 1))
     val[:10, 0] = np.arange(10, 0, -1)  # top 10: inst0 (holds items 1 and 2) .. inst9 (item 2)
-    top = C.top_sequences(idx, val, 1, top_n=10)
-    t = C.item_tables(top, C.incidence(hist, 3))
+    t = C.firing_item_tables(C.firing_index(idx, val, 1), C.incidence(hist, 3), pool=10)
     got = dict(zip(t.item.tolist(), zip(t.lift.tolist(), t.lift_shrunk.tolist())))
     assert got[1][0] == pytest.approx(100.0)          # raw lift of one occurrence is huge ...
     assert got[1][1] == pytest.approx(2 / 1.01)       # ... the shrunk one is < 2
