@@ -29,6 +29,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/bench_sasrec.py
 	$(PY) benchmarks/bench_sae.py $(wildcard runs/ml-1m/hu/train.npy) --runs 1024:3e-3 --epochs 12 $(if $(wildcard runs/ml-1m/sasrec/seed0/sasrec.safetensors),--hu-from runs/ml-1m)
 	$(PY) benchmarks/bench_concepts.py
+	$(if $(wildcard runs/ml-1m/hu/train.npy),$(PY) benchmarks/bench_label_pool.py)
 	$(PY) benchmarks/bench_labeling.py
 
 lab: $(STAMP)
