@@ -1,28 +1,30 @@
 """A self-contained HTML concept browser: one file, no server, no network, no external JS/CSS/fonts.
 
 `write_browser` embeds the concept dictionaries (the DataFrames of `concepts.dictionary_tables`), the
-labels, the detection scores and the per-user / per-movie concept tables as JSON in a
-`<script type="application/json">` block; a small vanilla-JS program renders them. It works when opened
-from disk (file://).
+labels, the detection scores and the per-user / per-item concept tables as gzip-compressed JSON (base64 in
+a non-executable `<script>` block; the page inflates it with DecompressionStream) and a small vanilla-JS
+program renders them. The page's template, style sheet and script are package data
+(`recsae_utils/browser_assets/`), read with importlib.resources. It works when opened from disk (file://).
 
-What the page offers
-- `#search`: finds concepts by label text (name, then description), by latent id ("12", "#12") or by movie
-  title: a title lists the latents whose top movies include it, best first (the movie's rank in the
-  latent's list by shrunk lift, then its count, then latent id) among the latents that show it in their
-  top movies by count or by strength. Results are `li.result[data-latent]`; a click or Enter
-  opens the card. Enter in the box opens the first result.
-- `#card`: label (name, description, labeler), firing frequency, top movies by activation count and by
-  strength (with lift), genre and decade mix with enrichment (inline CSS bars), promoted items (output
-  side), flags (generic / popularity / dead) and detection scores.
-- `#user-q` (user id) and `#movie-q` (title): a user's top latents with values, a movie's top latents by
-  total strength (`#profile`, rows `li.profile-row[data-latent]`).
+What the page offers (words such as "movie" / "genre" come from the dataset: `noun`, `genre_noun`)
+- `#search`: finds concepts by label text (name, then description), by latent id ("12", "#12"), by item id
+  ("2620", "item 2620") or by title: an item lists the latents whose top items include it, best first
+  (the item's rank in the latent's list by shrunk lift, then its count, then latent id) among the latents
+  that show it in their top items by count or by strength. Results are `li.result[data-latent]`; a click
+  or Enter opens the card. Enter in the box opens the first result.
+- `#card` (main pane): label (name, description, labeler), firing frequency, top items by activation
+  count and by strength (with lift), genre (category) and decade mix with enrichment (inline CSS bars),
+  promoted items (output side), flags (generic / popularity / dead) and detection scores.
+- `#user-q` (user id) and `#movie-q` (item id or title): a user's top latents with values, an item's top
+  latents by total strength (`#profile`, in the main pane in place of the card; rows
+  `li.profile-row[data-latent]` open the card, which then offers a way back).
 - The URL hash drives it too, exactly like typing: `#q=<query>` (search, then open the first result),
-  `#latent=<j>`, `#user=<id>`, `#movie=<title>`.
+  `#latent=<j>`, `#user=<id>`, `#item=<id or title>` (also `#movie=`).
 
 Security: every text from the data is rendered with textContent / createTextNode (the script never uses
-innerHTML); the embedded JSON escapes `<`, `>`, `&`, U+2028 and U+2029 as \\uXXXX, so no data can close
-the script tag or open a comment; a Content-Security-Policy allows only the page's own inline script
-(by its SHA-256) and no network requests.
+innerHTML); the payload is base64 (or, with compress=False, JSON whose `<`, `>`, `&`, U+2028 and U+2029
+are \\uXXXX escapes), so no data can close the script tag or open a comment; a Content-Security-Policy
+allows only the page's own inline script (by its SHA-256) and no network requests.
 
 Inputs (all optional but `tables`, extra columns ignored):
 - tables: 'latents', 'latent_items', 'genre_enrichment', 'decade_enrichment', 'promoted' as made by
@@ -34,16 +36,21 @@ Inputs (all optional but `tables`, extra columns ignored):
   'instance'), with 'latent' and a value column ('activation', 'value' or 'strength'); when the rows
   hold several instances of a user (an 'instance' column), the latest (largest) instance is shown.
 - movies: `concepts.item_concepts` rows (item_id, latent, strength[, share]).
-- items (keyword): the dataset's items table (item_id, title, genres) for titles; titles are also taken
-  from a 'title' column of latent_items / promoted / movies when present.
+- items (keyword): the dataset's items table (item_id[, title, genres or i_category]): titles, the item
+  count the page states, and the genres (category) shown with an item; titles are also taken from a
+  'title' column of latent_items / promoted / movies when present.
 """
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import html
 import json
 import math
+import re
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -100,22 +107,40 @@ def _genre_text(g: Any) -> str:
         return str(g)
 
 
-def _titles(tables: Mapping[str, pd.DataFrame], movies: pd.DataFrame | None,
-            items: pd.DataFrame | None) -> dict[int, list]:
-    """item id -> [title, genres text] from every source that has titles (later sources fill gaps)."""
+def _item_texts(tables: Mapping[str, pd.DataFrame], movies: pd.DataFrame | None,
+                items: pd.DataFrame | None, genre_noun: str) -> dict[int, list]:
+    """item id -> [title or None, note]: the title from the first source that has one (None when it is
+    only the page's own fallback "item <id>"); the note is the genres text, or "<genre_noun> <category>"
+    for datasets whose items carry an 'i_category' instead of genres."""
     out: dict[int, list] = {}
     sources = [items, tables.get("items"), tables.get("latent_items"), tables.get("promoted"), movies]
     for df in sources:
-        if df is None or "item_id" not in df.columns or "title" not in df.columns:
+        if df is None or "item_id" not in df.columns:
             continue
         sub = df.drop_duplicates("item_id")
-        gen = sub["genres"].tolist() if "genres" in sub.columns else [None] * len(sub)
-        for i, t, g in zip(sub["item_id"].tolist(), sub["title"].tolist(), gen):
+        n = len(sub)
+        tit = sub["title"].tolist() if "title" in sub.columns else [None] * n
+        if "genres" in sub.columns:
+            notes = [_genre_text(g) for g in sub["genres"].tolist()]
+        elif "i_category" in sub.columns:
+            notes = [f"{genre_noun} {c}" if _text(c) is not None else "" for c in sub["i_category"].tolist()]
+        else:
+            notes = [""] * n
+        for i, t, g in zip(sub["item_id"].tolist(), tit, notes):
             i = int(i)
             t = _text(t)
-            if t is not None and i not in out:
-                out[i] = [t, _genre_text(g)]
+            if t == f"item {i}":
+                t = None
+            rec = out.setdefault(i, [None, ""])
+            if rec[0] is None and t is not None:
+                rec[0] = t
+            if not rec[1] and g:
+                rec[1] = g
     return out
+
+
+def _plural(word: str) -> str:
+    return word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
 
 
 def _label_rows(labels, latents: pd.DataFrame | None, m: int) -> dict[int, list]:
@@ -220,7 +245,7 @@ def _first_col(df: pd.DataFrame, names: tuple[str, ...], what: str) -> str:
 def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, title: str = "",
                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS,
-                 max_profile: int = MAX_PROFILE) -> dict:
+                 max_profile: int = MAX_PROFILE, noun: str = "movie", genre_noun: str = "genre") -> dict:
     """The JSON-ready dict the page renders (see the module docstring for the inputs)."""
     lat_df = tables.get("latents")
     li = tables.get("latent_items")
@@ -232,7 +257,10 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         ids = sorted(int(x) for x in li["latent"].unique())
     m = (max(ids) + 1) if ids else 0
     lab = _label_rows(labels, lat_df, m)
-    titles = _titles(tables, movies, items)
+    for w in (noun, genre_noun):
+        if not isinstance(w, str) or not w.strip():
+            raise ValueError(f"noun and genre_noun must be non-empty words, got {noun!r} and {genre_noun!r}")
+    titles = _item_texts(tables, movies, items, genre_noun)
 
     # per-latent scalar columns
     stat_cols = {"n_fire": ("nf", None), "freq": ("f", 4), "mean_act": ("ma", 4), "max_act": ("mx", 4),
@@ -326,13 +354,19 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         used.update(r[0] for r in rec.get("it", []))
         used.update(r[0] for r in rec.get("pr", []))
     used.update(int(i) for i in movie_map)
-    item_map = {str(i): titles.get(i, [f"item {i}", ""]) for i in sorted(used)}
+    item_map = {str(i): titles.get(i, [None, ""]) for i in sorted(used)}
+    # the dataset's item count (not just the items the page shows)
+    catalogue = items if items is not None else tables.get("items")
+    n_items = int(catalogue["item_id"].nunique()) if catalogue is not None and "item_id" in catalogue.columns \
+        else len(set(titles) | used)
 
     return {
         "title": title or "Concept browser", "n_latents": len(ids),
         "n_live": int(sum(1 for r in lat.values() if (r.get("nf") or 0) > 0 or "it" in r)),
         "has_stats": lat_df is not None, "genres": list(genre_index), "score_cols": score_cols,
         "items": item_map, "latents": [lat[j] for j in ids], "users": user_map, "movies": movie_map,
+        "n_items": n_items, "words": {"item": noun, "items": _plural(noun), "genre": genre_noun,
+                                      "genres": _plural(genre_noun)},
     }
 
 
@@ -351,437 +385,53 @@ def embed_json(obj: Any) -> str:
     return s
 
 
-_CSS = """
-:root{--fg:#1d1d1f;--muted:#666;--line:#ddd;--accent:#1f6fb2;--bar:#4c8dc9;--base:#bbb;--hit:#fff3c4;
- font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg)}
-body{margin:0;background:#fafafa}
-header{padding:10px 18px;background:#fff;border-bottom:1px solid var(--line)}
-header h1{font-size:18px;margin:0}
-#meta{color:var(--muted);font-size:12px;margin-top:2px}
-main{display:flex;gap:16px;padding:12px 18px;align-items:flex-start}
-#side{flex:0 0 360px;max-width:360px}
-#card{flex:1;min-width:0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:12px 16px}
-input{font:inherit;width:100%;box-sizing:border-box;padding:6px 8px;border:1px solid #bbb;border-radius:4px}
-#search{font-size:15px}
-.panel{background:#fff;border:1px solid var(--line);border-radius:6px;padding:10px;margin-bottom:12px}
-.panel h2{font-size:13px;margin:0 0 6px 0;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
-#result-info,.note{color:var(--muted);font-size:12px;margin:6px 0}
-ol.list{list-style:none;margin:0;padding:0;max-height:46vh;overflow:auto}
-.result,.profile-row,.movie-choice{padding:4px 6px;border-bottom:1px solid #eee;cursor:pointer;font-size:13px}
-.result:hover,.profile-row:hover,.movie-choice:hover,.result:focus{background:#eef5fc;outline:none}
-.result.active{background:#dcebf8}
-.rid{color:var(--accent);font-weight:600;margin-right:6px}
-.why{display:block;color:var(--muted);font-size:11px}
-#card h2{margin:0 0 4px 0;font-size:18px}
-#card h3{font-size:13px;margin:14px 0 4px 0;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}
-#card-desc{margin:4px 0}
-#card-labeler,#card-stats{color:var(--muted);font-size:12px}
-.flag{display:inline-block;font-size:11px;padding:1px 6px;border-radius:9px;margin-right:4px;background:#eee}
-.flag.generic{background:#fde2c8}.flag.popularity{background:#e3d7f7}.flag.dead{background:#f6c6c6}
-table{border-collapse:collapse;font-size:12px;width:100%}
-th,td{text-align:left;padding:2px 6px;border-bottom:1px solid #f0f0f0;vertical-align:middle}
-th{color:var(--muted);font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.hit td{background:var(--hit)}
-.cols{display:flex;gap:16px;flex-wrap:wrap}.cols>div{flex:1 1 320px;min-width:0}
-.bar{position:relative;height:10px;background:#f1f1f1;border-radius:2px;min-width:60px}
-.bar .fill{position:absolute;left:0;top:0;bottom:0;background:var(--bar);border-radius:2px}
-.bar .base{position:absolute;top:-2px;bottom:-2px;width:2px;background:#333}
-.bar .fill.neg{background:#d9825b}
-.sig{color:#b22;font-weight:700}
-.good{color:#176c2e;font-weight:600}
-.score-grid{display:flex;flex-wrap:wrap;gap:4px 6px}
-.score{font-size:12px;border:1px solid #e4e4e4;border-radius:4px;padding:1px 6px;white-space:nowrap}
-.score .k{color:var(--muted);margin-right:5px}.score .v{font-variant-numeric:tabular-nums}
-#profile h3{font-size:14px;margin:10px 0 4px 0}
-"""
-
-_JS = r"""
-(function () {
-  "use strict";
-  var D = JSON.parse(document.getElementById("recsae-data").textContent);
-  var LAT = {};
-  D.latents.forEach(function (l) { LAT[l.id] = l; });
-  var $ = function (id) { return document.getElementById(id); };
-
-  // DOM helpers: text is always set with createTextNode / textContent, never parsed as HTML
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.appendChild(document.createTextNode(String(text)));
-    return e;
-  }
-  function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); }
-  function fmt(x, d) {
-    if (x === null || x === undefined) return "–";
-    if (typeof x !== "number") return String(x);
-    if (Number.isInteger(x)) return String(x);
-    return x.toFixed(d === undefined ? 2 : d);
-  }
-  function pct(x, d) { return (x === null || x === undefined) ? "–" : (100 * x).toFixed(d === undefined ? 1 : d) + "%"; }
-  function norm(s) {
-    s = String(s).toLowerCase();
-    if (s.normalize) s = s.normalize("NFD").replace(/[\u0300-\u036f]/g, "");
-    return s.replace(/\s+/g, " ").trim();
-  }
-  function title(i) { var t = D.items[String(i)]; return t ? t[0] : "item " + i; }
-  function name(j) { var l = LAT[j]; return (l && l.nm) ? l.nm : "latent " + j; }
-  function bar(frac, baseFrac, neg) {
-    var b = el("div", "bar"), f = el("div", "fill" + (neg ? " neg" : ""));
-    f.style.width = Math.max(0, Math.min(1, frac || 0)) * 100 + "%";
-    b.appendChild(f);
-    if (baseFrac !== null && baseFrac !== undefined) {
-      var m = el("div", "base");
-      m.style.left = "calc(" + Math.max(0, Math.min(1, baseFrac)) * 100 + "% - 1px)";
-      m.title = "all histories: " + pct(baseFrac);
-      b.appendChild(m);
-    }
-    return b;
-  }
-  function td(text, cls) { return el("td", cls, text); }
-  function tdBar(frac) { var c = el("td"); c.appendChild(bar(frac)); return c; }
-  function headRow(tbl, cols) {
-    var tr = el("tr");
-    cols.forEach(function (c) { tr.appendChild(el("th", null, c)); });
-    var th = el("thead"); th.appendChild(tr); tbl.appendChild(th);
-  }
-
-  // movie title index: normalised title -> ids; item -> latents whose top movies include it
-  var TITLES = Object.keys(D.items).map(function (k) { return [Number(k), norm(D.items[k][0])]; });
-  var HITS = {};
-  D.latents.forEach(function (l) {
-    (l.it || []).forEach(function (r) {
-      (HITS[r[0]] = HITS[r[0]] || []).push({ j: l.id, rank: r[1], count: r[2], strength: r[3], lift: r[4] });
-    });
-  });
-  function byHit(a, b) {
-    return (a.rank - b.rank) || ((b.count || 0) - (a.count || 0)) || (a.j - b.j);
-  }
-  Object.keys(HITS).forEach(function (k) { HITS[k].sort(byHit); });
-  function matchTitles(q, onlyWithHits) {  // [[item, quality]] best first (0 exact, 1 prefix, 2 substring)
-    var out = [];
-    TITLES.forEach(function (t) {
-      if (onlyWithHits && !HITS[t[0]] && !D.movies[String(t[0])]) return;
-      var p = t[1].indexOf(q);
-      if (p < 0) return;
-      var noYear = t[1].replace(/\s*\(\d{4}\)\s*$/, "");
-      var qual = (t[1] === q || noYear === q) ? 0 : (p === 0 ? 1 : 2);
-      out.push([t[0], qual, t[1]]);
-    });
-    out.sort(function (a, b) { return (a[1] - b[1]) || (a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : a[0] - b[0]); });
-    return out;
-  }
-
-  // ---------------------------------------------------------------- search
-  var current = [], highlightItem = null;
-  function search(raw) {
-    var q = norm(raw || ""), res = [], seen = {};
-    function add(j, tier, key, why, item) {
-      if (seen[j] !== undefined || !LAT[j]) return;
-      seen[j] = res.length;
-      res.push({ j: j, tier: tier, key: key, why: why, item: item });
-    }
-    if (!q) {
-      D.latents.filter(function (l) { return (l.nf || 0) > 0 || l.it; })
-        .sort(function (a, b) { return ((b.f || 0) - (a.f || 0)) || (a.id - b.id); })
-        .slice(0, 100).forEach(function (l) { add(l.id, 0, [0], "fires on " + pct(l.f)); });
-      return res;
-    }
-    var m = /^(?:#|latent\s*)?(\d+)$/.exec(q);
-    if (m) add(Number(m[1]), 0, [0], "latent id");
-    var tier1 = [], tier3 = [];
-    D.latents.forEach(function (l) {
-      if (l.nm && norm(l.nm).indexOf(q) >= 0) tier1.push(l);
-      else if (l.ds && norm(l.ds).indexOf(q) >= 0) tier3.push(l);
-    });
-    var byFreq = function (a, b) { return ((b.f || 0) - (a.f || 0)) || (a.id - b.id); };
-    tier1.sort(byFreq).forEach(function (l) { add(l.id, 1, [], "label matches"); });
-    var hits = [];
-    matchTitles(q, true).slice(0, 50).forEach(function (t) {
-      (HITS[t[0]] || []).forEach(function (h) { hits.push({ qual: t[1], item: t[0], h: h }); });
-    });
-    hits.sort(function (a, b) { return (a.qual - b.qual) || byHit(a.h, b.h); });
-    hits.forEach(function (x) {
-      add(x.h.j, 2, [], "top movie #" + x.h.rank + ": " + title(x.item) + " (count " + fmt(x.h.count) +
-          ", lift " + fmt(x.h.lift, 1) + ")", x.item);
-    });
-    tier3.sort(byFreq).forEach(function (l) { add(l.id, 3, [], "description matches"); });
-    return res;
-  }
-  function showResults(raw) {
-    current = search(raw);
-    var ol = $("results");
-    clear(ol);
-    var shown = current.slice(0, 200);
-    shown.forEach(function (r, k) {
-      var li = el("li", "result");
-      li.setAttribute("data-latent", String(r.j));
-      li.setAttribute("data-rank", String(k + 1));
-      li.tabIndex = 0;
-      li.appendChild(el("span", "rid", "#" + r.j));
-      li.appendChild(el("span", "rlabel", name(r.j)));
-      li.appendChild(el("span", "why", r.why));
-      li.addEventListener("click", function () { openCard(r.j, r.item); });
-      li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") openCard(r.j, r.item); });
-      ol.appendChild(li);
-    });
-    var q = (raw || "").trim();
-    $("result-info").textContent = q
-      ? current.length + " concept" + (current.length === 1 ? "" : "s") + " for \u201c" + q + "\u201d" +
-        (current.length > shown.length ? " (first " + shown.length + " shown)" : "")
-      : "Most frequent concepts (type a label word, a latent id or a movie title)";
-    return current;
-  }
-  function openFirst() { if (current.length) openCard(current[0].j, current[0].item); }
-
-  // ---------------------------------------------------------------- card
-  function itemTable(rows, col, hl) {
-    var tbl = el("table"), body = el("tbody");
-    headRow(tbl, ["#", "movie", col === 2 ? "count" : "strength", "", col === 2 ? "strength" : "count", "lift"]);
-    var mx = rows.reduce(function (a, r) { return Math.max(a, r[col] || 0); }, 0) || 1;
-    rows.forEach(function (r, k) {
-      var tr = el("tr", r[0] === hl ? "hit" : null);
-      tr.setAttribute("data-item", String(r[0]));
-      tr.appendChild(td(k + 1, "num"));
-      tr.appendChild(td(title(r[0]), "movie-title"));
-      tr.appendChild(td(fmt(r[col], 2), "num"));
-      tr.appendChild(tdBar((r[col] || 0) / mx));
-      tr.appendChild(td(fmt(r[col === 2 ? 3 : 2], 2), "num"));
-      tr.appendChild(td(fmt(r[4], 1), "num"));
-      body.appendChild(tr);
-    });
-    tbl.appendChild(body);
-    return tbl;
-  }
-  function enrichTable(rows, label) {
-    var tbl = el("table"), body = el("tbody");
-    headRow(tbl, [label, "share of top slots (| = all histories)", "top", "all", "log2 OR"]);
-    rows.forEach(function (r) {
-      var tr = el("tr");
-      var nameTxt = typeof r[0] === "number" && label === "decade" ? r[0] + "s" : (label === "genre" ? D.genres[r[0]] : r[0]);
-      var c0 = td(nameTxt);
-      if (r[4]) { c0.appendChild(document.createTextNode(" ")); c0.appendChild(el("span", "sig", "*")); }
-      tr.appendChild(c0);
-      var cb = el("td"); cb.appendChild(bar(r[1], r[2])); tr.appendChild(cb);
-      tr.appendChild(td(pct(r[1], 0), "num"));
-      tr.appendChild(td(pct(r[2], 0), "num"));
-      tr.appendChild(td(fmt(r[3], 2), "num"));
-      body.appendChild(tr);
-    });
-    tbl.appendChild(body);
-    return tbl;
-  }
-  function section(parent, id, heading, content, empty) {
-    var wrap = el("div");
-    wrap.id = id;
-    wrap.appendChild(el("h3", null, heading));
-    if (content) wrap.appendChild(content); else wrap.appendChild(el("p", "note", empty || "none"));
-    parent.appendChild(wrap);
-    return wrap;
-  }
-  function openCard(j, hl) {
-    var l = LAT[j];
-    if (!l) return false;
-    highlightItem = (hl === undefined) ? null : hl;
-    Array.prototype.forEach.call(document.querySelectorAll(".result"), function (r) {
-      r.classList.toggle("active", r.getAttribute("data-latent") === String(j));
-    });
-    var card = $("card");
-    clear(card);
-    card.hidden = false;
-    card.setAttribute("data-latent", String(j));
-    var h = el("h2"); h.id = "card-title";
-    h.appendChild(document.createTextNode("Latent " + j + " \u2014 " + name(j)));
-    card.appendChild(h);
-    var who = el("div"); who.id = "card-labeler";
-    who.textContent = "label by " + (l.lb || (l.nm ? "dictionary table" : "nobody (no label)"));
-    card.appendChild(who);
-    var desc = el("p"); desc.id = "card-desc"; desc.textContent = l.ds || "";
-    card.appendChild(desc);
-    var flags = el("div"); flags.id = "card-flags";
-    if (D.has_stats && !(l.nf > 0)) flags.appendChild(el("span", "flag dead", "dead (never fires)"));
-    if (l.gen) flags.appendChild(el("span", "flag generic", "generic"));
-    if (l.pop) flags.appendChild(el("span", "flag popularity", "popularity"));
-    card.appendChild(flags);
-    var st = el("div"); st.id = "card-stats";
-    var parts = [];
-    if (l.f !== undefined) parts.push("fires on " + pct(l.f, 2) + " of histories" + (l.nf !== undefined ? " (" + l.nf + ")" : ""));
-    if (l.ma !== undefined) parts.push("mean activation " + fmt(l.ma, 3) + ", max " + fmt(l.mx, 3));
-    if (l.pp !== undefined) parts.push("popularity percentile " + fmt(l.pp, 0) + " (50 = typical)");
-    if (l.sp !== undefined) parts.push("Spearman with popularity " + fmt(l.sp, 2));
-    if (l.cov !== undefined) parts.push("coverage " + pct(l.cov));
-    st.textContent = parts.join(" \u00b7 ");
-    card.appendChild(st);
-    if (D.score_cols.length) {
-      var tbl = null;
-      if (l.sc) {  // name/value chips that wrap (balanced accuracy >= 0.8 in green)
-        tbl = el("div", "score-grid");
-        D.score_cols.forEach(function (c, k) {
-          var v = l.sc[k], chip = el("span", "score");
-          chip.appendChild(el("span", "k", c));
-          var val = el("span", "v", fmt(v, 3));
-          if (/^bal_acc/.test(c) && v !== null && v >= 0.8) val.className += " good";
-          val.setAttribute("data-score", c);
-          chip.appendChild(val);
-          tbl.appendChild(chip);
-        });
-      }
-      section(card, "card-scores", "Scores", tbl, "no score for this latent");
-    }
-    var it = l.it || [];
-    var cols = el("div", "cols");
-    var byCount = it.slice().sort(function (a, b) { return (b[2] - a[2]) || (b[3] - a[3]) || (a[1] - b[1]); }).slice(0, 20);
-    var byStr = it.slice().sort(function (a, b) { return (b[3] - a[3]) || (b[2] - a[2]) || (a[1] - b[1]); }).slice(0, 20);
-    section(cols, "card-top-count", "Top movies by activation count", it.length ? itemTable(byCount, 2, highlightItem) : null);
-    section(cols, "card-top-strength", "Top movies by strength", it.length ? itemTable(byStr, 3, highlightItem) : null);
-    card.appendChild(cols);
-    var cols2 = el("div", "cols");
-    section(cols2, "card-genres", "Genre mix (* = significantly enriched)",
-            (l.ge && l.ge.length) ? enrichTable(l.ge, "genre") : null);
-    section(cols2, "card-decades", "Decade mix", (l.de && l.de.length) ? enrichTable(l.de, "decade") : null);
-    card.appendChild(cols2);
-    var pr = null;
-    if (l.pr && l.pr.length) {
-      pr = el("ol"); pr.className = "promoted";
-      l.pr.forEach(function (r) {
-        var li = el("li", null, title(r[0]));
-        li.appendChild(el("span", "why", "score " + fmt(r[1], 3)));
-        pr.appendChild(li);
-      });
-    }
-    section(card, "card-promoted", "Promoted items (output side: turning the latent up pushes these)", pr,
-            "no promoted-items table given");
-    return true;
-  }
-
-  // ---------------------------------------------------------------- user / movie profiles
-  function profile(heading, rows, note) {
-    $("profile-title").textContent = heading;
-    $("profile-note").textContent = note || "";
-    var ol = $("profile-rows");
-    clear(ol);
-    var mx = rows.reduce(function (a, r) { return Math.max(a, Math.abs(r.v || 0)); }, 0) || 1;
-    rows.forEach(function (r) {
-      var li = el("li", "profile-row");
-      li.setAttribute("data-latent", String(r.j));
-      li.tabIndex = 0;
-      li.appendChild(el("span", "rid", "#" + r.j));
-      li.appendChild(el("span", "rlabel", name(r.j)));
-      li.appendChild(el("span", "why", r.why));
-      li.appendChild(bar(Math.abs(r.v || 0) / mx, null, (r.v || 0) < 0));
-      li.addEventListener("click", function () { openCard(r.j, r.item); });
-      li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") openCard(r.j, r.item); });
-      ol.appendChild(li);
-    });
-    $("profile").hidden = false;
-  }
-  function showUser(raw) {
-    var u = String(raw || "").trim();
-    if (!u) { $("profile").hidden = true; return; }
-    var rows = D.users[u];
-    if (!rows) { profile("User " + u, [], Object.keys(D.users).length ? "no such user" : "no user table given"); return; }
-    profile("User " + u + ": top concepts", rows.map(function (r) {
-      return { j: r[0], v: r[1], why: "activation " + fmt(r[1], 3) };
-    }));
-  }
-  function showMovieProfile(i) {
-    var rows = D.movies[String(i)];
-    if (rows) {
-      profile(title(i) + ": top concepts by total strength", rows.map(function (r) {
-        return { j: r[0], v: r[1], item: i, why: "strength " + fmt(r[1], 2) + (r[2] !== null && r[2] !== undefined ? " (" + pct(r[2]) + " of the movie's total)" : "") };
-      }));
-    } else {
-      profile(title(i) + ": concepts whose top movies include it", (HITS[i] || []).map(function (h) {
-        return { j: h.j, v: h.strength, item: i, why: "rank " + h.rank + ", count " + fmt(h.count) + ", strength " + fmt(h.strength, 2) };
-      }), "no movie\u2192concept table given; showing the concept dictionaries instead");
-    }
-  }
-  function showMovie(raw) {
-    var q = norm(raw || "");
-    if (!q) { $("profile").hidden = true; return; }
-    var ms = matchTitles(q, true);
-    if (!ms.length) { profile("No movie matches \u201c" + String(raw).trim() + "\u201d", []); return; }
-    if (ms[0][1] === 0 || ms.length === 1) { showMovieProfile(ms[0][0]); return; }
-    profile(ms.length + " movies match \u201c" + String(raw).trim() + "\u201d", [], "pick one:");
-    var ol = $("profile-rows");
-    ms.slice(0, 30).forEach(function (t) {
-      var li = el("li", "movie-choice", title(t[0]));
-      li.setAttribute("data-item", String(t[0]));
-      li.tabIndex = 0;
-      li.addEventListener("click", function () { showMovieProfile(t[0]); });
-      ol.appendChild(li);
-    });
-  }
-
-  // ---------------------------------------------------------------- wiring
-  $("page-title").textContent = D.title;
-  document.title = D.title;
-  $("meta").textContent = D.n_latents + " latents (" + D.n_live + " live) \u00b7 " +
-    Object.keys(D.items).length + " movies \u00b7 " + Object.keys(D.users).length + " users" +
-    (D.score_cols.length ? " \u00b7 scores: " + D.score_cols.slice(0, 4).join(", ") : "");
-  var s = $("search");
-  s.addEventListener("input", function () { showResults(s.value); });
-  s.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { showResults(s.value); openFirst(); } });
-  $("user-q").addEventListener("input", function () { showUser($("user-q").value); });
-  $("movie-q").addEventListener("input", function () { showMovie($("movie-q").value); });
-  function fromHash() {
-    var h = location.hash.replace(/^#/, "");
-    if (!h) return;
-    var p = new URLSearchParams(h);
-    if (p.has("q")) { s.value = p.get("q"); showResults(s.value); openFirst(); }
-    if (p.has("latent")) openCard(Number(p.get("latent")));
-    if (p.has("user")) { $("user-q").value = p.get("user"); showUser(p.get("user")); }
-    if (p.has("movie")) { $("movie-q").value = p.get("movie"); showMovie(p.get("movie")); }
-  }
-  window.addEventListener("hashchange", fromHash);
-  showResults("");
-  fromHash();
-  document.body.setAttribute("data-ready", "1");
-  window.recsaeBrowser = { search: search, openCard: openCard, showUser: showUser, showMovie: showMovie };
-})();
-"""
-
-_BODY = """<header><h1 id="page-title"></h1><div id="meta"></div></header>
-<main>
-<div id="side">
-<div class="panel"><h2>Find a concept</h2>
-<input id="search" type="search" autocomplete="off" spellcheck="false"
- placeholder="label words, latent id or a movie title">
-<div id="result-info"></div><ol id="results" class="list"></ol></div>
-<div class="panel"><h2>Profiles</h2>
-<input id="user-q" type="search" autocomplete="off" placeholder="user id"><div style="height:6px"></div>
-<input id="movie-q" type="search" autocomplete="off" placeholder="movie title">
-<div id="profile" hidden><h3 id="profile-title"></h3><div id="profile-note" class="note"></div>
-<ol id="profile-rows" class="list"></ol></div></div>
-</div>
-<section id="card" hidden></section>
-</main>
-<noscript>This page needs JavaScript (no network access is used).</noscript>
-"""
+ASSET_DIR = "browser_assets"   # package data: the page's template, style sheet and script
 
 
-def render_html(data: dict) -> str:
-    """The page for `browser_data` output."""
-    script_hash = base64.b64encode(hashlib.sha256(_JS.encode("utf-8")).digest()).decode("ascii")
+@functools.lru_cache(maxsize=None)
+def asset(name: str) -> str:
+    """One of the page's files (browser.html, browser.css, browser.js), read from the installed package."""
+    text = resources.files(__package__).joinpath(ASSET_DIR).joinpath(name).read_text(encoding="utf-8")
+    if name != "browser.html" and re.search(r"</(script|style)", text, re.I):  # would end it early
+        raise ValueError(f"{ASSET_DIR}/{name} must not contain '</script' or '</style'")
+    return text
+
+
+def encode_payload(data: dict) -> str:
+    """gzip (fixed mtime, so the same data gives the same page) then base64: the page inflates it with
+    DecompressionStream. Base64 has no character that can end a script or start markup."""
+    raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def render_html(data: dict, compress: bool = True) -> str:
+    """The page for `browser_data` output: the data gzip+base64 (compress) or as escaped JSON."""
+    js = asset("browser.js")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; "
            "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(str(data.get('title', '')))}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            f"{_BODY}<script type=\"application/json\" id=\"recsae-data\">{embed_json(data)}</script>\n"
-            f"<script>{_JS}</script>\n</body>\n</html>\n")
+    values = {"csp": csp, "title": html.escape(str(data.get("title", ""))), "css": asset("browser.css"), "js": js,
+              "data_type": "application/octet-stream" if compress else "application/json",
+              "encoding": "gzip-base64" if compress else "json",
+              "data": encode_payload(data) if compress else embed_json(data)}
+    # one pass over the template: a placeholder-like text inside the values is never expanded
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], asset("browser.html"))
 
 
 def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | None = None,
                   scores: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
-                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS) -> Path:
-    """Write the single-file HTML concept browser to `path` (atomically) and return the path."""
-    data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items)
+                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str = "movie",
+                  genre_noun: str = "genre", compress: bool = True) -> Path:
+    """Write the single-file HTML concept browser to `path` (atomically) and return the path.
+
+    noun / genre_noun: the dataset's words for an item and for its genre-like attribute (e.g. "item" and
+    "category" for Grocery). compress=False embeds plain JSON (larger; readable without DecompressionStream)."""
+    data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items,
+                        noun=noun, genre_noun=genre_noun)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(data).encode("utf-8", errors="replace")
+    text = render_html(data, compress=compress).encode("utf-8", errors="replace")
     with artifacts.atomic_path(path) as tmp:
         Path(tmp).write_bytes(text)
         Path(tmp).chmod(0o644)   # a page to share and open, not a private temp file

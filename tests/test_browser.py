@@ -1,5 +1,7 @@
-"""The HTML concept browser: the data it embeds, its escaping, its size at 2,048 latents, and the page
-itself driven in headless Chromium over the Chrome DevTools protocol (real input events, clicks).
+"""The HTML concept browser: the data it embeds, its escaping, its size at 2,048 latents, its package-data
+files, and the page itself driven in headless Chromium over the Chrome DevTools protocol (real input
+events, clicks): the gzip payload decoded in the page, ML-1M and Grocery wording, look-up by item id,
+and profiles in the main pane.
 
 Chromium: /usr/bin/chromium (or `chromium` on PATH). When it is missing and we run as root, the session
 fixture tries `apt-get install -y chromium` once (set RECSAE_NO_APT=1 to forbid that); otherwise the
@@ -7,6 +9,7 @@ browser tests skip with the reason. A screenshot goes to <repo>/test-artifacts/b
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
@@ -14,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -83,6 +87,40 @@ def page_file(world, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def plain_page_file(world, tmp_path_factory):
+    """The same page with the data as escaped JSON (compress=False)."""
+    path = tmp_path_factory.mktemp("browser-plain") / "browser.html"
+    w = world
+    browser.write_browser(path, w["tables"], w["labels"], w["scores"], w["users"], w["movies"],
+                          "Tiny </title><script>alert(3)</script> browser", items=w["items"], compress=False)
+    return path
+
+
+def grocery_items(world) -> pd.DataFrame:
+    """A Grocery-like items table: ids and a category, no titles and no genres (as ReChorus item_meta)."""
+    items = world["items"]
+    extra = pd.DataFrame({"item_id": np.arange(items["item_id"].max() + 1, items["item_id"].max() + 8)})
+    out = pd.concat([items[["item_id"]], extra], ignore_index=True)   # items the page never shows count too
+    out["i_category"] = out["item_id"] % 5
+    return out
+
+
+@pytest.fixture(scope="module")
+def grocery_page(world, tmp_path_factory):
+    """A page with the Grocery words: items without titles, categories instead of genres, no decades."""
+    path = tmp_path_factory.mktemp("browser-grocery") / "browser.html"
+    w = world
+    items = grocery_items(w)
+    tables = {k: (v.drop(columns=["title"], errors="ignore") if k in ("latent_items", "promoted") else v)
+              for k, v in w["tables"].items() if k != "decade_enrichment"}
+    labels = pd.DataFrame({"latent": np.arange(M), "name": [f"category mix {j}" for j in range(M)],
+                           "description": "fires on baskets of one category", "labeler": "offline-metadata"})
+    browser.write_browser(path, tables, labels, w["scores"], w["users"], w["movies"], "Tiny grocery",
+                          items=items, noun="item", genre_noun="category")
+    return path, items
+
+
 def shown_rows(tables, k: int = browser.MAX_ITEMS) -> pd.DataFrame:
     """Rows a card shows: each latent's top k movies by count and its top k by strength (ties: rank)."""
     li = tables["latent_items"]
@@ -105,20 +143,30 @@ def expected_latents(tables, item_id: int) -> list[int]:
 # Without a browser: data, escaping, size
 
 
+DATA_RE = r'<script type="([^"]+)" id="recsae-data" data-encoding="([^"]+)">(.*?)</script>'
+
+
 def _embedded(html_text: str) -> dict:
-    m = re.search(r'<script type="application/json" id="recsae-data">(.*?)</script>', html_text, re.S)
+    """The page's data, decoded as the page does (gzip + base64, or plain JSON)."""
+    m = re.search(DATA_RE, html_text, re.S)
     assert m
-    return json.loads(m.group(1))
+    typ, enc, body = m.groups()
+    if enc == "gzip-base64":
+        assert typ == "application/octet-stream" and re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body)
+        return json.loads(gzip.decompress(base64.b64decode(body)).decode("utf-8"))
+    assert (typ, enc) == ("application/json", "json")
+    return json.loads(body)
 
 
-def test_file_is_self_contained_and_escaped(page_file, world):
-    text = page_file.read_text(encoding="utf-8")
+@pytest.mark.parametrize("which", ["page_file", "plain_page_file"])
+def test_file_is_self_contained_and_escaped(which, request, world):
+    text = request.getfixturevalue(which).read_text(encoding="utf-8")
     # exactly our two scripts; no data can close a script, open a comment or add an element
     assert text.count("</script") == 2 and text.count("<script") == 2
     assert "<img" not in text and "<!--" not in text and "\u2028" not in text
     assert "</title><script>" not in text and "&lt;/title&gt;" in text
     # nothing external: no URLs the browser could fetch
-    markup = re.sub(r'<script type="application/json" id="recsae-data">.*?</script>', "", text, flags=re.S)
+    markup = re.sub(DATA_RE, "", text, flags=re.S)
     assert not re.search(r"(src|href)\s*=|@import|url\(", markup, re.I)
     assert "http://" not in text and "https://" not in text
     assert "Content-Security-Policy" in text and "connect-src 'none'" in text
@@ -129,6 +177,50 @@ def test_file_is_self_contained_and_escaped(page_file, world):
     assert "bal_acc_random" in data["score_cols"] and "auc_random" in data["score_cols"]
     lat0 = next(lat for lat in data["latents"] if lat.get("it"))
     assert {"nf", "f", "nm", "ds", "lb", "it", "ge", "pr", "sc"} <= set(lat0)
+    assert data["n_items"] == len(world["items"]) and data["words"]["items"] == "movies"
+
+
+def test_template_is_filled_in_one_pass(tmp_path, world):
+    """A title that looks like a placeholder stays text: the template is filled in one pass."""
+    p = browser.write_browser(tmp_path / "b.html", world["tables"], title="{{js}} {{data}} </style>")
+    text = p.read_text(encoding="utf-8")
+    assert text.count("<script") == 2 and text.count("</style") == 1
+    assert "<title>{{js}} {{data}} &lt;/style&gt;</title>" in text
+    assert _embedded(text)["title"] == "{{js}} {{data}} </style>"
+
+
+def test_words_and_item_count(world):
+    items = grocery_items(world)
+    data = browser.browser_data(world["tables"], items=items, noun="item", genre_noun="category")
+    assert data["words"] == {"item": "item", "items": "items", "genre": "category", "genres": "categories"}
+    assert data["n_items"] == len(items) > len(data["items"])   # the dataset's count, not the shown items
+    i = next(iter(data["items"]))
+    assert data["items"][i][1] == f"category {int(i) % 5}"
+    d_ml = browser.browser_data(world["tables"], items=world["items"])
+    assert d_ml["words"]["items"] == "movies" and d_ml["words"]["genres"] == "genres"
+    assert d_ml["n_items"] == world["items"]["item_id"].nunique()
+    # titles that are only the page's own fallback ("item 7") are not stored
+    li = world["tables"]["latent_items"].assign(title=lambda d: "item " + d["item_id"].astype(str))
+    d_fb = browser.browser_data({**world["tables"], "latent_items": li})
+    assert all(v[0] is None for v in d_fb["items"].values())
+    with pytest.raises(ValueError, match="noun"):
+        browser.browser_data(world["tables"], noun=" ")
+
+
+def test_assets_are_package_data():
+    """The page's files are read through importlib.resources, and pyproject installs every one of them
+    (so a non-editable install has them too)."""
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    pkg = "recsae_utils." + browser.ASSET_DIR
+    assert pkg in conf["packages"]
+    globs = conf["package-data"][pkg]
+    files = sorted(p.name for p in (ROOT / "recsae_utils" / browser.ASSET_DIR).iterdir() if p.is_file())
+    assert files == ["browser.css", "browser.html", "browser.js"]
+    assert all(any(Path(f).match(g) for g in globs) for f in files)
+    for f in files:
+        assert browser.asset(f) == (ROOT / "recsae_utils" / browser.ASSET_DIR / f).read_text(encoding="utf-8")
+    assert set(re.findall(r"\{\{(\w+)\}\}", browser.asset("browser.html"))) == \
+        {"csp", "title", "css", "js", "data_type", "encoding", "data"}
 
 
 def test_embed_json_escapes_breakouts():
@@ -222,7 +314,7 @@ def test_size_at_2048_latents(tmp_path):
     p = browser.write_browser(tmp_path / "big.html", tables, labels, scores, users, movies, "ML-1M", items=items)
     size = p.stat().st_size
     print(f"2048-latent browser: {size / 1e6:.2f} MB in {time.time() - t0:.1f} s")
-    assert size < 5e6
+    assert size < 3e6
     data = _embedded(p.read_text(encoding="utf-8"))
     assert len(data["latents"]) == 2048 and len(data["users"]) == 6040
     assert max(len(lat["it"]) for lat in data["latents"]) <= 3 * browser.MAX_ITEMS
@@ -381,8 +473,8 @@ def _load(cdp: CDP, url: str):
     cdp.wait("document.readyState === 'complete' && document.body && document.body.getAttribute('data-ready') === '1'")
 
 
-def _errors(cdp: CDP) -> list:
-    return [e for e in cdp.events if e.get("method") in ("Runtime.exceptionThrown", "Page.javascriptDialogOpening")
+def _errors(cdp: CDP, since: int = 0) -> list:
+    return [e for e in cdp.events[since:] if e.get("method") in ("Runtime.exceptionThrown", "Page.javascriptDialogOpening")
             or (e.get("method") == "Runtime.consoleAPICalled" and e["params"].get("type") == "error")]
 
 
@@ -391,12 +483,22 @@ def _card_latent(cdp: CDP):
                   "[c.getAttribute('data-latent'), document.getElementById('card-title').textContent];})()")
 
 
+def _main_pane(cdp: CDP, sel: str) -> dict:
+    """Where `sel` is drawn: inside #main, right of the side bar, starting within the first screen."""
+    return cdp.js(f"(function(){{var e=document.querySelector({json.dumps(sel)}), m=document.getElementById('main'),"
+                  "s=document.getElementById('side'); var r=e.getBoundingClientRect();"
+                  "return {inMain: m.contains(e), shown: !e.hidden && r.height > 0, right: r.left >= s.getBoundingClientRect().right,"
+                  "top: r.top, onScreen: r.top >= 0 && r.top < window.innerHeight, wide: r.width > 600};})()")
+
+
 def test_browser_in_chromium(chrome, page_file, world):
     t0 = time.time()
     cdp = chrome
     url = page_file.resolve().as_uri()
-    _load(cdp, url)
+    _load(cdp, url)   # the gzip payload is inflated in the page (data-ready only after that)
+    assert cdp.js("document.getElementById('recsae-data').dataset.encoding") == "gzip-base64"
     assert cdp.js("document.title").startswith("Tiny </title><script>alert(3)</script>")
+    assert f"{len(world['items'])} movies" in cdp.js("document.getElementById('meta').textContent")
     assert cdp.js("document.querySelectorAll('.result').length") > 0   # default list of concepts
 
     # 1. type a movie title, the latent whose top movies rank it best comes first; click it
@@ -457,12 +559,25 @@ def test_browser_in_chromium(chrome, page_file, world):
     cdp.wait("document.querySelectorAll('#profile-rows .profile-row').length > 0")
     assert cdp.js("Array.from(document.querySelectorAll('#profile-rows .profile-row')).map(e => +e.dataset.latent)") \
         == u_want[:browser.MAX_PROFILE]
+    # the profile takes the main pane (the card gives way), in view, not below the fold in the side bar
+    where = _main_pane(cdp, "#profile")
+    assert where["inMain"] and where["shown"] and where["right"] and where["onScreen"] and where["wide"], where
+    assert cdp.js("document.getElementById('card').hidden")
+    cdp.click("#profile-rows .profile-row")
+    cdp.wait(f"!document.getElementById('card').hidden && document.getElementById('card').dataset.latent === '{u_want[0]}'")
+    assert cdp.js("document.getElementById('profile').hidden")
+    assert cdp.js("document.getElementById('card-back').textContent") == f"\u2190 back to User {uid}: top concepts"
+    cdp.click("#card-back")
+    cdp.wait("!document.getElementById('profile').hidden && document.getElementById('card').hidden")
     mv = world["movies"]
     m_want = mv[mv["item_id"] == 7].sort_values("strength", ascending=False, kind="stable")["latent"].tolist()
     cdp.type_into("#movie-q", title)
     cdp.wait("document.getElementById('profile-title').textContent.indexOf('total strength') > 0")
     assert cdp.js("Array.from(document.querySelectorAll('#profile-rows .profile-row')).map(e => +e.dataset.latent)") \
         == m_want[:browser.MAX_PROFILE]
+    assert cdp.js("document.getElementById('profile-title').textContent").startswith(f"{title} (id 7): ")
+    where = _main_pane(cdp, "#profile")
+    assert where["inMain"] and where["shown"] and where["onScreen"], where
     cdp.click("#profile-rows .profile-row")
     cdp.wait(f"document.getElementById('card').dataset.latent === '{m_want[0]}'")
 
@@ -476,3 +591,83 @@ def test_browser_in_chromium(chrome, page_file, world):
     out.write_bytes(png)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert time.time() - t0 < 60
+
+
+def _result_latents(cdp: CDP) -> list[int]:
+    return cdp.js("Array.from(document.querySelectorAll('.result')).map(e => +e.dataset.latent)")
+
+
+def test_item_id_lookup_in_chromium(chrome, page_file, world):
+    """A dataset item id finds the concepts whose top items include it (search) and its profile."""
+    cdp = chrome
+    _load(cdp, page_file.resolve().as_uri())
+    rows = shown_rows(world["tables"])
+    iid = int(rows.loc[rows["item_id"] >= M, "item_id"].value_counts().index[0])   # not also a latent id
+    want = expected_latents(world["tables"], iid)
+    items = world["items"]
+    title = items.loc[items["item_id"] == iid, "title"].iloc[0]
+    for q in (str(iid), f"item {iid}", f"#{iid}"):
+        cdp.type_into("#search", q)
+        if q.startswith("#"):   # "#n" is a latent id only
+            cdp.wait(f"document.getElementById('result-info').textContent.indexOf('{q}') > 0")
+            assert not any(lat == iid for lat in _result_latents(cdp))
+            continue
+        cdp.wait("document.querySelectorAll('.result').length > 0")
+        assert _result_latents(cdp)[:len(want)] == want, q
+        assert cdp.js("document.querySelector('.result .why').textContent").startswith("top movie #")
+    cdp.click('.result[data-rank="1"]')
+    cdp.wait(f"document.getElementById('card').dataset.latent === '{want[0]}'")
+    assert cdp.js("document.querySelector('#card-top-count tr.hit .item-id').textContent") == str(iid)
+    mv = world["movies"]
+    m_want = mv[mv["item_id"] == iid].sort_values("strength", ascending=False, kind="stable")["latent"].tolist()
+    cdp.type_into("#movie-q", str(iid))
+    cdp.wait("document.getElementById('profile-title').textContent.indexOf('total strength') > 0")
+    assert cdp.js("document.getElementById('profile-title').textContent").startswith(f"{title} (id {iid}): ")
+    assert cdp.js("Array.from(document.querySelectorAll('#profile-rows .profile-row')).map(e => +e.dataset.latent)") \
+        == m_want[:browser.MAX_PROFILE]
+    _load(cdp, page_file.resolve().as_uri() + f"#item={iid}")
+    assert cdp.js("document.getElementById('profile-title').textContent").startswith(f"{title} (id {iid}): ")
+    assert not _errors(cdp), _errors(cdp)
+
+
+def test_grocery_words_in_chromium(chrome, grocery_page, world):
+    """Grocery: items and categories, the dataset's item count, no movie wording anywhere on the page."""
+    cdp = chrome
+    path, items = grocery_page
+    url = path.resolve().as_uri()
+    n0 = len(cdp.events)
+    _load(cdp, url)
+    meta = cdp.js("document.getElementById('meta').textContent")
+    assert f" {len(items)} items " in meta
+    assert cdp.js("document.getElementById('movie-q').placeholder") == "item id or title"
+    rows = shown_rows(world["tables"])
+    iid = int(rows["item_id"].value_counts().index[0])
+    want = expected_latents(world["tables"], iid)
+    cdp.type_into("#search", f"item {iid}")
+    cdp.wait("document.querySelectorAll('.result').length > 0")
+    assert _result_latents(cdp)[:len(want)] == want
+    assert cdp.js("document.querySelector('.result .why').textContent").startswith("top item #")
+    cdp.click('.result[data-rank="1"]')
+    cdp.wait(f"document.getElementById('card').dataset.latent === '{want[0]}'")
+    heads = cdp.js("Array.from(document.querySelectorAll('#card h3')).map(e => e.textContent)")
+    assert "Top items by activation count" in heads and any(h.startswith("Category mix") for h in heads)
+    assert not any("Decade" in h for h in heads)          # no decades in this dataset: no empty section
+    assert cdp.js("document.querySelector('#card-top-count tr.hit .movie-title').textContent") == f"item {iid}"
+    text = cdp.js("document.body.innerText").lower()
+    cdp.type_into("#movie-q", str(iid))
+    cdp.wait("document.getElementById('profile-title').textContent.indexOf('total strength') > 0")
+    assert cdp.js("document.getElementById('profile-title').textContent").startswith(f"item {iid} (id {iid}): ")
+    assert cdp.js("document.getElementById('profile-note').textContent") == f"category {iid % 5}"
+    text += cdp.js("document.body.innerText").lower()
+    text += " ".join(cdp.js("[document.getElementById('search').placeholder, document.getElementById('movie-q').placeholder]"))
+    assert "movie" not in text and "genre" not in text
+    assert not _errors(cdp, n0), _errors(cdp, n0)
+
+
+def test_plain_json_page_in_chromium(chrome, plain_page_file):
+    """compress=False: the same page from plain JSON."""
+    cdp = chrome
+    _load(cdp, plain_page_file.resolve().as_uri() + "#latent=3")
+    assert cdp.js("document.getElementById('recsae-data').dataset.encoding") == "json"
+    assert cdp.js("document.getElementById('card-title').textContent") == f"Latent 3 \u2014 {XSS_LABEL}"
+    assert cdp.js("document.querySelectorAll('img').length") == 0
