@@ -425,6 +425,32 @@ def test_judge_known_scores(llm, tmp_path):
     assert_no_key(tmp_path, df)
 
 
+def test_judge_failures_counted_and_retried(llm, tmp_path, caplog):
+    labels = pd.DataFrame({"latent": [0, 1], "name": ["Horror movies", "Comedy movies"], "description": ["", ""]})
+    probes = _probes(2, 4)
+    llm.fail_first = 2                                  # two probes fail (no retries), the rest are answered
+    with caplog.at_level(logging.WARNING, logger="recsae_utils.labeling"):
+        judge_latents(labels, probes, cfg(concurrency=1, max_retries=0), tmp_path, progress=False)
+    assert "judge: 2 of 8 judge requests failed (http_500: 2)" in caplog.text
+    meta = read_meta(tmp_path / "judge_meta.json")
+    assert (meta["n_failed"], meta["failures_by_kind"], meta["failed_latents"]) == (2, {"http_500": 2}, [0])
+    assert meta["degraded"] and meta["n_unparsable"] == 0
+    llm.reset()
+    df = judge_latents(labels, probes, cfg(concurrency=1, max_retries=0), tmp_path, progress=False)
+    assert len(llm.requests) == 2 and (df["n_pos"] + df["n_neg"]).tolist() == [4, 4]
+    llm.reset()                                         # every request failing is an error, not an empty score
+    llm.fail_first = 100
+    with pytest.raises(LLMError, match=r"every judge request .* failed"):
+        judge_latents(labels.assign(description="x"), probes, cfg(max_retries=0), tmp_path, progress=False)
+
+
+def test_rejected_request_is_clear_and_not_retried(llm, tmp_path):
+    llm.fail_first, llm.fail_status = 1, 400
+    with pytest.raises(LLMError, match=r"rejected the request \(HTTP 400\).*json_mode=False") as ei:
+        label_latents([make_card(0)], cfg(), tmp_path, progress=False)
+    assert llm.base_url in str(ei.value) and KEY not in str(ei.value) and llm.n_http == 1
+
+
 def test_judge_unparsable_counts_wrong():
     per = pd.DataFrame({"latent": [3] * 4, "activating": [True, True, False, False],
                         "prediction": [9.0, -1.0, -1.0, 5.0]})
