@@ -1333,7 +1333,8 @@ def concept_stage(cfg, ctx, sae_model, acts: dict, progress: bool = True, alt_sa
     t["dictionaries_and_scores"] = time.time() - t0
     t0 = time.time()
     domain = "movies" if "title" in ctx.ds.items.columns else "grocery products (category ids only)"
-    llm = labeling.LLMConfig(model=cfg.llm_model, budget_tokens=cfg.llm_budget_tokens, seed=cfg.seed)
+    llm = labeling.LLMConfig(model=cfg.llm_model, budget_tokens=cfg.llm_budget_tokens, seed=cfg.seed,
+                             cache_dir=str(Path(cfg.run_dir) / "labels" / "llm_cache"))  # labels + judge: one budget
     labels = labeling.label_latents(cards, llm, Path(cfg.run_dir) / "labels" / cfg.labeler, labeler=cfg.labeler,
                                     domain=domain, progress=progress)
     t["labels"] = time.time() - t0

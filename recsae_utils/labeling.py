@@ -1,50 +1,39 @@
 """Concept labels for SAE latents, and the RecSAE simulation score that checks them (protocol.md §4).
 
-Two steps, both through any OpenAI-compatible chat server (OpenAI, vLLM, Ollama, llama.cpp):
+Two steps, both through the LLM client in `llm.py` (cache, token budget, retries, concurrency):
 - `label_latents`: each latent card (top items, enrichments, examples; built by `concepts.py`) becomes
   a prompt; the LLM answers {"name", "description"}. Without an API key, or with labeler="offline",
   a metadata-only fallback names the latent instead.
 - `judge_latents`: the LLM, given only a label, predicts the latent's activation (0-10) on held-out
   activating and random non-activating sequences; recall / specificity / confidence follow §4.3.
 
-Both share one request function (`_Requester.complete`), which gives them:
-- a disk cache, one JSON file per request (`<out_dir>/llm_cache/<sha256>.json`), written atomically as
-  soon as the answer arrives, so a killed run resumes without re-sending anything already answered;
-- retries with capped, jittered exponential backoff on 429 / 5xx / timeouts / connection errors, and
-  an immediate `LLMError` for problems a retry cannot fix (bad key, unknown model, rejected request,
-  exhausted quota). A request whose retries run out is marked failed, except when the server cannot be
-  reached at all, which stops the run (every other request would wait out the same retries);
-- bounded concurrency (a thread pool: works inside Jupyter, whose event loop rules out asyncio.run);
-- a token budget: once the tokens spent reach `budget_tokens` nothing more is sent (requests already in
-  flight, at most `concurrency` of them, still finish and count).
-
-The API key is read from OPENAI_API_KEY only. It is never a parameter, and every string this module
-writes to disk, logs or raises passes through `_redact`.
+Only valid answers are cached, so a rerun asks again for every latent that failed. Failed and
+budget-skipped requests are counted in `<stem>_meta.json` (n_failed, failures_by_kind, ...,
+degraded, problems) and each problem is logged as a warning; a label run in which no latent got a
+label raises `LLMError`.
 
 Status values of the returned tables:
   ok              answered now (or by the offline fallback; see the `labeler` column)
   cached          answered from the disk cache, nothing sent
-  failed          bad JSON after one repair attempt, or retries exhausted (see `error`)
+  failed          bad JSON after one repair attempt, or the request failed after the client's retries
   skipped_budget  not sent: the token budget was spent
   dry_run         prompt written to prompts.jsonl, nothing sent
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import random
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from . import artifacts
+from .llm import LLMConfig, LLMError, Reply, Requester, api_key, cache_key, redact, run_all  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +42,6 @@ MAX_HISTORY = 9          # §4.2/4.3: at most 9 history items before the recomme
 LABEL_COLUMNS = ["latent", "name", "description", "labeler", "status", "prompt_tokens", "completion_tokens", "error"]
 JUDGE_COLUMNS = ["latent", "recall", "specificity", "confidence", "interpretable", "n_pos", "n_neg"]
 OFFLINE_LABELER = "offline-metadata"
-
-
-class LLMError(RuntimeError):
-    """A problem no retry can fix (bad key, unknown model, rejected request): the run stops."""
-
-
-@dataclass
-class LLMConfig:
-    """How to talk to the LLM. The API key is not here on purpose: it comes from OPENAI_API_KEY only."""
-
-    model: str
-    base_url: str | None = None       # None: $OPENAI_BASE_URL, else the openai package default
-    temperature: float = 0.0
-    seed: int = 0                     # sent to the server and seeds the backoff jitter
-    max_tokens: int = 120
-    concurrency: int = 16
-    max_retries: int = 5              # retries after the first try, on 429 / 5xx / timeouts / connection errors
-    backoff_base: float = 0.5         # seconds; delay = min(cap, base * 2**attempt) * U(0.5, 1.5)
-    backoff_cap: float = 30.0
-    timeout: float = 30.0             # per request, seconds
-    budget_tokens: int | None = None  # stop sending once prompt + completion tokens reach this
-    dry_run: bool = False             # write the prompts, send nothing
-    json_mode: bool = True            # ask label requests for response_format=json_object
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -202,187 +168,8 @@ def parse_score(content: str | None) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The one request function: cache, budget, retries
+# Tables and provenance
 # ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class Reply:
-    content: str | None
-    status: str                      # ok | cached | failed | skipped_budget
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str = ""
-
-
-def cache_key(cfg: LLMConfig, messages: list[dict], response_format: dict | None, max_tokens: int) -> str:
-    """sha256 of everything that changes the answer (not the server address: same model, same answer)."""
-    blob = json.dumps({"model": cfg.model, "messages": messages, "temperature": cfg.temperature, "seed": cfg.seed,
-                       "max_tokens": max_tokens, "response_format": response_format},
-                      sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _api_key() -> str | None:
-    return os.environ.get("OPENAI_API_KEY") or None
-
-
-def _redact(text: str) -> str:
-    """Remove the API key (if any) from text bound for a file, a log or an exception."""
-    key = _api_key()
-    return text.replace(key, "<redacted>") if key else text
-
-
-def _estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
-class _Requester:
-    """Sends chat requests through one shared `openai.OpenAI` client (its own retries off)."""
-
-    def __init__(self, cfg: LLMConfig, out_dir: Path):
-        import openai
-
-        self.cfg = cfg
-        self.cache_dir = Path(out_dir) / "llm_cache"
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.client = openai.OpenAI(api_key=_api_key(), base_url=cfg.base_url or os.environ.get("OPENAI_BASE_URL"),
-                                    max_retries=0, timeout=cfg.timeout)
-        self.base_url = str(self.client.base_url)
-        self.lock = threading.Lock()
-        self.rng = random.Random(cfg.seed)
-        self.stop = threading.Event()
-        self.tokens_used = 0
-        self.n_sent = 0
-        self._key_locks: dict[str, threading.Lock] = {}
-
-    def _lock_for(self, key: str) -> threading.Lock:
-        """One lock per cache key, so identical prompts in flight together are sent once."""
-        with self.lock:
-            return self._key_locks.setdefault(key, threading.Lock())
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        with self.lock:
-            jitter = 0.5 + self.rng.random()
-        delay = min(self.cfg.backoff_cap, self.cfg.backoff_base * 2 ** attempt) * jitter
-        return min(self.cfg.backoff_cap, max(delay, retry_after or 0.0))
-
-    def _fatal(self, err: Exception) -> LLMError | None:
-        """The clear error for a non-retryable failure, or None when a retry may help."""
-        import openai
-
-        if not isinstance(err, openai.APIStatusError):
-            return None
-        code, said = err.status_code, _redact(str(err.message))[:300]
-        where = f"the LLM server at {self.base_url}"
-        if code == 401:
-            return LLMError(f"{where} rejected the API key (HTTP 401); check OPENAI_API_KEY. Server said: {said}")
-        if code == 403:
-            return LLMError(f"{where} refused access (HTTP 403); check the key's permissions. Server said: {said}")
-        if code == 404:
-            return LLMError(f"model {self.cfg.model!r} was not found at {self.base_url} (HTTP 404); check "
-                            f"LLMConfig.model and base_url. Server said: {said}")
-        if code == 429 and getattr(err, "code", None) == "insufficient_quota":
-            return LLMError(f"{where} says the account is out of quota (HTTP 429 insufficient_quota).")
-        if code in (408, 409, 429) or code >= 500:
-            return None
-        hint = " If the server does not support response_format, set LLMConfig(json_mode=False)." if code == 400 else ""
-        return LLMError(f"{where} rejected the request (HTTP {code}).{hint} Server said: {said}")
-
-    def complete(self, messages: list[dict], response_format: dict | None = None,
-                 max_tokens: int | None = None) -> Reply:
-        """One chat completion: from the cache if there, else sent (budget permitting) with retries."""
-        max_tokens = max_tokens or self.cfg.max_tokens
-        key = cache_key(self.cfg, messages, response_format, max_tokens)
-        with self._lock_for(key):
-            return self._complete(key, messages, response_format, max_tokens)
-
-    def _complete(self, key: str, messages: list[dict], response_format: dict | None, max_tokens: int) -> Reply:
-        import openai
-
-        path = self.cache_dir / f"{key}.json"
-        if path.exists():
-            try:
-                hit = artifacts.read_json(path)
-                return Reply(hit["content"], "cached", hit["prompt_tokens"], hit["completion_tokens"])
-            except (ValueError, KeyError):
-                log.warning("ignoring unreadable cache file %s", path.name)
-        with self.lock:
-            if self.cfg.budget_tokens is not None and self.tokens_used >= self.cfg.budget_tokens:
-                return Reply(None, "skipped_budget")
-        kwargs = dict(model=self.cfg.model, messages=messages, temperature=self.cfg.temperature,
-                      seed=self.cfg.seed, max_tokens=max_tokens)
-        if response_format is not None:
-            kwargs["response_format"] = response_format
-        last, unreachable = "", False
-        for attempt in range(self.cfg.max_retries + 1):
-            if self.stop.is_set():
-                return Reply(None, "failed", error="run stopped")
-            fatal, retry_after, unreachable = None, None, False
-            try:
-                with self.lock:
-                    self.n_sent += 1
-                resp = self.client.chat.completions.create(**kwargs)
-                break
-            except openai.APIStatusError as e:
-                fatal = self._fatal(e)
-                last = f"HTTP {e.status_code}"
-                try:
-                    retry_after = float(e.response.headers.get("retry-after", ""))
-                except ValueError:
-                    pass
-            except openai.APITimeoutError:
-                last = f"timeout after {self.cfg.timeout:g} s"
-            except openai.APIConnectionError as e:
-                last, unreachable = f"connection error: {_redact(str(e))[:200]}", True
-            if fatal is not None:   # raised outside the except block: no chained exception holding the request
-                self.stop.set()
-                raise fatal
-            if attempt < self.cfg.max_retries:
-                log.debug("retrying after %s (attempt %d)", last, attempt + 1)
-                self.stop.wait(self._backoff(attempt, retry_after))
-        else:
-            if unreachable:   # the server itself is gone: every other request would wait out the same retries
-                self.stop.set()
-                raise LLMError(f"cannot reach the LLM server at {self.base_url} after "
-                               f"{self.cfg.max_retries + 1} attempts ({last}).")
-            return Reply(None, "failed", error=f"{last}; gave up after {self.cfg.max_retries + 1} attempts")
-
-        content = resp.choices[0].message.content if resp.choices else None
-        usage = resp.usage
-        if usage is not None and usage.prompt_tokens is not None:
-            pt, ct = int(usage.prompt_tokens), int(usage.completion_tokens or 0)
-        else:
-            pt = _estimate_tokens("".join(str(m.get("content", "")) for m in messages))
-            ct = _estimate_tokens(content or "")
-        with self.lock:
-            self.tokens_used += pt + ct
-        artifacts.write_json(path, {"request": kwargs, "content": content, "prompt_tokens": pt,
-                                    "completion_tokens": ct, "served_model": resp.model})
-        return Reply(content, "ok", pt, ct)
-
-
-def _run_all(fn: Callable[[Any], Any], items: list, cfg: LLMConfig, progress: bool, desc: str,
-             req: _Requester | None = None) -> list:
-    """fn over items with at most cfg.concurrency in flight, results in input order. A fatal error
-    stops the pool (queued work is cancelled, running requests finish) and is re-raised."""
-    from tqdm.auto import tqdm
-
-    out: list = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
-        futures = {pool.submit(fn, it): i for i, it in enumerate(items)}
-        try:
-            for fut in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
-                out[futures[fut]] = fut.result()
-        except BaseException:
-            if req is not None:
-                req.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return out
-
 
 def _write_prompts(path: Path, rows: list[dict]) -> None:
     artifacts.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -390,17 +177,38 @@ def _write_prompts(path: Path, rows: list[dict]) -> None:
 
 def _write_table(out_dir: Path, stem: str, df: pd.DataFrame) -> None:
     artifacts.write_parquet(out_dir / f"{stem}.parquet", df)
-    artifacts.write_text(out_dir / f"{stem}.csv", _redact(df.to_csv(index=False)))
+    artifacts.write_text(out_dir / f"{stem}.csv", redact(df.to_csv(index=False)))
 
 
-def _write_meta(out_dir: Path, stem: str, cfg: LLMConfig, df: pd.DataFrame, req: _Requester | None, **extra) -> None:
-    """Provenance beside each table: config (no key in it), its hash, counts, tokens."""
+def _failures(status: pd.Series, kinds: list[str], latents: pd.Series, what: str, budget: dict | None) -> dict:
+    """How many requests failed (and why) or were skipped by the budget, with the sentences that say so:
+    the keys that a degraded run adds to the meta file and the summary."""
+    failed, skipped = (status == "failed").to_numpy(), (status == "skipped_budget").to_numpy()
+    by_kind = dict(sorted(Counter(k for k, f in zip(kinds, failed) if f).items()))
+    n, problems = len(status), []
+    if failed.any():
+        why = ", ".join(f"{k}: {v}" for k, v in by_kind.items())
+        problems.append(f"{failed.sum()} of {n} {what} failed ({why}); a rerun asks again for each of them")
+    if skipped.any():
+        b = budget or {}
+        problems.append(f"token budget reached: {skipped.sum()} of {n} {what} not sent (spent "
+                        f"{b.get('tokens_spent_total')} of {b.get('budget_tokens')} tokens, ledger "
+                        f"{b.get('ledger')}); raise the budget and rerun to continue")
+    return {"n_failed": int(failed.sum()), "failures_by_kind": by_kind,
+            "failed_latents": sorted({int(x) for x in latents[failed]}),
+            "n_skipped_budget": int(skipped.sum()),
+            "skipped_budget_latents": sorted({int(x) for x in latents[skipped]}),
+            "degraded": bool(problems), "problems": problems}
+
+
+def _write_meta(out_dir: Path, stem: str, cfg: LLMConfig, df: pd.DataFrame, req: Requester | None, **extra) -> dict:
+    """Provenance beside each table: config (no key in it), its hash, counts, tokens, budget, failures."""
     conf = asdict(cfg)
+    usage = req.usage() if req else {"requests_sent": 0, "tokens_spent": 0, "base_url": None, "budget": None}
     meta = {"config": conf, "config_hash": artifacts.config_hash(conf),
-            "status_counts": df["status"].value_counts().to_dict() if "status" in df else {},
-            "requests_sent": req.n_sent if req else 0, "tokens_spent": req.tokens_used if req else 0,
-            "base_url": req.base_url if req else None, **extra}
-    artifacts.write_text(out_dir / f"{stem}_meta.json", _redact(artifacts.to_json(meta)))
+            "status_counts": df["status"].value_counts().to_dict() if "status" in df else {}, **usage, **extra}
+    artifacts.write_text(out_dir / f"{stem}_meta.json", redact(artifacts.to_json(meta)))
+    return meta
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -419,16 +227,22 @@ def _offline_rows(cards: list[dict], fallback: Callable[[dict], dict] | None) ->
     return rows
 
 
+def _is_label(content: str | None) -> bool:
+    return parse_label(content) is not None
+
+
 def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike, labeler: str = "openai",
                   fallback: Callable[[dict], dict] | None = None, domain: str = "movies",
                   progress: bool = True) -> pd.DataFrame:
     """Name every latent card. Returns one row per card (columns LABEL_COLUMNS) and writes
-    labels.parquet / labels.csv / labels_meta.json to out_dir. See the module docstring for statuses."""
+    labels.parquet / labels.csv / labels_meta.json to out_dir. See the module docstring for statuses.
+    Failed or budget-skipped labels are logged as warnings and counted in labels_meta.json; when no
+    card got a label from the LLM, LLMError says why (after the tables are written)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if labeler not in ("openai", "offline"):
         raise ValueError(f"labeler must be 'openai' or 'offline', not {labeler!r}")
-    if labeler == "openai" and not cfg.dry_run and _api_key() is None:
+    if labeler == "openai" and not cfg.dry_run and api_key() is None:
         log.warning("OPENAI_API_KEY is not set: labelling %d latents offline from metadata", len(cards))
         labeler = "offline"
 
@@ -447,35 +261,44 @@ def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike,
                          "completion_tokens": 0, "error": ""})
         _write_prompts(out_dir / "prompts.jsonl", prompts)
     else:
-        req = _Requester(cfg, out_dir)
+        req = Requester(cfg, out_dir, "labels")
 
         def one(card: dict) -> dict:
             msgs = build_label_messages(card, domain)
-            r = req.complete(msgs, response_format)
+            r = req.complete(msgs, response_format, valid=_is_label)
             lab, replies = parse_label(r.content), [r]
-            if lab is None and r.status in ("ok", "cached"):      # one repair attempt, then give up
-                r = req.complete(_repair_messages(msgs, r.content or ""), response_format)
+            if lab is None and r.status == "ok":      # one repair attempt, then give up
+                r = req.complete(_repair_messages(msgs, r.content or ""), response_format, valid=_is_label)
                 lab = parse_label(r.content)
                 replies.append(r)
             if lab is not None:
-                status, error = ("cached" if all(x.status == "cached" for x in replies) else "ok"), ""
+                status, error, kind = ("cached" if all(x.status == "cached" for x in replies) else "ok"), "", ""
             elif r.status in ("failed", "skipped_budget"):
-                status, error = r.status, r.error
+                status, error, kind = r.status, r.error, r.kind
             else:
-                status, error = "failed", "no valid JSON after one repair attempt"
+                status, error, kind = "failed", "no valid JSON after one repair attempt", "invalid_reply"
             return {"latent": int(card["latent"]), "name": lab and lab["name"],
                     "description": lab and lab["description"], "labeler": f"openai:{cfg.model}",
                     "status": status, "prompt_tokens": sum(x.prompt_tokens for x in replies),
-                    "completion_tokens": sum(x.completion_tokens for x in replies), "error": error}
+                    "completion_tokens": sum(x.completion_tokens for x in replies), "error": error, "kind": kind}
 
         try:
-            rows = _run_all(one, cards, cfg, progress, "labels", req)
+            rows = run_all(one, cards, cfg, progress, "labels", req)
         finally:
             req.close()
     df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     df[["prompt_tokens", "completion_tokens"]] = df[["prompt_tokens", "completion_tokens"]].astype("int64")
     _write_table(out_dir, "labels", df)
-    _write_meta(out_dir, "labels", cfg, df, req, labeler=labeler, domain=domain)
+    report = _failures(df["status"], [r.get("kind", "") for r in rows], df["latent"], "labels",
+                       req.ledger.summary() if req else None)
+    unlabelled = sorted(set(report["failed_latents"]) | set(report["skipped_budget_latents"]))
+    _write_meta(out_dir, "labels", cfg, df, req, labeler=labeler, domain=domain, **report,
+                n_unlabelled=len(unlabelled), unlabelled_latents=unlabelled)
+    for problem in report["problems"]:
+        log.warning("labels: %s", problem)
+    if req is not None and len(df) and df["name"].isna().all():
+        raise LLMError(f"no latent got a label from the LLM server at {req.base_url} (model {cfg.model!r}): "
+                       + "; ".join(report["problems"]) + f". Details: {out_dir / 'labels_meta.json'}")
     return df
 
 
@@ -500,11 +323,16 @@ def score_predictions(per_probe: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=JUDGE_COLUMNS)
 
 
+def _is_score(content: str | None) -> bool:
+    return parse_score(content) >= 0
+
+
 def judge_latents(labels_df: pd.DataFrame, probes: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike,
                   domain: str = "movies", progress: bool = True) -> pd.DataFrame:
     """Simulation score of each labelled latent (columns JUDGE_COLUMNS). Probes of latents without a
     usable label are ignored; probes whose request failed or was skipped by the budget are left out of
-    the counts (n_pos / n_neg say how many were scored). Writes judge.parquet / judge.csv,
+    the counts (n_pos / n_neg say how many were scored; judge_meta.json how many were left out and why).
+    An unparsable answer is scored as wrong (§4.3) but not cached. Writes judge.parquet / judge.csv,
     judge_probes.parquet (one row per probe) and judge_meta.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -520,11 +348,11 @@ def judge_latents(labels_df: pd.DataFrame, probes: list[dict], cfg: LLMConfig, o
                          "cache_key": cache_key(cfg, m, None, cfg.max_tokens)} for p, m in zip(todo, msgs)])
         replies = [Reply(None, "dry_run") for _ in todo]
     else:
-        if _api_key() is None:
+        if api_key() is None:
             raise LLMError("OPENAI_API_KEY is not set; the judge needs an LLM (or use LLMConfig(dry_run=True)).")
-        req = _Requester(cfg, out_dir)
+        req = Requester(cfg, out_dir, "judge")
         try:
-            replies = _run_all(lambda m: req.complete(m), msgs, cfg, progress, "judge", req)
+            replies = run_all(lambda m: req.complete(m, valid=_is_score), msgs, cfg, progress, "judge", req)
         finally:
             req.close()
 
@@ -537,5 +365,13 @@ def judge_latents(labels_df: pd.DataFrame, probes: list[dict], cfg: LLMConfig, o
     scored = per_probe[per_probe["status"].isin(["ok", "cached"])]
     df = score_predictions(scored)
     _write_table(out_dir, "judge", df)
-    _write_meta(out_dir, "judge", cfg, per_probe, req, domain=domain)
+    report = _failures(per_probe["status"], [r.kind for r in replies], per_probe["latent"], "judge requests",
+                       req.ledger.summary() if req else None)
+    _write_meta(out_dir, "judge", cfg, per_probe, req, domain=domain, **report,
+                n_unparsable=int((scored["prediction"] < 0).sum()))
+    for problem in report["problems"]:
+        log.warning("judge: %s", problem)
+    if req is not None and report["n_failed"] and report["n_failed"] == len(per_probe):
+        raise LLMError(f"every judge request to {req.base_url} (model {cfg.model!r}) failed: "
+                       + "; ".join(report["problems"]) + f". Details: {out_dir / 'judge_meta.json'}")
     return df

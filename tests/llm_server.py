@@ -7,9 +7,9 @@ deterministic functions of the prompt:
   user message, e.g. {"name": "Comedy movies", "description": "..."};
 - judge request (prompt has "Recommended next:"): "8" if the probe text shares a genre word with the
   explanation, else "0".
-Scriptable behaviour: per-request delay, failing the first N chat requests with a status code,
-malformed JSON for given latents (once or always), a wrong `usage`-free mode, and a record of every
-request body.
+Scriptable behaviour: per-request delay, failing the first N chat requests with a status code (and a
+Retry-After header), malformed JSON for given latents (once or always), a `usage`-free mode, a record
+of every request body, and the tokens it served (what a provider would bill).
 """
 from __future__ import annotations
 
@@ -40,9 +40,11 @@ class FakeLLM:
         self.delay = delay
         self.fail_first = 0                 # fail this many upcoming chat requests ...
         self.fail_status = 500              # ... with this status
+        self.retry_after: float | None = 0.01   # ... and this Retry-After (seconds; None: no header)
         self.malformed_once: set[int] = set()    # latents whose first (non-repair) answer is bad JSON
         self.malformed_always: set[int] = set()  # latents whose every answer is bad JSON
         self.omit_usage = False
+        self.tokens = 0                     # prompt + completion tokens of every answer served
         self.requests: list[dict] = []      # every chat body that passed auth and model checks
         self.n_http = 0                     # every chat POST, failed ones included
         self.in_flight = 0
@@ -78,7 +80,10 @@ class FakeLLM:
         with self.lock:
             self.requests.clear()
             self.n_http = 0
+            self.tokens = 0
             self.fail_first = 0
+            self.fail_status = 500
+            self.retry_after = 0.01
             self.malformed_once.clear()
             self.malformed_always.clear()
             self.omit_usage = False
@@ -128,8 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str, type_: str, code: str | None) -> None:
-        self._send(status, {"error": {"message": message, "type": type_, "param": None, "code": code}})
+    def _error(self, status: int, message: str, type_: str, code: str | None, headers: dict | None = None) -> None:
+        self._send(status, {"error": {"message": message, "type": type_, "param": None, "code": code}}, headers)
 
     def _authorised(self) -> bool:
         auth = self.headers.get("Authorization", "")
@@ -178,10 +183,13 @@ class _Handler(BaseHTTPRequestHandler):
                 llm.requests.append(body)
         if fail:
             code = "rate_limit_exceeded" if llm.fail_status == 429 else None
-            return self._error(llm.fail_status, "scripted failure", "server_error", code)
+            headers = {} if llm.retry_after is None else {"Retry-After": str(llm.retry_after)}
+            return self._error(llm.fail_status, "scripted failure", "server_error", code, headers)
         content = llm.answer(body)
         prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
         completion_tokens = len(content) // 4 + 1
+        with llm.lock:
+            llm.tokens += prompt_tokens + completion_tokens
         out = {
             "id": f"chatcmpl-{len(llm.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"], "system_fingerprint": "fp_test",

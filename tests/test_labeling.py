@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsae_utils import labeling
+from recsae_utils import labeling, llm as llm_client
 from recsae_utils.labeling import (LLMConfig, LLMError, build_judge_messages, build_label_messages, judge_latents,
                                    label_latents)
 
@@ -59,9 +59,13 @@ def llm(server, monkeypatch):
 
 
 def cfg(**kw) -> LLMConfig:
-    kw.setdefault("backoff_base", 0.01)
     kw.setdefault("concurrency", 4)
     return LLMConfig(model=MODEL, **kw)
+
+
+def cached(cache: Path) -> list[Path]:
+    """The answers in a cache folder (not its token ledger)."""
+    return [p for p in cache.glob("*.json") if p.name != llm_client.LEDGER]
 
 
 def assert_no_key(out_dir: Path, *objs) -> None:
@@ -120,7 +124,7 @@ def test_labels_then_cache(llm, tmp_path):
     body = llm.requests[0]
     assert body["temperature"] == 0.0 and body["seed"] == 0 and body["max_tokens"] == 120
     assert body["response_format"] == {"type": "json_object"}
-    assert len(list((tmp_path / "llm_cache").glob("*.json"))) == 10
+    assert len(cached(tmp_path / "llm_cache")) == 10
     saved = pd.read_parquet(tmp_path / "labels.parquet")
     pd.testing.assert_frame_equal(saved, df)
     assert (tmp_path / "labels.csv").exists() and (tmp_path / "labels_meta.json").exists()
@@ -135,17 +139,52 @@ def test_labels_then_cache(llm, tmp_path):
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_retries_then_success(llm, tmp_path, status):
-    llm.fail_first, llm.fail_status = 3, status
+    """The openai client's own retries, waiting what the server's Retry-After says."""
+    llm.fail_first, llm.fail_status, llm.retry_after = 3, status, 0.15
+    t0 = time.perf_counter()
     df = label_latents([make_card(i) for i in range(3)], cfg(concurrency=1), tmp_path, progress=False)
     assert (df["status"] == "ok").all()
     assert llm.n_http == 6 and len(llm.requests) == 3
+    assert time.perf_counter() - t0 >= 3 * 0.15
 
 
-def test_retries_exhausted_marks_failed(llm, tmp_path):
+def test_retries_without_retry_after(llm, tmp_path):
+    llm.fail_first, llm.retry_after = 1, None            # the client's own backoff (about 0.5 s)
+    df = label_latents([make_card(0)], cfg(), tmp_path, progress=False)
+    assert df["status"].tolist() == ["ok"] and llm.n_http == 2
+
+
+def read_meta(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_retries_exhausted_marks_failed_and_rerun_retries(llm, tmp_path, caplog):
     llm.fail_first, llm.fail_status = 2, 503
-    df = label_latents([make_card(0), make_card(1)], cfg(concurrency=1, max_retries=1), tmp_path, progress=False)
+    cards = [make_card(0), make_card(1)]
+    with caplog.at_level(logging.WARNING, logger="recsae_utils.labeling"):
+        df = label_latents(cards, cfg(concurrency=1, max_retries=1), tmp_path, progress=False)
     assert df["status"].tolist() == ["failed", "ok"]
     assert "HTTP 503" in df.loc[0, "error"]
+    assert "1 of 2 labels failed (http_503: 1)" in caplog.text
+    meta = read_meta(tmp_path / "labels_meta.json")
+    assert (meta["n_failed"], meta["failures_by_kind"], meta["failed_latents"]) == (1, {"http_503": 1}, [0])
+    assert meta["degraded"] and meta["unlabelled_latents"] == [0] and meta["n_unlabelled"] == 1
+    llm.reset()                                         # a plain rerun asks again for the failed latent only
+    again = label_latents(cards, cfg(concurrency=1, max_retries=1), tmp_path, progress=False)
+    assert again["status"].tolist() == ["ok", "cached"] and len(llm.requests) == 1
+    meta = read_meta(tmp_path / "labels_meta.json")
+    assert meta["n_failed"] == 0 and not meta["degraded"] and meta["problems"] == []
+
+
+def test_timeout_marks_failed(llm, tmp_path):
+    llm.delay = 0.4
+    with pytest.raises(LLMError, match=r"no latent got a label.*1 of 1 labels failed \(timeout: 1\)"):
+        label_latents([make_card(0)], cfg(timeout=0.05, max_retries=1), tmp_path, progress=False)
+    llm.wait_idle()
+    df = pd.read_parquet(tmp_path / "labels.parquet")
+    assert df.loc[0, "status"] == "failed" and "timeout after 0.05 s" in df.loc[0, "error"]
+    assert llm.n_http == 2                              # the first try and one retry
+    assert read_meta(tmp_path / "labels_meta.json")["failures_by_kind"] == {"timeout": 1}
 
 
 def test_malformed_json_repair(llm, tmp_path):
@@ -158,6 +197,40 @@ def test_malformed_json_repair(llm, tmp_path):
     repairs = [b for b in llm.requests if len(b["messages"]) == 4]
     assert len(repairs) == 2 and repairs[0]["messages"][2]["role"] == "assistant"
     assert df.loc[1, "prompt_tokens"] > df.loc[0, "prompt_tokens"]   # both calls counted
+    assert read_meta(tmp_path / "labels_meta.json")["failures_by_kind"] == {"invalid_reply": 1}
+
+
+def test_bad_answers_are_not_cached(llm, tmp_path):
+    """A reply that is not a label never sticks: with every answer bad the run raises, and a rerun
+    against a healthy server asks again for every latent (issue 15, case 4)."""
+    cards = [make_card(i) for i in range(5)]
+    llm.malformed_always = set(range(5))
+    with pytest.raises(LLMError, match=r"no latent got a label.*5 of 5 labels failed \(invalid_reply: 5\)"):
+        label_latents(cards, cfg(), tmp_path, progress=False)
+    assert len(llm.requests) == 10                      # first answer + one repair each
+    assert cached(tmp_path / "llm_cache") == []
+    meta = read_meta(tmp_path / "labels_meta.json")     # the tables and meta are written before it raises
+    assert meta["n_failed"] == 5 and meta["failed_latents"] == list(range(5)) and meta["degraded"]
+    assert pd.read_parquet(tmp_path / "labels.parquet")["status"].eq("failed").all()
+    llm.reset()
+    df = label_latents(cards, cfg(), tmp_path, progress=False)
+    assert (df["status"] == "ok").all() and len(llm.requests) == 5
+    assert df["name"].tolist() == [f"{GENRES[i]} movies" for i in range(5)]
+
+
+def test_old_cache_with_bad_answer_is_asked_again(llm, tmp_path):
+    """Caches written before only valid answers were kept may hold a bad one: it is not trusted."""
+    card = make_card(3)
+    llm.malformed_always = {3}
+    with pytest.raises(LLMError):
+        label_latents([card], cfg(max_retries=0), tmp_path, progress=False)
+    msgs = build_label_messages(card)
+    key = labeling.cache_key(cfg(), msgs, {"type": "json_object"}, 120)
+    (tmp_path / "llm_cache" / f"{key}.json").write_text(json.dumps(
+        {"content": "not json", "prompt_tokens": 1, "completion_tokens": 1}))
+    llm.reset()
+    df = label_latents([card], cfg(), tmp_path, progress=False)
+    assert df.loc[0, "status"] == "ok" and len(llm.requests) == 1
 
 
 def test_bad_key_is_clear_and_secret(llm, tmp_path, monkeypatch):
@@ -185,15 +258,77 @@ def test_models_endpoint(llm):
         assert [m.id for m in client.models.list()] == [MODEL]
 
 
-def test_budget_stop(llm, tmp_path):
+def test_budget_stop(llm, tmp_path, caplog):
     cards = [make_card(i) for i in range(8)]
     one = label_latents(cards[:1], cfg(), tmp_path / "probe", progress=False)
     cost = int(one["prompt_tokens"][0] + one["completion_tokens"][0])
     llm.reset()
-    df = label_latents(cards, cfg(concurrency=1, budget_tokens=int(2.5 * cost)), tmp_path, progress=False)
-    assert df["status"].tolist() == ["ok"] * 3 + ["skipped_budget"] * 5
-    assert len(llm.requests) == 3 and df.loc[3:, "name"].isna().all()
+    budget = int(2.5 * cost)
+    with caplog.at_level(logging.WARNING, logger="recsae_utils.labeling"):
+        df = label_latents(cards, cfg(concurrency=1, budget_tokens=budget), tmp_path, progress=False)
+    # each request reserves prompt/4 + max_tokens (120) before it is sent: the third would not fit
+    assert df["status"].tolist() == ["ok"] * 2 + ["skipped_budget"] * 6
+    assert len(llm.requests) == 2 and df.loc[2:, "name"].isna().all() and llm.tokens <= budget
     assert (tmp_path / "labels.parquet").exists()
+    assert "token budget reached: 6 of 8 labels not sent" in caplog.text
+    meta = read_meta(tmp_path / "labels_meta.json")
+    assert meta["n_skipped_budget"] == 6 and meta["unlabelled_latents"] == list(range(2, 8)) and meta["degraded"]
+    assert meta["budget"]["budget_tokens"] == budget and meta["budget"]["tokens_spent_total"] == llm.tokens
+    llm.reset()                                         # a rerun continues the count: nothing more is sent
+    with pytest.raises(LLMError, match="token budget reached"):
+        label_latents(cards[2:], cfg(concurrency=1, budget_tokens=budget), tmp_path, progress=False)
+    assert llm.n_http == 0
+
+
+def _probes(n_latents: int, per_latent: int) -> list[dict]:
+    return [{"latent": i, "history_titles": [f"H{j}" for j in range(5)], "activating": j % 2 == 0,
+             "last_item": f"X{j} (1990) ({GENRES[(i + j) % len(GENRES)]})"}
+            for i in range(n_latents) for j in range(per_latent)]
+
+
+def _stage(cards, probes, c: LLMConfig, out: Path) -> None:
+    """What the concept stage does: labels, then the judge, sharing one cache folder."""
+    try:
+        labels = label_latents(cards, c, out / "openai", progress=False)
+    except LLMError:
+        return
+    judge_latents(labels, probes, c, out / "judge", progress=False)
+
+
+def test_budget_kept_across_labels_judge_and_reruns(llm, tmp_path):
+    """Issue 15, case 5: with 16 in flight, labels and judge (and a --force rerun) together stay within
+    one budget, as counted by the server; cached answers cost nothing; a larger budget continues."""
+    cards, probes = [make_card(i) for i in range(60)], _probes(60, 6)
+    out = tmp_path / "labels"
+    c = cfg(concurrency=16, budget_tokens=10_000, cache_dir=str(out / "llm_cache"))
+    _stage(cards, probes, c, out)
+    first = llm.tokens
+    assert 9_000 < first <= 10_000
+    labels_meta = read_meta(out / "openai" / "labels_meta.json")
+    assert 0 < labels_meta["n_skipped_budget"] < 60
+    assert labels_meta["n_unlabelled"] == len(labels_meta["unlabelled_latents"]) == labels_meta["n_skipped_budget"]
+    ledger = read_meta(out / "llm_cache" / "token_ledger.json")
+    assert ledger["tokens_spent"] == first and sum(ledger["by_task"].values()) == first
+    if (out / "judge" / "judge_meta.json").exists():
+        assert read_meta(out / "judge" / "judge_meta.json")["budget"]["tokens_spent_total"] == first
+
+    llm.reset()                                         # the same run again (--force): the count continues
+    _stage(cards, probes, c, out)
+    second = llm.tokens
+    assert first + second <= 10_000
+    assert read_meta(out / "llm_cache" / "token_ledger.json")["tokens_spent"] == first + second
+
+    llm.reset()                                         # a larger budget: cached answers are free, the rest is sent
+    _stage(cards, probes, cfg(concurrency=16, budget_tokens=10**6, cache_dir=str(out / "llm_cache")), out)
+    labels = pd.read_parquet(out / "openai" / "labels.parquet")
+    assert labels["status"].isin(["ok", "cached"]).all()
+    assert (labels["status"] == "cached").sum() >= 60 - labels_meta["n_skipped_budget"]
+    label_requests = [b for b in llm.requests if "response_format" in b]
+    assert len(label_requests) == (labels["status"] == "ok").sum()
+    ledger = read_meta(out / "llm_cache" / "token_ledger.json")
+    assert ledger["tokens_spent"] == first + second + llm.tokens and ledger["budget_tokens"] == 10**6
+    judge = pd.read_parquet(out / "judge" / "judge_probes.parquet")
+    assert judge["status"].isin(["ok", "cached"]).all() and len(judge) == len(probes)
 
 
 def test_tokens_estimated_without_usage(llm, tmp_path):
@@ -242,7 +377,7 @@ def test_resume_after_kill(llm, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / "cards.json"), str(out), MODEL], env=env)
     try:
         deadline = time.time() + 30
-        while time.time() < deadline and len(list(cache.glob("*.json"))) < 8:
+        while time.time() < deadline and len(cached(cache)) < 8:
             assert child.poll() is None, "child ended early"
             time.sleep(0.02)
     finally:
@@ -251,7 +386,7 @@ def test_resume_after_kill(llm, tmp_path):
     time.sleep(0.05)
     llm.wait_idle()                                     # the dead child's last requests finish server-side
     done_before = {json.loads(p.read_text())["request"]["messages"][1]["content"].split(":")[0]
-                   for p in cache.glob("*.json")}
+                   for p in cached(cache)}
     assert 8 <= len(done_before) < n and not (out / "labels.parquet").exists()
 
     llm.reset()
@@ -288,6 +423,32 @@ def test_judge_known_scores(llm, tmp_path):
     judge_latents(labels, probes, cfg(), tmp_path, progress=False)
     assert llm.n_http == n
     assert_no_key(tmp_path, df)
+
+
+def test_judge_failures_counted_and_retried(llm, tmp_path, caplog):
+    labels = pd.DataFrame({"latent": [0, 1], "name": ["Horror movies", "Comedy movies"], "description": ["", ""]})
+    probes = _probes(2, 4)
+    llm.fail_first = 2                                  # two probes fail (no retries), the rest are answered
+    with caplog.at_level(logging.WARNING, logger="recsae_utils.labeling"):
+        judge_latents(labels, probes, cfg(concurrency=1, max_retries=0), tmp_path, progress=False)
+    assert "judge: 2 of 8 judge requests failed (http_500: 2)" in caplog.text
+    meta = read_meta(tmp_path / "judge_meta.json")
+    assert (meta["n_failed"], meta["failures_by_kind"], meta["failed_latents"]) == (2, {"http_500": 2}, [0])
+    assert meta["degraded"] and meta["n_unparsable"] == 0
+    llm.reset()
+    df = judge_latents(labels, probes, cfg(concurrency=1, max_retries=0), tmp_path, progress=False)
+    assert len(llm.requests) == 2 and (df["n_pos"] + df["n_neg"]).tolist() == [4, 4]
+    llm.reset()                                         # every request failing is an error, not an empty score
+    llm.fail_first = 100
+    with pytest.raises(LLMError, match=r"every judge request .* failed"):
+        judge_latents(labels.assign(description="x"), probes, cfg(max_retries=0), tmp_path, progress=False)
+
+
+def test_rejected_request_is_clear_and_not_retried(llm, tmp_path):
+    llm.fail_first, llm.fail_status = 1, 400
+    with pytest.raises(LLMError, match=r"rejected the request \(HTTP 400\).*json_mode=False") as ei:
+        label_latents([make_card(0)], cfg(), tmp_path, progress=False)
+    assert llm.base_url in str(ei.value) and KEY not in str(ei.value) and llm.n_http == 1
 
 
 def test_judge_unparsable_counts_wrong():
