@@ -46,13 +46,10 @@ def _source_hash() -> str:
 
 
 def _data_hash(cfg: config.RunConfig) -> str:
-    """Size + mtime of the dataset's input files: cheap, and changes whenever the data does."""
-    src = cfg.data_source
-    if src is None:
-        return "download"
-    folder = src / ("ml-1m" if cfg.dataset == "ml-1m" else config_folder(cfg.dataset))
-    parts = [f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in sorted(folder.glob("*")) if p.is_file()]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    """The data source actually read (zip checksum or the input files' contents): see data.source_fingerprint."""
+    from .data import source_fingerprint
+
+    return source_fingerprint(cfg.data_source, cfg.dataset)
 
 
 def config_folder(dataset: str) -> str:
