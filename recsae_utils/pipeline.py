@@ -46,16 +46,10 @@ def _source_hash() -> str:
 
 
 def _data_hash(cfg: config.RunConfig) -> str:
-    """The data source actually read (zip checksum or the input files' contents): see data.source_fingerprint."""
-    from .data import source_fingerprint
+    """The data source actually read (zip checksum or the input files' contents): see sources.source_fingerprint."""
+    from .sources import source_fingerprint
 
     return source_fingerprint(cfg.data_source, cfg.dataset)
-
-
-def config_folder(dataset: str) -> str:
-    from .data import DATASETS
-
-    return DATASETS.get(dataset, dataset)
 
 
 def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=print,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsae_utils import data, synthetic
+from recsae_utils import data, sources, synthetic
 
 SHARED = Path(os.environ.get("RECSAE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
@@ -64,16 +64,16 @@ def test_legacy_quicksort_matches_sorted_values():
 def test_bad_ratings_give_clear_errors(tmp_path, content, problem):
     (tmp_path / "ratings.dat").write_text(content)
     with pytest.raises(data.DataError) as e:
-        data.read_ratings(tmp_path)
+        sources.read_ratings(tmp_path)
     assert "ratings.dat" in str(e.value) and problem in str(e.value)
 
 
 def test_missing_file_and_tab_separator(tmp_path):
     with pytest.raises(data.DataError, match="ratings.dat: file not found"):
-        data.read_ratings(tmp_path)
+        sources.read_ratings(tmp_path)
     (tmp_path / "ratings.dat").write_text("1\t10\t5\t978300760\n")
     with pytest.raises(data.DataError, match="line 1: tab character"):
-        data.read_ratings(tmp_path)
+        sources.read_ratings(tmp_path)
 
 
 def test_missing_movie_metadata(tmp_path, tiny_root):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recsae_utils import config, data, pipeline, synthetic
+from recsae_utils import config, data, pipeline, sources, synthetic
 
 
 def _zip(folder: Path, zpath: Path) -> Path:
@@ -35,12 +35,12 @@ def test_other_zip_under_the_same_name_is_used(tmp_path, capsys):
     dd.mkdir()
     cfg = _cfg(dd, tmp_path / "runs")
     _zip(a, dd / "ml-1m.zip")
-    key_a, fp_a = pipeline._data_hash(cfg), data.source_fingerprint(dd, "ml-1m")
+    key_a, fp_a = pipeline._data_hash(cfg), sources.source_fingerprint(dd, "ml-1m")
     ds_a = data.prepare(cfg, cache=cache)
     assert "not the official ml-1m.zip" in capsys.readouterr().out  # a non-official archive is named
-    assert ds_a.manifest["source_fingerprint"] == fp_a == f"zip md5:{data._md5(dd / 'ml-1m.zip')}"
+    assert ds_a.manifest["source_fingerprint"] == fp_a == f"zip md5:{sources._md5(dd / 'ml-1m.zip')}"
     _zip(b, dd / "ml-1m.zip")  # same name, same cache and run folder, other data
-    fp_b = data.source_fingerprint(dd, "ml-1m")
+    fp_b = sources.source_fingerprint(dd, "ml-1m")
     assert fp_b != fp_a and pipeline._data_hash(cfg) != key_a  # stage 01 reruns
     ds_b = data.prepare(cfg, cache=cache)
     assert ds_b.counts() == data.build_ml1m(b).counts() != ds_a.counts()
@@ -51,16 +51,16 @@ def test_other_zip_under_the_same_name_is_used(tmp_path, capsys):
 
 def test_folder_fingerprint_follows_contents_not_mtime(tmp_path):
     folder = synthetic.write_tiny_movielens(tmp_path / "ml-1m")
-    fp = data.source_fingerprint(tmp_path, "ml-1m")
+    fp = sources.source_fingerprint(tmp_path, "ml-1m")
     assert fp.startswith("files sha256:")
     (folder / "README").write_text("another readme\n")  # not read by data prep
     shutil.copy(folder / "ratings.dat", tmp_path / "r")  # a copy: new mtime, same bytes
     shutil.move(tmp_path / "r", folder / "ratings.dat")
-    assert data.source_fingerprint(tmp_path, "ml-1m") == fp
+    assert sources.source_fingerprint(tmp_path, "ml-1m") == fp
     lines = (folder / "ratings.dat").read_text().splitlines()
     lines[0] = lines[0][:-1] + str((int(lines[0][-1]) + 1) % 10)  # one second later: same size
     (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
-    assert data.source_fingerprint(tmp_path, "ml-1m") != fp
+    assert sources.source_fingerprint(tmp_path, "ml-1m") != fp
 
 
 def test_missing_data_dir_is_an_error_naming_it(tmp_path):
@@ -78,11 +78,11 @@ def test_missing_data_dir_is_an_error_naming_it(tmp_path):
 def test_bad_archives(tmp_path):
     (tmp_path / "ml-1m.zip").write_bytes(b"not a zip")
     with pytest.raises(data.DataError, match="not a valid zip archive"):
-        data.find_ml1m(tmp_path / "ml-1m.zip", tmp_path / "cache")
+        sources.find_ml1m(tmp_path / "ml-1m.zip", tmp_path / "cache")
     with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
         z.writestr("ml-100k/u.data", "1\t2\t3\t4\n")
     with pytest.raises(data.DataError, match="other.zip: archive has no ratings.dat"):
-        data.find_ml1m(tmp_path / "other.zip", tmp_path / "cache")
+        sources.find_ml1m(tmp_path / "other.zip", tmp_path / "cache")
 
 
 # ---- case 2: a truncated timestamp, an empty split -----------------------------------------------------
@@ -103,7 +103,7 @@ def test_timestamp_in_the_future_or_before_1995(tmp_path):
     for ts in ("97830076", "99999999999"):
         (tmp_path / "ratings.dat").write_text(f"1::10::5::978300760\n1::11::5::{ts}\n1::12::5::978300761\n")
         with pytest.raises(data.DataError, match=f"line 2: timestamp {ts} .* outside the plausible range") as e:
-            data.read_ratings(tmp_path)
+            sources.read_ratings(tmp_path)
         assert "truncated" not in str(e.value)
 
 
@@ -139,7 +139,7 @@ def test_second_rating_of_a_pair_is_an_error(tmp_path):
     lines.append(f"{u}::{m}::{r}::{int(t) + 60}")  # same user and movie, a minute later
     (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
     with pytest.raises(data.DataError, match=f"ratings.dat, lines 4 and {len(lines)}: user {u} rates movie {m} twice"):
-        data.read_ratings(folder)
+        sources.read_ratings(folder)
 
 
 def test_utf8_movies_are_read_as_utf8(tmp_path, tiny_ds, capsys):
@@ -159,7 +159,7 @@ def test_mixed_encodings_are_refused(tmp_path):
     raw[0] = raw[0].decode("latin-1").encode("utf-8")
     (folder / "movies.dat").write_bytes(b"".join(raw))
     with pytest.raises(data.DataError, match="movies.dat: mixed text encodings: line 1 holds UTF-8 .* line 6 is not"):
-        data.read_movies(folder)
+        sources.read_movies(folder)
 
 
 # ---- ReChorus-format folders -------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def _rechorus(folder: Path) -> Path:
 
 def test_rechorus_missing_file_bad_meta_and_missing_folder(tmp_path):
     folder = _rechorus(tmp_path / "Grocery_and_Gourmet_Food")
-    src = data.resolve_source(tmp_path, "grocery")
+    src = sources.resolve_source(tmp_path, "grocery")
     assert src == folder and data.load_dataset("grocery", tmp_path / "out", source=src).counts()["users"] == 2
     (folder / "item_meta.csv").write_text("item\ti_category\n1\t3\n")
     with pytest.raises(data.DataError, match="item_meta.csv: no item_id column"):
@@ -190,6 +190,6 @@ def test_rechorus_missing_file_bad_meta_and_missing_folder(tmp_path):
     with pytest.raises(data.DataError, match="dev.csv: no rows"):
         data.load_rechorus(folder)
     with pytest.raises(data.DataError, match="Amazon_Books: dataset folder not found"):
-        data.resolve_source(tmp_path, "Amazon_Books")
+        sources.resolve_source(tmp_path, "Amazon_Books")
     with pytest.raises(data.DataError, match="set RECSAE_DATA_DIR"):
-        data.resolve_source(None, "grocery")
+        sources.resolve_source(None, "grocery")
