@@ -20,7 +20,7 @@ from .reports import set_style
 
 FULL_WIDTH = 7.0     # inches: a figure spanning both columns
 COL_WIDTH = 3.5      # inches: one column
-TITLE_CHARS = 34     # movie titles / labels longer than this are shortened with an ellipsis
+TITLE_CHARS = 30     # movie titles / labels wrap at this width (up to 3 lines)
 PROFILE_LABEL_CHARS = 60   # the same for the concept labels of user / movie profiles
 LAT_COLOR = "C0"     # the latent's side of a comparison
 BASE_COLOR = "0.7"   # the all-histories baseline
@@ -36,9 +36,10 @@ def _plt():
     return plt
 
 
-def _short(s: Any, n: int = TITLE_CHARS) -> str:
-    s = "" if s is None else str(s)
-    return s if len(s) <= n else s[: n - 1].rstrip() + "\u2026"
+def _wrap(s: Any, width: int = TITLE_CHARS, max_lines: int = 3) -> str:
+    """Long titles and labels wrap onto up to `max_lines` lines (an ellipsis only beyond that)."""
+    return textwrap.fill("" if s is None else str(s), width, max_lines=max_lines, placeholder=" \u2026",
+                         break_on_hyphens=False)
 
 
 def _label_info(labels, j: int) -> dict:
@@ -129,7 +130,7 @@ def _barh(ax, labels: list[str], values, color=LAT_COLOR, annot: list[str] | Non
           maxlen: int = TITLE_CHARS):
     y = np.arange(len(values))
     bars = ax.barh(y, values, color=color, height=0.7)
-    ax.set_yticks(y, [_short(s, maxlen) for s in labels])
+    ax.set_yticks(y, [_wrap(s, maxlen) for s in labels], fontsize=7 if any(len(str(s)) > maxlen for s in labels) else None)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
@@ -146,7 +147,7 @@ def _paired_bars(ax, names: list[str], top: np.ndarray, base: np.ndarray, sig: n
     pos = np.arange(len(names))
     w = 0.4
     if horizontal:
-        ax.barh(pos - w / 2, top, height=w, color=LAT_COLOR, label="top sequences")
+        ax.barh(pos - w / 2, top, height=w, color=LAT_COLOR, label="latent's firings")
         ax.barh(pos + w / 2, base, height=w, color=BASE_COLOR, label="all histories")
         ax.set_yticks(pos, names)
         ax.invert_yaxis()
@@ -156,7 +157,7 @@ def _paired_bars(ax, names: list[str], top: np.ndarray, base: np.ndarray, sig: n
             if s:
                 ax.text(v, p - w / 2, " *", va="center", ha="left", fontsize=9, color="C3", fontweight="bold")
     else:
-        ax.bar(pos - w / 2, top, width=w, color=LAT_COLOR, label="top sequences")
+        ax.bar(pos - w / 2, top, width=w, color=LAT_COLOR, label="latent's firings")
         ax.bar(pos + w / 2, base, width=w, color=BASE_COLOR, label="all histories")
         ax.set_xticks(pos, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
         ax.set_ylabel("share of history slots")
@@ -179,6 +180,22 @@ def _enrich_arrays(d: C.ConceptDictionary, j: int, kind: str):
     return cols, values, top, base, np.nan_to_num(sig).astype(bool)
 
 
+def _pool_text(d: C.ConceptDictionary, latents, short: bool = False) -> str:
+    """What the item tables and enrichment pool: all of the latents' training firings, or their top ones."""
+    pool = np.asarray(d.tables.n_top)[list(latents)]
+    fires = np.asarray(d.stats.n_fire)[list(latents)]
+    if np.array_equal(pool, fires):
+        return "all firings" if short else (f"latent's firings (all {int(pool[0]):,})" if len(pool) == 1
+                                            else "latents' firings (all)")
+    return (f"top {int(pool.max()):,} firings" if short else
+            f"latent's top {int(pool[0]):,} firings" if len(pool) == 1 else "latents' top firings")
+
+
+def _profile_height(names: list[str]) -> float:
+    lines = sum(_wrap(n, PROFILE_LABEL_CHARS).count("\n") + 1 for n in names)
+    return 0.8 + 0.14 * lines + 0.14 * len(names)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Figures
 
@@ -198,7 +215,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         raise IndexError(f"latent {j} out of range [0, {d.m})")
     info = _label_info(label, j)
     rows = _latent_rows(d, j)
-    fig = plt.figure(figsize=(FULL_WIDTH, 5.6), layout="constrained")
+    fig = plt.figure(figsize=(FULL_WIDTH, 6.6), layout="constrained")
     gs = fig.add_gridspec(2, 2, height_ratios=[max(top, 4), max(min(max_genres, 8), 4)])
     ax_c, ax_s = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1])
     ax_g, ax_d = fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])
@@ -235,12 +252,12 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         _empty(ax_d)
     ax_d.set_title("decade mix (* = enriched)", loc="left")
     from matplotlib.patches import Patch
-    fig.legend(handles=[Patch(color=LAT_COLOR, label="latent's top sequences"),
+    fig.legend(handles=[Patch(color=LAT_COLOR, label=_pool_text(d, [j])),
                         Patch(color=BASE_COLOR, label="all training histories")],
                loc="outside lower center", ncols=2, frameon=False, fontsize=7)
 
     name = info["name"] or f"latent {j}"
-    head = f"Latent {j}: {_short(name, 90)}"
+    head = f"Latent {j}: {name}"
     sub = [f"fires on {100 * d.stats.freq[j]:.2f}% of histories"]
     pp = d.popularity_pct[j]
     if np.isfinite(pp):
@@ -253,7 +270,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         sub.append(st)
     if info["labeler"]:
         sub.append(f"label: {info['labeler']}")
-    lines = [head] + textwrap.wrap(" \u00b7 ".join(sub), 100)  # wrapped so the text never widens the figure
+    lines = textwrap.wrap(head, 100, break_on_hyphens=False) + textwrap.wrap(" \u00b7 ".join(sub), 100)  # wrapped: never widens the figure
     if info["description"]:
         lines += textwrap.wrap(info["description"], 100)[:2]
     fig.suptitle("\n".join(lines), fontsize=9, x=0.01, ha="left")
@@ -262,7 +279,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
 
 
 def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str = "genre",
-                       max_label: int = 32):
+                       max_label: int = 44):
     """Latent x genre log2 odds ratio of enrichment among the latents' top sequences (diverging colormap
     centred at 0; blank = no data); '*' marks significant enrichment (concepts.ENRICH_*). kind='decade'
     draws decades instead."""
@@ -282,14 +299,14 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
     sig = (e.p_value[np.ix_(lat, cols)] < C.ENRICH_ALPHA) & (e.odds_ratio[np.ix_(lat, cols)] >= C.ENRICH_MIN_OR) \
         & (np.nan_to_num(share) >= C.ENRICH_MIN_SHARE)
     names = [f"{v}s" if kind == "decade" else str(v) for v in (d.feats.value[c] for c in cols)]
-    rows = [f"{j}: {_short(_name(labels, j), max_label)}" for j in lat]
+    rows = [_wrap(f"{j}: {_name(labels, j)}", max_label, max_lines=4) for j in lat]
     df = pd.DataFrame(l2, index=rows, columns=names)
     finite = np.isfinite(l2)
     top_abs = float(np.nanmax(np.abs(l2[finite]))) if finite.any() else 1.0
     vmax = float(np.clip(top_abs, 1.0, HEATMAP_CLIP))   # symmetric limits: 0 is the centre of the colormap
     cbar_label = "log2 odds ratio" + (f" (clipped at \u00b1{HEATMAP_CLIP:g})" if top_abs > HEATMAP_CLIP else "")
-    h = 1.8 + 0.24 * len(lat)
-    w = min(FULL_WIDTH, 2.2 + 0.3 * len(names) + 0.05 * max(len(r) for r in rows))
+    h = 1.8 + 0.16 * sum(r.count("\n") + 1 for r in rows) + 0.08 * len(lat)
+    w = min(FULL_WIDTH, 2.2 + 0.3 * len(names) + 0.06 * max(len(line) for r in rows for line in r.split("\n")))
     fig, ax = plt.subplots(figsize=(max(w, COL_WIDTH), h), layout="constrained")
     sns.heatmap(df, ax=ax, cmap="RdBu_r", vmin=-vmax, vmax=vmax, mask=~finite, linewidths=0.3, xticklabels=True,
                 yticklabels=True,
@@ -300,8 +317,9 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
     ax.set_xlabel(kind)
     ax.set_ylabel("")
     plt.setp(ax.get_xticklabels(), rotation=55, ha="right", rotation_mode="anchor")
-    plt.setp(ax.get_yticklabels(), rotation=0)
-    ax.set_title(f"{kind.capitalize()} enrichment of top sequences (* = significant)", loc="left")
+    plt.setp(ax.get_yticklabels(), rotation=0, fontsize=7)
+    ax.set_title(f"{kind.capitalize()} enrichment of each latent's firings, {_pool_text(d, lat, short=True)} "
+                 "(* = significant)", loc="left", wrap=True)
     return fig
 
 
@@ -327,7 +345,7 @@ def user_profile(instance_concepts_df: pd.DataFrame, user, labels=None, top: int
     rows = rows.sort_values([vcol, "latent"], ascending=[False, True]).drop_duplicates("latent").head(top)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), rows.get("label", pd.Series([None] * len(rows))).tolist())]
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 0.8 + 0.28 * len(rows)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
     _barh(ax, names, rows[vcol].to_numpy(dtype=float), annot=[f"{v:.2f}" for v in rows[vcol]], xlabel=vcol,
           maxlen=PROFILE_LABEL_CHARS)
     ax.set_title(f"{'User' if key != 'instance' else 'Instance'} {user}: top concepts{note}", loc="left")
@@ -379,10 +397,10 @@ def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: 
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), labs)]
     annot = [f"{100 * s:.0f}%" for s in rows["share"]] if "share" in rows.columns else None
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 0.8 + 0.28 * len(rows)), layout="constrained")
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
     _barh(ax, names, rows["strength"].to_numpy(dtype=float), color="C2", annot=annot, maxlen=PROFILE_LABEL_CHARS,
           xlabel="total strength" + (" (% = share of the movie's total)" if annot else ""))
-    ax.set_title(f"{_short(title, 60)}: top concepts", loc="left")
+    ax.set_title(f"{_wrap(title, 90, 2)}: top concepts", loc="left")
     return fig
 
 
@@ -397,11 +415,14 @@ def score_name(column: str) -> str:
 
 
 def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = "auc_random",
-                        only_signed: bool = False):
+                        only_signed: bool = False, min_pos: int | None = None):
     """Distributions of one label score per model (e.g. 'SAE', 'raw dimensions', 'random SAE'): violins
     (boxes for tiny groups) on the left, ECDFs on the right. Reference lines: chance (0.5) for AUC /
     balanced accuracy, and the 0.8 'interpretable' line when a balanced-accuracy column is shown.
-    only_signed=True keeps latents with a label signature ('has_signature') only."""
+    only_signed=True keeps latents with a label signature ('has_signature') only. A latent counts only with
+    at least `min_pos` held-out positives (default: the rule of `score_summary`), so the figure's n is the
+    summary table's n_scored."""
+    min_pos = C.MIN_POS_SUMMARY if min_pos is None else min_pos
     set_style()
     plt = _plt()
     import seaborn as sns
@@ -410,6 +431,7 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
         if column not in df.columns:
             raise KeyError(f"{model}: no column {column!r}")
         sub = df[df["has_signature"].astype(bool)] if only_signed and "has_signature" in df.columns else df
+        sub = sub[sub["n_pos"] >= max(int(min_pos), 1)] if "n_pos" in sub.columns else sub
         v = pd.to_numeric(sub[column], errors="coerce").dropna().to_numpy(dtype=float)
         parts.append(pd.DataFrame({"model": model, column: v}))
     if not parts:
@@ -429,12 +451,13 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
     else:
         sns.boxplot(data=long, x="model", y=column, hue="model", order=order, hue_order=order, palette=palette,
                     ax=ax_v, legend=False)
+    ax_v.set_xticks(range(len(order)), [textwrap.fill(str(m), 12) for m in order])   # wrapped: no collisions
     ax_v.set_xlabel("")
     ax_v.set_ylabel(nice)
     ax_v.grid(axis="x", visible=False)
     for model in order:
         v = long.loc[long["model"] == model, column]
-        lab = f"{model} (n={len(v)}, median {v.median():.2f}" + (f", {100 * (v >= 0.8).mean():.0f}% \u2265 0.8" if is_ba and len(v) else "") + ")"
+        lab = f"{model} (n={len(v):,}, median {v.median():.2f}" + (f", {100 * (v >= 0.8).mean():.0f}% \u2265 0.8" if is_ba and len(v) else "") + ")"
         if len(v):
             sns.ecdfplot(x=v.to_numpy(), ax=ax_e, color=palette[model], label=lab, linewidth=1.4)
     ax_e.set_xlabel(nice)

@@ -2,6 +2,7 @@
 one print-friendly style (PNG for the README, PDF for papers)."""
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,6 +118,22 @@ def plot_training_curves(histories: dict[str, list[dict]], metric: str = "NDCG@5
     return fig
 
 
+def plot_data_overview(popularity, history_length, history_max: int):
+    """Item popularity by rank (log-log) and the training instances' history lengths. The lengths pile up at
+    the cap (most users have long histories), so the count axis is logarithmic: the short ones stay visible."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
+    pop = np.sort(np.asarray(popularity))[::-1]
+    axes[0].loglog(np.arange(1, len(pop) + 1), np.maximum(pop, 1))
+    axes[0].set(xlabel="item rank", ylabel="train interactions", title="item popularity")
+    axes[1].hist(np.asarray(history_length), bins=np.arange(0.5, history_max + 1.5), log=True)
+    axes[1].set(xlabel=f"history length (capped at {history_max})", ylabel="train instances (log)",
+                title="history windows")
+    fig.tight_layout()
+    return fig
+
+
 @contextmanager
 def timed(store: dict, name: str):
     """Record the wall time of a block in `store[name]` (seconds)."""
@@ -126,8 +143,7 @@ def timed(store: dict, name: str):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The dataset report (reports/<dataset>/README.md), written from summary.json alone
-
+# The dataset report (reports/<dataset>/README.md, sasrec.md, recsae.md), written from summary.json alone
 
 def variant_comparison(sae: dict) -> str:
     """One generated sentence: which SAE variant (Gao et al.'s "openai" or the reference code's quirks) wins
@@ -178,7 +194,7 @@ def sae_vs_raw(rows: list[dict], aim: float = 0.15) -> tuple[list[dict], str]:
     best = max(out, key=lambda r: r["delta"])
     ahead = sum(r["share_sae"] > r["share_raw"] for r in out)
     text = (f"The SAE leads the raw h_u dimensions by at least {aim:.2f} in median balanced accuracy in "
-            f"{len(hit)} of {len(out)} views (largest lead {best['delta']:+.3f}: {best['sae']}, "
+            f"{len(hit)} of {len(out)} views (largest lead {best['delta']:+.3f}: {md(best['sae'])}, "
             f"{_window(best['window'])}, {_positives(best['strong_q'])}); its share of latents at >= 0.8 is the larger "
             f"in {ahead} of {len(out)}.")
     return out, text
@@ -210,170 +226,455 @@ def _fmt(v, digits=4):
     return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
-def _fig(report_dir: Path, name: str, caption: str) -> str:
-    return f"![{caption}](figures/{name}.png)\n\n*{caption}* ([PDF](figures/{name}.pdf))\n" \
-        if (report_dir / "figures" / f"{name}.png").exists() else ""
+DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
+BROWSER_BUDGET_MB = 5.0     # the project's size budget for one concept browser file
+MAX_FINDINGS = 10           # Key findings: at most this many lines
+SIZES_SHOWN = ("main", "reference", "alt", "random")   # SAE rows of the fidelity tables, in this order
+SAE_NAMES = {"main": "default SAE", "reference": "reference-code SAE", "alt": "smaller SAE", "random": "random SAE"}
+
+
+_MD_SPECIAL = re.compile(r"[\\`*|~]|\](?=[(\[:])|(?<!\w)_|_(?!\w)")
+
+
+def md(text) -> str:
+    """A data string (title, genre, label, model name) made safe for Markdown rendered to HTML: `<` and `>`
+    as entities (so no tag can open), `&` before an entity-like word as `&amp;`, Markdown markup and the
+    table separator `|` backslash-escaped, and line breaks as spaces (a newline would end a table row)."""
+    s = re.sub(r"\s*[\r\n\u2028\u2029]+\s*", " ", "" if text is None else str(text))
+    s = re.sub(r"&(?=#?\w+;)", "&amp;", s).replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), s)
+
+
+def _fence(text: str) -> str:
+    """A code block whose fence is longer than any backtick run in the text, so the text cannot close it."""
+    ticks = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+    return f"{ticks}\n{text}\n{ticks}\n"
+
+
+def table(header: list[str], rows: list[list], align: str | None = None) -> str:
+    """A Markdown table; every cell goes through `md`. align: one character per column, 'l' or 'r'
+    (default: first column left, the rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(md(h) for h in header) + " |",
+             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(md(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None or v != v else f"{100 * v:.1f}%"
+
+
+def _size(cfg: dict) -> str:
+    return f"{int(cfg['n_latents']):,} latents, k={int(cfg['k'])}"
+
+
+def recommendation_table(s: dict) -> str:
+    """SASRec and RecSAE (the default SAE plugged in) on test and dev, with the reference numbers: the
+    ReChorus run scripts' SASRec and the original study's SASRec / RecSAE."""
+    sr, rs = s["sasrec"], s.get("recsae") or {}
+    ref = sr.get("reference") or {}
+    n_seeds = len(sr.get("seeds", {}))
+    rows: list[list] = []
+
+    def add(name, d):
+        rows.append([name] + [_fmt(d.get(k)) for k in METRIC_KEYS])
+
+    add(f"SASRec test (seed {sr['primary_seed']})", sr["test"])
+    if n_seeds > 1:
+        rows.append([f"SASRec test, mean ± std of {n_seeds} seeds"]
+                    + [_pm(sr["test_mean"][k], sr["test_std"][k]) for k in METRIC_KEYS])
+    if "test" in rs:
+        add("RecSAE test (default SAE plugged in)", rs["test"])
+    for key, name in (("sasrec.test", "reference SASRec test (authors' scripts)"),
+                      ("student.sasrec.test", "original study SASRec test"),
+                      ("student.recsae.test", "original study RecSAE test")):
+        if key in ref:
+            add(name, ref[key])
+    add("SASRec dev", sr["dev"])
+    if "dev" in rs:
+        add("RecSAE dev", rs["dev"])
+    if "sasrec.dev" in ref:
+        add("reference SASRec dev", ref["sasrec.dev"])
+    return table(["row"] + METRIC_KEYS, rows)
+
+
+def sasrec_table(s: dict) -> str:
+    """Every SASRec seed on test and dev, the mean and spread, and the reference (sasrec.md)."""
+    sr = s["sasrec"]
+    ref = sr.get("reference") or {}
+    seeds = sr.get("seeds", {})
+    rows = [[f"seed {k} test"] + [_fmt(v["test"].get(m)) for m in METRIC_KEYS] for k, v in seeds.items()]
+    if len(seeds) > 1:
+        rows += [["mean test"] + [_fmt(sr["test_mean"][m]) for m in METRIC_KEYS],
+                 ["std test"] + [_fmt(sr["test_std"][m]) for m in METRIC_KEYS]]
+    if "sasrec.test" in ref:
+        rows.append(["reference test"] + [_fmt(ref["sasrec.test"].get(m)) for m in METRIC_KEYS])
+    rows += [[f"seed {k} dev"] + [_fmt(v["dev"].get(m)) for m in METRIC_KEYS] for k, v in seeds.items()]
+    if "sasrec.dev" in ref:
+        rows.append(["reference dev"] + [_fmt(ref["sasrec.dev"].get(m)) for m in METRIC_KEYS])
+    rows = [[c if c != "None" else "-" for c in r] for r in rows]
+    return table(["row"] + METRIC_KEYS, rows)
+
+
+def sae_test_table(s: dict) -> str:
+    """Test metrics with each SAE plugged in (recsae.md)."""
+    rows = [["SASRec"] + [_fmt(s["sasrec"]["test"].get(m)) for m in METRIC_KEYS]]
+    rows += [[f"{SAE_NAMES.get(n, n)} ({_size(r['config'])})"] + [_fmt(r["test"].get(m)) for m in METRIC_KEYS]
+             for n, r in _saes(s)]
+    return table(["test"] + METRIC_KEYS, rows)
+
+
+def _saes(s: dict) -> list[tuple[str, dict]]:
+    sae = s.get("sae") or {}
+    return [(n, sae[n]) for n in SIZES_SHOWN if n in sae] + [(n, r) for n, r in sae.items() if n not in SIZES_SHOWN]
+
+
+FIDELITY_ROWS = [("explained variance", "health", "explained_variance"), ("FVU", "health", "fvu"),
+                 ("cosine", "health", "cosine"), ("L2 ratio", "health", "l2_ratio"),
+                 ("dead latents", "health", "dead_fraction"), ("dense latents", "health", "dense_fraction"),
+                 ("NDCG@10 retention, test [95% CI]", "fidelity", "retention"),
+                 ("NDCG@10 retention, dev [95% CI]", "fidelity", "retention_dev"),
+                 ("metric recovered", "fidelity", "metric_recovered"),
+                 ("top-10 overlap", "fidelity", "top10_overlap"), ("catalogue KL", "fidelity", "catalog_kl")]
+
+
+def fidelity_table(s: dict, names: Iterable[str] | None = None) -> str:
+    """Reconstruction health and ranking fidelity, one column per SAE (default: every SAE in the summary)."""
+    cols = [(n, r) for n, r in _saes(s) if names is None or n in names]
+    rows = []
+    for label, part, key in FIDELITY_ROWS:
+        cells = []
+        for _, r in cols:
+            v = r.get(part, {}).get(key)
+            cells.append(_pct(v) if key.endswith("_fraction") else
+                         _fidelity_cell(r["fidelity"], key) if key.startswith("retention") else _fmt(v))
+        rows.append([label] + cells)
+    head = ["test split"] + [f"{SAE_NAMES.get(n, n)} ({_size(r['config'])}, {r['config']['variant']})" for n, r in cols]
+    return table(head, rows)
+
+
+def detection_table(s: dict) -> str:
+    """The detection headline: every model's labels scored on held-out sequences (whole history, all
+    firings), the SAE beside its baselines."""
+    cols = [("n_scored", "latents scored"), ("median_bal_acc_random", "median bal. acc."),
+            ("share_bal_acc_ge_0.8_random", "share ≥ 0.8"), ("mean_auc_random", "mean AUC"),
+            ("median_bal_acc_matched", "median bal. acc. (pop.-matched)"),
+            ("share_bal_acc_ge_0.8_matched", "share ≥ 0.8 (pop.-matched)")]
+    rows = [[name] + [f"{int(r[k]):,}" if k == "n_scored" else _fmt(r.get(k), 3) for k, _ in cols]
+            for name, r in s["concepts"]["scores"].items()]
+    return table(["model"] + [c for _, c in cols], rows)
+
+
+def window_pivot(s: dict) -> str:
+    """The window sweep in one small table: per window (rows) and SAE size x kind of positives (columns),
+    the SAE's lead over the raw dimensions in median balanced accuracy."""
+    vs, _ = sae_vs_raw(s["concepts"].get("detection_by_window") or [])
+    if not vs:
+        return ""
+    keys = list(dict.fromkeys((r["sae"], r["strong_q"]) for r in vs))
+    windows = sorted({r["window"] for r in vs}, key=lambda w: w or 10 ** 9)
+    cell = {(r["sae"], r["strong_q"], r["window"]): r["delta"] for r in vs}
+    rows = [[_window(w)] + [f"{cell[(k[0], k[1], w)]:+.3f}" if (k[0], k[1], w) in cell else "-" for k in keys]
+            for w in windows]
+    return table(["SAE − raw"] + [f"{sz}, {_positives(q)}" for sz, q in keys], rows)
+
+
+def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
+    """At most MAX_FINDINGS lines, every number from summary.json (the browser's size from its file),
+    each saying what fell short as plainly as what held."""
+    out: list[str] = []
+    d, sr, sae, c = s.get("data"), s.get("sasrec"), s.get("sae") or {}, s.get("concepts")
+    if d:
+        n = d["counts"]
+        line = (f"Data: {n['train']['interactions']:,} / {n['dev']['interactions']:,} / {n['test']['interactions']:,} "
+                f"train / dev / test interactions, {n['users']:,} users, {n['items']:,} items "
+                f"({md(d['manifest'].get('protocol', ''))})")
+        rm = d.get("reference_match") or {}
+        if rm:
+            bad = [k for k, v in rm.items() if not v]
+            line += ("; rows and order identical to the ReChorus files" if not bad else
+                     f"; **differs from the ReChorus files in {md(', '.join(bad))}**")
+        out.append(line + ".")
+    if sr:
+        t, ref = sr["test"]["NDCG@10"], (sr.get("reference") or {}).get("sasrec.test", {}).get("NDCG@10")
+        seeds = len(sr.get("seeds", {}))
+        line = f"SASRec test NDCG@10 {t:.4f}"
+        if seeds > 1:
+            line += f" (mean of {seeds} seeds {_pm(sr['test_mean']['NDCG@10'], sr['test_std']['NDCG@10'])})"
+        if ref:
+            ours = sr["test_mean"]["NDCG@10"] if seeds > 1 else t
+            line += f"; the authors' scripts report {ref:.4f} ({(ours - ref) / ref:+.1%} for ours)"
+        out.append(line + ".")
+    for name in ("main", "alt"):
+        if name not in sae:
+            continue
+        r = sae[name]
+        f, h = r["fidelity"], r["health"]
+        lo, hi = f.get("retention_ci_low"), f.get("retention_ci_high")
+        verdict = "" if lo is None else (" (1 inside the test-noise interval)" if lo <= 1 <= hi else
+                                         " (**below 1 beyond test noise**)" if hi < 1 else " (above 1)")
+        dead = h["dead_fraction"] * r["config"]["n_latents"]
+        line = (f"{SAE_NAMES[name][0].upper() + SAE_NAMES[name][1:]} ({_size(r['config'])}): NDCG@10 retention {_fidelity_cell(f, 'retention')}"
+                f"{verdict}, explained variance {h['explained_variance']:.4f}, dead latents {int(round(dead)):,} "
+                f"({_pct(h['dead_fraction'])}), dense {_pct(h['dense_fraction'])}")
+        if "noise_matched_retention" in f:
+            line += f"; noise of the same size keeps retention {f['noise_matched_retention']:.4f}"
+        out.append(line + ".")
+    if "main" in sae and "reference" in sae:
+        v = variant_winner(sae)
+        if v:
+            out.append(v)
+    if c:
+        sc = c["scores"]
+        sae_row, raw, rnd = sc.get("SAE"), sc.get("raw h_u dimensions"), sc.get("random SAE")
+        if sae_row and raw:
+            lead = sae_row["median_bal_acc_random"] - raw["median_bal_acc_random"]
+            out.append(f"Detection (whole history, all firings): default SAE labels reach median balanced accuracy "
+                       f"{sae_row['median_bal_acc_random']:.3f} vs {raw['median_bal_acc_random']:.3f} for the raw h_u "
+                       f"dimensions, a lead of {lead:+.3f} "
+                       + ("(meets" if lead >= DETECTION_AIM else "(**short of**") + f" the {DETECTION_AIM:+.2f} aim); "
+                       f"share ≥ 0.8 {_pct(sae_row['share_bal_acc_ge_0.8_random'])} vs "
+                       f"{_pct(raw['share_bal_acc_ge_0.8_random'])}"
+                       + (f"; random SAE {rnd['median_bal_acc_random']:.3f}" if rnd else "") + ".")
+        vs, text = sae_vs_raw(c.get("detection_by_window") or [], DETECTION_AIM)
+        if vs:
+            out.append(text)
+        st = c.get("label_status") or {}
+        failed = sum(v for k, v in st.items() if k != "ok")
+        out.append(f"Labels ({md(c['labeler'])}): {int(st.get('ok', 0)):,} ok"
+                   + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
+                      if failed else "")
+                   + f" of {int(c['live_latents']):,} live latents ({int(c['n_latents']):,} in all); "
+                   f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven.")
+    browser = Path(report_dir) / "concept_browser.html" if report_dir else None
+    if browser is not None and browser.exists():
+        mb = browser.stat().st_size / 1e6
+        out.append(f"Concept browser: {mb:.1f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
+                   + f" the {BROWSER_BUDGET_MB:g} MB budget.")
+    return out[:MAX_FINDINGS]
+
+
+def variant_winner(sae: dict) -> str:
+    """One short line: which SAE variant wins at the same size (the long form is `variant_comparison`)."""
+    text = variant_comparison(sae)
+    m = re.search(r"Overall: \*\*(\w+)\*\* wins (\d) of 3", text)
+    if not m:
+        return ""
+    o, r = sae["main"], sae["reference"]
+    return (f"**Variants**: {m.group(1)} wins {m.group(2)} of 3 at the same size (openai vs reference code: "
+            f"explained variance {o['health']['explained_variance']:.4f} vs {r['health']['explained_variance']:.4f}, "
+            f"retention {o['fidelity']['retention']:.4f} vs {r['fidelity']['retention']:.4f}, dead "
+            f"{_pct(o['health']['dead_fraction'])} vs {_pct(r['health']['dead_fraction'])}).")
+
+
+FIGURES = [("data_overview", "Item popularity and history lengths (train)"),
+           ("sasrec_training", "SASRec training loss and dev NDCG@5"),
+           ("sasrec_vs_recsae", "SASRec vs RecSAE across K: test metrics and the SAE's ratio to SASRec"),
+           ("sae_training", "SAE fitting: dev FVU and plugged-in dev NDCG@5 per epoch"),
+           ("sae_firing_frequency", "Firing frequency of the latents (train)"),
+           ("label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"),
+           ("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
+           ("user_profile", "A user's concept profile"), ("movie_profile", "An item's concepts")]
+
+CSV_NOTES = {"latents": "every latent: firing, flags, label, window it reads", "labels": "every label and its description",
+             "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view"}
+
+
+def _dataset(s: dict, report_dir) -> str:
+    return md((s.get("data") or {}).get("manifest", {}).get("dataset") or Path(report_dir).name)
+
+
+def _link(report_dir: Path, rel: str, text: str | None = None) -> str:
+    return f"[{md(text or rel)}]({rel})" if (report_dir / rel).exists() else md(text or rel)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with artifacts.atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def write_report(report_dir: str | Path) -> Path:
-    """A results section in Markdown: tables, fidelity, key figures, example concepts and explanations,
-    and the command/config/checksums behind them. Every number is read from summary.json."""
+    """README.md (key findings, the paper's tables, figures, links), sasrec.md and recsae.md, all from
+    summary.json through the same table functions, so no second copy of a table can disagree."""
     rd = Path(report_dir)
     s = read_summary(rd)
     run = artifacts.read_json(rd / "run.json") if (rd / "run.json").exists() else {}
-    name = rd.name
+    name = _dataset(s, rd)
     out = [f"# Results on {name}\n",
-           "Generated by `recsae_utils.reports.write_report` from `summary.json`; do not edit by hand.\n"]
-    if "data" in s:
-        c = s["data"]["counts"]
-        out.append("## Data\n")
-        out.append(f"{c['train']['interactions']:,} / {c['dev']['interactions']:,} / {c['test']['interactions']:,} "
-                   f"train / dev / test interactions, {c['users']:,} users, {c['items']:,} items "
-                   f"({s['data']['manifest'].get('protocol', '')}).")
-        if s["data"].get("reference_match"):
-            out.append(f" Same rows and order as the ReChorus files: {s['data']['reference_match']}.")
-        out.append("\n")
+           "Written by `recsae_utils.reports.write_report` from `summary.json`; do not edit by hand.\n"]
+    findings = key_findings(s, rd)
+    if findings:
+        out.append("## Key findings\n\n" + "\n".join(f"- {f}" for f in findings) + "\n")
     if "sasrec" in s:
         sr = s["sasrec"]
-        rows = {"SASRec test (primary seed)": sr["test"], "SASRec dev": sr["dev"]}
-        if len(sr.get("seeds", {})) > 1:
-            rows[f"SASRec test, mean of {len(sr['seeds'])} seeds"] = sr["test_mean"]
-            rows["SASRec test, std"] = sr["test_std"]
-        ref = sr.get("reference") or {}
-        for k, lab in (("sasrec.test", "reference test (authors' scripts)"), ("sasrec.dev", "reference dev")):
-            if k in ref:
-                rows[lab] = ref[k]
-        if "recsae" in s:
-            rows["RecSAE test (SAE plugged in)"] = s["recsae"]["test"]
-            rows["RecSAE dev"] = s["recsae"]["dev"]
-        for k, lab in (("student.sasrec.test", "original study SASRec_test"),
-                       ("student.recsae.test", "original study RecSAE_test")):
-            if k in ref:
-                rows[lab] = ref[k]
-        out.append("## Recommendation (full ranking)\n")
-        out.append(metrics_table(rows))
-        p = sr["seeds"][str(sr["primary_seed"])]
-        out.append(f"\nSASRec: best epoch {sr['best_epoch']} of {p['epochs_run']}, "
-                   f"{p['train_seconds_per_epoch']:.1f} s per training epoch, {p['eval_seconds_per_epoch']:.2f} s per "
-                   f"dev evaluation, {p['seconds'] / 60:.1f} min to early stop on {run.get('machine', {}).get('cpus', '?')} CPU cores.\n")
-        out.append(_fig(rd, "sasrec_training", "SASRec training loss and dev NDCG@5"))
-    if "sae" in s:
-        out.append("## Sparse autoencoder: reconstruction and fidelity (test split)\n")
-        keys = ["explained_variance", "fvu", "nmse", "cosine", "l2_ratio", "dead_fraction", "dense_fraction"]
-        fk = ["retention", "retention_dev", "metric_recovered", "top10_overlap", "catalog_kl"]
-        lines = ["| SAE | latents | k | variant | " + " | ".join(keys + fk) + " |",
-                 "|---|---:|---:|---|" + "---:|" * (len(keys) + len(fk))]
-        for n, row in s["sae"].items():
-            c = row["config"]
-            lines.append(f"| {n} | {c['n_latents']} | {c['k']} | {c['variant']} | "
-                         + " | ".join(_fmt(row["health"].get(k)) for k in keys) + " | "
-                         + " | ".join(_fidelity_cell(row["fidelity"], k) for k in fk) + " |")
-        out.append("\n".join(lines) + "\n")
-        out.append("\nDead and dense fractions are counted over all training instances (the window is the whole "
-                   "training set in samples). Retention and metric recovered use NDCG@10; the ablation gives "
-                   "every user the mean training h_u. The interval beside retention is a paired bootstrap (95%, "
-                   "2,000 resamples of the test instances): it shows how much of a gap to 1 is test-set noise. "
-                   "`retention_dev` is the same ratio on the dev split (every other column is test).\n")
-        mf = s["sae"].get("main", {}).get("fidelity", {})
-        if "noise_matched_retention" in mf:
-            out.append(f"\n**Calibration.** Isotropic Gaussian noise of the main SAE's size (same test FVU, "
-                       f"{_fmt(s['sae']['main']['health'].get('fvu'))}; {mf.get('noise_draws', 1)} draws) keeps NDCG@10 "
-                       f"retention {_fmt(mf['noise_matched_retention'])} on average (95% of draws in "
-                       f"[{_fmt(mf.get('noise_matched_retention_low'))}, {_fmt(mf.get('noise_matched_retention_high'))}]) "
-                       f"and top-10 overlap {_fmt(mf['noise_matched_top10_overlap'])}; the SAE keeps "
-                       f"{_fmt(mf.get('retention'))} and {_fmt(mf.get('top10_overlap'))}. Full-catalogue ranking reacts "
-                       "to any perturbation, and the draw-to-draw spread shows how noisy one retention number is.\n")
-        verdict = variant_comparison(s["sae"])
-        if verdict:
-            out.append("\n" + verdict + "\n")
-        out.append(_fig(rd, "sasrec_vs_recsae", "SASRec vs RecSAE across K (test)"))
-        out.append(_fig(rd, "sae_firing_frequency", "Firing frequency of the latents (train)"))
-        out.append(_fig(rd, "sae_training", "SAE fitting: dev FVU and plugged-in dev NDCG@5 per epoch"))
-    if "concepts" in s:
+        p = sr["seeds"].get(str(sr["primary_seed"]), {})
+        out.append("## Recommendation with and without the SAE (full ranking)\n\n" + recommendation_table(s))
+        if p:
+            out.append(f"SASRec: best epoch {sr['best_epoch']} of {p['epochs_run']}. Every seed: "
+                       f"{_link(rd, 'sasrec.md')}; every SAE plugged in: {_link(rd, 'recsae.md')}.\n")
+        write_sasrec_md(rd, s)
+    if s.get("sae"):
+        main = s["sae"].get("main")
+        out.append("## The default SAE's fidelity\n\n" + fidelity_table(s, ("main", "random")))
+        out.append("Test split; dead and dense over all training instances; retention = NDCG@10 with the SAE / "
+                   "without, with a paired-bootstrap 95% interval; metric recovered against the mean-user "
+                   "ablation. The random SAE is the baseline; the other sizes and variants are in "
+                   f"{_link(rd, 'recsae.md')}.\n")
+        if main and "noise_matched_retention" in main["fidelity"]:
+            f = main["fidelity"]
+            out.append(f"**Calibration.** Gaussian noise with the default SAE's test FVU ({f.get('noise_draws', 1)} "
+                       f"draws) keeps retention {_fmt(f['noise_matched_retention'])} (95% of draws in "
+                       f"[{_fmt(f.get('noise_matched_retention_low'))}, {_fmt(f.get('noise_matched_retention_high'))}]) "
+                       f"and top-10 overlap {_fmt(f['noise_matched_top10_overlap'])}; the SAE keeps "
+                       f"{_fmt(f['retention'])} and {_fmt(f['top10_overlap'])}.\n")
+        write_recsae_md(rd, s)
+    if s.get("concepts"):
         c = s["concepts"]
-        out.append("## Concepts\n")
-        out.append(f"{c['live_latents']:,} live latents of {c['n_latents']:,}; {c['generic_latents']} flagged generic, "
-                   f"{c['popularity_latents']} flagged popularity. Labeler: `{c['labeler']}`.\n")
-        sc = c["scores"]
-        cols = ["live_latents", "n_scored", "share_bal_acc_ge_0.8_random", "median_bal_acc_random", "mean_auc_random",
-                "share_bal_acc_ge_0.8_matched", "median_bal_acc_matched", "mean_auc_matched"]
-        lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-        for n, row in sc.items():
-            lines.append(f"| {n} | " + " | ".join(_fmt(_count(row.get(k)) if k in ("live_latents", "n_scored")
-                                                   else row.get(k), 3) for k in cols) + " |")
         pool = (run.get("config") or {}).get("item_pool", 0)
-        out.append("Offline detection score on held-out (dev + test) sequences: can the label's metadata signature "
-                   "tell a latent's activating sequences from random / popularity-matched non-activating ones? Each "
-                   "label, and the item tables and enrichment behind it, comes from "
-                   + ("all of the latent's training firings" if not pool else f"the latent's strongest {pool} training firings")
-                   + " (`item_pool`), not only its top 50 sequences, which show just the extreme tail.\n")
-        out.append("\n".join(lines) + "\n")
-        out.append(_fig(rd, "label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"))
-        if c.get("detection_by_window"):
-            out.append("\n### Which part of the history does a latent read, and on which firings?\n")
-            out.append("The same detection score when a sequence is only its w most recent history items "
-                       "(dictionaries, labels and held-out scoring all rebuilt on that window; the largest w is the "
-                       "whole history, the table above). Positives are either all firings (as above) or only each "
-                       "latent's upper half (activation at or above the median of its own training activations; "
-                       "weaker firings count on neither side). The reference judges labels on each latent's top "
-                       "activations only (protocol.md §4.1). \"per latent\": each latent at the window whose training "
-                       "threshold calibration scored best (ties: the longer window), so a latent that reads the last "
-                       "item and one that reads the whole history are each judged on what they read; the choice "
-                       "sees no held-out data. Random negatives.\n")
-            wl = ["| window | positives | model | n_scored | share_bal_acc_ge_0.8 | median_bal_acc | mean_auc |",
-                  "|---:|---|---|---:|---:|---:|---:|"]
-            rows = sorted(c["detection_by_window"], key=lambda r: (float(r.get("strong_q", 0.0)),
-                                                                 int(r["window"]) or 10 ** 9))
-            for r in rows:
-                pos = _positives(float(r.get("strong_q", 0.0)))
-                wl.append(f"| {int(r['window']) or 'per latent'} | {pos} | {r['model']} | {int(r['n_scored'])} | "
-                          f"{_fmt(r.get('share_bal_acc_ge_0.8_random'), 3)} | {_fmt(r.get('median_bal_acc_random'), 3)} | "
-                          f"{_fmt(r.get('mean_auc_random'), 3)} |")
-            out.append("\n".join(wl) + "\n")
-            vs, text = sae_vs_raw(c["detection_by_window"])
-            if vs:
-                out.append("\n**SAE against the raw dimensions** (median balanced accuracy and share >= 0.8, random "
-                           "negatives; raw = the signed h_u dimensions firing at the SAE's rate):\n")
-                tl = ["| SAE | window | positives | median SAE | median raw | SAE - raw | share SAE | share raw |",
-                      "|---|---:|---|---:|---:|---:|---:|---:|"]
-                for r in vs:
-                    tl.append(f"| {r['sae']} | {r['window'] or 'per latent'} | {_positives(r['strong_q'])} | {_fmt(r['median_sae'], 3)} | "
-                              f"{_fmt(r['median_raw'], 3)} | {r['delta']:+.3f} | {_fmt(r['share_sae'], 3)} | "
-                              f"{_fmt(r['share_raw'], 3)} |")
-                out.append("\n".join(tl) + "\n\n" + text + "\n")
-        out.append("\n### Ten example concepts\n")
-        out.append("| latent | label | freq | AUC (random) | bal. acc. | top movies by lift |\n|---:|---|---:|---:|---:|---|")
-        for e in c["examples"]:
-            out.append(f"| {e['latent']} | {e['name']} | {e['freq']:.4f} | {e['auc_random']:.3f} | "
-                       f"{e['bal_acc_random']:.3f} | {'; '.join(e['top_by_lift'])} |")
-        out.append("")
-        for n, cap in (("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
-                       ("user_profile", "A user's concept profile"), ("movie_profile", "A movie's concepts")):
-            out.append(_fig(rd, n, cap))
-        out.append("\n### Two recommendations explained\n")
-        out.append("```\n" + "\n".join(c["explanations"][:20]) + "\n```\n")
-        out.append("Tables: `concepts/` (latents, latent_items, enrichment, labels, scores, explanations). "
-                   "Browse them in `concept_browser.html` (open from disk).\n")
+        out.append("## Detection: can a label tell a latent's firings from other sequences?\n\n" + detection_table(s))
+        out.append("Held-out (dev + test) sequences, whole history, all firings, random negatives unless marked; a "
+                   "latent counts with at least 5 held-out positives. Labels and item tables come from "
+                   + ("all of each latent's training firings" if not pool else f"each latent's {pool} strongest training firings")
+                   + ". Every latent: " + _link(rd, "concepts/scores.csv") + ".\n")
+        pivot = window_pivot(s)
+        if pivot:
+            vs, _ = sae_vs_raw(c["detection_by_window"], DETECTION_AIM)
+            _write_csv(rd / "concepts" / "sae_vs_raw.csv", vs)
+            out.append("**SAE against the raw dimensions** by history window (w most recent items; per-latent window "
+                       "chosen on training data) and positives (all firings or each latent's upper half): the lead in "
+                       "median balanced accuracy.\n\n" + pivot)
+            out.append("Full sweep: " + _link(rd, "concepts/detection_by_window.csv") + "; these leads with both "
+                       "medians and shares: " + _link(rd, "concepts/sae_vs_raw.csv") + ".\n")
+        ex = c.get("examples") or []
+        if ex:
+            rows = [[e["latent"], e["name"], _pct(e["freq"]), _fmt(e["bal_acc_random"], 3), _fmt(e["auc_random"], 3)]
+                    for e in ex[:5]]
+            out.append(f"### {min(5, len(ex))} example concepts (best scored; all in "
+                       f"{_link(rd, 'concepts/labels.csv')})\n\n"
+                       + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
+        expl = c.get("explanations") or []
+        if expl:
+            out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
+                       + md(expl[0]) + "\n")
+    figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
+    if figs:
+        out.append("## Figures\n\nEach also as PDF (`figures/<name>.pdf`) for papers.\n\n"
+                   + "\n\n".join(f"**{md(cap)}**\n![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
+    files = sorted((rd / "concepts").glob("*.csv")) if (rd / "concepts").exists() else []
+    out.append("## Files\n\n"
+               + "".join(f"- [{md(p.name)}](concepts/{p.name})" + (f": {md(CSV_NOTES[p.stem])}" if p.stem in CSV_NOTES else "")
+                         + "\n" for p in files)
+               + "- " + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
+               + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
+               "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
     if run:
-        out.append("## How this was made\n")
-        out.append(f"```\n{run['command']}\n```\n")
-        out.append(f"Code version `{run.get('git_commit', '')[:12]}`, Python {run.get('python')}, torch {run.get('torch')}.\n")
-        if run.get("data"):
-            out.append("Input checksums (sha256): " + ", ".join(f"`{k}` {v[:16]}…" for k, v in run["data"].items()) + "\n")
-        out.append("Stage times of this invocation (a stage reuses finished checkpoints, fits and caches, so "
-                   "training times are the per-seed and per-fit `seconds` in `summary.json`):\n")
-        out.append("| stage | status | seconds |\n|---|---|---:|")
-        for r in run.get("stages", []):
-            out.append(f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
-        out.append("\nThe full config is in `run.json`; every number above is in `summary.json`.\n")
-    return artifacts.write_text(rd / "README.md", "\n".join(out) + "\n")
+        out.append("## How this was made\n\n" + _fence(str(run.get("command", ""))))
+        out.append(f"Code `{md(str(run.get('git_commit', ''))[:12])}`, Python {md(run.get('python'))}, "
+                   f"torch {md(run.get('torch'))}; input sha256 "
+                   + ", ".join(f"{md(k)} {md(v)[:12]}…" for k, v in (run.get("data") or {}).items()) + ".\n")
+        st = run.get("stages", [])
+        if st:
+            out.append(table(["stage", "status", "seconds"],
+                             [[r["stage"], r["status"], f"{r['seconds']:.1f}"] for r in st], "llr"))
+    return artifacts.write_text(rd / "README.md", "\n".join(out))
+
+
+def write_sasrec_md(report_dir: str | Path, s: dict | None = None) -> str:
+    """sasrec.md from summary.json (notebook 02 calls it; write_report rewrites it); returns the table."""
+    s = read_summary(report_dir) if s is None else s
+    t = sasrec_table(s)
+    artifacts.write_text(Path(report_dir) / "sasrec.md", f"# SASRec on {_dataset(s, report_dir)}\n\n{t}")
+    return t
+
+
+def write_recsae_md(report_dir: str | Path, s: dict | None = None) -> str:
+    """recsae.md from summary.json: the README's recommendation table, every SAE plugged in, and every
+    SAE's fidelity."""
+    s = read_summary(report_dir) if s is None else s
+    text = (f"# RecSAE on {_dataset(s, report_dir)}\n\n" + recommendation_table(s) + "\n" + sae_test_table(s)
+            + "\n" + fidelity_table(s))
+    artifacts.write_text(Path(report_dir) / "recsae.md", text)
+    return text
 
 
 def df_markdown(df, index: bool = True) -> str:
-    """A DataFrame as a Markdown table (no extra dependency)."""
+    """A DataFrame as a Markdown table (no extra dependency); cells escaped like the report's."""
     cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for idx, row in df.iterrows():
-        cells = ([str(idx)] if index else []) + [_fmt(v) if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [([idx] if index else []) + [_fmt(v) if isinstance(v, float) else v for v in row] for idx, row in df.iterrows()]
+    return table(cols, rows, "l" * len(cols))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparing two summaries: `python -m recsae_utils.reports diff A B`
+
+
+def is_timing(key: str) -> bool:
+    """Keys that hold wall times (seconds, *_seconds, *_seconds_per_epoch, timing): they differ run to run."""
+    return key == "timing" or "seconds" in key
+
+
+def diff_summaries(a, b, path: str = "") -> list[tuple[str, object, object]]:
+    """Every non-timing value that differs between two summaries, recursively: (path, a, b). Numbers compare
+    exactly (NaN equals NaN); a key present on one side only shows '<missing>' on the other."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in list(a) + [k for k in b if k not in a]:
+            if is_timing(str(k)):
+                continue
+            p = f"{path}.{k}" if path else str(k)
+            out += (diff_summaries(a[k], b[k], p) if k in a and k in b else
+                    [(p, a.get(k, "<missing>"), b.get(k, "<missing>"))])
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        out = [] if len(a) == len(b) else [(f"{path} (length)", len(a), len(b))]
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += diff_summaries(x, y, f"{path}[{i}]")
+        return out
+    nan = isinstance(a, float) and isinstance(b, float) and a != a and b != b
+    same = nan or (a == b and (type(a) is type(b) or {type(a), type(b)} <= {int, float}))   # True != 1 here
+    return [] if same else [(path, a, b)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`diff A B`: A and B are summary.json files or report folders; prints the differences as a table and
+    exits 1 if any. `write DIR`: rewrite DIR's README.md, sasrec.md and recsae.md from its summary.json."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m recsae_utils.reports")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("diff", help="compare two summary.json files, ignoring timing keys")
+    d.add_argument("a")
+    d.add_argument("b")
+    w = sub.add_parser("write", help="write the report of a report folder from its summary.json")
+    w.add_argument("report_dir")
+    args = ap.parse_args(argv)
+    if args.cmd == "write":
+        print(write_report(args.report_dir))
+        return 0
+    paths = [Path(p) / "summary.json" if Path(p).is_dir() else Path(p) for p in (args.a, args.b)]
+    for p in paths:
+        if not p.exists():
+            ap.error(f"{p}: no such file")
+    rows = diff_summaries(*(json.loads(p.read_text()) for p in paths))
+    if not rows:
+        print(f"no differences between {paths[0]} and {paths[1]} (timing keys ignored)")
+        return 0
+    short = lambda v: (repr(v) if not isinstance(v, (dict, list)) else f"<{type(v).__name__} of {len(v)}>")[:60]
+    print(f"| key | {paths[0]} | {paths[1]} |\n|---|---|---|")
+    for p, x, y in rows:
+        print(f"| {p} | {short(x)} | {short(y)} |")
+    print(f"\n{len(rows)} difference(s), timing keys ignored")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

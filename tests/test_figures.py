@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from recsae_utils import concepts as C, figures as F, reports  # noqa: E402
+from recsae_utils import concepts as C, figures as F, recsae, reports  # noqa: E402
 
 M, K = 6, 3
 
@@ -137,7 +137,7 @@ def test_score_distributions(tmp_path):
     assert len(ecdf) == 3
     assert [ln for ln in ax_v.get_lines() if ln.get_gid() == "threshold-0.8"][0].get_ydata()[0] == 0.8
     assert [ln for ln in ax_e.get_lines() if ln.get_gid() == "threshold-0.8"][0].get_xdata()[0] == 0.8
-    assert [t.get_text() for t in ax_v.get_xticklabels()] == list(models)
+    assert [t.get_text().replace("\n", " ") for t in ax_v.get_xticklabels()] == list(models)
     assert len(fig.legends[0].get_texts()) == 4 and "balanced accuracy" in ax_e.get_xlabel()
     _saved(fig, tmp_path, "scores")
     fig = F.score_distributions({k: v.head(3) for k, v in models.items()})   # tiny groups -> boxes, AUC: no 0.8 line
@@ -159,3 +159,118 @@ def test_saved_figures_are_byte_reproducible(tmp_path):
     plt.close(fig)
     for ext in (".png", ".pdf"):
         assert a.with_suffix(ext).read_bytes() == b.with_suffix(ext).read_bytes()
+
+
+LONG = ("Musical + Romance (Singin' in the Rain, An American in Paris, Gigi, Meet Me in St. Louis, "
+        "The Band Wagon), 1950s releases, mid-popularity")
+
+
+def _text(t) -> str:
+    return t.get_text().replace("\n", " ")
+
+
+def _overlap(texts) -> bool:
+    boxes = [t.get_window_extent() for t in texts if t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_label_scores_use_the_summary_rule_and_ticks_do_not_collide():
+    """The legend's n is score_summary's n_scored (latents with >= 5 held-out positives), and the real
+    model names fit under their violins."""
+    rng = np.random.default_rng(0)
+    n_pos = np.r_[np.full(30, 8), np.full(10, 2)]                  # 10 latents with too few positives
+    frame = lambda: pd.DataFrame({"latent": range(40), "auc_random": rng.beta(8, 3, 40), "n_pos": n_pos,
+                                  "bal_acc_random": rng.beta(8, 3, 40), "has_signature": True,
+                                  "auc_matched": 0.7, "bal_acc_matched": 0.7})
+    models = {"SAE": frame(), "raw h_u dimensions": frame(), "random SAE": frame()}
+    fig = F.score_distributions(models, column="auc_random")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    want = C.score_summary(models["SAE"])["n_scored"]
+    assert want == 30 and all(f"(n={want}," in t for t in legend)
+    fig.canvas.draw()
+    assert not _overlap(fig.axes[0].get_xticklabels())
+    plt.close(fig)
+
+
+def test_card_and_heatmap_wrap_labels_and_name_the_pool(world):
+    d = world["d"]
+    fig = F.concept_card(d, 0, label=LONG, top=5)
+    assert LONG in fig._suptitle.get_text().replace("\n", " ")
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not any("top sequences" in t for ax in fig.axes for t in [ax.get_title(loc="left")] + texts)
+    pool, fires = int(d.tables.n_top[0]), int(d.stats.n_fire[0])
+    assert any((f"all {pool:,}" if pool == fires else f"top {pool:,}") in t for t in texts)
+    plt.close(fig)
+    labels = {j: LONG for j in range(4)}
+    fig = F.enrichment_heatmap(d, [0, 1, 2, 3], labels=labels)
+    ax = fig.axes[0]
+    assert [_text(t) for t in ax.get_yticklabels()] == [f"{j}: {LONG}" for j in range(4)]
+    assert "top sequences" not in ax.get_title(loc="left") and "firings" in ax.get_title(loc="left")
+    fig.canvas.draw()
+    assert not _overlap(ax.get_yticklabels())
+    plt.close(fig)
+
+
+def test_profiles_wrap_labels(world):
+    ic = world["ic"]
+    user = int(ic["user"].iloc[0])
+    fig = F.user_profile(ic, user, labels={j: LONG for j in range(M)})
+    ticks = [_text(t) for t in fig.axes[0].get_yticklabels()]
+    assert all(t.endswith(LONG) and "\u2026" not in t for t in ticks)
+    fig.canvas.draw()
+    assert not _overlap(fig.axes[0].get_yticklabels())
+    plt.close(fig)
+    it, items = world["it"], world["items"]
+    fig = F.movie_profile(it, 3, labels={j: LONG for j in range(M)}, items=items)
+    assert all(_text(t).endswith(LONG) for t in fig.axes[0].get_yticklabels())
+    plt.close(fig)
+
+
+def _ev():
+    from recsae_utils.metrics import TOPK
+    base = {f"{m}@{k}": 0.05 + 0.01 * k / 10 for k in TOPK for m in ("HR", "NDCG")}
+    freq = np.r_[np.zeros(3), np.geomspace(1e-4, 0.3, 61)]
+    return {"sasrec": {"test": base},
+            "main": {"test": {k: v * 0.98 for k, v in base.items()}, "freq": freq,
+                     "health": {"dead_window_samples": 10_000}},
+            "random": {"test": {k: v * 0.8 for k, v in base.items()}, "freq": freq[3:],
+                       "health": {"dead_window_samples": 10_000}}}
+
+
+def test_sasrec_vs_recsae_shows_the_ratio():
+    ev = _ev()
+    fig = recsae.plot_metrics_across_k(ev)
+    ax_a, ax_r = fig.axes
+    ratio = {ln.get_gid(): ln.get_ydata() for ln in ax_r.get_lines()}
+    assert np.allclose(ratio["main:NDCG"], 0.98) and np.allclose(ratio["random:HR"], 0.8)
+    assert ratio["parity"][0] == 1.0 and "SASRec" in ax_r.get_ylabel()
+    assert "SASRec" in [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close(fig)
+
+
+def test_firing_histogram_labels_the_never_fired_bin():
+    fig = recsae.plot_firing_histogram(_ev())
+    ax = fig.axes[0]
+    assert _text(ax.get_xticklabels()[0]) == "never fired"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["main (3 never fired)", "random"]
+    plt.close(fig)
+
+
+def test_fit_curves_have_integer_epoch_ticks():
+    from types import SimpleNamespace
+    hist = [{"epoch": e, "dev": {"fvu": 1 / e, "NDCG@5": 0.01 * e}} for e in (1, 2, 3)]
+    fig = recsae.plot_fit_curves({"main": SimpleNamespace(history=hist)})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = ax.get_xticks()
+        assert len(ticks) and np.allclose(ticks, np.round(ticks))
+    plt.close(fig)
+
+
+def test_data_overview_history_axis_is_logarithmic():
+    lengths = np.r_[np.full(500, 20), np.arange(1, 20)]
+    fig = reports.plot_data_overview(np.arange(100), lengths, 20)
+    assert fig.axes[1].get_yscale() == "log" and fig.axes[0].get_xscale() == "log"
+    assert "capped at 20" in fig.axes[1].get_xlabel()
+    plt.close(fig)

@@ -1,0 +1,164 @@
+"""The dataset report written from summary.json: Key findings first, the paper's tables, links to CSV files,
+at most 10 KB; every data string escaped; sasrec.md / recsae.md from the same table functions; the summary
+diff. The committed reports' summary.json files serve as fixtures of the real shape."""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recsae_utils import reports
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = [d for d in ("ml-1m", "grocery") if (ROOT / "reports" / d / "summary.json").exists()]
+HOSTILE_TITLE = '"><img src=x onerror=alert(1)>'
+HOSTILE_GENRE = "<b onmouseover=alert(1)>x</b>"
+
+
+def _folder(tmp_path, summary: dict, name: str = "ml-1m", run: dict | None = None) -> Path:
+    rd = tmp_path / name
+    rd.mkdir(parents=True)
+    (rd / "summary.json").write_text(json.dumps(summary))
+    if run is not None:
+        (rd / "run.json").write_text(json.dumps(run))
+    return rd
+
+
+def _real(ds: str) -> tuple[dict, dict]:
+    d = ROOT / "reports" / ds
+    return json.loads((d / "summary.json").read_text()), json.loads((d / "run.json").read_text())
+
+
+def _tables(text: str) -> list[list[str]]:
+    """Markdown tables as lists of their lines."""
+    out, cur = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cur.append(line)
+        elif cur:
+            out.append(cur)
+            cur = []
+    return out
+
+
+def _cells(line: str) -> int:
+    return len(re.split(r"(?<!\\)\|", line.strip())) - 2        # unescaped pipes delimit the cells
+
+
+def _findings(text: str) -> list[str]:
+    block = text.split("## Key findings\n\n", 1)[1].split("\n\n", 1)[0]
+    return block.splitlines()
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_report_on_the_real_summaries(tmp_path, ds):
+    s, run = _real(ds)
+    rd = _folder(tmp_path, s, ds, run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)          # the committed browser's size
+    readme = reports.write_report(rd).read_text()
+    assert len(readme.encode()) <= 10 * 1024
+    assert readme.startswith(f"# Results on {ds}\n") and readme.index("## Key findings") < readme.index("| row |")
+    found = _findings(readme)
+    assert 5 <= len(found) <= 10 and all(f.startswith("- ") for f in found)
+    main, sc = s["sae"]["main"], s["concepts"]["scores"]
+    lead = sc["SAE"]["median_bal_acc_random"] - sc["raw h_u dimensions"]["median_bal_acc_random"]
+    text = "\n".join(found)
+    assert f"{main['fidelity']['retention']:.4f}" in text and f"{main['health']['explained_variance']:.4f}" in text
+    assert f"{lead:+.3f}" in text and ("short of" in text) == (lead < 0.15) and "+0.15 aim" in text
+    assert "6.2 MB, **over** the 5 MB budget" in text
+    assert "{'" not in readme and "': " not in readme                  # no Python dict in the prose
+    for t in _tables(readme):
+        assert len(t) <= 15                                            # the long tables live in CSV files
+        assert len({_cells(line) for line in t}) == 1, t[0]
+    assert f"| SAE | {int(sc['SAE']['n_scored']):,} |" in readme
+    assert "**SAE against the raw dimensions**" in readme and "**Variants**" in readme
+    assert (rd / "concepts" / "sae_vs_raw.csv").exists() and "(concepts/sae_vs_raw.csv)" in readme
+    # one source: sasrec.md and recsae.md come from the same table functions, from summary.json
+    rec = reports.recommendation_table(s)
+    assert rec in readme and rec in (rd / "recsae.md").read_text()
+    assert reports.sasrec_table(s) in (rd / "sasrec.md").read_text()
+    assert (rd / "sasrec.md").read_text().count("| seed ") == 2 * len(s["sasrec"]["seeds"])
+
+
+def test_hostile_titles_and_genres_are_escaped(tmp_path):
+    """Item metadata reaches the README through labels, example titles, explanations and model names; none
+    of it may open an HTML tag or break a table when the Markdown is rendered."""
+    mistune = pytest.importorskip("mistune")
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    s = copy.deepcopy(s)
+    ex = s["concepts"]["examples"][0]
+    ex["name"] = f"{HOSTILE_GENRE} + Drama ({HOSTILE_TITLE}) | col\nnew row"
+    ex["top_by_lift"] = [HOSTILE_TITLE, "[click](javascript:alert(1))"]
+    s["concepts"]["explanations"][0] = f"recommended {HOSTILE_TITLE} because of: {HOSTILE_GENRE} (+1.0)"
+    s["concepts"]["scores"][HOSTILE_GENRE] = dict(s["concepts"]["scores"]["SAE"])
+    s["concepts"]["labeler"] = HOSTILE_TITLE
+    s["data"]["manifest"]["protocol"] = HOSTILE_GENRE
+    run = dict(run, command="make all ```\n<script>alert(1)</script>")
+    readme = reports.write_report(_folder(tmp_path, s, "ml-1m", run)).read_text()
+    html = mistune.create_markdown(escape=False, plugins=["table"])(readme)
+    for tag in ("<img", "<b ", "<b>", "<script", 'href="javascript'):
+        assert tag not in html, tag
+    assert "&lt;img src=x onerror=alert(1)&gt;" in readme and "\\| col new row" in readme
+    for t in _tables(readme):
+        assert len({_cells(line) for line in t}) == 1, t
+
+
+def test_md_escapes_markup_and_keeps_plain_text():
+    assert reports.md("Singin' in the Rain (1952)") == "Singin' in the Rain (1952)"
+    assert reports.md("raw h_u dimensions") == "raw h_u dimensions"
+    assert reports.md("a|b\nc") == "a\\|b c"
+    assert reports.md("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert reports.md("M*A*S*H [x](y) &lt;") == "M\\*A\\*S\\*H [x\\](y) &amp;lt;"
+
+
+def test_report_on_partial_and_tiny_summaries(tmp_path):
+    """After stage 02 of a tiny run: one seed, no reference numbers, no SAE or concepts yet."""
+    s, _ = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    sr = copy.deepcopy(s["sasrec"])
+    sr["seeds"] = {"0": sr["seeds"]["0"]}
+    sr["reference"] = {}
+    part = {"data": s["data"], "sasrec": sr}
+    rd = _folder(tmp_path, part)
+    readme = reports.write_report(rd).read_text()
+    assert "mean ± std" not in readme and "reference" not in readme.split("## Files")[0].lower()
+    assert "## The default SAE" not in readme and "## Detection" not in readme
+    assert len(_findings(readme)) == 2 and not (rd / "recsae.md").exists()
+    table = reports.write_sasrec_md(rd)
+    assert table.count("| seed 0 ") == 2 and "mean test" not in table
+    # a summary without concepts still gets the SAE's findings and tables
+    full = copy.deepcopy(s)
+    del full["concepts"]
+    readme = reports.write_report(_folder(tmp_path / "b", full)).read_text()
+    assert "## The default SAE's fidelity" in readme and "Detection" not in readme
+
+
+def test_diff_summaries_ignores_timing_and_finds_a_change(tmp_path, capsys):
+    a = {"sasrec": {"test": {"NDCG@10": 0.08}, "seconds": 10.0, "seeds": {"0": {"train_seconds_per_epoch": 1.0}}},
+         "sae_fit": {"h_u_seconds": 0.3, "main": {"history": [{"loss": 1.0, "seconds": 2.0}]}},
+         "concepts": {"scores": {"SAE": {"n_scored": 5.0}}, "flag": True, "x": float("nan")}}
+    b = copy.deepcopy(a)
+    b["sasrec"]["seconds"] = 99.0
+    b["sae_fit"]["h_u_seconds"] = 9.9
+    b["sae_fit"]["main"]["history"][0]["seconds"] = 7.0
+    b["sasrec"]["seeds"]["0"]["train_seconds_per_epoch"] = 3.0
+    assert reports.diff_summaries(a, b) == []
+    b["sae_fit"]["main"]["history"][0]["loss"] = 1.5
+    b["concepts"]["flag"] = 1
+    b["concepts"]["new"] = 2
+    got = reports.diff_summaries(a, b)
+    assert got == [("sae_fit.main.history[0].loss", 1.0, 1.5), ("concepts.flag", True, 1),
+                   ("concepts.new", "<missing>", 2)]
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert reports.main(["diff", str(pa), str(pb)]) == 1
+    out = capsys.readouterr().out
+    assert "| sae_fit.main.history[0].loss | 1.0 | 1.5 |" in out and "3 difference(s)" in out
+    assert reports.main(["diff", str(pa), str(pa)]) == 0
+    if REAL:
+        shutil.copy(ROOT / "reports" / REAL[0] / "summary.json", tmp_path / "s.json")
+        assert reports.main(["diff", str(tmp_path / "s.json"), str(ROOT / "reports" / REAL[0])]) == 0
