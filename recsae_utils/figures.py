@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from . import concepts as C
+from . import dictionary as C
 from .reports import set_style
 
 FULL_WIDTH = 7.0     # inches: a figure spanning both columns
