@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from recsae_utils import concepts as C
+from recsae_utils import cards as crd, config, detection as dtc, dictionary as dic, explain as xpl
 
 GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
           "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--m", type=int, default=2_048)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--L", type=int, default=20)
-    ap.add_argument("--top-n", type=int, default=C.TOP_N)
+    ap.add_argument("--top-n", type=int, default=config.RunConfig.top_n)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -85,30 +85,30 @@ def main():
         rows.append((name, time.perf_counter() - t))
         return out
 
-    d = timed("build_dictionaries (stats, top-N, items, enrichment, popularity)", C.build_dictionaries,
+    d = timed("build_dictionaries (stats, top-N, items, enrichment, popularity)", dic.build_dictionaries,
               idx, val, hist, items, args.m, top_n=args.top_n)
-    cards = timed("latent_cards (all live latents)", C.latent_cards, d)
-    labels = timed("offline_label x all cards", lambda: [C.offline_label(c) for c in cards])
-    det = timed("detection_scores (all latents, random + matched)", C.detection_scores, d, cards, ih, vh, hh)
-    tables = timed("dictionary_tables", C.dictionary_tables, d, labels={c["latent"]: lab for c, lab in zip(cards, labels)})
+    cards = timed("latent_cards (all live latents)", crd.latent_cards, d)
+    labels = timed("offline_label x all cards", lambda: [crd.offline_label(c) for c in cards])
+    det = timed("detection_scores (all latents, random + matched)", dtc.detection_scores, d, cards, ih, vh, hh)
+    tables = timed("dictionary_tables", dic.dictionary_tables, d, labels={c["latent"]: lab for c, lab in zip(cards, labels)})
     with tempfile.TemporaryDirectory() as tmp:
-        timed("save_dictionaries (parquet + csv)", C.save_dictionaries, tables, tmp)
+        timed("save_dictionaries (parquet + csv)", dic.save_dictionaries, tables, tmp)
     W_dec = rng.normal(size=(args.m, 64)).astype(np.float32)
     E = rng.normal(size=(args.items + 1, 64)).astype(np.float32)
-    timed("promoted_items (top 10)", C.promoted_items, W_dec, E, 10)
-    timed("explain_recommendations (256 instances, top 10)", C.explain_recommendations, ih[:256], vh[:256],
+    timed("promoted_items (top 10)", dic.promoted_items, W_dec, E, 10)
+    timed("explain_recommendations (256 instances, top 10)", xpl.explain_recommendations, ih[:256], vh[:256],
           W_dec, np.zeros(64), E, items, 10)
-    timed("item_concepts (all training sequences)", C.item_concepts, idx, val, hist, args.items + 1, None, 5, args.m)
+    timed("item_concepts (all training sequences)", xpl.item_concepts, idx, val, hist, args.items + 1, None, 5, args.m)
     h = rng.normal(size=(args.n, 64)).astype(np.float32)
     hh_dense = rng.normal(size=(args.heldout, 64)).astype(np.float32)
 
     def baseline():
-        bi, bv = C.dense_to_sparse(h, 8)
-        hi, hv = C.dense_to_sparse(hh_dense, 8, mean=h.mean(0), std=h.std(0))
-        db = C.build_dictionaries(bi, bv, hist, items, 64, top_n=args.top_n)
-        cb = C.latent_cards(db)
-        [C.offline_label(c) for c in cb]
-        return C.detection_scores(db, cb, hi, hv, hh)
+        bi, bv = dtc.dense_to_sparse(h, 8)
+        hi, hv = dtc.dense_to_sparse(hh_dense, 8, mean=h.mean(0), std=h.std(0))
+        db = dic.build_dictionaries(bi, bv, hist, items, 64, top_n=args.top_n)
+        cb = crd.latent_cards(db)
+        [crd.offline_label(c) for c in cb]
+        return dtc.detection_scores(db, cb, hi, hv, hh)
 
     timed("raw-dimension baseline: dense_to_sparse + all of the above (m=64, k=8)", baseline)
 

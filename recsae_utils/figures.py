@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from . import concepts as C
+from . import dictionary as C
+from .detection import MIN_POS_SUMMARY
 from .reports import set_style
 
 FULL_WIDTH = 7.0     # inches: a figure spanning both columns
@@ -422,7 +423,7 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
     only_signed=True keeps latents with a label signature ('has_signature') only. A latent counts only with
     at least `min_pos` held-out positives (default: the rule of `score_summary`), so the figure's n is the
     summary table's n_scored."""
-    min_pos = C.MIN_POS_SUMMARY if min_pos is None else min_pos
+    min_pos = MIN_POS_SUMMARY if min_pos is None else min_pos
     set_style()
     plt = _plt()
     import seaborn as sns

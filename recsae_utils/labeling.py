@@ -217,7 +217,7 @@ def _write_meta(out_dir: Path, stem: str, cfg: LLMConfig, df: pd.DataFrame, req:
 
 def _offline_rows(cards: list[dict], fallback: Callable[[dict], dict] | None) -> list[dict]:
     if fallback is None:
-        from .concepts import offline_label as fallback   # lazy: concepts.py is optional at import time
+        from .cards import offline_label as fallback   # cards.py imports no labeling: no cycle
     rows = []
     for card in cards:
         lab = fallback(card)

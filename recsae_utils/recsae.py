@@ -4,6 +4,7 @@ activation tables, and the evaluation: recommendation metrics with the reconstru
 reconstruction health, and ranking-native fidelity (shared/spec/metrics.md)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -30,13 +31,17 @@ def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mas
 
 
 def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,
-             inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10) -> dict[str, float]:
+             inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10, ranks_orig: np.ndarray | None = None,
+             s_orig: torch.Tensor | None = None, ranks_sae: np.ndarray | None = None) -> dict[str, float]:
     """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
-    mean-user ablation, top-k overlap and catalog KL."""
-    ret = retention(rank_targets(item_emb, h, inst, mask_csr), rank_targets(item_emb, h_hat, inst, mask_csr), metric)
+    mean-user ablation, top-k overlap and catalog KL. SASRec's own ranks and masked scores (`ranks_orig`,
+    `s_orig`) and the SAE's ranks are computed here unless the caller already has them."""
+    ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
+    ranks_sae = rank_targets(item_emb, h_hat, inst, mask_csr) if ranks_sae is None else ranks_sae
+    ret = retention(ranks_orig, ranks_sae, metric)
     r_orig, r_sae = ret[f"{metric}_orig"], ret[f"{metric}_sae"]
     r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
-    s_orig = _masked_scores(item_emb, h, inst, mask_csr)
+    s_orig = _masked_scores(item_emb, h, inst, mask_csr) if s_orig is None else s_orig
     s_sae = _masked_scores(item_emb, h_hat, inst, mask_csr)
     return {
         **ret, f"{metric}_ablated": r_abl,
@@ -69,12 +74,15 @@ def matched_noise(h: torch.Tensor, h_hat: torch.Tensor, seed: int = 0) -> torch.
 
 
 def noise_calibration(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, inst: Instances, mask_csr,
-                      draws: int = 20, seed: int = 0, metric: str = "NDCG@10", k: int = 10) -> dict[str, float]:
+                      draws: int = 20, seed: int = 0, metric: str = "NDCG@10", k: int = 10,
+                      ranks_orig: np.ndarray | None = None, s_orig: torch.Tensor | None = None) -> dict[str, float]:
     """Retention and top-k overlap under `draws` independent `matched_noise` perturbations: mean and the
     2.5-97.5% range. One draw is not enough: at the SAE's FVU on ML-1M single draws gave retention from
-    0.989 to 0.996, i.e. the metric's own noise is as large as the gap being judged."""
-    r_orig = metrics.ranking_metrics(rank_targets(item_emb, h, inst, mask_csr))[metric]
-    s_orig = _masked_scores(item_emb, h, inst, mask_csr)
+    0.989 to 0.996, i.e. the metric's own noise is as large as the gap being judged. SASRec's own ranks and
+    masked scores are computed here unless given."""
+    ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
+    r_orig = metrics.ranking_metrics(ranks_orig)[metric]
+    s_orig = _masked_scores(item_emb, h, inst, mask_csr) if s_orig is None else s_orig
     ret, ov = [], []
     for d in range(draws):
         hn = matched_noise(h, h_hat, seed * 1000 + d)
@@ -227,30 +235,43 @@ def load_activations(path: str | Path) -> tuple[np.ndarray, np.ndarray, "pd.Data
     return idx, val, df
 
 
+# The codes that stage 05 reads again are cached under these names (05's model ids): name in 04 -> folder
+CODES_NAMES = {"alt": "sae_alt", "random": "random"}
+
+
 def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str, dict]:
-    """SASRec and every fitted SAE (plus a random SAE of the main shape) on dev and test."""
+    """SASRec and every fitted SAE (plus a random SAE of the main shape) on dev and test. SASRec's own ranks
+    and test scores are computed once (`sasrec_outputs`) for every SAE's fidelity and the noise calibration;
+    the train codes of the alt and random SAEs are cached for stage 05 (`sae_codes`)."""
     E = ctx.model.item_emb.weight.detach()
     h_mean = ctx.h["train"].mean(0, keepdim=True)
-    ranks_h = {s: rank_targets(E, ctx.h[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
+    ref = {s: sasrec_outputs(cfg, ctx, s, scores=s == "test") for s in ("dev", "test")}
+    ranks_h = {s: r.ranks for s, r in ref.items()}
     ev = {"sasrec": {s: metrics.ranking_metrics(r) for s, r in ranks_h.items()}}
-    main_cfg = fits["main"].sae.cfg
     saes = {n: f.sae for n, f in fits.items()}
-    saes["random"] = random_sae(main_cfg, x_mean=h_mean[0])
+    saes["random"] = random_baseline(fits["main"].sae, ctx.h["train"])
     for name, sae in saes.items():
         recon = {s: reconstruct(sae, ctx.h[s]) for s in ("dev", "test")}
         ranks = {s: rank_targets(E, recon[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
         row = {s: metrics.ranking_metrics(r) for s, r in ranks.items()}
         x_hat = recon["test"]
-        idx_train, _ = encode_sparse(sae, ctx.h["train"])
+        if name == "main":  # stage 03 wrote its codes
+            idx_train = activation_arrays(cfg, ctx, sae, ("train",))["train"][0]
+        elif name in CODES_NAMES:
+            idx_train = sae_codes(cfg, ctx, sae, CODES_NAMES[name], ("train",))["train"][0]
+        else:
+            idx_train = encode_sparse(sae, ctx.h["train"])[0]
         health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents)
         row["health"] = health
         row["freq"] = freq
-        row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask)
+        row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask,
+                                   ranks_orig=ranks_h["test"], s_orig=ref["test"].scores, ranks_sae=ranks["test"])
         dev = retention(ranks_h["dev"], ranks["dev"])  # the same ratio on dev: how far apart can two splits be?
         row["fidelity"].update(retention_dev=dev["retention"], retention_dev_ci_low=dev["retention_ci_low"],
                                retention_dev_ci_high=dev["retention_ci_high"])
         if name == "main":
-            row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed))
+            row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed,
+                                                     ranks_orig=ranks_h["test"], s_orig=ref["test"].scores))
         row["config"] = sae.cfg.to_dict()
         ev[name] = row
     return ev
@@ -347,11 +368,84 @@ def plot_metrics_across_k(ev: dict):
     return fig
 
 
-def activation_arrays(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def activation_arrays(cfg, ctx: StageInputs, sae: TopKSAE,
+                      splits=("train", "dev", "test")) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{split: (indices, values)} from the activation tables written by stage 03 (written now if they are
     missing or belong to another SAE/SASRec)."""
     out = Path(cfg.run_dir) / "activations"
     meta = out / "activations.json"
     if not (meta.exists() and artifacts.read_json(meta) == {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key}):
         write_activations(cfg, ctx, sae)
-    return {s: load_activations(out / f"{s}.parquet")[:2] for s in ("train", "dev", "test")}
+    return {s: load_activations(out / f"{s}.parquet")[:2] for s in splits}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Computed once, cached in the run folder for the later stages (separate processes)
+
+HELD = ("dev", "test")  # the held-out instances of stage 05, one array in this order
+
+
+def random_baseline(sae: TopKSAE, h_train: torch.Tensor) -> TopKSAE:
+    """The random SAE of an SAE's shape: its initial weights (same seed), b_dec = the training mean of h_u."""
+    return random_sae(sae.cfg, x_mean=h_train.mean(0))
+
+
+@dataclass
+class SASRecOutputs:
+    ranks: np.ndarray                   # 1-based full-ranking rank of each target, known items masked
+    top1: np.ndarray                    # SASRec's top recommendation per instance, known items masked
+    scores: torch.Tensor | None = None  # the masked (n, n_items) scores, only when asked for (in memory)
+
+
+def sasrec_outputs(cfg, ctx: StageInputs, split: str, scores: bool = False) -> SASRecOutputs:
+    """SASRec's own ranking of one split, computed once per checkpoint: ranks and top-1 items cached in
+    <run>/sasrec_outputs/ (keyed by the checkpoint) for stages 04 and 05; the masked score matrix (n x items
+    floats) is recomputed in memory when `scores` asks for it, never written."""
+    E = ctx.model.item_emb.weight.detach()
+    out = Path(cfg.run_dir) / "sasrec_outputs"
+    meta, f_ranks, f_top1 = out / f"{split}.json", out / f"{split}_ranks.npy", out / f"{split}_top1.npy"
+    sc = _masked_scores(E, ctx.h[split], ctx.inst[split], ctx.mask) if scores else None
+    if meta.exists() and artifacts.read_json(meta).get("sasrec") == ctx.sasrec_key and f_ranks.exists() \
+            and f_top1.exists():
+        return SASRecOutputs(np.load(f_ranks), np.load(f_top1), sc)
+    ranks = rank_targets(E, ctx.h[split], ctx.inst[split], ctx.mask)
+    top1 = (sc if sc is not None else _masked_scores(E, ctx.h[split], ctx.inst[split], ctx.mask)).argmax(1).numpy()
+    artifacts.write_npy(f_ranks, ranks)
+    artifacts.write_npy(f_top1, top1)
+    artifacts.write_json(meta, {"sasrec": ctx.sasrec_key, "n": int(len(ranks))})
+    return SASRecOutputs(ranks, top1, sc)
+
+
+def _weights_key(sae: TopKSAE, sasrec_key: str) -> str:
+    h = hashlib.sha256(sasrec_key.encode())
+    for name, t in sorted(sae.state_dict().items()):
+        h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def sae_codes(cfg, ctx: StageInputs, sae: TopKSAE, name: str,
+              parts=("train", "held")) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """An SAE's TopK codes (indices, values) of the train h_u ('train') and of the held-out h_u ('held': dev
+    then test, encoded as one array), encoded once and cached in <run>/codes/<name>/, keyed by the SAE's
+    weights and SASRec's checkpoint: stage 04 encodes the alt and random SAEs, stage 05 reads them back."""
+    key = _weights_key(sae, ctx.sasrec_key)
+    out = Path(cfg.run_dir) / "codes" / name
+    meta_path = out / "codes.json"
+    meta = artifacts.read_json(meta_path) if meta_path.exists() else {}
+    if meta.get("key") != key:
+        meta = {"key": key, "parts": []}
+    res = {}
+    for p in parts:
+        fi, fv = out / f"{p}_idx.npy", out / f"{p}_val.npy"
+        if p in meta["parts"] and fi.exists() and fv.exists():
+            res[p] = (np.load(fi), np.load(fv))
+            continue
+        if p not in ("train", "held"):
+            raise ValueError(f"sae_codes: unknown part {p!r} (train or held)")
+        x = ctx.h["train"] if p == "train" else torch.cat([ctx.h[s] for s in HELD])
+        res[p] = encode_sparse(sae, x)
+        artifacts.write_npy(fi, res[p][0])
+        artifacts.write_npy(fv, res[p][1])
+        meta["parts"] = sorted(set(meta["parts"]) | {p})
+        artifacts.write_json(meta_path, meta)
+    return res

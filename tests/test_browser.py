@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsae_utils import browser, concepts as C
+from recsae_utils import browser, cards as crd, detection as dtc, dictionary as dic, explain as xpl
 
 ROOT = Path(__file__).resolve().parents[1]
 XSS = "<img src=x onerror=alert(1)></script>"
@@ -55,24 +55,24 @@ def world(tiny_ds, tiny_inst):
         idx[r, 0] = last[r] - 1
         idx[r, 1:] = rng.choice([j for j in range(M) if j != idx[r, 0]], K - 1, replace=False)
     val[planted, 0] = 2.0 + rng.random(planted.sum())
-    d = C.build_dictionaries(idx, val, tr.hist, items, m=M, top_n=20)
-    cards = C.latent_cards(d)
-    labels = pd.DataFrame([{"latent": c["latent"], **C.offline_label(c), "labeler": "offline-metadata"}
+    d = dic.build_dictionaries(idx, val, tr.hist, items, m=M, top_n=20)
+    cards = crd.latent_cards(d)
+    labels = pd.DataFrame([{"latent": c["latent"], **crd.offline_label(c), "labeler": "offline-metadata"}
                            for c in cards])
     labels.loc[labels["latent"] == 3, "name"] = XSS_LABEL
     W_dec, E = rng.normal(size=(M, 8)), rng.normal(size=(d.n_items, 8))
-    tables = C.dictionary_tables(d, labels=labels.set_index("latent")["name"].to_dict(),
-                                 promoted=C.promoted_items(W_dec, E, top=5))
+    tables = dic.dictionary_tables(d, labels=labels.set_index("latent")["name"].to_dict(),
+                                 promoted=dic.promoted_items(W_dec, E, top=5))
     dev = tiny_inst["dev"]
     nd = len(dev)
     idx_h = np.stack([rng.choice(M, K, replace=False) for _ in range(nd)])
     val_h = rng.exponential(1.0, (nd, K)).astype(np.float32)
-    scores = C.detection_scores(d, cards, idx_h, val_h, dev.hist)
-    ic = C.instance_concepts(idx, val, top=5, m=M)
+    scores = dtc.detection_scores(d, cards, idx_h, val_h, dev.hist)
+    ic = xpl.instance_concepts(idx, val, top=5, m=M)
     ic["user"] = tr.user[ic["instance"].to_numpy()]
     last_inst = pd.Series(np.arange(n)).groupby(tr.user).max()   # each user's latest training instance
     users = ic[ic["instance"].isin(last_inst.to_numpy())].drop(columns="label")
-    movies = C.item_concepts(idx, val, tr.hist, d.n_items, top=5, m=M)
+    movies = xpl.item_concepts(idx, val, tr.hist, d.n_items, top=5, m=M)
     return dict(d=d, tables=tables, labels=labels, scores=scores, users=users, movies=movies, items=items,
                 xss_item=xss_item)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import fisher_exact, spearmanr
 
-from recsae_utils import concepts as C
+from recsae_utils import cards as crd, detection as dtc, dictionary as dic, explain as xpl
 
 # ----------------------------------------------------------------------------------------------------
 # A 4-sequence world small enough to count by hand
@@ -31,7 +31,7 @@ ITEMS = pd.DataFrame({"item_id": [1, 2, 3, 4], "title": ["A (1995)", "B (1995)",
 
 @pytest.fixture(scope="module")
 def tiny():
-    return C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=2)
+    return dic.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=2)
 
 
 def _rows(d, j):
@@ -42,7 +42,7 @@ def _rows(d, j):
 
 
 def test_latent_stats():
-    s = C.latent_stats(IDX, VAL, 3)
+    s = dic.latent_stats(IDX, VAL, 3)
     assert s.n_fire.tolist() == [3, 2, 0]
     np.testing.assert_allclose(s.freq, [0.75, 0.5, 0.0])
     np.testing.assert_allclose(s.mean_act[:2], [2.0, 2.75])
@@ -51,14 +51,14 @@ def test_latent_stats():
 
 
 def test_top_sequences_order_and_ties():
-    t = C.top_sequences(IDX, VAL, 3, top_n=2)
+    t = dic.top_sequences(IDX, VAL, 3, top_n=2)
     assert t.inst.tolist() == [[0, 1], [3, 2], [-1, -1]]
     np.testing.assert_allclose(t.val, [[3.0, 2.0], [5.0, 0.5], [0.0, 0.0]])
     assert t.count.tolist() == [2, 2, 0]
     # equal values: the lower instance comes first; a value of 0 never counts
     idx = np.array([[0], [0], [0], [0]])
     val = np.array([[1.0], [2.0], [2.0], [0.0]])
-    t = C.top_sequences(idx, val, 1, top_n=4)
+    t = dic.top_sequences(idx, val, 1, top_n=4)
     assert t.inst.tolist() == [[1, 2, 0, -1]]
 
 
@@ -82,15 +82,15 @@ def test_item_pool_all_firings_known_answer():
     """item_pool = 0 (the default) counts over every firing: latent 0 fires on inst0-2 (3, 2, 1), holding
     {1, 2}, {2, 3}, {1, 3, 4}; item_pool = 1 keeps inst0 only. A pool equal to top_n counts exactly the
     items of the top-N sequences (counted here row by row from top_sequences)."""
-    d = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
+    d = dic.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2)
     r0 = _rows(d, 0)
     assert {i: v[:2] for i, v in r0.items()} == {1: (2, 4.0), 2: (2, 5.0), 3: (2, 3.0), 4: (1, 1.0)}
     assert r0[1][2] == pytest.approx((2 / 3) / 0.75) and d.tables.n_top.tolist() == [3, 2, 0]
     assert d.top.count.tolist() == [2, 2, 0]                       # the cards' top sequences stay top-N
-    one = C.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=1)
+    one = dic.build_dictionaries(IDX, VAL, HIST, ITEMS, m=3, top_n=2, item_pool=1)
     assert {i: v[0] for i, v in _rows(one, 0).items()} == {1: 1, 2: 1}
-    f = C.firing_index(IDX, VAL, 3)
-    a, top = C.firing_item_tables(f, C.incidence(HIST, 5), 2), C.top_sequences(IDX, VAL, 3, top_n=2)
+    f = dic.firing_index(IDX, VAL, 3)
+    a, top = dic.firing_item_tables(f, dic.incidence(HIST, 5), 2), dic.top_sequences(IDX, VAL, 3, top_n=2)
     for j in range(3):
         want_c, want_s = {}, {}
         for inst, v in zip(top.inst[j, :top.count[j]], top.val[j, :top.count[j]]):
@@ -112,7 +112,7 @@ def test_shrunk_lift_guards_single_occurrence():
     idx = np.zeros((n, 1), dtype=np.int64)
     val = np.zeros((n, 1))
     val[:10, 0] = np.arange(10, 0, -1)  # top 10: inst0 (holds items 1 and 2) .. inst9 (item 2)
-    t = C.firing_item_tables(C.firing_index(idx, val, 1), C.incidence(hist, 3), pool=10)
+    t = dic.firing_item_tables(dic.firing_index(idx, val, 1), dic.incidence(hist, 3), pool=10)
     got = dict(zip(t.item.tolist(), zip(t.lift.tolist(), t.lift_shrunk.tolist())))
     assert got[1][0] == pytest.approx(100.0)          # raw lift of one occurrence is huge ...
     assert got[1][1] == pytest.approx(2 / 1.01)       # ... the shrunk one is < 2
@@ -120,11 +120,11 @@ def test_shrunk_lift_guards_single_occurrence():
 
 
 def test_odds_ratio_and_fisher_hand_tables():
-    assert C.odds_ratio_2x2(3, 7, 10, 80) == pytest.approx(240 / 70)
-    assert C.odds_ratio_2x2(0, 5, 5, 5) == pytest.approx(0.5 * 5.5 / (5.5 * 5.5))  # Haldane-Anscombe
-    assert C.fisher_greater(2, 0, 0, 2) == pytest.approx(1 / 6)                    # 1 / C(4, 2)
+    assert dic.odds_ratio_2x2(3, 7, 10, 80) == pytest.approx(240 / 70)
+    assert dic.odds_ratio_2x2(0, 5, 5, 5) == pytest.approx(0.5 * 5.5 / (5.5 * 5.5))  # Haldane-Anscombe
+    assert dic.fisher_greater(2, 0, 0, 2) == pytest.approx(1 / 6)                    # 1 / C(4, 2)
     tabs = [(3, 7, 10, 80), (12, 30, 40, 300), (0, 4, 9, 9), (5, 5, 5, 5)]
-    got = C.fisher_greater(*np.array(tabs).T)
+    got = dic.fisher_greater(*np.array(tabs).T)
     want = [fisher_exact([[a, b], [c, d]], alternative="greater")[1] for a, b, c, d in tabs]
     np.testing.assert_allclose(got, want, rtol=1e-9)
 
@@ -149,7 +149,7 @@ def test_popularity_spearman_matches_scipy():
     seq_pop = rng.random(n)
     dense = np.zeros((n, m))
     np.put_along_axis(dense, idx, val, 1)
-    rho = C.popularity_spearman(C.firing_index(idx, val, m), seq_pop)
+    rho = dic.popularity_spearman(dic.firing_index(idx, val, m), seq_pop)
     want = [spearmanr(dense[:, j], seq_pop)[0] for j in range(m)]
     np.testing.assert_allclose(rho, want, atol=1e-10)
 
@@ -157,16 +157,16 @@ def test_popularity_spearman_matches_scipy():
 def test_promoted_items_excludes_padding():
     E = np.array([[100.0, 100.0], [1, 0], [0, 1], [0.5, 0.5]])
     W = np.array([[1.0, 0.0], [0.0, 1.0]])
-    ids, sc = C.promoted_items(W, E, top=2)
+    ids, sc = dic.promoted_items(W, E, top=2)
     assert ids.tolist() == [[1, 3], [2, 3]]
     np.testing.assert_allclose(sc, [[1.0, 0.5], [1.0, 0.5]])
 
 
 def test_instance_and_item_concepts():
-    ic = C.instance_concepts(IDX, VAL, labels={0: "zero", 1: {"name": "one"}}, top=2, m=3)
+    ic = xpl.instance_concepts(IDX, VAL, labels={0: "zero", 1: {"name": "one"}}, top=2, m=3)
     assert ic[ic.instance == 2][["latent", "rank", "label"]].values.tolist() == [[0, 1, "zero"], [1, 2, "one"]]
     assert ic[ic.instance == 0].latent.tolist() == [0]  # the inactive latent is not listed
-    it = C.item_concepts(IDX, VAL, HIST, n_items=5, top=2, m=3)
+    it = xpl.item_concepts(IDX, VAL, HIST, n_items=5, top=2, m=3)
     one = it[it.item_id == 1]  # item 1: inst0 (l0 3.0), inst2 (l0 1.0, l1 0.5), inst3 (l1 5.0)
     assert one.latent.tolist() == [1, 0]
     np.testing.assert_allclose(one.strength, [5.5, 4.0])
@@ -178,17 +178,17 @@ def test_explanations_hand_case_and_mask():
     b = np.array([0.5, 0.0])
     E = np.array([[0.0, 0.0], [1, 0], [0, 1], [1, 1]])
     items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["One (1990)", "Two (1991)", "Three (1992)"]})
-    df = C.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1,
+    df = xpl.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1,
                                    labels=["first", "second", "third"])
     # x_hat = [2.5, 1]: item 3 scores 3.5 = 2 (latent 0) + 1 (latent 1) + 0.5 (bias)
     assert df.item_id.unique().tolist() == [3]
     assert df.score.iat[0] == pytest.approx(3.5)
     assert df[["latent", "contribution"]].values.tolist() == [[0, 2.0], [1, 1.0], [-1, 0.5]]
-    lines = C.render_explanations(df)
+    lines = xpl.render_explanations(df)
     assert lines == ["recommended Three (1992) because of: first (+2.00), second (+1.00)"]
     mask = np.zeros((1, 4), bool)
     mask[0, 3] = True
-    df = C.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1, mask=mask)
+    df = xpl.explain_recommendations(np.array([0, 1]), np.array([2.0, 1.0]), W, b, E, items, top=1, mask=mask)
     assert df.item_id.unique().tolist() == [1]
 
 
@@ -199,7 +199,7 @@ def test_contributions_sum_to_reconstructed_score():
     zv = rng.random((B, k)).astype(np.float32)
     zv[0, 1] = 0.0  # an inactive slot contributes nothing and is not listed
     W, b, E = rng.normal(size=(m, d)), rng.normal(size=d), rng.normal(size=(n_items, d))
-    df = C.explain_recommendations(zi, zv, W, b, E, None, top=10)
+    df = xpl.explain_recommendations(zi, zv, W, b, E, None, top=10)
     xhat = np.einsum("bk,bkd->bd", zv.astype(np.float64), W[zi]) + b
     full = xhat @ E.T
     g = df.groupby(["instance", "rank"])
@@ -214,15 +214,15 @@ def test_contributions_sum_to_reconstructed_score():
 
 def test_dense_to_sparse():
     h = np.array([[1.0, 2, 3], [3, 2, 1], [2, 2, 2]])
-    idx, val = C.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3))
+    idx, val = dtc.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3))
     assert idx.shape == (3, 2) and val.shape == (3, 2)
     assert idx.tolist() == [[2, 1], [0, 1], [0, 1]]
     np.testing.assert_allclose(val, [[1, 0], [1, 0], [0, 0]])
-    idx, val = C.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3), both_signs=True)
+    idx, val = dtc.dense_to_sparse(h, 2, mean=np.full(3, 2.0), std=np.ones(3), both_signs=True)
     assert idx[0].tolist() == [2, 3] and val[0].tolist() == [1, 1]  # dim 0's negative side is unit 3
     rng = np.random.default_rng(0)
     h = rng.normal(5.0, [1, 10, 100], size=(400, 3))
-    idx, val = C.dense_to_sparse(h, 1)  # standardised: each dimension wins about a third of the time
+    idx, val = dtc.dense_to_sparse(h, 1)  # standardised: each dimension wins about a third of the time
     assert np.bincount(idx[:, 0], minlength=3).min() > 90
 
 
@@ -262,9 +262,9 @@ def _planted(seed=0, n_tr=4000, n_h=2000, n_items=61, L=8):
         val[:, 2] = np.where(rng.random(n) < p, rng.uniform(0.5, 1.5, n), 0.0)
         return np.tile(np.arange(3), (n, 1)), val
 
-    Xtr, Xh = C.incidence(htr, n_items), C.incidence(hh, n_items)
-    ptr_, ph_ = C.sequence_popularity(Xtr, np.r_[0, pop]), C.sequence_popularity(Xh, np.r_[0, pop])
-    edges = np.nanquantile(ptr_, np.linspace(0, 1, C.POP_BINS + 1)[1:-1])
+    Xtr, Xh = dic.incidence(htr, n_items), dic.incidence(hh, n_items)
+    ptr_, ph_ = dic.sequence_popularity(Xtr, np.r_[0, pop]), dic.sequence_popularity(Xh, np.r_[0, pop])
+    edges = np.nanquantile(ptr_, np.linspace(0, 1, dtc.POP_BINS + 1)[1:-1])
     itr, vtr = acts(htr, np.searchsorted(edges, ptr_, side="right"))
     ih, vh = acts(hh, np.searchsorted(edges, ph_, side="right"))
     return items, htr, itr, vtr, hh, ih, vh
@@ -273,7 +273,7 @@ def _planted(seed=0, n_tr=4000, n_h=2000, n_items=61, L=8):
 @pytest.fixture(scope="module")
 def planted():
     items, htr, itr, vtr, hh, ih, vh = _planted()
-    d = C.build_dictionaries(itr, vtr, htr, items, m=4, top_n=50)
+    d = dic.build_dictionaries(itr, vtr, htr, items, m=4, top_n=50)
     return d, (hh, ih, vh)
 
 
@@ -283,7 +283,7 @@ CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "genre_enrichmen
 
 def test_cards_follow_the_schema(planted, tiny):
     d, _ = planted
-    cards = C.latent_cards(d)
+    cards = crd.latent_cards(d)
     assert [c["latent"] for c in cards] == [0, 1, 2]  # latent 3 is dead
     json.dumps(cards, allow_nan=False)
     for c in cards:
@@ -310,32 +310,32 @@ def test_cards_follow_the_schema(planted, tiny):
     assert comedy["genre_enrichment"][0]["genre"] == "Comedy"
     assert all(g["genres"] == ["Comedy"] for g in comedy["top_items"][:6])
     # tiny world: example titles are the last <= 9 items, oldest first
-    tc = C.latent_cards(tiny)
+    tc = crd.latent_cards(tiny)
     assert tc[0]["examples"][0]["history_titles"] == ["B (1995)", "A (1995)"]
 
 
 def test_offline_label_deterministic_and_names_planted_genre(planted):
     d, _ = planted
-    cards = C.latent_cards(d)
-    a, b = C.offline_label(cards[0]), C.offline_label(json.loads(json.dumps(cards[0])))
+    cards = crd.latent_cards(d)
+    a, b = crd.offline_label(cards[0]), crd.offline_label(json.loads(json.dumps(cards[0])))
     assert a == b and set(a) == {"name", "description"}
     # fires on 37% > GENERIC_FREQ; names its three best exemplar movies (top items by shrunk lift, all Comedy)
     assert re.fullmatch(r"generic \(37% of histories\): Comedy \(Movie \d, Movie \d, Movie \d\), mid-popularity",
                         a["name"]), a["name"]
     assert "Comedy" in a["description"] and "Typical titles: Movie " in a["description"]
-    ex = C.label_exemplars(cards[0])
-    assert 0 < len(ex) <= C.LABEL_MAX_ITEMS and all(1 <= e["item_id"] <= 6 for e in ex)
-    sig0 = C.label_signature(cards[0])
+    ex = crd.label_exemplars(cards[0])
+    assert 0 < len(ex) <= crd.LABEL_MAX_ITEMS and all(1 <= e["item_id"] <= 6 for e in ex)
+    sig0 = crd.label_signature(cards[0])
     assert set(sig0["items"]) == {e["item_id"] for e in ex}
     assert sig0["items"] == pytest.approx({e["item_id"]: math.log(e["lift_shrunk"]) for e in ex})
-    assert "Comedy" not in C.offline_label(cards[1])["name"]
+    assert "Comedy" not in crd.offline_label(cards[1])["name"]
     card = {"latent": 7, "n_fire": 10, "freq": 0.01, "top_items": [], "popularity_pct": 80.0, "context": "",
             "examples": [], "genre_enrichment": [{"genre": "Drama", "odds_ratio": 2.0, "p_value": 1e-9},
                                                  {"genre": "War", "odds_ratio": 3.0, "p_value": 1e-5},
                                                  {"genre": "Crime", "odds_ratio": 5.0, "p_value": 0.2}],
             "decade_enrichment": [{"decade": 1970, "odds_ratio": 1.8, "p_value": 1e-6}]}
-    assert C.offline_label(card)["name"] == "War + Drama, 1970s releases, popular"
-    sig = C.label_signature(card)
+    assert crd.offline_label(card)["name"] == "War + Drama, 1970s releases, popular"
+    sig = crd.label_signature(card)
     assert sig["items"] == {}  # no top items, no exemplars
     assert sig["genres"] == pytest.approx({"War": math.log(3.0), "Drama": math.log(2.0)})
     assert sig["popularity"]["band"] == "popular" and sig["popularity"]["weight"] > 0
@@ -345,8 +345,8 @@ def test_grocery_style_cards_and_labels():
     items = pd.DataFrame({"item_id": [1, 2, 3, 4], "i_category": ["Snacks", "Snacks", "Tea", "Coffee"],
                           "r_complement": ["[3, 4]", "[]", "[1]", None], "r_substitute": [[2], [], [], [3]],
                           "popularity": [30, 20, 20, 10]})
-    d = C.build_dictionaries(IDX, VAL, HIST, items, m=3, top_n=2)
-    cards = C.latent_cards(d)
+    d = dic.build_dictionaries(IDX, VAL, HIST, items, m=3, top_n=2)
+    cards = crd.latent_cards(d)
     json.dumps(cards, allow_nan=False)
     c0 = cards[0]
     assert set(c0) == CARD_KEYS and c0["decade_enrichment"] == []
@@ -354,10 +354,10 @@ def test_grocery_style_cards_and_labels():
     assert c0["top_items"][0]["genres"] == ["Snacks"]  # item 2 ranks first, its category stands in for genres
     assert "complements 3, 4" in c0["context"] and "substitutes 2" in c0["context"]
     assert c0["examples"][0]["history_titles"] == ["item 2 [Snacks]", "item 1 [Snacks]"]
-    lab = C.offline_label(c0)
-    assert lab == C.offline_label(c0) and "categor" in lab["description"]
+    lab = crd.offline_label(c0)
+    assert lab == crd.offline_label(c0) and "categor" in lab["description"]
     card = dict(c0, genre_enrichment=[{"genre": "Snacks", "odds_ratio": 4.0, "p_value": 1e-8}])
-    assert C.offline_label(card)["name"] == "generic (75% of histories): Snacks, mid-popularity"
+    assert crd.offline_label(card)["name"] == "generic (75% of histories): Snacks, mid-popularity"
 
 
 def test_flags_generic_and_popularity():
@@ -371,8 +371,8 @@ def test_flags_generic_and_popularity():
     val[:5, 1] = 1.0                          # fires on the blockbuster sequences: popularity latent
     val[50:60, 2] = 1.0                       # 10 random sequences, ~25 distinct of 40 items: generic by coverage
     items = pd.DataFrame({"item_id": np.arange(1, 41), "popularity": np.r_[[100, 100, 100], np.ones(37)]})
-    d = C.build_dictionaries(idx, val, hist, items, m=3, top_n=10)
-    assert d.coverage[1] == pytest.approx(3 / 40) and d.coverage[2] > C.GENERIC_COVERAGE
+    d = dic.build_dictionaries(idx, val, hist, items, m=3, top_n=10)
+    assert d.coverage[1] == pytest.approx(3 / 40) and d.coverage[2] > dic.GENERIC_COVERAGE
     assert d.generic.tolist() == [True, False, True]
     assert d.popularity_pct[1] > 95 and 30 < d.popularity_pct[2] < 70
     assert d.popularity_flag.tolist() == [False, True, False]
@@ -380,8 +380,8 @@ def test_flags_generic_and_popularity():
 
 def test_detection_planted_vs_random(planted):
     d, (hh, ih, vh) = planted
-    cards = C.latent_cards(d)
-    res = C.detection_scores(d, cards, ih, vh, hh).set_index("latent")
+    cards = crd.latent_cards(d)
+    res = dtc.detection_scores(d, cards, ih, vh, hh).set_index("latent")
     com, rnd = res.loc[0], res.loc[1]
     assert com.n_pos > 300 and com.n_neg > 300 and com.n_pos + com.n_neg == len(hh)
     assert com.auc_random > 0.99 and com.auc_matched > 0.99
@@ -396,7 +396,7 @@ def test_detection_popularity_matching(planted):
     signature separates it from random negatives, but not from popularity-matched ones."""
     d, (hh, ih, vh) = planted
     sig = {"latent": 2, "genres": {}, "decades": {}, "popularity": {"band": "popular", "pct": 70.0, "weight": 1.0}}
-    res = C.detection_scores(d, [sig], ih, vh, hh).set_index("latent")
+    res = dtc.detection_scores(d, [sig], ih, vh, hh).set_index("latent")
     assert res.loc[2].auc_random > 0.62
     assert abs(res.loc[2].auc_matched - 0.5) < 0.06
     assert not res.loc[[0, 1]].has_signature.any()
@@ -405,8 +405,8 @@ def test_detection_popularity_matching(planted):
 
 def test_tables_and_save(planted, tmp_path):
     d, _ = planted
-    labels = [C.offline_label(c) for c in C.latent_cards(d)]
-    tabs = C.dictionary_tables(d, labels=labels, promoted=(np.array([[1, 2]] * 4), np.ones((4, 2))))
+    labels = [crd.offline_label(c) for c in crd.latent_cards(d)]
+    tabs = dic.dictionary_tables(d, labels=labels, promoted=(np.array([[1, 2]] * 4), np.ones((4, 2))))
     assert set(tabs) == {"latents", "latent_items", "genre_enrichment", "decade_enrichment", "promoted"}
     li = tabs["latent_items"]
     assert {"latent", "item_id", "count", "strength", "lift", "rank"} <= set(li.columns)
@@ -414,7 +414,7 @@ def test_tables_and_save(planted, tmp_path):
     assert tabs["latents"].label.iat[0] == labels[0]["name"]
     ge = tabs["genre_enrichment"]
     assert ge[(ge.latent == 0) & (ge.genre == "Comedy")].significant.item()
-    paths = C.save_dictionaries(tabs, tmp_path)
+    paths = dic.save_dictionaries(tabs, tmp_path)
     assert len(paths) == 10
     back = pd.read_parquet(tmp_path / "latent_items.parquet")
     pd.testing.assert_frame_equal(back, li.reset_index(drop=True))
@@ -433,17 +433,17 @@ def test_label_exemplars_thresholds_and_names():
     card = {"latent": 3, "freq": 0.01, "popularity_pct": 50.0, "top_items": top,
             "genre_enrichment": [{"genre": "Western", "odds_ratio": 8.0, "p_value": 1e-12}],
             "decade_enrichment": [{"decade": 1990, "odds_ratio": 2.0, "p_value": 1e-9}]}
-    ex = C.label_exemplars(card)
+    ex = crd.label_exemplars(card)
     assert [e["item_id"] for e in ex] == [11, 12, 16, 14]
     assert [e["lift_shrunk"] for e in ex] == pytest.approx([7.0, 5.5, 2.5, 7 / 3])
-    lab = C.offline_label(card)
+    lab = crd.offline_label(card)
     assert lab["name"] == "Western (Tombstone, Unforgiven, Maverick), 1990s releases, mid-popularity"
     assert "Dances with Wolves (1990) (2.3x base rate)" in lab["description"]
-    sig = C.label_signature(json.loads(json.dumps(card)))
+    sig = crd.label_signature(json.loads(json.dumps(card)))
     assert sig["items"] == pytest.approx({11: math.log(7.0), 12: math.log(5.5), 16: math.log(2.5),
                                           14: math.log(7 / 3)})
     # a JSON round trip of the signature turns item ids into strings; the matrix reads them back
-    Wi = C.item_signature_matrix([json.loads(json.dumps(sig))], n_items=20, m=5).toarray()
+    Wi = dtc.item_signature_matrix([json.loads(json.dumps(sig))], n_items=20, m=5).toarray()
     assert Wi[11, 3] == pytest.approx(math.log(7.0)) and Wi[:, [0, 1, 2, 4]].sum() == 0
 
 
@@ -461,25 +461,25 @@ def test_detection_through_exemplar_item():
         return np.tile(np.arange(2), (n, 1)), val
 
     (itr, vtr), (ih, vh) = acts(htr), acts(hh)
-    d = C.build_dictionaries(itr, vtr, htr, items, m=2, top_n=50)
-    card = C.latent_cards(d)[0]
-    sig = C.label_signature(card)
+    d = dic.build_dictionaries(itr, vtr, htr, items, m=2, top_n=50)
+    card = crd.latent_cards(d)[0]
+    sig = crd.label_signature(card)
     assert 7 in sig["items"]
-    assert "Movie 7" in C.offline_label(card)["name"]
+    assert "Movie 7" in crd.offline_label(card)["name"]
     # the exemplar term alone: only item 7 (the signature's weight), nothing else
     only = {"latent": 0, "items": {7: sig["items"][7]}, "genres": {}, "decades": {},
             "popularity": {"band": "mid", "pct": 50.0, "weight": 0.0}}
-    res = C.detection_scores(d, [only], ih, vh, hh).set_index("latent")
+    res = dtc.detection_scores(d, [only], ih, vh, hh).set_index("latent")
     r = res.loc[0]
     assert r.has_signature and r.n_pos == (hh == 7).any(1).sum() > 100
     assert r.auc_random == pytest.approx(1.0) and r.bal_acc_random == pytest.approx(1.0)
     assert r.bal_acc_matched == pytest.approx(1.0)
     # without the exemplar term the genre/decade signature of the same card does much worse
     coarse = dict(sig, items={})
-    r2 = C.detection_scores(d, [coarse], ih, vh, hh).set_index("latent").loc[0]
+    r2 = dtc.detection_scores(d, [coarse], ih, vh, hh).set_index("latent").loc[0]
     assert r2.auc_random < 0.8
     # the full label signature keeps the planted movie detectable
-    r3 = C.detection_scores(d, [card], ih, vh, hh).set_index("latent").loc[0]
+    r3 = dtc.detection_scores(d, [card], ih, vh, hh).set_index("latent").loc[0]
     assert r3.auc_random > 0.95
 
 
@@ -487,11 +487,11 @@ def test_score_summary_min_positives():
     sc = pd.DataFrame({"latent": [0, 1, 2, 3], "n_pos": [10, 4, 5, 0],
                        "bal_acc_random": [0.9, 0.1, 0.7, np.nan], "auc_random": [0.95, 0.1, 0.8, np.nan],
                        "bal_acc_matched": [0.8, 0.1, 0.6, np.nan], "auc_matched": [0.9, 0.1, 0.7, np.nan]})
-    s = C.score_summary(sc)
+    s = dtc.score_summary(sc)
     assert s["n_scored"] == 2 and s["median_bal_acc_random"] == pytest.approx(0.8)
     assert s["mean_auc_matched"] == pytest.approx(0.8) and s["share_bal_acc_ge_0.8_random"] == 0.5
-    assert C.score_summary(sc, min_pos=1)["n_scored"] == 3
-    assert C.score_summary(sc, live=np.array([True, True, False, False]))["n_scored"] == 1
+    assert dtc.score_summary(sc, min_pos=1)["n_scored"] == 3
+    assert dtc.score_summary(sc, live=np.array([True, True, False, False]))["n_scored"] == 1
 
 
 def test_window_sweep_finds_a_last_item_latent():
@@ -508,22 +508,22 @@ def test_window_sweep_finds_a_last_item_latent():
         return np.tile(np.arange(2), (n, 1)), val
 
     (itr, vtr), (ih, vh) = acts(htr), acts(hh)
-    sw = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,))
+    sw = dtc.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,))
     assert sw["window"].tolist() == [1, htr.shape[1]] and set(sw["model"]) == {"planted"}
-    d1, _, s1 = C.dictionary_and_scores(itr, vtr, htr[:, :1], ih, vh, hh[:, :1], items, 2, 50)
-    dL, _, sL = C.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 2, 50)
+    d1, _, s1 = dtc.dictionary_and_scores(itr, vtr, htr[:, :1], ih, vh, hh[:, :1], items, 2, 50)
+    dL, _, sL = dtc.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 2, 50)
     assert s1.loc[0, "bal_acc_random"] == pytest.approx(1.0) and sL.loc[0, "bal_acc_random"] < 0.9
     assert sL.loc[1, "bal_acc_random"] > s1.loc[1, "bal_acc_random"]
     row = sw.set_index("window").loc[1]
     assert row["n_scored"] == 2 and row["median_bal_acc_random"] == pytest.approx(
         np.median([s1.loc[0, "bal_acc_random"], s1.loc[1, "bal_acc_random"]]))
-    reused = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, 50, 0, windows=(),
+    reused = dtc.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, 50, 0, windows=(),
                             full={"planted": (dL, sL.assign(bal_acc_random=0.123))})
     assert reused["median_bal_acc_random"].tolist() == [pytest.approx(0.123)]
     # per latent: each picks its window on TRAINING data; the last-item latent reads w = 1, the other all 8
     assert s1.loc[0, "bal_acc_train"] == pytest.approx(1.0) and sL.loc[0, "bal_acc_train"] < 0.99
     kept = {}
-    sw = C.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,),
+    sw = dtc.window_sweep({"planted": (itr, vtr, ih, vh, 2)}, htr, hh, items, top_n=50, seed=0, windows=(1,),
                         per_latent=True, keep=kept)
     best = kept[("planted", 0.0)].set_index("latent")
     assert best["window"].tolist() == [1, htr.shape[1]]
@@ -539,22 +539,22 @@ def test_best_window_scores_known_answer():
     never wins), and its held-out columns come along unchanged."""
     w1 = pd.DataFrame({"latent": [0, 1, 2], "bal_acc_train": [0.9, 0.8, np.nan], "bal_acc_random": [0.1, 0.2, 0.3]})
     w9 = pd.DataFrame({"latent": [0, 1, 2], "bal_acc_train": [0.7, 0.8, 0.6], "bal_acc_random": [0.4, 0.5, 0.6]})
-    b = C.best_window_scores({1: w1, 9: w9})
+    b = dtc.best_window_scores({1: w1, 9: w9})
     assert b["latent"].tolist() == [0, 1, 2]
     assert b["window"].tolist() == [1, 9, 9] and b["bal_acc_random"].tolist() == [0.1, 0.5, 0.6]
     with pytest.raises(ValueError, match="bal_acc_train"):
-        C.best_window_scores({1: w1.drop(columns="bal_acc_train")})
+        dtc.best_window_scores({1: w1.drop(columns="bal_acc_train")})
 
 
 def test_strong_thresholds_known_answer():
     """Per-latent lower q-quantile of its own positive activations (values sorted descending per latent)."""
     idx = np.array([[0, 1], [0, 1], [0, 1], [0, 2]])
     val = np.array([[4.0, 0.5], [3.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
-    f = C.firing_index(idx, val, 3)
-    assert C.strong_thresholds(f, 0.0).tolist() == [0.0, 0.0, 0.0]
-    t = C.strong_thresholds(f, 0.5)          # latent 0: [4, 3, 2, 1] -> upper half starts at 3 (floor)
+    f = dic.firing_index(idx, val, 3)
+    assert dtc.strong_thresholds(f, 0.0).tolist() == [0.0, 0.0, 0.0]
+    t = dtc.strong_thresholds(f, 0.5)          # latent 0: [4, 3, 2, 1] -> upper half starts at 3 (floor)
     assert t[0] == 3.0 and t[1] == 0.5 and np.isinf(t[2])
-    assert C.strong_thresholds(f, 0.75)[0] == 4.0
+    assert dtc.strong_thresholds(f, 0.75)[0] == 4.0
 
 
 def test_strong_positives_drop_weak_noise_firings():
@@ -573,17 +573,33 @@ def test_strong_positives_drop_weak_noise_firings():
         return np.zeros((n, 1), np.int64), v[:, None]
 
     (itr, vtr), (ih, vh) = acts(htr), acts(hh)
-    d, cards, s_all = C.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 1, 50)
-    s_strong = C.detection_scores(d, cards, ih, vh, hh, strong_q=0.5)
+    d, cards, s_all = dtc.dictionary_and_scores(itr, vtr, htr, ih, vh, hh, items, 1, 50)
+    s_strong = dtc.detection_scores(d, cards, ih, vh, hh, strong_q=0.5)
     comedy_h = ((hh >= 1) & (hh <= 6)).any(1)
     assert s_all.loc[0, "n_pos"] == (vh[:, 0] > 0).sum()
     assert s_strong.loc[0, "n_neg"] == (vh[:, 0] == 0).sum()        # weak firings are not negatives either
     assert 0 < s_strong.loc[0, "n_pos"] <= comedy_h.sum()
     assert s_strong.loc[0, "bal_acc_random"] > 0.95 > s_all.loc[0, "bal_acc_random"] + 0.1
-    sw = C.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(), strengths=(0.0, 0.5))
+    sw = dtc.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(), strengths=(0.0, 0.5))
     assert sw["strong_q"].tolist() == [0.0, 0.5]
-    sw2 = C.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(1, 3), strengths=(0.0, 0.5),
+    sw2 = dtc.window_sweep({"m": (itr, vtr, ih, vh, 1)}, htr, hh, items, 50, 0, windows=(1, 3), strengths=(0.0, 0.5),
                          strong_windows=(1,))
     assert list(zip(sw2["window"], sw2["strong_q"])) == [(1, 0.0), (1, 0.5), (3, 0.0), (8, 0.0), (8, 0.5)]
     assert sw["median_bal_acc_random"].tolist() == pytest.approx([s_all.loc[0, "bal_acc_random"],
                                                                   s_strong.loc[0, "bal_acc_random"]])
+
+
+
+def test_judge_probes_top_activations_and_non_activating_negatives(tiny):
+    """Probes on held-out instances: each live latent's strongest activating instances (best first) and
+    non-activating ones; histories oldest first, the 'last item' is the given top-1 recommendation."""
+    top1 = np.array([4, 3, 2, 1])
+    probes = xpl.judge_probes(tiny, IDX, VAL, HIST, top1, seed=0, n_pos=2, n_neg=5)
+    by = {j: [p for p in probes if p["latent"] == j] for j in (0, 1)}
+    assert {p["latent"] for p in probes} == {0, 1}                       # latent 2 is dead
+    pos0 = [p for p in by[0] if p["activating"]]
+    assert [p["history_titles"] for p in pos0] == [["B (1995)", "A (1995)"], ["C (2001)", "B (1995)"]]  # 3.0, 2.0
+    assert [p["last_item"] for p in pos0] == ["D (1972)", "C (2001)"]
+    neg1 = [p for p in by[1] if not p["activating"]]
+    assert len(neg1) == 2 and {tuple(p["history_titles"]) for p in neg1} == {("B (1995)", "A (1995)"),
+                                                                            ("C (2001)", "B (1995)")}

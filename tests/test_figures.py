@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from recsae_utils import concepts as C, figures as F, recsae, reports  # noqa: E402
+from recsae_utils import cards as crd, detection as det, dictionary as dic, explain as xpl, figures as F, recsae, reports  # noqa: E402
 
 M, K = 6, 3
 
@@ -28,12 +28,12 @@ def world(tiny_ds, tiny_inst):
     idx[:, 0] = np.where(tr.hist[:, 0] % 2 == 0, 0, idx[:, 0])   # latent 0 tracks even last items
     idx[:, 1:] = np.where(idx[:, 1:] == 0, M - 1, idx[:, 1:]) if M > K else idx[:, 1:]
     val[tr.hist[:, 0] % 2 == 0, 0] = 3.0
-    d = C.build_dictionaries(idx, val, tr.hist, tiny_ds.items, m=M, top_n=30)
-    cards = C.latent_cards(d)
-    labels = pd.DataFrame([{"latent": c["latent"], **C.offline_label(c), "labeler": "offline-metadata"} for c in cards])
-    ic = C.instance_concepts(idx, val, labels=labels.set_index("latent")["name"].to_dict(), top=K, m=M)
+    d = dic.build_dictionaries(idx, val, tr.hist, tiny_ds.items, m=M, top_n=30)
+    cards = crd.latent_cards(d)
+    labels = pd.DataFrame([{"latent": c["latent"], **crd.offline_label(c), "labeler": "offline-metadata"} for c in cards])
+    ic = xpl.instance_concepts(idx, val, labels=labels.set_index("latent")["name"].to_dict(), top=K, m=M)
     ic["user"] = tr.user[ic["instance"].to_numpy()]
-    it = C.item_concepts(idx, val, tr.hist, d.n_items, top=4, m=M)
+    it = xpl.item_concepts(idx, val, tr.hist, d.n_items, top=4, m=M)
     return dict(d=d, labels=labels, ic=ic, it=it, items=tiny_ds.items)
 
 
@@ -185,7 +185,7 @@ def test_label_scores_use_the_summary_rule_and_ticks_do_not_collide():
     models = {"SAE": frame(), "raw h_u dimensions": frame(), "random SAE": frame()}
     fig = F.score_distributions(models, column="auc_random")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    want = C.score_summary(models["SAE"])["n_scored"]
+    want = det.score_summary(models["SAE"])["n_scored"]
     assert want == 30 and all(f"(n={want}," in t for t in legend)
     fig.canvas.draw()
     assert not _overlap(fig.axes[0].get_xticklabels())

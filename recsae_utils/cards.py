@@ -1,0 +1,231 @@
+"""Latent cards and the offline labeler: what a labeler (offline or an LLM, `labeling.py`) is shown about a
+latent, and the deterministic metadata label with the signature that the detection score tests
+(`detection.py`). Only the training-side dictionary (`dictionary.py`) is read here.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from .dictionary import ENRICH_ALPHA, ENRICH_MIN_OR, ENRICH_MIN_SHARE, GENERIC_FREQ, LIFT_PRIOR, ConceptDictionary
+
+CARD_TOP_ITEMS = 20        # items per card
+CARD_EXAMPLES = 5          # example sequences per card
+CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (protocol.md §4.2)
+CARD_MAX_ENRICH = 8        # enrichment entries per card (enriched ones only, significant first)
+LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
+LABEL_MAX_DECADES = 1      # decades named in an offline label
+LABEL_MAX_ITEMS = 20       # exemplar items named in an offline label's description (and in its signature)
+LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
+EXEMPLAR_MIN_COUNT = 3     # an exemplar is in at least 3 of the latent's pooled firing sequences ...
+EXEMPLAR_MIN_LIFT = 2.0    # ... with shrunk lift at least 2 (twice its base rate)
+POP_HIGH = 60.0            # popularity_pct >= this: "popular" (50 = a typical consumed item)
+POP_LOW = 40.0             # popularity_pct <= this: "niche"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cards
+
+
+def _enrich_entries(d: ConceptDictionary, j: int, kind: str, key: str) -> list[dict]:
+    """Enriched features (OR > 1, share of top slots >= ENRICH_MIN_SHARE) of latent j, significant ones
+    first (by OR), then the rest by p."""
+    cols = np.flatnonzero(d.feats.kind == kind)
+    if cols.size == 0:
+        return []
+    orr, p = d.enrich.odds_ratio[j, cols], d.enrich.p_value[j, cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = d.enrich.a[j, cols] / d.enrich.top_slots[j, cols]
+    ok = np.isfinite(orr) & (orr > 1) & (d.enrich.a[j, cols] > 0) & (share >= ENRICH_MIN_SHARE)
+    cols, orr, p = cols[ok], orr[ok], p[ok]
+    sig = (p < ENRICH_ALPHA) & (orr >= ENRICH_MIN_OR)
+    o = np.lexsort((cols, np.where(sig, -orr, p), ~sig))[:CARD_MAX_ENRICH]
+    return [{key: d.feats.value[cols[i]], "odds_ratio": float(orr[i]), "p_value": float(p[i])} for i in o]
+
+
+def _context(d: ConceptDictionary, j: int, top_items: np.ndarray) -> str:
+    """Free text for datasets without titles: category enrichment and the top items' co-purchase ids."""
+    if d.meta.get("has_titles"):
+        return ""
+    parts = []
+    cats = _enrich_entries(d, j, "genre", "genre")[:5]
+    if cats:
+        parts.append("enriched categories: " + ", ".join(f"{c['genre']} (OR {c['odds_ratio']:.1f})" for c in cats))
+    co = []
+    for i in top_items[:5]:
+        comp, sub = d.meta["complement"][i] or [], d.meta["substitute"][i] or []
+        if comp or sub:
+            s = f"item {i}" + (f" [{d.meta['category'][i]}]" if d.meta["category"][i] else "")
+            if comp:
+                s += " complements " + ", ".join(map(str, comp[:5]))
+            if sub:
+                s += ("; " if comp else "") + " substitutes " + ", ".join(map(str, sub[:5]))
+            co.append(s)
+    if co:
+        parts.append("co-purchases of top items: " + " | ".join(co))
+    return "; ".join(parts)
+
+
+def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
+                 n_examples: int = CARD_EXAMPLES) -> list[dict]:
+    """One JSON-ready dict per live latent in the schema the LLM labeler consumes (see module tests)."""
+    t, meta = d.tables, d.meta
+    title, year, genres = meta["title"], meta["year"], meta["genres"]
+    cards = []
+    for j in d.live.tolist():
+        a, b = t.ptr[j], min(t.ptr[j + 1], t.ptr[j] + n_items)
+        its = t.item[a:b]
+        top_items = [{"item_id": int(i), "title": title[i], "year": year[i], "genres": list(genres[i]),
+                      "count": int(c), "strength": float(s), "lift": float(lf)}
+                     for i, c, s, lf in zip(its.tolist(), t.count[a:b].tolist(), t.strength[a:b].tolist(),
+                                            t.lift[a:b].tolist())]
+        ne = min(n_examples, int(d.top.count[j]))
+        examples = []
+        for inst, v in zip(d.top.inst[j, :ne].tolist(), d.top.val[j, :ne].tolist()):
+            h = d.hist[inst, :CARD_EXAMPLE_LEN]
+            h = h[h > 0][::-1]  # chronological: oldest of the last <= 9 first
+            examples.append({"history_titles": [str(x) for x in d.display[h]], "activation": float(v)})
+        pp = d.popularity_pct[j]
+        cards.append({
+            "latent": int(j), "n_fire": int(d.stats.n_fire[j]), "freq": float(d.stats.freq[j]),
+            "n_pool": int(t.n_top[j]), "top_items": top_items,
+            "genre_enrichment": _enrich_entries(d, j, "genre", "genre"),
+            "decade_enrichment": _enrich_entries(d, j, "decade", "decade"),
+            "popularity_pct": float(pp) if np.isfinite(pp) else 50.0,
+            "context": _context(d, j, its),
+            "examples": examples,
+        })
+    return cards
+
+
+
+# ----------------------------------------------------------------------------------------------------
+# Offline labels and their signatures
+
+
+def _significant(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if e["p_value"] < ENRICH_ALPHA and e["odds_ratio"] >= ENRICH_MIN_OR]
+
+
+def _langevin_inv(mu: float) -> float:
+    """Inverse Langevin function (Cohen's approximation): the tilt theta of an exponential-family density
+    exp(theta u) on [-1, 1] whose mean is mu."""
+    mu = float(np.clip(mu, -0.95, 0.95))
+    return mu * (3.0 - mu * mu) / (1.0 - mu * mu)
+
+
+def _shrunk_lift(count: float, lift: float, prior: float = LIFT_PRIOR) -> float:
+    """The ranking key of `item_tables` recovered from a card entry: lift = (count / N) / base, so the
+    expected count N * base = count / lift and the shrunk lift is (count + a) / (count / lift + a)."""
+    if not (count > 0 and lift > 0 and math.isfinite(lift)):
+        return 0.0
+    return (count + prior) / (count / lift + prior)
+
+
+def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> list[dict]:
+    """The latent's exemplar items: its card's top items (already ranked by shrunk lift) that occur in at
+    least EXEMPLAR_MIN_COUNT of its pooled training sequences with shrunk lift >= EXEMPLAR_MIN_LIFT, best
+    first, at most `max_items`. Each: {'item_id', 'title' (None without titles), 'count', 'lift_shrunk'}."""
+    out = []
+    for it in card.get("top_items", []) or []:
+        c, lf = float(it.get("count", 0) or 0), float(it.get("lift", 0) or 0)
+        ls = _shrunk_lift(c, lf)
+        if c >= EXEMPLAR_MIN_COUNT and ls >= EXEMPLAR_MIN_LIFT:
+            out.append({"item_id": int(it["item_id"]), "title": it.get("title"), "count": int(c),
+                        "lift_shrunk": ls})
+    out.sort(key=lambda e: (-e["lift_shrunk"], -e["count"], e["item_id"]))  # stable w.r.t. the card's order
+    return out[:LABEL_MAX_ITEMS if max_items is None else max_items]
+
+
+def label_signature(card: Mapping[str, Any]) -> dict:
+    """The metadata signature behind an offline label, i.e. exactly what the label states, as weights:
+    - exemplar items (`label_exemplars`: up to LABEL_MAX_ITEMS of the card's top items by shrunk lift with
+      count >= EXEMPLAR_MIN_COUNT and shrunk lift >= EXEMPLAR_MIN_LIFT), weight log(shrunk lift), the
+      log-likelihood ratio of the item being in a sequence;
+    - genres (categories): up to LABEL_MAX_GENRES significantly enriched ones (p < ENRICH_ALPHA, odds ratio
+      >= ENRICH_MIN_OR, largest odds ratio first), weight log(odds ratio);
+    - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way;
+    - popularity band from popularity_pct: 'popular' (>= POP_HIGH), 'niche' (<= POP_LOW), else 'mid'.
+      For popular/niche the weight is theta = Langevin^-1((pct - 50) / 50), the log-likelihood slope of a
+      tilted-uniform model of item popularity percentiles, so it sits on the same per-slot log-odds scale
+      as the genre weights; 'mid' carries no weight (it does not separate anything).
+    A sequence's score is sum_i weight_i * [item i in the sequence] + sum_f weight_f * share_f(sequence)
+    + theta * (mean item percentile - 50) / 50 (`signature_scores`). Only the card (training data) is read."""
+    g = _significant(card.get("genre_enrichment", []))
+    g = sorted(g, key=lambda e: (-e["odds_ratio"], str(e["genre"])))[:LABEL_MAX_GENRES]
+    dd = _significant(card.get("decade_enrichment", []))
+    dd = sorted(dd, key=lambda e: (-e["odds_ratio"], int(e["decade"])))[:LABEL_MAX_DECADES]
+    pct = float(card.get("popularity_pct", 50.0))
+    band = "popular" if pct >= POP_HIGH else "niche" if pct <= POP_LOW else "mid"
+    theta = _langevin_inv((pct - 50.0) / 50.0) if band != "mid" else 0.0
+    return {"latent": int(card["latent"]),
+            "items": {e["item_id"]: math.log(e["lift_shrunk"]) for e in label_exemplars(card)},
+            "genres": {str(e["genre"]): math.log(e["odds_ratio"]) for e in g},
+            "decades": {int(e["decade"]): math.log(e["odds_ratio"]) for e in dd},
+            "popularity": {"band": band, "pct": pct, "weight": theta}}
+
+
+def _is_titled(card: Mapping[str, Any]) -> bool:
+    return any(it.get("title") for it in card.get("top_items", []))
+
+
+def _short_title(e: Mapping[str, Any]) -> str:
+    """'Tombstone (1993)' -> 'Tombstone', 'Princess Mononoke, The (Mononoke Hime) (1997)' -> 'The Princess
+    Mononoke' (year and alternative title dropped, article moved to the front so names hold no stray
+    commas); items without a title -> 'item <id>'."""
+    t = e.get("title")
+    if not t:
+        return f"item {e['item_id']}"
+    t = re.sub(r"\s*\(\d{4}\)\s*$", "", str(t))
+    t = re.sub(r"^(.+?)\s+\([^()]*\)$", r"\1", t)
+    return re.sub(r"^(.+), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$", r"\2 \1", t).replace("L' ", "L'")
+
+
+def offline_label(card: Mapping[str, Any]) -> dict:
+    """A deterministic label from metadata only (the default labeler when no LLM is configured), e.g.
+    name "Western (Tombstone, Unforgiven, Dances with Wolves), 1990s releases, mid-popularity" with a
+    description that states what the detection score uses (`label_signature`): the exemplar items and
+    their lift, the enriched genres / decades with their odds ratios, and the popularity band."""
+    sig = label_signature(card)
+    titled = _is_titled(card)
+    noun = "genre" if titled else "categor"
+    ex = label_exemplars(card)
+    gs = sorted(sig["genres"], key=lambda k: -sig["genres"][k])
+    ds = sorted(sig["decades"], key=lambda k: -sig["decades"][k])
+    band = sig["popularity"]["band"]
+    pct = sig["popularity"]["pct"]
+    band_txt = {"popular": "popular", "niche": "niche", "mid": "mid-popularity"}[band]
+    head = " + ".join(gs) if gs else ("mixed genres" if noun == "genre" else "mixed categories")
+    if ex:
+        head += " (" + ", ".join(_short_title(e) for e in ex[:LABEL_NAME_ITEMS]) + ")"
+    parts = [head]
+    parts += [f"{d}s releases" for d in ds]
+    parts.append(band_txt)
+    name = ", ".join(parts)
+    freq = float(card.get("freq", 0.0))
+    if freq > GENERIC_FREQ:
+        name = f"generic ({100 * freq:.0f}% of histories): " + name
+    what = "titles" if titled else "items"
+    if gs:
+        ors = {e["genre"]: e["odds_ratio"] for e in card["genre_enrichment"]}
+        kind = "genres" if noun == "genre" else "categories"
+        g_txt = f"rich in {' and '.join(gs)} {what} ({kind} enriched, odds ratio " \
+                + ", ".join(f"{ors[g]:.1f}" for g in gs) + ")"
+    else:
+        g_txt = f"with no significantly enriched {'genre' if noun == 'genre' else 'category'}"
+    d_txt = ""
+    if ds:
+        ord_ = {e["decade"]: e["odds_ratio"] for e in card["decade_enrichment"]}
+        d_txt = ", mostly " + " and ".join(f"{d}s releases (odds ratio {ord_[d]:.1f})" for d in ds)
+    e_txt = ""
+    if ex:
+        e_txt = (" Typical " + ("titles" if titled else "items") + ": "
+                 + "; ".join(f"{e['title'] or 'item ' + str(e['item_id'])} ({e['lift_shrunk']:.1f}x base rate)"
+                             for e in ex) + ".")
+    desc = (f"Fires on histories {g_txt}{d_txt}, of {band_txt.replace('-', ' ')} {what} "
+            f"(popularity percentile {pct:.0f}, 50 = typical).{e_txt}")
+    return {"name": name, "description": desc}
+

@@ -1,0 +1,71 @@
+"""Computed once, read back: SASRec's ranks and top-1 per split and an SAE's codes are cached in the run
+folder keyed by what they depend on (`recsae.sasrec_outputs`, `recsae.sae_codes`)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from recsae_utils import metrics, recsae
+from recsae_utils.data import Instances
+from recsae_utils.sae import SAEConfig, TopKSAE, encode_sparse
+from recsae_utils.train import rank_targets
+
+
+def _ctx(seed: int = 0, n_items: int = 12, d: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    inst, h = {}, {}
+    for s, n in (("train", 40), ("dev", 10), ("test", 12)):
+        user = np.arange(n) % 6
+        inst[s] = Instances(user, rng.integers(1, n_items, n), np.ones(n, int), np.zeros((n, 3), np.int64),
+                            np.ones(n, int))
+        h[s] = torch.randn(n, d, generator=g)
+    known = [np.array(sorted({1 + u, 1 + (u + 3) % (n_items - 1)})) for u in range(6)]
+    mask = (np.r_[0, np.cumsum([len(k) for k in known])], np.concatenate(known))
+    model = SimpleNamespace(item_emb=torch.nn.Embedding(n_items, d))
+    torch.nn.init.normal_(model.item_emb.weight, generator=g)
+    return SimpleNamespace(inst=inst, h=h, mask=mask, model=model, sasrec_key="sasrec-a")
+
+
+def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypatch):
+    cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
+    E = ctx.model.item_emb.weight.detach()
+    first = recsae.sasrec_outputs(cfg, ctx, "test", scores=True)
+    scores = metrics.mask_known(ctx.h["test"] @ E.T, ctx.inst["test"].user, *ctx.mask)
+    assert np.array_equal(first.ranks, rank_targets(E, ctx.h["test"], ctx.inst["test"], ctx.mask))
+    assert np.array_equal(first.top1, scores.argmax(1).numpy()) and torch.equal(first.scores, scores)
+    assert not np.isin(first.top1[ctx.inst["test"].user == 0], ctx.mask[1][:2]).any()  # known items masked
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(recsae, "rank_targets", boom)
+    again = recsae.sasrec_outputs(cfg, ctx, "test")
+    assert np.array_equal(again.ranks, first.ranks) and np.array_equal(again.top1, first.top1)
+    assert again.scores is None
+    ctx.sasrec_key = "sasrec-b"  # another checkpoint: computed again
+    with pytest.raises(AssertionError, match="recomputed"):
+        recsae.sasrec_outputs(cfg, ctx, "test")
+
+
+def test_sae_codes_cached_per_part_and_keyed_by_weights(tmp_path, monkeypatch):
+    cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
+    sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
+    codes = recsae.sae_codes(cfg, ctx, sae, "x", ("train",))
+    held = recsae.sae_codes(cfg, ctx, sae, "x", ("held",))["held"]
+    for got, want in ((codes["train"], encode_sparse(sae, ctx.h["train"])),
+                      (held, encode_sparse(sae, torch.cat([ctx.h["dev"], ctx.h["test"]])))):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    calls = []
+    monkeypatch.setattr(recsae, "encode_sparse", lambda s, x: calls.append(len(x)) or encode_sparse(s, x))
+    back = recsae.sae_codes(cfg, ctx, sae, "x")
+    assert calls == [] and np.array_equal(back["train"][0], codes["train"][0])
+    with torch.no_grad():
+        sae.b_enc += 0.01  # other weights, same config: encoded again
+    recsae.sae_codes(cfg, ctx, sae, "x", ("train",))
+    assert calls == [40]
+    with pytest.raises(ValueError, match="unknown part"):
+        recsae.sae_codes(cfg, ctx, sae, "x", ("dev",))
