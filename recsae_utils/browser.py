@@ -421,12 +421,16 @@ def render_html(data: dict, compress: bool = True) -> str:
 def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | None = None,
                   scores: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
-                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str = "movie",
-                  genre_noun: str = "genre", compress: bool = True) -> Path:
+                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str | None = None,
+                  genre_noun: str | None = None, compress: bool = True) -> Path:
     """Write the single-file HTML concept browser to `path` (atomically) and return the path.
 
-    noun / genre_noun: the dataset's words for an item and for its genre-like attribute (e.g. "item" and
-    "category" for Grocery). compress=False embeds plain JSON (larger; readable without DecompressionStream)."""
+    noun / genre_noun: the dataset's words for an item and for its genre-like attribute; None = from `items`
+    ("movie" / "genre" when it has titles, else "item" / "category", as for Grocery). compress=False embeds
+    plain JSON (larger; readable without DecompressionStream)."""
+    titled = items is None or "title" in items.columns
+    noun = noun or ("movie" if titled else "item")
+    genre_noun = genre_noun or ("genre" if titled else "category")
     data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items,
                         noun=noun, genre_noun=genre_noun)
     path = Path(path)

@@ -318,7 +318,26 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
     if run.judge is not None:
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
                         "mean_confidence": float(run.judge["confidence"].mean())}
+    out.update(llm_report(cfg))
     return out
+
+
+LLM_REPORT_KEYS = ("n_failed", "failures_by_kind", "failed_latents", "n_skipped_budget", "n_unlabelled", "budget")
+
+
+def llm_report(cfg) -> dict:
+    """What the LLM stages left undone (labels and judge meta files): the summary's `llm` section and its
+    `degraded` list, which the pipeline turns into a non-zero exit. Empty for the offline labeler."""
+    if cfg.labeler != "openai":
+        return {}
+    out, problems = {}, []
+    for task, path in (("labels", Path(cfg.run_dir) / "labels" / cfg.labeler / "labels_meta.json"),
+                       ("judge", Path(cfg.run_dir) / "labels" / "judge" / "judge_meta.json")):
+        if path.exists():
+            meta = artifacts.read_json(path)
+            out[task] = {k: meta[k] for k in LLM_REPORT_KEYS if k in meta}
+            problems += [f"{task}: {p}" for p in meta.get("problems", [])]
+    return {"llm": out, "degraded": problems} if out else {}
 
 
 def summary_table(out: dict) -> pd.DataFrame:

@@ -451,6 +451,8 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents ({int(c['n_latents']):,} in all); "
                    f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven.")
+        for problem in (c.get("degraded") or [])[:2]:   # first: a degraded stage must not read as success
+            out.insert(0, f"**Degraded**: {md(problem)}.")
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
     if browser is not None and browser.exists():
         mb = browser.stat().st_size / 1e6

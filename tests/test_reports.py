@@ -162,3 +162,24 @@ def test_diff_summaries_ignores_timing_and_finds_a_change(tmp_path, capsys):
     if REAL:
         shutil.copy(ROOT / "reports" / REAL[0] / "summary.json", tmp_path / "s.json")
         assert reports.main(["diff", str(tmp_path / "s.json"), str(ROOT / "reports" / REAL[0])]) == 0
+
+
+@pytest.mark.skipif(not REAL, reason="needs a committed reports/<dataset>/summary.json")
+def test_degraded_llm_stage_opens_the_key_findings(tmp_path):
+    """Labels that failed are the first Key finding (never buried under the headline numbers), and the
+    concept stage reads them from the LLM meta files into the summary's `llm` / `degraded` keys."""
+    from recsae_utils import concepts, config
+
+    s, run = _real(REAL[0])
+    cfg = config.load(REAL[0], "tiny", run_root=str(tmp_path / "runs"), labeler="openai")
+    assert concepts.llm_report(config.load(REAL[0], "tiny", run_root=str(tmp_path / "runs"))) == {}
+    meta = cfg.run_dir / "labels" / "openai" / "labels_meta.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"n_failed": 3, "failures_by_kind": {"http_500": 3}, "failed_latents": [1, 2, 5],
+                                "n_skipped_budget": 0, "problems": ["3 of 58 labels failed (http_500: 3)"]}))
+    rep = concepts.llm_report(cfg)
+    assert rep["llm"]["labels"]["n_failed"] == 3 and rep["degraded"] == ["labels: 3 of 58 labels failed (http_500: 3)"]
+    s["concepts"].update(rep)
+    lines = reports.key_findings(s, _folder(tmp_path, s, run=run))
+    assert lines[0].startswith("**Degraded**") and "3 of 58 labels failed" in lines[0]
+    assert len(lines) <= reports.MAX_FINDINGS
