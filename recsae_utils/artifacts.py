@@ -1,7 +1,8 @@
 """Run folders and atomic artifact I/O.
 
-Every artifact is written to a temp file beside its target and then renamed, so a run that is killed
-half way never leaves a truncated file that a later run would trust.
+Every artifact is written to a temp file beside its target (`.<name>.<random>.tmp`) and then renamed, so a
+run that is killed half way never leaves a truncated file that a later run would trust; a SIGKILL can
+leave the temp file itself, which `remove_stale_temp` clears (the pipeline does, under its run lock).
 """
 from __future__ import annotations
 
@@ -20,12 +21,22 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def run_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """The one folder that holds every artifact of a dataset's run (RECSAE_RUN_DIR overrides the root)."""
-    base = Path(root or os.environ.get("RECSAE_RUN_DIR") or repo_root() / "runs")
-    path = base / dataset
+def run_dir(dataset: str, root: str | os.PathLike) -> Path:
+    """The one folder that holds every artifact of a dataset's run: <root>/<dataset> (config.RunConfig.run_dir
+    chooses the root)."""
+    path = Path(root) / dataset
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _file_mode() -> int:
+    """The mode open() would give a new file (0o666 minus the umask); mkstemp's temp files are 0600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+TEMP_GLOB = ".*.tmp"  # what atomic_path leaves behind only when the process is killed (see .gitignore)
 
 
 @contextmanager
@@ -37,10 +48,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temp(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files of interrupted atomic writes under `folder`. Only safe while no other process
+    writes there (the pipeline holds the run lock)."""
+    folder = Path(folder)
+    stale = [p for p in folder.rglob(TEMP_GLOB) if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -104,18 +126,28 @@ def config_hash(obj: Any) -> str:
 
 
 def save_weights(path: str | os.PathLike, tensors: dict, config: dict) -> Path:
-    """safetensors weights plus `<name>.json` config beside them, both written atomically."""
+    """safetensors weights with their config inside (header metadata), then `<name>.json`, a readable copy.
+
+    The weights file's rename is the checkpoint's one commit point: weights and config can never come
+    from two different epochs, wherever a run is killed (two files renamed one after the other could)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={"config": to_json(config)})
     write_json(path.with_suffix(".json"), config)
     return path
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
+    """(tensors, config). The config comes from the weights file; files written before it carried one
+    have only the JSON beside them, which is then read."""
+    from safetensors import safe_open
 
     path = Path(path)
-    return load_file(str(path)), read_json(path.with_suffix(".json"))
+    with safe_open(str(path), "pt") as f:  # one open: tensors and config from the same file
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(meta["config"]) if "config" in meta else read_json(path.with_suffix(".json"))
+    return tensors, config

@@ -1,17 +1,46 @@
-"""One place for every run parameter. Notebooks get `dataset` and `profile` from papermill and build
-their config here, so a change of a default reaches every stage.
+"""One place for every run parameter, and the only module that reads the environment. Notebooks get
+`dataset` and `profile` from papermill and build their config here, so a change of a default reaches every
+stage.
 
 Profiles: `full` = the published settings; `tiny` = the same code on the tiny synthetic data the tests
-write (few epochs, a small SAE). Any field can be overridden by papermill (`-p name value`) or with
-environment variables RECSAE_<FIELD> (e.g. RECSAE_SAE_K=8).
+write (few epochs, a small SAE). Any field can be overridden by papermill (`-p name value`) or with an
+environment variable RECSAE_<FIELD> (e.g. RECSAE_SAE_K=8). `load` validates every value at start-up and
+names the variable, the value and what is allowed, so a typo fails before stage 01 instead of deep in a
+later stage (or not at all).
+
+Where files live (`data_dir`, `run_root`, `report_root`) is not a result-changing setting: "" in the
+config (and in summary.json) means "from the environment or the default", resolved by the `data_source`,
+`run_dir`, `report_dir` and `cache_dir` properties. Older variable names stay as aliases: RECSAE_DATA_DIR
+is data_dir's own name, RECSAE_RUN_DIR = RECSAE_RUN_ROOT, RECSAE_REPORT_DIR = RECSAE_REPORT_ROOT.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import artifacts
+
+ENV_PREFIX = "RECSAE_"
+# old names of fields' variables, still accepted
+ALIASES = {"RECSAE_RUN_DIR": "run_root", "RECSAE_REPORT_DIR": "report_root"}
+# RECSAE_ variables that are not fields
+OTHER_VARS = {
+    "RECSAE_CACHE_DIR": "where the MovieLens download is cached (default ~/.cache/recsae)",
+    "RECSAE_PROGRESS": "set by the pipeline for the notebooks it runs: the file their progress lines go to",
+    "RECSAE_NO_APT": "tests: never apt-get a browser for the concept-browser test",
+}
+# dataset name -> folder under data_dir ('ml-1m': the raw GroupLens files; the others: ReChorus format)
+DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
+SAE_VARIANTS = ("openai", "reference")
+LABELERS = ("offline", "openai")
+LOCATIONS = ("data_dir", "run_root", "report_root")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: the message names the variable (or parameter), the value and what is
+    allowed."""
 
 
 @dataclass
@@ -19,8 +48,8 @@ class RunConfig:
     dataset: str = "ml-1m"            # 'ml-1m' (raw GroupLens files) or a ReChorus folder name ('grocery')
     profile: str = "full"
     data_dir: str = ""                # holds ml-1m/ and ReChorus folders; "" = $RECSAE_DATA_DIR or download
-    run_root: str = ""                # artifacts go to <run_root>/<dataset>/; "" = $RECSAE_RUN_DIR or ./runs
-    report_root: str = ""             # figures/tables go to <report_root>/<dataset>/; "" = ./reports
+    run_root: str = ""                # artifacts go to <run_root>/<dataset>/; "" = $RECSAE_RUN_ROOT or ./runs
+    report_root: str = ""             # figures/tables go to <report_root>/<dataset>/; "" = $RECSAE_REPORT_ROOT or ./reports
     # SASRec (reference = ReChorus settings, protocol.md §2)
     seeds: list[int] = field(default_factory=lambda: [0])  # RECSAE_SEEDS=0,1,2 for mean and spread
     history_max: int = 20
@@ -56,19 +85,26 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return artifacts.run_dir(self.dataset, self.run_root or None)
+        root = self.run_root or _location("run_root") or artifacts.repo_root() / "runs"
+        return artifacts.run_dir(self.dataset, root)
 
     @property
     def report_dir(self) -> Path:
-        root = Path(self.report_root or os.environ.get("RECSAE_REPORT_DIR") or artifacts.repo_root() / "reports")
+        root = Path(self.report_root or _location("report_root") or artifacts.repo_root() / "reports")
         path = root / self.dataset
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
     def data_source(self) -> Path | None:
-        d = self.data_dir or os.environ.get("RECSAE_DATA_DIR")
-        return Path(d) if d else None
+        """The folder holding the datasets, or None (MovieLens-1M is then downloaded)."""
+        d = self.data_dir or _location("data_dir")
+        return Path(d).expanduser() if d else None
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where downloads and their extraction are cached ($RECSAE_CACHE_DIR, default ~/.cache/recsae)."""
+        return cache_dir()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,31 +118,188 @@ PROFILES = {
 }
 
 
-def _coerce(value: str, like):
+# ---------------------------------------------------------------------------------------------------
+# The environment (read here and nowhere else)
+
+
+def _var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _location_var(name: str) -> tuple[str, str] | None:
+    """(variable, value) of a location field in the environment (its own name first, then its old alias)."""
+    for var in (_var(name), *(a for a, f in ALIASES.items() if f == name)):
+        if os.environ.get(var):
+            return var, os.environ[var]
+    return None
+
+
+def _location(name: str) -> str:
+    found = _location_var(name)
+    return found[1] if found else ""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RECSAE_CACHE_DIR") or Path.home() / ".cache" / "recsae").expanduser()
+
+
+def progress_file() -> Path | None:
+    """The file a pipeline-run notebook appends its progress lines to (RECSAE_PROGRESS), or None."""
+    p = os.environ.get("RECSAE_PROGRESS")
+    return Path(p) if p else None
+
+
+def given_environment() -> dict[str, str]:
+    """The RECSAE_* variables (and OPENAI_BASE_URL) as set: the command recorded in run.json. Never the key."""
+    return {k: v for k, v in os.environ.items()
+            if (k.startswith(ENV_PREFIX) and k != "RECSAE_PROGRESS") or k == "OPENAI_BASE_URL"}
+
+
+def export_locations() -> dict[str, str]:
+    """Make every location variable absolute in this process's environment, under the field's own name,
+    so that notebook kernels (which run in notebooks/) see the folders the user meant. Returns the values
+    as given, for the record."""
+    given = {}
+    for name in (*LOCATIONS, "cache_dir"):
+        value = _location(name) if name != "cache_dir" else os.environ.get("RECSAE_CACHE_DIR", "")
+        if value:
+            given[_var(name)] = value
+            os.environ[_var(name)] = str(Path(value).expanduser().resolve())
+    for alias in ALIASES:
+        os.environ.pop(alias, None)
+    return given
+
+
+def set_progress_file(path: Path | None) -> None:
+    """Point the notebooks started from now on at `path` for their progress lines (None: nowhere)."""
+    if path is None:
+        os.environ.pop("RECSAE_PROGRESS", None)
+    else:
+        os.environ["RECSAE_PROGRESS"] = str(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing and validation
+
+
+def _parse(var: str, value: str, like):
+    """A variable's text as the type of the field's default; a clear error otherwise."""
+    text = value.strip()
     if isinstance(like, bool):
-        return value.lower() in ("1", "true", "yes")
-    if isinstance(like, int):
-        return int(value)
-    if isinstance(like, float):
-        return float(value)
-    if isinstance(like, list):
-        return [int(v) for v in value.split(",") if v.strip()]
+        low = text.lower()
+        if low in ("1", "true", "yes"):
+            return True
+        if low in ("0", "false", "no"):
+            return False
+        raise ConfigError(f"{var}={value!r}: not a boolean; use 1/0, true/false or yes/no")
+    try:
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+        if isinstance(like, list):
+            return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        kind = {int: "an integer", float: "a number", list: "comma-separated integers"}[type(like)]
+        raise ConfigError(f"{var}={value!r}: not {kind}") from None
     return value
 
 
+def _check_unknown(env: dict[str, str]) -> None:
+    allowed = {_var(f.name) for f in fields(RunConfig)} | set(ALIASES) | set(OTHER_VARS)
+    for var in sorted(env):
+        if var.startswith(ENV_PREFIX) and var not in allowed:
+            near = difflib.get_close_matches(var, sorted(allowed), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ConfigError(f"{var}={env[var]!r}: unknown setting{hint} (settings: RECSAE_<FIELD> for the fields "
+                              f"of recsae_utils/config.py RunConfig, and {', '.join(sorted((*ALIASES, *OTHER_VARS)))})")
+    if "RECSAE_DATASET" in env:
+        raise ConfigError(f"RECSAE_DATASET={env['RECSAE_DATASET']!r}: the dataset is given on the command line "
+                          "(make all DATASETS=..., or the notebook's `dataset` parameter), not in the environment")
+    for alias, name in ALIASES.items():
+        own = _var(name)
+        if env.get(alias) and env.get(own) and env[alias] != env[own]:
+            raise ConfigError(f"{alias}={env[alias]!r} and {own}={env[own]!r} disagree; {alias} is the old name "
+                              f"of {own}: set one")
+
+
+def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
+    """Reject a config that cannot work. `source` maps a field to where its value came from (the variable
+    name), for the message."""
+    source = source or {}
+
+    def bad(name: str, allowed: str):
+        raise ConfigError(f"{source.get(name, name)}={getattr(cfg, name)!r}: {allowed}")
+
+    if cfg.profile not in PROFILES:
+        bad("profile", f"unknown profile; choose one of {sorted(PROFILES)}")
+    for name in ("history_max", "d_model", "batch_size", "max_epochs", "early_stop", "sae_latents",
+                 "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens"):
+        if getattr(cfg, name) < 1:
+            bad(name, "must be a positive integer")
+    for name in ("lr", "sae_lr"):
+        if not getattr(cfg, name) > 0:
+            bad(name, "must be > 0")
+    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed"):
+        if not getattr(cfg, name) >= 0:
+            bad(name, "must be >= 0")
+    if not 0 <= cfg.sae_lr_decay <= 1:
+        bad("sae_lr_decay", "must lie in [0, 1] (the fraction of the steps over which lr falls to 0)")
+    if not 1 <= cfg.sae_k <= cfg.sae_latents:
+        bad("sae_k", f"must lie in 1..sae_latents ({cfg.sae_latents})")
+    if not 1 <= cfg.sae_alt_k <= cfg.sae_alt_latents:
+        bad("sae_alt_k", f"must lie in 1..sae_alt_latents ({cfg.sae_alt_latents})")
+    if not cfg.seeds or any(s < 0 for s in cfg.seeds):
+        bad("seeds", "must be one or more non-negative integers, e.g. 0,1,2")
+    if cfg.sae_variant not in SAE_VARIANTS:
+        bad("sae_variant", f"choose one of {', '.join(SAE_VARIANTS)}")
+    if cfg.labeler not in LABELERS:
+        bad("labeler", f"choose one of {', '.join(LABELERS)}")
+    if not cfg.llm_model.strip():
+        bad("llm_model", "must name a model")
+    src = cfg.data_source
+    if src is not None and not src.is_dir():
+        raise ConfigError(f"{source.get('data_dir', 'data_dir')}={str(src)!r}: no such folder (it should hold "
+                          f"ml-1m/ or ml-1m.zip, or a ReChorus dataset folder)")
+    if cfg.dataset not in DATASETS and not (src is not None and (src / cfg.dataset).is_dir()):
+        where = f" nor a folder in {src}" if src is not None else ""
+        bad("dataset", f"unknown dataset: not one of {', '.join(DATASETS)}{where}")
+    return cfg
+
+
 def load(dataset: str = "ml-1m", profile: str | None = None, **overrides) -> RunConfig:
-    """Defaults, then the profile, then RECSAE_<FIELD> environment variables, then explicit overrides."""
-    profile = profile or os.environ.get("RECSAE_PROFILE") or "full"
+    """Defaults, then the profile, then RECSAE_<FIELD> environment variables, then explicit overrides;
+    then validated (ConfigError naming the variable, the value and what is allowed)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    _check_unknown(env)
+    source = {}
+    if not profile:
+        profile = env.get("RECSAE_PROFILE") or "full"
+        source["profile"] = "RECSAE_PROFILE" if env.get("RECSAE_PROFILE") else "profile"
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        raise ConfigError(f"{source.get('profile', 'profile')}={profile!r}: unknown profile; choose one of "
+                          f"{sorted(PROFILES)}")
     cfg = replace(RunConfig(dataset=dataset, profile=profile), **PROFILES[profile])
-    env = {}
+    values = {}
     for f in fields(RunConfig):
-        v = os.environ.get(f"RECSAE_{f.name.upper()}")
-        if v is not None and f.name not in ("dataset", "profile", "data_dir", "run_root"):
-            env[f.name] = _coerce(v, getattr(cfg, f.name))
-    cfg = replace(cfg, **env)
+        var = _var(f.name)
+        if f.name in ("dataset", "profile", *LOCATIONS) or var not in env:
+            continue  # locations are read by the properties, so "" stays "" in the record
+        values[f.name] = _parse(var, env[var], getattr(cfg, f.name))
+        source[f.name] = var
+    for name in LOCATIONS:
+        if found := _location_var(name):
+            source[name] = found[0]
+    cfg = replace(cfg, **values)
     unknown = set(overrides) - {f.name for f in fields(RunConfig)}
     if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)}")
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        near = {u: difflib.get_close_matches(u, [f.name for f in fields(RunConfig)], n=1) for u in sorted(unknown)}
+        raise ConfigError("unknown parameter(s) " + ", ".join(f"{u!r}" + (f" (did you mean {n[0]!r}?)" if n else "")
+                                                              for u, n in near.items()))
+    given = {}
+    for k, v in overrides.items():
+        if v is not None:  # papermill may pass text: parse it like a variable
+            like = getattr(cfg, k)
+            given[k] = _parse(k, v, like) if isinstance(v, str) and not isinstance(like, str) else v
+            source[k] = k
+    return validate(replace(cfg, **given), source)

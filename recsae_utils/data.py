@@ -282,9 +282,9 @@ def load_dataset(name: str, out_dir: str | os.PathLike, source: str | os.PathLik
 def prepare(cfg, cache: str | os.PathLike | None = None) -> Dataset:
     """The data stage for a RunConfig: processed dataset in <run_dir>/data, built once and reused.
     The input is `resolve_source(cfg.data_source, cfg.dataset)`; downloads and extracted zips go to
-    `cache` (default ~/.cache/recsae)."""
+    `cache` (default cfg.cache_dir: $RECSAE_CACHE_DIR or ~/.cache/recsae)."""
     src = resolve_source(cfg.data_source, cfg.dataset)
-    return load_dataset(cfg.dataset, Path(cfg.run_dir) / "data", source=src, cache=cache)
+    return load_dataset(cfg.dataset, Path(cfg.run_dir) / "data", source=src, cache=cache or cfg.cache_dir)
 
 
 ML1M_TOPK_COUNTS = {"train": 568_761, "dev": 2_562, "test": 2_874, "users": 6_032, "items": 3_125}

@@ -1,25 +1,38 @@
 """`make all`: run the numbered notebooks headless with papermill, dataset by dataset.
 
-Each stage is one notebook. Its key hashes the notebook, the package source, the parameters and the keys
-of the stages before it; a stage whose key matches the last successful run (and whose executed notebook
-still exists) is reused, anything downstream of a change runs again. Executed notebooks go to
-reports/<dataset>/notebooks/. A failing notebook stops the run with the notebook, the cell and the error.
+Each stage is one notebook. Its key hashes the notebook, the source of the recsae_utils modules it really
+uses (its imports, followed through the package), its config fields, the data and the key of the stage
+before it; so a change in browser.py reruns stage 05 only and one in sae.py stages 03-05.
+
+What a rerun trusts: a stage counts as done only when it finished. Its key goes into
+runs/<dataset>/stages.json after the notebook ran to the end, and the executed notebook moves into
+reports/<dataset>/notebooks/ only then; a stage that fails (its executed copy goes to
+runs/<dataset>/failed/) or is killed leaves no key, so the next run redoes it and everything after it,
+and reports/ keeps the last good notebook. One run at a time per run folder: runs/<dataset>/.lock.
 
     python -m recsae_utils.pipeline ml-1m grocery [--profile tiny] [--force]
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import fcntl
 import hashlib
+import json
 import os
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 from . import artifacts, config
 
 NOTEBOOK_DIR = artifacts.repo_root() / "notebooks"
-AS_GIVEN: dict[str, str] = {}  # paths as the user typed them, for the command recorded in run.json
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
 
 
 # The config fields each stage reads (with everything upstream): a change reruns that stage and the
@@ -34,15 +47,94 @@ STAGE_FIELDS = {
 }
 
 
-def notebooks() -> list[Path]:
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+class StageFailed(SystemExit):
+    """A notebook failed: the message names it, the cell, the error and where its executed copy is."""
 
 
-def _source_hash() -> str:
+def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage keys from the code each notebook uses
+
+
+def _read_source(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def notebook_code(nb: Path) -> str:
+    """The code cells of a notebook as one Python source (IPython magics and shell lines dropped)."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    lines = []
+    for c in cells:
+        if c.get("cell_type") == "code":
+            src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            lines += [ln for ln in src.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return "\n".join(lines)
+
+
+def _imports(source: str, where: str, in_package: bool) -> set[str]:
+    """Modules of the package that `source` imports anywhere (top level or inside functions)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise SyntaxError(f"{where}: cannot read its imports: {e}") from None
+    found = {"__init__"}  # importing anything from the package runs its __init__
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                if parts[0] == PACKAGE:
+                    found.add(parts[1] if len(parts) > 1 else "__init__")
+        elif isinstance(node, ast.ImportFrom):
+            absolute = node.level == 0 and (node.module or "").split(".")[0] == PACKAGE
+            if not (absolute or (node.level == 1 and in_package)):
+                continue
+            parts = (node.module or "").split(".")[1 if absolute else 0:]
+            parts = [p for p in parts if p]
+            if parts:
+                found.add(parts[0])
+            else:  # `from recsae_utils import x` / `from . import x`: x is a module or a name in __init__
+                found.update(a.name for a in node.names)
+    return found
+
+
+def module_closure(roots: set[str], read: Callable[[Path], str] = _read_source) -> set[str]:
+    """The package modules reachable from `roots` through their imports (names that are not modules, such
+    as a function imported from __init__, are dropped)."""
+    todo, seen = [m for m in roots], set()
+    while todo:
+        m = todo.pop()
+        path = PACKAGE_DIR / f"{m}.py"
+        if m in seen or not path.exists():
+            continue
+        seen.add(m)
+        todo += _imports(read(path), str(path), in_package=True) - seen
+    return seen
+
+
+def _data_files() -> list[Path]:
+    """Files the package ships besides its Python source (templates, CSS, JavaScript)."""
+    return sorted(p for p in PACKAGE_DIR.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+                  and "__pycache__" not in p.parts)
+
+
+def code_hash(nb: Path, read: Callable[[Path], str] = _read_source) -> tuple[str, list[str]]:
+    """(hash, modules) of the package code a notebook runs: the modules it imports, followed through the
+    package, and the data files those modules name (a data file no module names counts for every stage)."""
+    mods = sorted(module_closure(_imports(notebook_code(nb), str(nb), in_package=False), read))
+    sources = {m: read(PACKAGE_DIR / f"{m}.py") for m in mods}
+    all_sources = {p.stem: read(p) for p in PACKAGE_DIR.glob("*.py")}
     h = hashlib.sha256()
-    for p in sorted((artifacts.repo_root() / "recsae_utils").glob("*.py")):
-        h.update(p.name.encode() + p.read_bytes())
-    return h.hexdigest()[:16]
+    for m in mods:
+        h.update(f"{m}\0{sources[m]}\0".encode())
+    for f in _data_files():
+        rel = f.relative_to(PACKAGE_DIR)
+        named = [m for m, src in all_sources.items() if any(f"{p}" in src for p in rel.parts)]
+        if not named or set(named) & set(mods):
+            h.update(str(rel).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16], mods
 
 
 def _data_hash(cfg: config.RunConfig) -> str:
@@ -52,36 +144,96 @@ def _data_hash(cfg: config.RunConfig) -> str:
     return source_fingerprint(cfg.data_source, cfg.dataset)
 
 
-def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=print,
-                until: str | None = None) -> list[dict]:
+def stage_keys(cfg: config.RunConfig, nbs: list[Path], read: Callable[[Path], str] = _read_source) -> dict[str, str]:
+    """{notebook name: key}; each key chains the one before it, so a change reruns everything after it."""
+    cfg_dict = cfg.to_dict()
+    upstream = artifacts.config_hash([_data_hash(cfg), {"dataset": cfg.dataset, "profile": cfg.profile}])
+    keys = {}
+    for nb in nbs:
+        fields = {f: cfg_dict[f] for f in STAGE_FIELDS.get(nb.name[:2], list(cfg_dict))}
+        upstream = keys[nb.name] = artifacts.config_hash(
+            [upstream, nb.read_bytes().decode("utf-8"), code_hash(nb, read)[0], fields])
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------------
+# One run per run folder
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold runs/<dataset>/.lock for the whole dataset run; a second run on the same folder is refused
+    with the other process's pid and command (two writers would silently mix their results)."""
+    path = Path(run_dir) / ".lock"
+    f = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process (pid not yet written)"
+            raise SystemExit(f"\n{run_dir} is in use by {holder}.\nOne run per run folder: wait for it to "
+                             f"finish, stop it, or give this run its own folder (RECSAE_RUN_ROOT).\n") from None
+        argv = list(sys.argv)
+        if argv and argv[0] == __file__:
+            argv[0] = "python -m recsae_utils.pipeline"
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} ({' '.join(argv) or sys.executable}), started "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing releases the lock
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running the stages
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # under make, stdout is a pipe: without the flush lines would come in bursts
+
+
+def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=_say,
+                until: str | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[dict]:
     cfg = config.load(dataset, profile)
+    with run_lock(cfg.run_dir):
+        rows = _run_stages(cfg, force, log, until, notebook_dir)
+    return rows
+
+
+def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, notebook_dir: Path) -> list[dict]:
+    dataset, run_dir = cfg.dataset, cfg.run_dir
     out_dir = cfg.report_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = cfg.run_dir / "stages.json"
+    for folder in (cfg.report_dir, run_dir):  # temp files of writes a kill interrupted (we hold the lock)
+        artifacts.remove_stale_temp(folder)
+    state_path = run_dir / "stages.json"
     state = artifacts.read_json(state_path) if state_path.exists() else {}
     params = {"dataset": dataset, "profile": cfg.profile}
-    upstream = artifacts.config_hash([_source_hash(), _data_hash(cfg), params])
-    cfg_dict = cfg.to_dict()
+    nbs = [nb for nb in notebooks(notebook_dir) if not (until and nb.name[:2] > until)]
+    keys = stage_keys(cfg, nbs)
     rows = []
-    for nb in notebooks():
-        if until and nb.name[:2] > until:
-            break
-        fields = {f: cfg_dict[f] for f in STAGE_FIELDS.get(nb.name[:2], list(cfg_dict))}
-        key = artifacts.config_hash([upstream, nb.read_bytes().decode("utf-8"), fields])
+    stale = force
+    for nb in nbs:
         out_nb = out_dir / nb.name
         t0 = time.time()
-        if not force and state.get(nb.name) == key and out_nb.exists():
+        if not stale and state.get(nb.name) == keys[nb.name] and out_nb.exists():
             status = "reused"
         else:
+            stale = True  # this stage rewrites what every later stage read
+            for later in [n for n in state if n >= nb.name]:
+                del state[later]
+            artifacts.write_json(state_path, state)  # no key while it runs: a kill leaves it undone
             log(f"[{dataset}] {nb.name} ...")
-            _execute(nb, out_nb, params)
-            state[nb.name] = key
+            _execute(nb, out_nb, params, run_dir, lambda line, s=nb.name[:2]: log(f"[{dataset}] {s} · {line}"))
+            state[nb.name] = keys[nb.name]
             artifacts.write_json(state_path, state)
             status = "ran"
         secs = time.time() - t0
         rows.append({"dataset": dataset, "stage": nb.stem, "status": status, "seconds": secs})
         log(f"[{dataset}] {nb.name}: {status} in {secs:.1f}s")
-        upstream = key
     _write_run_record(cfg, rows)
     from .reports import write_report
 
@@ -103,7 +255,7 @@ def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
     except OSError:
         rev = ""
     manifest = cfg.run_dir / "data" / "manifest.json"
-    env = {k: AS_GIVEN.get(k, v) for k, v in os.environ.items() if k.startswith("RECSAE_") or k == "OPENAI_BASE_URL"}
+    env = {**config.given_environment(), **AS_GIVEN}
     artifacts.write_json(cfg.report_dir / "run.json", {
         "command": f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()))} make all DATASETS={cfg.dataset}".strip(),
         "argv": sys.argv, "config": cfg.to_dict(), "git_commit": rev,
@@ -113,16 +265,74 @@ def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
     })
 
 
-def _execute(nb: Path, out_nb: Path, params: dict) -> None:
-    import papermill as pm
+AS_GIVEN: dict[str, str] = {}  # location variables as the user typed them (main() makes them absolute)
 
+
+class _Tail(threading.Thread):
+    """Print each line a stage appends to its progress file, as it comes."""
+
+    def __init__(self, path: Path, emit: Callable[[str], None]):
+        super().__init__(daemon=True)
+        self.path, self.emit, self.pos = path, emit, 0
+        self.stop = threading.Event()
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        done = chunk[:chunk.rfind("\n") + 1]  # whole lines only
+        self.pos += len(done.encode("utf-8"))
+        for line in done.splitlines():
+            self.emit(line)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.poll()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join()
+        self.poll()
+
+
+def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable[[str], None]) -> None:
+    """Run `nb` into a temp copy in the run folder; on success move it to `out_nb`, on failure to
+    <run_dir>/failed/ (a half-executed notebook never replaces the last good one in reports/)."""
+    import papermill as pm
+    from traitlets.config import Config
+
+    work = run_dir / "executing"
+    work.mkdir(parents=True, exist_ok=True)
+    tmp_nb = work / nb.name
+    progress_file = work / f"{nb.stem}.progress"
+    progress_file.write_text("", encoding="utf-8")
+    tail = _Tail(progress_file, emit)
+    config.set_progress_file(progress_file)
+    tail.start()
     try:
-        pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(NOTEBOOK_DIR), progress_bar=False,
-                            kernel_name="python3")
-    except pm.PapermillExecutionError as e:
-        msg = (f"\nNotebook failed: {nb.name} (executed copy: {out_nb})\n"
-               f"  cell {e.exec_count}: {e.ename}: {e.evalue}\n")
-        raise SystemExit(msg) from None
+        # IPC transport: the kernel is local, and ipykernel's warning about unencrypted TCP says nothing a
+        # user could act on
+        pm.execute_notebook(str(nb), str(tmp_nb), parameters=params, cwd=str(nb.parent), progress_bar=False,
+                            kernel_name="python3", config=Config({"KernelManager": {"transport": "ipc"}}))
+    except Exception as e:  # a cell's error, or the kernel died
+        failed = run_dir / "failed" / nb.name
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if tmp_nb.exists():
+            os.replace(tmp_nb, failed)
+        where = (f"cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError)
+                 else f"{type(e).__name__}: {e}")
+        raise StageFailed(f"\nNotebook failed: {nb.name} (executed copy: {failed}; reports/ keeps the last good "
+                          f"one; the next run redoes this stage)\n  {where}\n") from None
+    finally:
+        tail.finish()
+        config.set_progress_file(None)
+        progress_file.unlink(missing_ok=True)
+    with artifacts.atomic_path(out_nb) as tmp:
+        shutil.copyfile(tmp_nb, tmp)
+    tmp_nb.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,16 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="full (default) or tiny; env RECSAE_PROFILE")
     ap.add_argument("--force", action="store_true", help="run every stage even if unchanged")
     ap.add_argument("--until", default=None, help="stop after this stage number, e.g. 02")
+    ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    for var in ("RECSAE_DATA_DIR", "RECSAE_RUN_DIR", "RECSAE_REPORT_DIR"):  # notebooks run in notebooks/
-        if os.environ.get(var):
-            AS_GIVEN[var] = os.environ[var]
-            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+    try:
+        for ds in args.datasets:  # every setting checked before the first stage starts
+            config.load(ds, args.profile)
+    except config.ConfigError as e:
+        print(f"recsae: invalid setting: {e}", file=sys.stderr)
+        return 2
+    AS_GIVEN.update(config.export_locations())  # notebooks run in notebooks/: hand them absolute paths
     rows = []
     t0 = time.time()
     for ds in args.datasets:
-        rows += run_dataset(ds, args.profile, args.force, until=args.until)
+        rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
     print("\n| dataset | stage | status | seconds |\n|---|---|---|---:|")
     for r in rows:
         print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")

@@ -52,27 +52,31 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import artifacts
+from .config import RunConfig
+from .progress import step as progress_step
 from .train import _load_state, _state_tensors, early_stop_now
 
 
 @dataclass
 class SAEConfig:
+    """One SAE fit. The defaults are the run's (config.RunConfig's sae_* fields), so an SAEConfig built by
+    hand trains what `make all` trains; recsae.sae_config passes every field from the RunConfig anyway."""
     d_in: int = 64
-    n_latents: int = 2048
-    k: int = 32
+    n_latents: int = RunConfig.sae_latents
+    k: int = RunConfig.sae_k
     k_aux: int = 32                  # d_in // 2 (reference)
-    aux_coef: float = 1 / 32
-    variant: str = "openai"          # "openai" or "reference"
-    dead_window: int = 1_000_000     # samples without firing before a latent counts as dead ("openai")
-    aux_relu: bool = True            # ReLU on AuxK values (Gao et al., reference); False revives latents
-                                     # whose pre-activation is negative everywhere (see the module doc)
-    lr: float = 1e-4
-    lr_decay: float = 0.0            # last fraction of all steps over which lr falls linearly to 0
-    l2: float = 1e-6                 # Adam weight decay on W_enc, W_dec, b_dec (not b_enc), as in the reference
-    batch_size: int = 32
-    epochs: int = 50
+    aux_coef: float = RunConfig.sae_aux_coef
+    variant: str = RunConfig.sae_variant            # "openai" or "reference"
+    dead_window: int = RunConfig.sae_dead_window    # samples without firing before a latent counts as dead ("openai")
+    aux_relu: bool = RunConfig.sae_aux_relu         # True = ReLU on AuxK values (Gao et al., reference); False
+                                                    # revives latents whose pre-activation is negative everywhere
+    lr: float = RunConfig.sae_lr
+    lr_decay: float = RunConfig.sae_lr_decay        # last fraction of all steps over which lr falls linearly to 0
+    l2: float = RunConfig.sae_l2                    # Adam weight decay on W_enc, W_dec, b_dec (not b_enc); reference 1e-6
+    batch_size: int = RunConfig.sae_batch_size
+    epochs: int = 50                 # the run derives its epochs from sae_samples (recsae.sae_epochs)
     early_stop: int = 10             # patience on the selection score (ReChorus rule)
-    seed: int = 0
+    seed: int = RunConfig.seed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -274,8 +278,12 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     dev NDCG@5 of the 2,048-latent SAE moved by less than one paired standard error (~0.0005) between
     epochs, so the plain argmax picked an epoch by noise (epoch 6 of 12, dev FVU .0052 against .0031).
     Early stopping then counts its patience from the selected epoch: on Grocery the raw rule stopped the
-    fit at epoch 16 of 61 (best raw dev NDCG@5 at epoch 6) while the dev FVU was still falling."""
+    fit at epoch 16 of 61 (best raw dev NDCG@5 at epoch 6) while the dev FVU was still falling.
+
+    FitResult.seconds is the fit's real time summed over every call that trained (kept in the checkpoint),
+    not the time of the last call, which may only have reloaded a finished fit."""
     t0 = time.time()
+    spent = 0.0  # seconds of earlier calls on this checkpoint
     if cfg.variant not in ("openai", "reference"):
         raise ValueError(f"unknown variant {cfg.variant!r}")
     x = x_train.detach().float().contiguous()
@@ -306,6 +314,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             if "best_per_instance" in tensors:
                 best_per = tensors["best_per_instance"].double().numpy()
             history, best_epoch, start = saved["history"], saved["best_epoch"], len(saved["history"]) + 1
+            spent = saved.get("seconds", sum(r["seconds"] for r in history))  # older checkpoints: epochs only
 
     def score(row: dict) -> float:
         return row["dev"][select_key] if select_fn else -row["train_fvu"]
@@ -329,6 +338,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     done = bool(crit) and stop_now()
     n_batches = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * n_batches
+    trained = False
     for epoch in range(start, cfg.epochs + 1):
         if done:
             break
@@ -389,6 +399,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             best_state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
             if out:
                 save_sae(out / "sae.safetensors", sae, {"best_epoch": epoch, "row": row})
+        trained = True
         if out:
             tensors = {**_state_tensors(sae, opt), **{f"best.{k}": v for k, v in best_state.items()}}
             if dead_prev is not None:
@@ -396,14 +407,17 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             if best_per is not None:
                 tensors["best_per_instance"] = torch.from_numpy(best_per)
             artifacts.save_weights(out / "sae_last.safetensors", tensors,
-                                   {"meta": meta, "history": history, "best_epoch": best_epoch})
+                                   {"meta": meta, "history": history, "best_epoch": best_epoch,
+                                    "seconds": spent + time.time() - t0})
+        line = (f"sae epoch {epoch:3d}/{cfg.epochs} loss {row['loss']:.4f} fvu {row['train_fvu']:.4f} "
+                f"dead {row['dead']:.3f} score {crit[-1]:.4f} ({row['seconds']:.1f}s)")
+        progress_step(f"SAE {cfg.n_latents} latents k={cfg.k} {cfg.variant}: {line}")
         if progress:
-            tqdm.write(f"sae epoch {epoch:3d} loss {row['loss']:.4f} fvu {row['train_fvu']:.4f} "
-                       f"dead {row['dead']:.3f} score {crit[-1]:.4f} ({row['seconds']:.1f}s)")
+            tqdm.write(line)
         done = stop_now()
     sae.load_state_dict(best_state)
     sae.eval()
-    return FitResult(sae, history, best_epoch, time.time() - t0)
+    return FitResult(sae, history, best_epoch, spent + (time.time() - t0 if trained else 0.0))
 
 
 @torch.no_grad()

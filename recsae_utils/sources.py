@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .config import DATASETS, cache_dir
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 ML1M_MD5 = "c4d9eecfca2ab87c1945afe126590906"
 SPLITS = ("train", "dev", "test")
-DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 ML1M_FILES = ("ratings.dat", "movies.dat")  # what data prep reads (users.dat and README are not used)
 # Earliest plausible rating time, 1995-01-01 UTC: before MovieLens existed, and above any Unix-seconds
 # time that lost a digit (a time before the year 2286 divided by 10 falls before 1975).
@@ -35,10 +35,6 @@ class DataError(ValueError):
 
 # ----------------------------------------------------------------------------------------------------
 # Locating the input, and the fingerprint that names it
-
-
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "recsae"
 
 
 def resolve_source(data_dir: str | os.PathLike | None, dataset: str) -> Path | None:
@@ -113,7 +109,7 @@ def _md5(path: Path) -> str:
 def find_ml1m(source: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
     """Return a folder holding ratings.dat/movies.dat: `source` itself (a folder), `source` extracted (a
     zip), or, with no source, the official archive downloaded into `cache` (md5-checked by pooch)."""
-    cache = Path(cache) if cache else default_cache_dir()
+    cache = Path(cache) if cache else cache_dir()
     if source is None:
         import pooch
 

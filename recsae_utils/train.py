@@ -19,6 +19,7 @@ from . import artifacts
 from .data import Dataset, Instances, user_item_csr
 from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
 from .model import SASRec, SASRecConfig
+from .progress import step as progress_step
 
 
 @dataclass
@@ -188,8 +189,11 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
 
     With `out_dir`, writes `sasrec_last.safetensors` (weights + Adam state, every epoch) and
     `sasrec.safetensors` (best weights) with JSON configs beside them; a killed run resumes from the last
-    finished epoch with identical results (per-epoch RNG streams are derived from seed and epoch)."""
+    finished epoch with identical results (per-epoch RNG streams are derived from seed and epoch).
+    `seconds` is the training's real time summed over every call that trained (kept in the checkpoint), not
+    the time of the last call, which may only have reloaded a finished run."""
     t0 = time.time()
+    spent = 0.0  # seconds of earlier calls on this checkpoint
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model_cfg = model_cfg or SASRecConfig(n_items=ds.n_items)
@@ -212,12 +216,14 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
         if saved.get("model") == meta["model"] and saved.get("train") == meta["train"]:
             _load_state(model, opt, tensors)
             history, best_epoch = saved["history"], saved["best_epoch"]
+            spent = saved.get("seconds", sum(r["train_seconds"] + r["eval_seconds"] for r in history))
             crit = [row["dev"][cfg.main_metric] for row in history]
             start_epoch = len(history) + 1
             if (out / "sasrec.safetensors").exists():
                 best_state = {k: v for k, v in artifacts.load_weights(out / "sasrec.safetensors")[0].items()}
     done = bool(crit) and early_stop_now(crit, cfg.early_stop)
     n = len(tr)
+    trained = False
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         if done:
             break
@@ -249,19 +255,23 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
             if out:
                 artifacts.save_weights(out / "sasrec.safetensors", best_state,
                                        {**meta, "best_epoch": best_epoch, "dev": dev})
+        trained = True
         if out:
             artifacts.save_weights(out / "sasrec_last.safetensors", _state_tensors(model, opt),
-                                   {**meta, "history": history, "best_epoch": best_epoch})
+                                   {**meta, "history": history, "best_epoch": best_epoch,
+                                    "seconds": spent + time.time() - t0})
         if on_epoch:
             on_epoch(row)
+        line = (f"epoch {epoch:3d}/{cfg.max_epochs} loss {row['loss']:.4f} dev {cfg.main_metric} {crit[-1]:.4f} "
+                f"({train_s:.1f}s + {row['eval_seconds']:.1f}s)")
+        progress_step(f"SASRec seed {cfg.seed} {line}")
         if progress:
-            tqdm.write(f"epoch {epoch:3d} loss {row['loss']:.4f} dev {cfg.main_metric} {crit[-1]:.4f} "
-                       f"({train_s:.1f}s + {row['eval_seconds']:.1f}s)")
+            tqdm.write(line)
         done = early_stop_now(crit, cfg.early_stop)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return TrainResult(model, history, best_epoch, time.time() - t0)
+    return TrainResult(model, history, best_epoch, spent + (time.time() - t0 if trained else 0.0))
 
 
 def load_sasrec(path: str | Path, device: str = "cpu") -> SASRec:

@@ -1,18 +1,191 @@
-"""`make all` end to end on the tiny synthetic data, then again: nothing is recomputed; a parameter of
-the last stage reruns that stage only."""
+"""The pipeline: stage keys follow the code each notebook imports; a stage counts as done only when it
+finished (a failed or SIGKILLed stage is redone, reports/ keeps the last good notebook); one run per run
+folder; progress lines in the terminal. Then `make all` end to end on the tiny synthetic data, and again:
+nothing is recomputed; a parameter of the last stage reruns that stage only."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
+from recsae_utils import config, pipeline
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage keys from the code each notebook uses
+
+
+def test_stage_code_follows_the_imports():
+    mods = {nb.name[:2]: set(pipeline.code_hash(nb)[1]) for nb in pipeline.notebooks()}
+    assert {s for s, m in mods.items() if "browser" in m} == {"05"}
+    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05"}      # through recsae
+    assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05"}
+    assert {"labeling", "figures"} <= mods["05"]                                 # imports inside functions
+    assert "pipeline" not in set().union(*mods.values())
+
+
+def test_stage_keys_change_only_where_the_code_is_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path))
+    cfg = config.load("ml-1m", "tiny")
+    nbs = pipeline.notebooks()
+    base = pipeline.stage_keys(cfg, nbs)
+
+    def edited(module):
+        def read(path):
+            text = path.read_text(encoding="utf-8")
+            return text + "\n# edited\n" if path.name == f"{module}.py" else text
+        return pipeline.stage_keys(cfg, nbs, read)
+
+    def changed(keys):
+        return {n[:2] for n in keys if keys[n] != base[n]}
+
+    assert changed(edited("browser")) == {"05"}
+    assert changed(edited("sae")) == {"03", "04", "05"}
+    assert changed(edited("train")) == {"02", "03", "04", "05"}
+    assert changed(edited("config")) == {"01", "02", "03", "04", "05"}
+    assert changed(edited("pipeline")) == set()
+    assert pipeline.stage_keys(cfg, nbs) == base                                 # stable
+
+
+def test_imports_inside_functions_and_relative_forms():
+    src = ("import recsae_utils.sae as s\nfrom recsae_utils.train import x\nfrom recsae_utils import data, config\n"
+           "def f():\n    from recsae_utils import browser\n")
+    assert pipeline._imports(src, "nb", in_package=False) == {"__init__", "sae", "train", "data", "config", "browser"}
+    rel = "from . import artifacts\nfrom .metrics import TOPK\ndef g():\n    from . import labeling, sae as m\n"
+    assert pipeline._imports(rel, "mod", in_package=True) == {"__init__", "artifacts", "metrics", "labeling", "sae"}
+    assert pipeline._imports(rel, "nb", in_package=False) == {"__init__"}         # a notebook has no package
+
+
+# ---------------------------------------------------------------------------------------------------
+# A stage counts only when it finished; one run per folder (on two quick stand-in notebooks)
+
+STAGE_A = "from recsae_utils import config\ncfg = config.load(dataset, profile)\n(cfg.run_dir / 'a.txt').write_text('a')"
+STAGE_B = """import time
+from recsae_utils import config, progress
+cfg = config.load(dataset, profile)
+progress.step("step 1/2")
+control = cfg.run_dir / "control"
+mode = control.read_text() if control.exists() else ""
+if mode == "fail":
+    raise RuntimeError("stage b was asked to fail")
+if mode == "hang":
+    (cfg.run_dir / "hanging").write_text("1")
+    time.sleep(300)
+progress.step("step 2/2")
+print("stage b finished")"""
+
+
+def write_notebooks(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, code in (("01_a", STAGE_A), ("02_b", STAGE_B)):
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                               "language": "python"}})
+        nb.cells = [nbformat.v4.new_code_cell('dataset = "ml-1m"\nprofile = ""', metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(code)]
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+@pytest.fixture()
+def small_run(tmp_path, tiny_root, monkeypatch):
+    for k in list(os.environ):
+        if k.startswith("RECSAE_"):
+            monkeypatch.delenv(k)
+    env = {"RECSAE_DATA_DIR": str(tiny_root), "RECSAE_RUN_ROOT": str(tmp_path / "runs"),
+           "RECSAE_REPORT_ROOT": str(tmp_path / "reports"), "RECSAE_PROFILE": "tiny", "PYTHONPATH": str(ROOT)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return write_notebooks(tmp_path / "nbs"), tmp_path / "runs" / "ml-1m", tmp_path / "reports" / "ml-1m" / "notebooks"
+
+
+def test_failed_stage_is_redone_and_reports_keep_the_good_notebook(small_run):
+    nbs, run, rep = small_run
+    log: list[str] = []
+    rows = pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=log.append)
+    assert [r["status"] for r in rows] == ["ran", "ran"]
+    assert "[ml-1m] 02 · step 1/2" in log and "[ml-1m] 02 · step 2/2" in log      # progress, line by line
+    good = (rep / "02_b.ipynb").read_text()
+    assert "stage b finished" in good
+    (run / "control").write_text("fail")
+    with pytest.raises(pipeline.StageFailed, match=r"02_b.ipynb \(executed copy: .*failed/02_b.ipynb") as e:
+        pipeline.run_dataset("ml-1m", force=True, notebook_dir=nbs, log=log.append)
+    assert "RuntimeError: stage b was asked to fail" in str(e.value)
+    assert "asked to fail" in (run / "failed" / "02_b.ipynb").read_text()
+    assert (rep / "02_b.ipynb").read_text() == good                              # the last good one stays
+    assert "02_b.ipynb" not in json.loads((run / "stages.json").read_text())
+    (run / "control").unlink()
+    rows = pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=log.append)
+    assert [r["status"] for r in rows] == ["reused", "ran"]                      # same key, but never finished
+    assert [r["status"] for r in pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=log.append)] == ["reused"] * 2
+
+
+def _pipeline(nbs: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "recsae_utils.pipeline", "ml-1m", "--notebooks", str(nbs)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def test_killed_stage_is_redone_and_a_second_run_is_refused(small_run):
+    nbs, run, rep = small_run
+    run.mkdir(parents=True)
+    (run / "control").write_text("hang")
+    first = _pipeline(nbs, start_new_session=True)
+    try:
+        _wait_for(run / "hanging", first)
+        second = _pipeline(nbs)                                                  # same run folder, meanwhile
+        out, err = second.communicate(timeout=120)
+        assert second.returncode != 0 and f"is in use by pid {first.pid} (" in err and "recsae_utils.pipeline" in err
+        assert (run / "hanging").exists() and first.poll() is None
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)                                     # the run and its kernel
+        first.wait()
+    state = json.loads((run / "stages.json").read_text())                        # still consistent
+    assert "01_a.ipynb" in state and "02_b.ipynb" not in state
+    assert not (rep / "02_b.ipynb").exists()
+    (run / "control").unlink()
+    out, err = _pipeline(nbs).communicate(timeout=300)
+    assert "| ml-1m | 01_a | reused |" in out and "| ml-1m | 02_b | ran |" in out, out + err
+    assert "[ml-1m] 02 · step 2/2" in out
+    assert "without encryption" not in err, err                                  # no kernel warning noise
+
+
+def test_lock_names_the_other_process(tmp_path):
+    code = ("import sys, time; from pathlib import Path; from recsae_utils import pipeline\n"
+            "with pipeline.run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=f"in use by pid {holder.pid} \\(-c {tmp_path}\\)"):
+            with pipeline.run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with pipeline.run_lock(tmp_path):                                            # released with its process
+        assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The real notebooks
 
 
 @pytest.mark.skipif(shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").exists(),
@@ -26,9 +199,11 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
         r = subprocess.run(["make", "all", "DATASETS=ml-1m", "PROFILE=tiny"], cwd=ROOT, env={**env, **(extra_env or {})},
                            capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "without encryption" not in r.stderr, r.stderr[-3000:]
         return r.stdout, time.time() - t0
 
     out1, _ = make_all()
+    assert "[ml-1m] 02 · SASRec seed 0 epoch   1/4 loss" in out1 and "[ml-1m] 03 · SAE 64 latents k=4 openai: sae epoch" in out1
     rep = tmp_path / "reports" / "ml-1m"
     summary = json.loads((rep / "summary.json").read_text())
     for section in ("data", "sasrec", "recsae", "sae", "concepts"):

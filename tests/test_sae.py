@@ -29,7 +29,10 @@ def planted(n=20_000, d=16, n_atoms=64, active=3, seed=0):
 
 
 def small_cfg(**kw) -> S.SAEConfig:
-    base = dict(d_in=16, n_latents=128, k=3, k_aux=8, batch_size=256, lr=3e-3, epochs=2, dead_window=5_000)
+    """The tests' SAE: small, constant lr, ReLU'd AuxK and the reference's weight decay (not the run's
+    defaults: these tests were written for, and pin, those settings)."""
+    base = dict(d_in=16, n_latents=128, k=3, k_aux=8, batch_size=256, lr=3e-3, epochs=2, dead_window=5_000,
+                aux_relu=True, l2=1e-6, lr_decay=0.0)
     return S.SAEConfig(**{**base, **kw})
 
 
@@ -140,7 +143,7 @@ def test_auxk_without_relu_revives_latents_negative_everywhere(monkeypatch):
 def test_lr_schedule_known_values():
     cfg = S.SAEConfig(lr=1.0, lr_decay=0.5)
     assert [S.scheduled_lr(cfg, t, 100) for t in (0, 49, 50, 75, 99)] == [1.0, 1.0, 1.0, 0.5, 0.02]
-    assert S.scheduled_lr(S.SAEConfig(lr=0.3), 99, 100) == 0.3          # lr_decay 0: constant
+    assert S.scheduled_lr(S.SAEConfig(lr=0.3, lr_decay=0.0), 99, 100) == 0.3          # lr_decay 0: constant
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -283,7 +286,7 @@ def test_auxk_target_sign_bias_and_detach():
     """openai: e = x - x_hat detached, e_hat without b_dec, normalised by var(e); reference: e = x_hat - x
     not detached, e_hat with b_dec, normalised by var(x) and scaled by min(n_dead / k_aux, 1)."""
     for variant in ("openai", "reference"):
-        cfg = S.SAEConfig(d_in=8, n_latents=32, k=2, k_aux=4, variant=variant)
+        cfg = S.SAEConfig(d_in=8, n_latents=32, k=2, k_aux=4, variant=variant, aux_relu=True)
         sae = S.TopKSAE(cfg).double()
         with torch.no_grad():
             sae.b_dec.normal_()
