@@ -228,9 +228,15 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
             artifacts.write_json(state_path, state)  # no key while it runs: a kill leaves it undone
             log(f"[{dataset}] {nb.name} ...")
             _execute(nb, out_nb, params, run_dir, lambda line, s=nb.name[:2]: log(f"[{dataset}] {s} · {line}"))
-            state[nb.name] = keys[nb.name]
-            artifacts.write_json(state_path, state)
-            status = "ran"
+            problems = degraded(cfg.report_dir)
+            if problems:  # finished, but left work undone (failed labels, a spent budget): a rerun redoes it
+                status = "degraded"
+                for p in problems:
+                    log(f"[{dataset}] {nb.name}: DEGRADED: {p}")
+            else:
+                state[nb.name] = keys[nb.name]
+                artifacts.write_json(state_path, state)
+                status = "ran"
         secs = time.time() - t0
         rows.append({"dataset": dataset, "stage": nb.stem, "status": status, "seconds": secs})
         log(f"[{dataset}] {nb.name}: {status} in {secs:.1f}s")
@@ -239,6 +245,15 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
 
     write_report(cfg.report_dir)
     return rows
+
+
+def degraded(report_dir: Path) -> list[str]:
+    """The problems a finished stage recorded in summary.json (any section's `degraded` list)."""
+    path = Path(report_dir) / "summary.json"
+    if not path.exists():
+        return []
+    return [p for section in artifacts.read_json(path).values() if isinstance(section, dict)
+            for p in section.get("degraded") or []]
 
 
 def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
@@ -358,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
     print(f"| all | | | {time.time() - t0:.1f} |")
+    bad = [r for r in rows if r["status"] == "degraded"]
+    if bad:
+        print(f"\nrecsae: {len(bad)} stage(s) finished degraded ({', '.join(r['dataset'] + ' ' + r['stage'] for r in bad)});"
+              " see DEGRADED above and the report's Key findings. A rerun redoes them.", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -65,7 +65,10 @@ def test_folder_fingerprint_follows_contents_not_mtime(tmp_path):
 
 def test_missing_data_dir_is_an_error_naming_it(tmp_path):
     missing = tmp_path / "no-such-folder"
-    cfg = _cfg(missing, tmp_path / "runs")
+    with pytest.raises(config.ConfigError, match=re.escape(f"{missing}") + ".*no such folder"):
+        _cfg(missing, tmp_path / "runs")          # refused at start-up, before any stage
+    from dataclasses import replace
+    cfg = replace(_cfg(tmp_path, tmp_path / "runs"), data_dir=str(missing))   # and again where the data is read
     for call in (lambda: data.prepare(cfg, cache=tmp_path / "cache"), lambda: pipeline._data_hash(cfg)):
         with pytest.raises(data.DataError, match=re.escape(f"{missing}: data folder not found")):
             call()

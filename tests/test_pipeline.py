@@ -79,6 +79,12 @@ control = cfg.run_dir / "control"
 mode = control.read_text() if control.exists() else ""
 if mode == "fail":
     raise RuntimeError("stage b was asked to fail")
+if mode == "degraded":  # finished, but recorded undone work (as the concept stage does for failed labels)
+    from recsae_utils import reports
+    reports.update_summary(cfg.report_dir, "stage_b", {"degraded": ["labels: 3 of 58 labels failed (http_500: 3)"]})
+else:
+    from recsae_utils import reports
+    reports.update_summary(cfg.report_dir, "stage_b", {"ok": True})
 if mode == "hang":
     (cfg.run_dir / "hanging").write_text("1")
     time.sleep(300)
@@ -128,6 +134,23 @@ def test_failed_stage_is_redone_and_reports_keep_the_good_notebook(small_run):
     rows = pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=log.append)
     assert [r["status"] for r in rows] == ["reused", "ran"]                      # same key, but never finished
     assert [r["status"] for r in pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=log.append)] == ["reused"] * 2
+
+
+def test_degraded_stage_exits_non_zero_and_is_redone(small_run):
+    """A stage that finished with undone work (failed LLM labels) says so on the console, makes the run exit
+    3, and is not recorded as done, so a plain rerun redoes it; once clean, it counts as done."""
+    nbs, run, rep = small_run
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "control").write_text("degraded")
+    p = _pipeline(nbs)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 3, out + err
+    assert "02_b.ipynb: DEGRADED: labels: 3 of 58 labels failed" in out and "finished degraded" in err
+    assert "02_b.ipynb" not in json.loads((run / "stages.json").read_text())
+    (run / "control").unlink()
+    rows = pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=lambda _: None)
+    assert [r["status"] for r in rows] == ["reused", "ran"]
+    assert [r["status"] for r in pipeline.run_dataset("ml-1m", notebook_dir=nbs, log=lambda _: None)] == ["reused"] * 2
 
 
 def _pipeline(nbs: Path, **kw) -> subprocess.Popen:
