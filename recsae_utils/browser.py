@@ -242,6 +242,20 @@ def _first_col(df: pd.DataFrame, names: tuple[str, ...], what: str) -> str:
     raise ValueError(f"{what}: need one of the columns {list(names)}, got {list(df.columns)}")
 
 
+def _profile_order(df: pd.DataFrame, key: str, vcol: str, max_profile: int) -> tuple[pd.DataFrame, list[bool]]:
+    """A profile's rows as the page lists them, and which are background. With a `group` column
+    (`specificity`: 'specific' | 'background', ranked within it by 'rank'), the table's specific-first
+    order, up to max_profile rows per group; without it, largest value first."""
+    if "group" in df.columns and "rank" in df.columns:
+        d = df.assign(_bg=(df["group"] == "background").to_numpy())
+        d = d.sort_values([key, "_bg", "rank"], kind="stable").drop_duplicates([key, "latent"])
+        d = d.groupby([key, "_bg"], sort=False).head(max_profile)
+        return d, d["_bg"].tolist()
+    d = df.sort_values([key, vcol], ascending=[True, False], kind="stable").drop_duplicates([key, "latent"])
+    d = d.groupby(key, sort=False).head(max_profile)
+    return d, [False] * len(d)
+
+
 def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, title: str = "",
                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS,
@@ -334,19 +348,17 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         u = users
         if ucol != "instance" and "instance" in u.columns:   # several instances per user: the latest one
             u = u[u["instance"] == u.groupby(ucol)["instance"].transform("max")]
-        u = u.sort_values([ucol, vcol], ascending=[True, False], kind="stable").drop_duplicates([ucol, "latent"])
-        u = u.groupby(ucol, sort=False).head(max_profile)
-        for uid, lj, v in zip(u[ucol].tolist(), u["latent"].astype(np.int64).tolist(), u[vcol].tolist()):
-            user_map.setdefault(str(uid), []).append([lj, _sig(v)])
+        u, bg = _profile_order(u, ucol, vcol, max_profile)
+        for uid, lj, v, b in zip(u[ucol].tolist(), u["latent"].astype(np.int64).tolist(), u[vcol].tolist(), bg):
+            user_map.setdefault(str(uid), []).append([lj, _sig(v)] + ([1] if b else []))
     movie_map: dict[str, list] = {}
     if movies is not None and len(movies):
         vcol = _first_col(movies, ("strength", "activation", "value"), "movies")
-        mv = movies.sort_values(["item_id", vcol], ascending=[True, False], kind="stable")
-        mv = mv.groupby("item_id", sort=False).head(max_profile)
+        mv, bg = _profile_order(movies, "item_id", vcol, max_profile)
         share = mv["share"].tolist() if "share" in mv.columns else [None] * len(mv)
-        for i, lj, v, s in zip(mv["item_id"].astype(np.int64).tolist(), mv["latent"].astype(np.int64).tolist(),
-                               mv[vcol].tolist(), share):
-            movie_map.setdefault(str(i), []).append([lj, _sig(v), _sig(s, 3)])
+        for i, lj, v, s, b in zip(mv["item_id"].astype(np.int64).tolist(), mv["latent"].astype(np.int64).tolist(),
+                                  mv[vcol].tolist(), share, bg):
+            movie_map.setdefault(str(i), []).append([lj, _sig(v), _sig(s, 3)] + ([1] if b else []))
 
     # only the items the page can show
     used: set[int] = set()

@@ -276,9 +276,10 @@ def show_tables(tables: dict[str, pd.DataFrame]) -> None:
 
 
 def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd.DataFrame,
-                         movie_view: pd.DataFrame, scores_df: pd.DataFrame) -> dict:
+                         movie_view: pd.DataFrame, scores_df: pd.DataFrame, specificity: dict | None = None) -> dict:
     """Full tables to the run folder; trimmed tables (top 20 items per latent), scores and examples to
-    reports/<dataset>/concepts/. Returns the summary.json section."""
+    reports/<dataset>/concepts/. Returns the summary.json section; `specificity`
+    (`explain.specificity_summary`) goes under its own key with the specific-first explanations."""
     save_dictionaries(run.tables, Path(cfg.run_dir) / "concepts")
     small = dict(run.tables)
     small["latent_items"] = small["latent_items"][small["latent_items"]["rank"] <= 20]
@@ -314,7 +315,9 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
            "detection_by_window": [{k: (None if pd.isna(v) else (v if isinstance(v, str) else float(v)))
                                     for k, v in r.items()}
                                    for r in run.tables.get("detection_by_window", pd.DataFrame()).to_dict("records")],
-           "explanations": render_explanations(expl, n_reasons=3)}
+           "explanations": render_explanations(expl, n_reasons=3, specific_first=False)}
+    if specificity is not None:
+        out["specificity"] = {**specificity, "explanations": render_explanations(expl, n_reasons=3)}
     if run.judge is not None:
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
                         "mean_confidence": float(run.judge["confidence"].mean())}

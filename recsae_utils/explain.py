@@ -9,6 +9,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .dictionary import ConceptDictionary, _activation_csr, _label_array, incidence
+from .specificity import GROUPS, RULE, Specificity, head_shares
+from .specificity import order as specific_order
 
 
 def label_names(labels: pd.DataFrame) -> dict[int, str]:
@@ -21,10 +23,21 @@ def label_names(labels: pd.DataFrame) -> dict[int, str]:
 
 
 def instance_concepts(idx: np.ndarray, val: np.ndarray, labels=None, top: int = 5,
-                      m: int | None = None) -> pd.DataFrame:
-    """Each instance's `top` strongest active latents: DataFrame(instance, rank, latent, activation, label)."""
+                      m: int | None = None, spec: Specificity | None = None) -> pd.DataFrame:
+    """Each instance's `top` strongest active latents: DataFrame(instance, rank, latent, activation, label).
+    With `spec`: its top specific latents first (`specificity.order`), then up to `top` background
+    (generic) latents; `rank` counts within the `group` column ('specific' | 'background')."""
     idx, val = np.atleast_2d(idx), np.atleast_2d(val).astype(np.float64)
     m = m or int(idx.max()) + 1
+    if spec is not None:
+        ok = val > 0
+        inst = np.nonzero(ok)[0]
+        o, rank, bg = specific_order([inst], idx[ok], val[ok], spec)
+        sel = rank <= top
+        lat = idx[ok][o][sel]
+        return pd.DataFrame({"instance": inst[o][sel], "rank": rank[sel], "latent": lat,
+                             "activation": val[ok][o][sel], "label": _label_array(labels, m)[lat],
+                             "group": np.array(GROUPS, dtype=object)[bg[sel].astype(int)]})
     top = min(top, idx.shape[1])
     o = np.lexsort((idx, -val), axis=1)[:, :top]
     li, lv = np.take_along_axis(idx, o, 1), np.take_along_axis(val, o, 1)
@@ -49,12 +62,25 @@ def item_latent_strength(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_i
 
 
 def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: int, labels=None,
-                  top: int = 5, m: int | None = None) -> pd.DataFrame:
+                  top: int = 5, m: int | None = None, spec: Specificity | None = None,
+                  strength: sp.csr_matrix | None = None) -> pd.DataFrame:
     """Each item's top concepts by total activation strength over the sequences that contain it:
-    DataFrame(item_id, rank, latent, strength, share, label); share = strength / item's total."""
+    DataFrame(item_id, rank, latent, strength, share, label); share = strength / item's total.
+    With `spec`: the top specific concepts first, then up to `top` background ones (`rank` within the
+    `group` column). `strength`: a precomputed `item_latent_strength` (it is the costly part)."""
     m = m or int(np.asarray(idx).max()) + 1
-    S = item_latent_strength(idx, val, hist, n_items, m).tocoo()
+    S = (item_latent_strength(idx, val, hist, n_items, m) if strength is None else strength).tocoo()
     item, lat, s = S.row.astype(np.int64), S.col.astype(np.int64), S.data
+    if spec is not None:
+        tot = np.bincount(item, weights=s, minlength=n_items)
+        o, rank, bg = specific_order([item], lat, s, spec)
+        keep = rank <= top
+        it, lt, st = item[o][keep], lat[o][keep], s[o][keep]
+        out = pd.DataFrame({"item_id": it, "rank": rank[keep], "latent": lt, "strength": st, "share": st / tot[it],
+                            "label": _label_array(labels, m)[lt],
+                            "group": np.array(GROUPS, dtype=object)[bg[keep].astype(int)]})
+        out.attrs["top"] = top
+        return out
     order = np.lexsort((lat, -s, item))
     item, lat, s = item[order], lat[order], s[order]
     starts = np.r_[0, np.flatnonzero(np.diff(item)) + 1]
@@ -75,14 +101,17 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
 
 def explain_recommendations(z_idx: np.ndarray, z_val: np.ndarray, W_dec: np.ndarray, b_dec: np.ndarray,
                             E: np.ndarray, items: pd.DataFrame | None = None, top: int = 10, labels=None,
-                            mask: np.ndarray | None = None, instances: np.ndarray | None = None) -> pd.DataFrame:
+                            mask: np.ndarray | None = None, instances: np.ndarray | None = None,
+                            spec: Specificity | None = None) -> pd.DataFrame:
     """Split each recommended item's reconstructed score x_hat . E_i into latent contributions
     z_j (W_dec[j] . E_i) plus the bias term b_dec . E_i; they add up exactly (float64) to the score.
 
     z_idx/z_val: (k,) for one instance or (B, k). Items ranked by x_hat . E_i, padding (column 0) and
     `mask` (B, n_items) True entries excluded. Returns DataFrame(instance, rank, item_id, title, score,
     latent, contribution, label): one row per active latent (largest contribution first) and one bias
-    row (latent -1) per recommended item."""
+    row (latent -1) per recommended item. With `spec`, a `group` column ('specific', 'background',
+    'bias') and each item's rows in that order, specific ones by `Specificity.score` of the contribution:
+    only the order changes, every row stays, so the groups still add up to the score."""
     zi, zv = np.atleast_2d(z_idx), np.atleast_2d(z_val).astype(np.float64)
     W = np.asarray(W_dec, dtype=np.float64)
     b = np.asarray(b_dec, dtype=np.float64)
@@ -117,19 +146,44 @@ def explain_recommendations(z_idx: np.ndarray, z_val: np.ndarray, W_dec: np.ndar
     sel = active.ravel()
     bb, tt, lat, con = bb.ravel()[sel], tt.ravel()[sel], lat_all.ravel()[sel], con_all.ravel()[sel]
     is_bias = lat < 0
-    order = np.lexsort((lat, -con, is_bias, tt, bb))  # bias row last
-    bb, tt, lat, con, is_bias = bb[order], tt[order], lat[order], con[order], is_bias[order]
+    if spec is None:
+        grp, key = is_bias.astype(np.int64), con
+    else:
+        lj = np.where(is_bias, 0, lat)
+        grp = np.where(is_bias, 2, spec.generic[lj].astype(np.int64))
+        key = np.where(is_bias, 0.0, spec.score(lj, con))
+    o = np.lexsort((lat, -key, grp, tt, bb))  # bias row last
+    bb, tt, lat, con, is_bias, grp = bb[o], tt[o], lat[o], con[o], is_bias[o], grp[o]
     item = rec[bb, tt]
-    return pd.DataFrame({"instance": inst_ids[bb], "rank": tt + 1, "item_id": item, "title": title[item],
-                         "score": rec_score[bb, tt], "latent": lat, "contribution": con,
-                         "label": lab[np.where(is_bias, m, lat)]})
+    out = pd.DataFrame({"instance": inst_ids[bb], "rank": tt + 1, "item_id": item, "title": title[item],
+                        "score": rec_score[bb, tt], "latent": lat, "contribution": con,
+                        "label": lab[np.where(is_bias, m, lat)]})
+    if spec is not None:
+        out["group"] = np.array([*GROUPS, "bias"], dtype=object)[grp]
+    return out
 
 
-def render_explanations(df: pd.DataFrame, n_reasons: int = 3) -> list[str]:
+def render_explanations(df: pd.DataFrame, n_reasons: int = 3, specific_first: bool = True) -> list[str]:
     """One line per recommended item: 'recommended Gladiator (2000) because of: action epics (+0.81), ...'
-    (the n_reasons largest latent contributions; the bias row is not a reason)."""
+    (the bias row is not a reason). With a `group` column (`explain_recommendations(spec=...)`) and
+    specific_first: the first n_reasons specific concepts in the table's order, then the background group
+    summed ('background: 20 generic concepts (+4.10)'); else the n_reasons largest contributions."""
     keys = ["instance", "rank"]
     heads = df[["instance", "rank", "title"]].drop_duplicates(keys).sort_values(keys)
+    if specific_first and "group" in df.columns:
+        spec = df[df["group"] == "specific"].groupby(keys, sort=False).head(n_reasons)
+        spec = spec.assign(txt=[f"{lb} ({c:+.2f})" for lb, c in zip(spec["label"], spec["contribution"])])
+        bg = df[df["group"] == "background"].groupby(keys)["contribution"].agg(["size", "sum"])
+        reasons = spec.groupby(keys)["txt"].agg(", ".join)
+        out = []
+        for inst, rank, title in heads.itertuples(index=False):
+            parts = [reasons.get((inst, rank), "")]
+            if (inst, rank) in bg.index:
+                n, tot = bg.loc[(inst, rank)]
+                parts.append(f"background: {int(n)} generic concepts ({tot:+.2f})")
+            r = "; ".join(p for p in parts if p)
+            out.append(f"recommended {title} because of: {r or 'the bias term only'}")
+        return out
     lat = df[df["latent"] >= 0].sort_values(keys + ["contribution"], ascending=[True, True, False])
     lat = lat.groupby(keys, sort=False).head(n_reasons)
     reasons = lat.assign(txt=[f"{lb} ({c:+.2f})" for lb, c in zip(lat["label"], lat["contribution"])]) \
@@ -147,10 +201,13 @@ def render_explanations(df: pd.DataFrame, n_reasons: int = 3) -> list[str]:
 
 
 def profile_views(d: ConceptDictionary, names: dict, acts: dict, ctx, item_table: pd.DataFrame, user: int = 36,
-                  movie_title: str = "Wonder Boys (2000)", top: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  movie_title: str = "Wonder Boys (2000)", top: int = 10,
+                  spec: Specificity | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A user's concepts (their latest instance: test, else dev, else train) and a movie's concepts (its rows
     of `item_table`, the `item_concepts` of the training sequences, computed once per run). Falls back to the
-    last training user / the most popular item when the named ones are absent (tiny data, Grocery)."""
+    last training user / the most popular item when the named ones are absent (tiny data, Grocery).
+    With `spec` the user's specific concepts come first and generic ones form a background group (build
+    `item_table` with the same `spec`)."""
     row = None
     for s in ("test", "dev", "train"):
         hit = np.flatnonzero(ctx.inst[s].user == user)
@@ -161,7 +218,7 @@ def profile_views(d: ConceptDictionary, names: dict, acts: dict, ctx, item_table
         row = ("train", len(ctx.inst["train"]) - 1)
         user = int(ctx.inst["train"].user[-1])
     s, r = row
-    uv = instance_concepts(acts[s][0][r:r + 1], acts[s][1][r:r + 1], names, top=top, m=d.m)
+    uv = instance_concepts(acts[s][0][r:r + 1], acts[s][1][r:r + 1], names, top=top, m=d.m, spec=spec)
     uv.insert(0, "user", user)
     uv.insert(1, "split", s)
     items = ctx.ds.items
@@ -182,9 +239,10 @@ def _top_ranks(item_table: pd.DataFrame, top: int) -> pd.DataFrame:
     return item_table[item_table["rank"] <= top].reset_index(drop=True)
 
 
-def example_explanations(names: dict, acts: dict, ctx, sae_model, n: int = 2, top: int = 10) -> pd.DataFrame:
+def example_explanations(names: dict, acts: dict, ctx, sae_model, n: int = 2, top: int = 10,
+                         spec: Specificity | None = None) -> pd.DataFrame:
     """Explain the top-10 recommendations of `n` test instances (the first test instances of distinct
-    users), with the user's known items masked as in evaluation."""
+    users), with the user's known items masked as in evaluation (specific concepts first with `spec`)."""
     import torch
 
     from .metrics import mask_known
@@ -196,25 +254,61 @@ def example_explanations(names: dict, acts: dict, ctx, sae_model, n: int = 2, to
     mask = torch.isinf(mask_known(torch.zeros(len(rows), E.shape[0]), inst.user[rows], *ctx.mask)).numpy()
     return explain_recommendations(acts["test"][0][rows], acts["test"][1][rows], sae_model.W_dec.detach().numpy(),
                                    sae_model.b_dec.detach().numpy(), E.numpy(), ctx.ds.items, top=top,
-                                   labels=names, mask=mask, instances=rows)
+                                   labels=names, mask=mask, instances=rows, spec=spec)
 
 
 def lookup_tables(m: int, names: dict, acts: dict, ctx, item_table: pd.DataFrame,
-                  top: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  top: int = 5, spec: Specificity | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For the concept browser: every user's top latents (their latest instance, test > dev > train) and
-    every item's top concepts by total strength over training sequences (from `item_table`)."""
+    every item's top concepts by total strength over training sequences (from `item_table`); with `spec`,
+    specific concepts first and a background group (build `item_table` with the same `spec`)."""
     frames = []
+    for s, last, users in _latest_instances(ctx):
+        df = instance_concepts(acts[s][0][last], acts[s][1][last], names, top=top, m=m, spec=spec)
+        df.insert(0, "user", users[df["instance"].to_numpy()])
+        df.insert(1, "split", s)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True), _top_ranks(item_table, top)
+
+
+def _latest_instances(ctx) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each user's latest instance (test > dev > train): (split, its rows there, their users) per split."""
+    out = []
     seen = np.zeros(ctx.ds.n_users, bool)
     for s in ("test", "dev", "train"):
         users = ctx.inst[s].user
         last = len(users) - 1 - np.unique(users[::-1], return_index=True)[1]  # latest instance per user
         last = last[~seen[users[last]]]
         seen[users[last]] = True
-        df = instance_concepts(acts[s][0][last], acts[s][1][last], names, top=top, m=m)
-        df.insert(0, "user", users[last][df["instance"].to_numpy()])
-        df.insert(1, "split", s)
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True), _top_ranks(item_table, top)
+        out.append((s, last, users[last]))
+    return out
+
+
+def specificity_summary(spec: Specificity, acts: dict, ctx, strength: sp.csr_matrix, expl: pd.DataFrame,
+                        top: int = 5) -> dict:
+    """The summary.json 'specificity' section: the share of generic latents among the first `top` concepts
+    shown, before (largest value first) and after (`specificity.order`), for every user's latest instance,
+    every item (`strength` = `item_latent_strength` of the training sequences) and the explained
+    recommendations `expl` (made with `spec`); with the share of the positive activation / strength /
+    contribution those `top` carry."""
+    views = {}
+    parts = []
+    for s, last, users in _latest_instances(ctx):
+        idx, val = acts[s][0][last], acts[s][1][last]
+        ok = val > 0
+        parts.append((users[np.nonzero(ok)[0]], idx[ok], val[ok]))
+    views["user"] = [np.concatenate(x) for x in zip(*parts)]
+    S = strength.tocoo()
+    views["movie"] = [S.row, S.col, S.data]
+    lat = expl[expl["latent"] >= 0]
+    key = lat["instance"].to_numpy(np.int64) * (int(lat["rank"].max()) + 1) + lat["rank"].to_numpy(np.int64)
+    views["explanation"] = [key, lat["latent"].to_numpy(), lat["contribution"].to_numpy()]
+    out = {"rule": RULE, "top": top}
+    for view, (k, j, v) in views.items():
+        before, after = head_shares(k, j, v, spec.generic, None, top), head_shares(k, j, v, spec.generic, spec, top)
+        out[view] = {"n": int(len(np.unique(k))), "before": before[0], "after": after[0],
+                     "value_share_before": before[1], "value_share_after": after[1]}
+    return out
 
 
 def judge_probes(d: ConceptDictionary, idx: np.ndarray, val: np.ndarray, hist: np.ndarray, top1: np.ndarray,

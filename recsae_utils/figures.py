@@ -324,10 +324,25 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
     return fig
 
 
+def _specific_first(rows: pd.DataFrame, vcol: str, top: int) -> tuple[pd.DataFrame, list, str]:
+    """Rows to draw, their bar colours and a title note: with a `group` column (`specificity`), the top
+    specific concepts in their rank order, then up to `top` background (generic) ones in grey; without
+    it, the largest values first."""
+    if "group" not in rows.columns or "rank" not in rows.columns:
+        rows = rows.sort_values([vcol, "latent"], ascending=[False, True]).drop_duplicates("latent").head(top)
+        return rows, [LAT_COLOR] * len(rows), ""
+    bg = (rows["group"] == "background").to_numpy()
+    rows = rows.assign(_bg=bg).sort_values(["_bg", "rank"], kind="stable").drop_duplicates("latent")
+    rows = rows.groupby("_bg", sort=False).head(top)
+    colors = [BASE_COLOR if b else LAT_COLOR for b in rows["_bg"]]
+    return rows, colors, " (specific first; grey: generic background)" if rows["_bg"].any() else ""
+
+
 def user_profile(instance_concepts_df: pd.DataFrame, user, labels=None, top: int = 10):
     """A user's (instance's) top latents with their activations and labels, as horizontal bars. The
     frame is `concepts.instance_concepts` output, keyed by 'user', 'user_id' or 'instance'; when a user
-    has several instances there, the latest one (largest 'instance') is drawn."""
+    has several instances there, the latest one (largest 'instance') is drawn. With a `group` column
+    (`instance_concepts(spec=...)`): specific concepts first, the generic background group apart in grey."""
     set_style()
     plt = _plt()
     df = instance_concepts_df
@@ -343,13 +358,13 @@ def user_profile(instance_concepts_df: pd.DataFrame, user, labels=None, top: int
         last = rows["instance"].max()          # instances are in time order within a user: the latest
         rows = rows[rows["instance"] == last]
         note = f" (latest instance, {last})"
-    rows = rows.sort_values([vcol, "latent"], ascending=[False, True]).drop_duplicates("latent").head(top)
+    rows, colors, group_note = _specific_first(rows, vcol, top)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), rows.get("label", pd.Series([None] * len(rows))).tolist())]
     fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
-    _barh(ax, names, rows[vcol].to_numpy(dtype=float), annot=[f"{v:.2f}" for v in rows[vcol]], xlabel=vcol,
-          maxlen=PROFILE_LABEL_CHARS)
-    ax.set_title(f"{'User' if key != 'instance' else 'Instance'} {user}: top concepts{note}", loc="left")
+    _barh(ax, names, rows[vcol].to_numpy(dtype=float), color=colors, annot=[f"{v:.2f}" for v in rows[vcol]],
+          xlabel=vcol, maxlen=PROFILE_LABEL_CHARS)
+    ax.set_title(f"{'User' if key != 'instance' else 'Instance'} {user}: top concepts{note}{group_note}", loc="left")
     return fig
 
 
@@ -383,7 +398,8 @@ def _resolve_item(df: pd.DataFrame, item_title, items: pd.DataFrame | None) -> t
 def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: int = 10,
                   items: pd.DataFrame | None = None):
     """A movie's top concepts by total activation strength over the sequences holding it
-    (`concepts.item_concepts` output), with each concept's share of the movie's total. The title is
+    (`concepts.item_concepts` output; with its `group` column, specific concepts first and the generic
+    background group apart in grey), with each concept's share of the movie's total. The title is
     matched case-insensitively (with or without the year); an int is taken as the item id. Titles come
     from a 'title' column of the frame or from `items` (the dataset's items table)."""
     set_style()
@@ -393,15 +409,16 @@ def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: 
     rows = df[df["item_id"] == i]
     if rows.empty:
         raise KeyError(f"no concepts for item {i} ({title})")
-    rows = rows.sort_values(["strength", "latent"], ascending=[False, True]).head(top)
+    rows, colors, group_note = _specific_first(rows, "strength", top)
+    colors = ["C2" if c == LAT_COLOR else c for c in colors]
     labs = rows["label"].tolist() if "label" in rows.columns else [None] * len(rows)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), labs)]
     annot = [f"{100 * s:.0f}%" for s in rows["share"]] if "share" in rows.columns else None
     fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
-    _barh(ax, names, rows["strength"].to_numpy(dtype=float), color="C2", annot=annot, maxlen=PROFILE_LABEL_CHARS,
+    _barh(ax, names, rows["strength"].to_numpy(dtype=float), color=colors, annot=annot, maxlen=PROFILE_LABEL_CHARS,
           xlabel="total strength" + (" (% = share of the movie's total)" if annot else ""))
-    ax.set_title(f"{_wrap(title, 90, 2)}: top concepts", loc="left")
+    ax.set_title(f"{_wrap(title, 90, 2)}: top concepts{group_note}", loc="left")
     return fig
 
 

@@ -229,6 +229,7 @@ def _fmt(v, digits=4):
 DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
 BROWSER_BUDGET_MB = 5.0     # the project's size budget for one concept browser file
 MAX_FINDINGS = 10           # Key findings: at most this many lines
+GENERIC_SHARE_AIM = 0.10    # issue 12: at most 10% generic latents among the top 5 concepts shown
 SIZES_SHOWN = ("main", "reference", "alt", "random")   # SAE rows of the fidelity tables, in this order
 SAE_NAMES = {"main": "default SAE", "reference": "reference-code SAE", "alt": "smaller SAE", "random": "random SAE"}
 
@@ -451,6 +452,18 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents ({int(c['n_latents']):,} in all); "
                    f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven.")
+        spec = c.get("specificity")
+        if spec:
+            views = [(v, spec[v]) for v in ("user", "movie", "explanation") if v in spec]
+            worst = max(r["after"] for _, r in views)
+            out.append(f"Specific concepts first: generic latents among the top {spec['top']} concepts shown "
+                       + ", ".join(f"{v}s {_pct(r['before'])} → {_pct(r['after'])}" for v, r in views)
+                       + (" (meets" if worst <= GENERIC_SHARE_AIM else " (**short of**")
+                       + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim), generic ones shown apart as a background group"
+                       + ("; the top concepts shown carry {} of a recommended item's positive contribution (was {})"
+                          .format(_pct(spec["explanation"]["value_share_after"]),
+                                  _pct(spec["explanation"]["value_share_before"])) if "explanation" in spec else "")
+                       + ".")
         for problem in (c.get("degraded") or [])[:2]:   # first: a degraded stage must not read as success
             out.insert(0, f"**Degraded**: {md(problem)}.")
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
@@ -562,7 +575,7 @@ def write_report(report_dir: str | Path) -> Path:
             out.append(f"### {min(5, len(ex))} example concepts (best scored; all in "
                        f"{_link(rd, 'concepts/labels.csv')})\n\n"
                        + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
-        expl = c.get("explanations") or []
+        expl = (c.get("specificity") or {}).get("explanations") or c.get("explanations") or []   # specific first
         if expl:
             out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
                        + md(expl[0]) + "\n")

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 from recsae_utils import browser, cards as crd, detection as dtc, dictionary as dic, explain as xpl
+from recsae_utils import specificity as spc
 
 ROOT = Path(__file__).resolve().parents[1]
 XSS = "<img src=x onerror=alert(1)></script>"
@@ -73,8 +74,13 @@ def world(tiny_ds, tiny_inst):
     last_inst = pd.Series(np.arange(n)).groupby(tr.user).max()   # each user's latest training instance
     users = ic[ic["instance"].isin(last_inst.to_numpy())].drop(columns="label")
     movies = xpl.item_concepts(idx, val, tr.hist, d.n_items, top=5, m=M)
+    spec = spc.Specificity(np.ones(M), np.isin(np.arange(M), [0, 1]))   # latents 0 and 1 as the background
+    ics = xpl.instance_concepts(idx, val, top=5, m=M, spec=spec)
+    ics["user"] = tr.user[ics["instance"].to_numpy()]
+    users_spec = ics[ics["instance"].isin(last_inst.to_numpy())].drop(columns="label")
+    movies_spec = xpl.item_concepts(idx, val, tr.hist, d.n_items, top=5, m=M, spec=spec)
     return dict(d=d, tables=tables, labels=labels, scores=scores, users=users, movies=movies, items=items,
-                xss_item=xss_item)
+                xss_item=xss_item, users_spec=users_spec, movies_spec=movies_spec)
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +244,21 @@ def test_users_take_the_latest_instance(world):
     b = browser.browser_data(world["tables"], users=pd.concat([users, older]))["users"]
     assert a == b and len(a) == users["user"].nunique()
     assert all(v[0][1] != 99.0 for v in a.values())
+
+
+def test_profiles_keep_specific_first_and_flag_the_background(world):
+    data = browser.browser_data(world["tables"], users=world["users_spec"], movies=world["movies_spec"])
+    # a user row is [latent, value] (+ [1] in the background), a movie row [latent, strength, share] (+ [1])
+    for width, table in ((2, data["users"]), (3, data["movies"])):
+        for rows in table.values():
+            bg = [len(r) == width + 1 and r[-1] == 1 for r in rows]
+            assert bg == sorted(bg)                                      # specific rows first, then the background
+            assert all((r[0] in (0, 1)) == b for r, b in zip(rows, bg))  # the background: exactly the generic ones
+    mv = world["movies_spec"]
+    one = mv[mv["item_id"] == 7]
+    want = one[one["group"] == "specific"].sort_values("rank")["latent"].tolist() \
+        + one[one["group"] == "background"].sort_values("rank")["latent"].tolist()
+    assert [r[0] for r in data["movies"]["7"]] == want and any(len(r) == 4 for r in data["movies"]["7"])
 
 
 def test_top_items_union_and_labels_fallback(world):
@@ -671,3 +692,31 @@ def test_plain_json_page_in_chromium(chrome, plain_page_file):
     assert cdp.js("document.getElementById('recsae-data').dataset.encoding") == "json"
     assert cdp.js("document.getElementById('card-title').textContent") == f"Latent 3 \u2014 {XSS_LABEL}"
     assert cdp.js("document.querySelectorAll('img').length") == 0
+
+
+def test_background_group_in_chromium(chrome, world, tmp_path):
+    """Specific-first profiles: the specific concepts, then one 'Background' heading, then the generic ones."""
+    path = browser.write_browser(tmp_path / "spec.html", world["tables"], world["labels"], world["scores"],
+                                 world["users_spec"], world["movies_spec"], "Tiny", items=world["items"])
+    mv = world["movies_spec"]
+    one = mv[mv["item_id"] == 7]
+    spec_want = one[one["group"] == "specific"].sort_values("rank")["latent"].tolist()
+    bg_want = one[one["group"] == "background"].sort_values("rank")["latent"].tolist()
+    assert spec_want and bg_want
+    _load(chrome, path.resolve().as_uri() + "#item=7")
+    chrome.wait("document.querySelectorAll('#profile-rows .profile-row').length > 0")
+    rows = chrome.js("Array.from(document.getElementById('profile-rows').children).map(e => "
+                     "[e.className, e.dataset.latent === undefined ? null : +e.dataset.latent, e.textContent])")
+    heads = [i for i, r in enumerate(rows) if r[0] == "profile-group"]
+    assert len(heads) == 1 and rows[heads[0]][2].startswith("Background: generic concepts")
+    h = heads[0]
+    assert [r[1] for r in rows[:h]] == spec_want and all(r[0] == "profile-row" for r in rows[:h])
+    assert [r[1] for r in rows[h + 1:]] == bg_want and all(r[0] == "profile-row background" for r in rows[h + 1:])
+    users = world["users_spec"]
+    uid = int(users.loc[users["group"] == "background", "user"].iloc[0])
+    chrome.type_into("#user-q", str(uid))
+    chrome.wait("document.getElementById('profile-title').textContent.indexOf('User') === 0")
+    assert chrome.js("document.querySelectorAll('#profile-rows .profile-group').length") == 1
+    assert set(chrome.js("Array.from(document.querySelectorAll('#profile-rows .profile-row.background'))"
+                         ".map(e => +e.dataset.latent)")) <= {0, 1}
+    assert not _errors(chrome), _errors(chrome)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import fisher_exact, spearmanr
 
-from recsae_utils import cards as crd, detection as dtc, dictionary as dic, explain as xpl
+from recsae_utils import cards as crd, detection as dtc, dictionary as dic, explain as xpl, specificity as spc
 
 # ----------------------------------------------------------------------------------------------------
 # A 4-sequence world small enough to count by hand
@@ -210,6 +210,87 @@ def test_contributions_sum_to_reconstructed_score():
     want_top = np.argsort(-full[:, 1:], axis=1)[:, :10] + 1
     assert first.item_id.values.reshape(B, 10).tolist() == want_top.tolist()
     assert g.size().min() == (k + 1) - 1 and g.size().max() == k + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Specific concepts first
+
+
+# latent 0: generic (fires on half the histories); 1: specific at 5%; 2: specific and rarer, at 0.1%; 3: dead
+SPEC = spc.Specificity(spc.latent_specificity(np.array([0.5, 0.05, 0.001, 0.0])), np.array([True, False, False, False]))
+
+
+def test_specificity_weights_and_planted_ranking():
+    np.testing.assert_allclose(SPEC.weight, [np.log(2), np.log(20), np.log(1000), 0.0])
+    # the generic latent has by far the largest activation, yet comes last, in its own background group;
+    # latent 2 (0.5 x log 1000 = 3.45) outranks latent 1 (1.0 x log 20 = 3.00) despite half its activation
+    idx, val = np.array([[0, 1, 2, 3]]), np.array([[10.0, 1.0, 0.5, 0.0]])
+    ic = xpl.instance_concepts(idx, val, top=5, m=4, spec=SPEC)
+    assert ic[["latent", "rank", "group"]].values.tolist() == [[2, 1, "specific"], [1, 2, "specific"],
+                                                                [0, 1, "background"]]
+    assert xpl.instance_concepts(idx, val, top=5, m=4).latent.tolist() == [0, 1, 2]   # without: by activation
+    # `top` caps each group, the background is never dropped for specific ones
+    assert xpl.instance_concepts(idx, val, top=1, m=4, spec=SPEC).latent.tolist() == [2, 0]
+
+
+def test_item_concepts_specific_first():
+    spec = spc.Specificity(np.array([1.0, 3.0, 1.0]), np.array([False, False, True]))
+    it = xpl.item_concepts(IDX, VAL, HIST, n_items=5, top=2, m=3, spec=spec)
+    one = it[it.item_id == 1]  # item 1: l0 4.0 (x1 = 4), l1 5.5 (x3 = 16.5); nothing generic holds it
+    assert one[["latent", "rank", "group"]].values.tolist() == [[1, 1, "specific"], [0, 2, "specific"]]
+    np.testing.assert_allclose(one.share, [5.5 / 9.5, 4.0 / 9.5])
+    S = xpl.item_latent_strength(IDX, VAL, HIST, 5, 3)
+    pd.testing.assert_frame_equal(it, xpl.item_concepts(None, None, None, 5, top=2, m=3, spec=spec, strength=S))
+    g = xpl.item_concepts(IDX, VAL, HIST, n_items=5, top=2, m=3, spec=spc.Specificity(np.ones(3), np.array([True, False, False])))
+    assert g[g.item_id == 1][["latent", "group"]].values.tolist() == [[1, "specific"], [0, "background"]]
+
+
+def test_explanations_specific_first_still_add_up():
+    rng = np.random.default_rng(3)
+    B, k, m, d, n_items = 5, 6, 30, 8, 40
+    zi = np.stack([rng.choice(m, k, replace=False) for _ in range(B)])
+    zv = rng.random((B, k))
+    W, b, E = rng.normal(size=(m, d)), rng.normal(size=d), rng.normal(size=(n_items, d))
+    spec = spc.Specificity(spc.latent_specificity(rng.random(m) * 0.3), rng.random(m) < 0.4)
+    plain = xpl.explain_recommendations(zi, zv, W, b, E, None, top=10)
+    df = xpl.explain_recommendations(zi, zv, W, b, E, None, top=10, spec=spec)
+    keys = ["instance", "rank"]
+    # the same rows, only reordered: background + specific + bias = the score
+    pd.testing.assert_frame_equal(df.drop(columns="group").sort_values(keys + ["latent"]).reset_index(drop=True),
+                                  plain.sort_values(keys + ["latent"]).reset_index(drop=True))
+    parts = df.pivot_table(index=keys, columns="group", values="contribution", aggfunc="sum", fill_value=0.0)
+    score = df.groupby(keys).score.first()
+    np.testing.assert_allclose(parts["specific"] + parts["background"] + parts["bias"], score, rtol=1e-12, atol=1e-12)
+    assert (parts["background"] != 0).any() and (parts["specific"] != 0).any()
+    for _, g in df.groupby(keys, sort=False):   # per item: specific (by score), background (by value), bias
+        grp = g.group.tolist()
+        assert grp == sorted(grp, key=["specific", "background", "bias"].index) and grp[-1] == "bias"
+        sp_rows = g[g.group == "specific"]
+        assert np.all(np.diff(spec.score(sp_rows.latent, sp_rows.contribution)) <= 0)
+    lines = xpl.render_explanations(df, n_reasons=2)
+    i0 = df[(df.instance == 0) & (df["rank"] == 1)]
+    spec0, bg0 = i0[i0.group == "specific"], i0[i0.group == "background"]
+    assert len(bg0) and len(spec0) >= 2   # this seed: both groups present for the first item
+    want = ", ".join(f"{lb} ({c:+.2f})" for lb, c in zip(spec0.label[:2], spec0.contribution[:2]))
+    assert lines[0] == (f"recommended {i0.title.iat[0]} because of: {want}; "
+                        f"background: {len(bg0)} generic concepts ({bg0.contribution.sum():+.2f})")
+    assert xpl.render_explanations(df, 3, specific_first=False) == xpl.render_explanations(plain, 3)
+
+
+def test_head_shares_known_answer():
+    generic = np.array([True, True, False, False, False])
+    # user 7: values by latent 0:9, 1:8, 2:1, 3:0.5; user 8: 1:4, 4:2 (and a negative value)
+    key = np.array([7, 7, 7, 7, 8, 8, 8])
+    lat = np.array([0, 1, 2, 3, 1, 4, 2])
+    val = np.array([9.0, 8.0, 1.0, 0.5, 4.0, 2.0, -1.0])
+    g, v = spc.head_shares(key, lat, val, generic, top=2)   # by value: user 7 [0, 1], user 8 [1, 4]
+    assert g == pytest.approx((1.0 + 0.5) / 2)
+    assert v == pytest.approx((17 / 18.5 + 6 / 6) / 2)
+    spec = spc.Specificity(np.ones(5), generic)
+    g, v = spc.head_shares(key, lat, val, generic, spec, top=2)   # specific first: user 7 [2, 3], user 8 [4, 2]
+    assert g == 0.0
+    assert v == pytest.approx((1.5 / 18.5 + 2 / 6) / 2)
+    assert np.isnan(spc.head_shares(np.array([]), np.array([]), np.array([]), generic)[0])
 
 
 def test_dense_to_sparse():

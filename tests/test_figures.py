@@ -274,3 +274,38 @@ def test_data_overview_history_axis_is_logarithmic():
     assert fig.axes[1].get_yscale() == "log" and fig.axes[0].get_xscale() == "log"
     assert "capped at 20" in fig.axes[1].get_xlabel()
     plt.close(fig)
+
+
+def test_profiles_specific_first_background_apart(world, tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from recsae_utils import specificity as spc
+    d = world["d"]
+    spec = spc.Specificity.of(d)
+    spec.generic = np.arange(M) == 0   # latent 0 (the strongest, on every even last item) as the background
+    ic = world["ic"]
+    user = int(ic["user"].iloc[0])
+    mine = ic[(ic["user"] == user) & (ic["instance"] == ic.loc[ic["user"] == user, "instance"].max())]
+    rows = xpl.instance_concepts(np.atleast_2d(mine["latent"].to_numpy()), np.atleast_2d(mine["activation"].to_numpy()),
+                                 top=K, m=M, spec=spec).assign(user=user, instance=0)
+    fig = F.user_profile(rows, user)
+    ax = fig.axes[0]
+    shown = [int(t.get_text().split()[0][1:]) for t in ax.get_yticklabels()]
+    want = rows.sort_values(["group", "rank"], key=lambda c: c.map({"specific": 0, "background": 1}) if c.name == "group" else c)
+    assert shown == want["latent"].tolist()
+    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for b in _bars(ax)]
+    assert grey == [g == "background" for g in want["group"]]
+    if any(grey):
+        assert "generic background" in ax.get_title(loc="left") and grey[-1]
+    _saved(fig, tmp_path, "user_spec")
+    idx = np.stack([np.r_[0, j] for j in range(1, M)] * 4)         # item 3's sequences: latent 0 and each other
+    val = np.tile([[5.0, 1.0]], (len(idx), 1))
+    hist = np.full((len(idx), 1), 3)
+    it = xpl.item_concepts(idx, val, hist, 4, top=3, m=M, spec=spec)
+    fig = F.movie_profile(it, 3, items=world["items"])
+    ax = fig.axes[0]
+    shown = [int(t.get_text().split()[0][1:]) for t in ax.get_yticklabels()]
+    assert shown[-1] == 0 and len(shown) == 4 and 0 not in shown[:-1]   # 3 specific, then the background one
+    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for b in _bars(ax)]
+    assert grey == [False, False, False, True]
+    plt.close(fig)

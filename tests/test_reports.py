@@ -84,6 +84,29 @@ def test_report_on_the_real_summaries(tmp_path, ds):
     assert (rd / "sasrec.md").read_text().count("| seed ") == 2 * len(s["sasrec"]["seeds"])
 
 
+@pytest.mark.parametrize("after", [0.0, 0.25])
+def test_specificity_finding_and_explanation(tmp_path, after):
+    """The specificity section adds one Key findings line (before -> after per view, against the 10% aim) and
+    the README's example explanation becomes the specific-first one; every other line stays as it was."""
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    base = _findings(reports.write_report(_folder(tmp_path / "a", s, "ml-1m", run)).read_text())
+    s = copy.deepcopy(s)
+    s["concepts"]["specificity"] = {
+        "rule": "x", "top": 5, "user": {"n": 10, "before": 0.86, "after": 0.0},
+        "movie": {"n": 5, "before": 1.0, "after": after},
+        "explanation": {"n": 20, "before": 0.99, "after": 0.0, "value_share_before": 0.811, "value_share_after": 0.05},
+        "explanations": ["recommended Fargo (1996) because of: offbeat comedies (+0.31); background: 20 generic concepts (+4.10)"]}
+    readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
+    found = _findings(readme)
+    new = [f for f in found if f not in base]
+    assert len(found) == len(base) + 1 <= 10 and len(new) == 1 and len(readme.encode()) <= 10 * 1024
+    line = new[0]
+    assert "users 86.0% → 0.0%" in line and f"movies 100.0% → {100 * after:.1f}%" in line
+    assert "explanations 99.0% → 0.0%" in line and "carry 5.0% of a recommended item's positive contribution (was 81.1%)" in line
+    assert ("(meets the ≤ 10% aim)" in line) == (after <= 0.1) and ("**short of** the ≤ 10% aim" in line) == (after > 0.1)
+    assert "A recommendation explained" in readme and "offbeat comedies (+0.31); background: 20 generic" in readme
+
+
 def test_hostile_titles_and_genres_are_escaped(tmp_path):
     """Item metadata reaches the README through labels, example titles, explanations and model names; none
     of it may open an HTML tag or break a table when the Markdown is rendered."""

@@ -316,8 +316,13 @@
       var ol = $("profile-rows");
       clear(ol);
       var mx = rows.reduce(function (a, r) { return Math.max(a, Math.abs(r.v || 0)); }, 0) || 1;
+      var inBg = false;
       rows.forEach(function (r) {
-        var li = el("li", "profile-row");
+        if (r.bg && !inBg) {   // specific concepts first; the generic ones follow as their own group
+          inBg = true;
+          ol.appendChild(el("li", "profile-group", "Background: generic concepts (fire on a large share of all histories)"));
+        }
+        var li = el("li", r.bg ? "profile-row background" : "profile-row");
         li.setAttribute("data-latent", String(r.j));
         li.tabIndex = 0;
         li.appendChild(el("span", "rid", "#" + r.j));
@@ -337,14 +342,14 @@
       var rows = D.users[u];
       if (!rows) { profile("User " + u, [], Object.keys(D.users).length ? "no such user" : "no user table given"); return; }
       profile("User " + u + ": top concepts", rows.map(function (r) {
-        return { j: r[0], v: r[1], why: "activation " + fmt(r[1], 3) };
+        return { j: r[0], v: r[1], bg: r[2] === 1, why: "activation " + fmt(r[1], 3) };
       }));
     }
     function showMovieProfile(i) {
       var rows = D.movies[String(i)], head = title(i) + " (id " + i + ")", extra = itemNote(i);
       if (rows) {
         profile(head + ": top concepts by total strength", rows.map(function (r) {
-          return { j: r[0], v: r[1], item: i, why: "strength " + fmt(r[1], 2) + (r[2] !== null && r[2] !== undefined ? " (" + pct(r[2]) + " of the " + W.item + "'s total)" : "") };
+          return { j: r[0], v: r[1], item: i, bg: r[3] === 1, why: "strength " + fmt(r[1], 2) + (r[2] !== null && r[2] !== undefined ? " (" + pct(r[2]) + " of the " + W.item + "'s total)" : "") };
         }), extra);
       } else {
         profile(head + ": concepts whose top " + W.items + " include it", (HITS[i] || []).map(function (h) {
