@@ -188,6 +188,15 @@ def inactive_rows(z_idx, z_val, units: Sequence[int]) -> np.ndarray:
 # Dose-response and steerability
 
 
+def _check(ctx: SteeringContext, rows: np.ndarray, n_units: int, inactive: np.ndarray, *item_tables) -> None:
+    """Clear errors for mismatched shapes (a silent broadcast would give a wrong table)."""
+    if np.shape(inactive) != (len(rows), n_units):
+        raise ValueError(f"inactive has shape {np.shape(inactive)}, expected (rows, units) = {(len(rows), n_units)}")
+    for t in item_tables:
+        if t is not None and np.shape(t) != (len(ctx.E), n_units):
+            raise ValueError(f"item table has shape {np.shape(t)}, expected (n_items, units) = {(len(ctx.E), n_units)}")
+
+
 def _base(ctx: SteeringContext, rows: np.ndarray, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Masked unedited scores (N, n_items), top-k, unmasked target scores and target ranks of `rows`."""
     h, tg = ctx.h[rows], torch.as_tensor(ctx.targets[rows], dtype=torch.long)
@@ -216,6 +225,7 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     before and after, NDCG@k of the target before and after, catalog KL from the unedited ranking, and the
     share of the top-k replaced."""
     rows, units = np.asarray(rows), np.asarray(units)
+    _check(ctx, rows, len(units), inactive, labels, concepts)
     S0, top0, t0, rank0 = _base(ctx, rows, k)
     P = ctx.E @ F.normalize(torch.as_tensor(D, dtype=torch.float32)[units], dim=1).T  # (n_items, L)
     Y = torch.as_tensor(labels, dtype=torch.float32)
@@ -260,6 +270,7 @@ def random_gains(ctx: SteeringContext, rows: np.ndarray, inactive: np.ndarray, l
     """(n_random, L): label-share gain at `beta` of seeded random unit directions, for every unit's label
     on that unit's own inactive instances (the null distribution of `steerability`)."""
     rows = np.asarray(rows)
+    _check(ctx, rows, np.shape(labels)[1], inactive, labels)
     S0, top0, _, _ = _base(ctx, rows, k)
     d = ctx.E.shape[1]
     U = F.normalize(torch.randn(n_random, d, generator=torch.Generator().manual_seed(seed)), dim=1)

@@ -184,3 +184,12 @@ def test_debias_curve_and_context_from_an_sae():
     with pytest.raises(ValueError, match="differ in length"):
         I.steering_context(ctx.E, sae, ctx.h, ctx.users[:3], ctx.targets, ctx.mask)
     assert torch.equal(I.signed_basis(3)[4], torch.tensor([0.0, -1.0, 0.0]))
+
+
+def test_mismatched_shapes_give_a_clear_error():
+    ctx = planted_ctx()
+    labels = I.item_sets(len(ctx.E), [[7], [8]])
+    with pytest.raises(ValueError, match="inactive has shape"):
+        I.dose_response(ctx, np.arange(10), ctx.W_dec, [5, 6], np.ones((10, 3), bool), labels)
+    with pytest.raises(ValueError, match="item table has shape"):
+        I.random_gains(ctx, np.arange(10), np.ones((10, 2), bool), labels[:50])
