@@ -58,7 +58,7 @@ def load_run(run: Path, cfg) -> dict:
             "h": h, "sae": sae_mod.load_sae(sae_path)}
 
 
-def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, n_ex: int = C.LABEL_MAX_ITEMS):
+def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, item_pct: np.ndarray, n_ex: int = C.LABEL_MAX_ITEMS):
     """Per unit from its training firings: frequency, label features (up to LABEL_MAX_GENRES significant
     genres and LABEL_MAX_DECADES decades by odds ratio, share of slots >= ENRICH_MIN_SHARE, as the offline
     labels) and concept items (exemplars: count >= EXEMPLAR_MIN_COUNT, shrunk lift >= EXEMPLAR_MIN_LIFT)."""
@@ -68,6 +68,9 @@ def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, n_ex: int = C.LABEL_
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (enr.p_value < C.ENRICH_ALPHA) & (enr.odds_ratio >= C.ENRICH_MIN_OR) & (enr.share_top >= C.ENRICH_MIN_SHARE)
     orr = np.where(ok, enr.odds_ratio, -np.inf)
+    slots = np.asarray(tab.counts.sum(axis=1)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pop_pct = np.where(slots > 0, (tab.counts @ item_pct) / slots, np.nan)
     labels, concepts = [], []
     for j in range(m):
         pick = []
@@ -78,7 +81,7 @@ def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, n_ex: int = C.LABEL_
         s = slice(tab.ptr[j], tab.ptr[j + 1])
         good = (tab.count[s] >= C.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= C.EXEMPLAR_MIN_LIFT)
         concepts.append(tab.item[s][good][:n_ex])
-    return f.counts / len(idx), labels, concepts
+    return f.counts / len(idx), labels, concepts, pop_pct
 
 
 def pick_units(freq, labels, n: int, seed: int) -> np.ndarray:
@@ -125,6 +128,9 @@ def main() -> None:
     n_items = ds.n_items
     X = C.incidence(inst["train"].hist, n_items)
     feats = C.item_features(ds.items, n_items)
+    popularity = np.zeros(n_items)
+    popularity[ds.items["item_id"].to_numpy()] = ds.items["popularity"].to_numpy(dtype=np.float64)
+    item_pct = C.item_popularity_pct(popularity, np.asarray(X.getnnz(axis=0), dtype=np.float64))
     te = inst["test"]
     ctx = I.steering_context(r["E"], sae, h_te, te.user, te.item, r["mask"], ds.items)
     rows = np.sort(np.random.default_rng(a.seed).choice(len(h_te), min(a.rows, len(h_te)), replace=False))
@@ -141,7 +147,7 @@ def main() -> None:
     doses, steers, keep = [], [], {}
     for name, (D, itr, vtr, ite, vte) in dicts.items():
         t1 = time.time()
-        freq, lab, con = unit_labels(itr, vtr, len(D), X, feats)
+        freq, lab, con, pop_pct = unit_labels(itr, vtr, len(D), X, feats, item_pct)
         units = pick_units(freq, lab, a.units, a.seed)
         if not len(units):
             print(f"{name}: no live non-generic unit with a label")
@@ -151,12 +157,12 @@ def main() -> None:
         inactive = I.inactive_rows(ite[rows], vte[rows], units)
         d, s = measure(name, ctx, rows, D, units, inactive, labels, concepts, a.random, a.seed + 1)
         doses.append(d), steers.append(s)
-        keep[name] = (units, labels, concepts, inactive, freq)
+        keep[name] = (units, labels, concepts, inactive, freq, pop_pct)
         print(f"{name}: {len(units)} units (of {int(((freq > 0) & (freq <= C.GENERIC_FREQ)).sum())} live non-generic), "
               f"steerable {s.steerable.mean():.3f}  ({time.time() - t1:.0f}s)")
 
     # why-probes on the SAE's units: encoder rows and oracle label directions as dictionaries
-    units, labels, concepts, inactive, freq = keep["sae"]
+    units, labels, concepts, inactive, freq, pop_pct = keep["sae"]
     Eb = r["E"][1:]
     oracle = torch.stack([Eb[torch.from_numpy(labels[1:, j])].mean(0) for j in range(len(units))]) - Eb.mean(0)
     W_dec, W_enc = sae.W_dec.detach()[units], sae.W_enc.detach()[units]
@@ -206,6 +212,16 @@ def main() -> None:
     print(f"  Spearman(label gain at beta=1, label's catalogue share) "
           f"{spearmanr(sst.gain.to_numpy(), share_lab, nan_policy='omit')[0]:.3f}; "
           f"Spearman(gain, cos(decoder, oracle)) {spearmanr(sst.gain.to_numpy(), cos(W_dec, oracle).numpy(), nan_policy='omit')[0]:.3f}")
+
+    ab = I.ablation(ctx, units, labels, concepts, max_rows=100, seed=a.seed)
+    print(f"\nAblation of {len(ab)} SAE units where they fire (mean per instance, median over units; control = the "
+          "active latent at the next activation rank on the same instance):")
+    print(ab[["n", "concept_in", "concept_left", "concept_left_control", "label_in", "label_left",
+              "label_left_control"]].median().to_string())
+    flag = np.flatnonzero((freq > 0) & (np.nan_to_num(pop_pct, nan=50.0) >= C.POP_FLAG_HIGH))
+    print(f"\nDe-biasing: scale the {len(flag)} SAE latents with popularity_pct >= {C.POP_FLAG_HIGH:.0f} "
+          f"(all {len(h_te)} test instances)")
+    print(I.debias_curve(ctx, flag, item_pct, factors=(1.0, 0.5, 0.0, -0.5, -1.0)).to_string(index=False))
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 
