@@ -9,8 +9,10 @@ along its direction on held-out (test) instances where it is inactive (intervent
 is steerable when its label-share gain at beta = 1 beats the 95th percentile of 100 random unit directions
 for the same label on the same instances (interventions.random_gains).
 
-Why-probes on the SAE's units: its ENCODER rows as directions, an "oracle" direction per label (mean item
-embedding of the label's items minus the catalogue mean), cosines between them, the share of ||h_u||
+Why-probes on the SAE's units: its ENCODER rows as directions, its decoder rows projected on the 20 main
+directions of the centred item table, an "oracle" direction per label (mean item embedding of the label's
+items minus the catalogue mean), cosines between them, each direction's share in the item table's main
+directions and the score spread it makes per unit of norm, the share of ||h_u||
 held by generic latents, and how the item table is laid out (mean direction, norms against popularity).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_steering.py --run-dir /work/runs/ml-1m
@@ -81,7 +83,7 @@ def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, item_pct: np.ndarray
         s = slice(tab.ptr[j], tab.ptr[j + 1])
         good = (tab.count[s] >= C.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= C.EXEMPLAR_MIN_LIFT)
         concepts.append(tab.item[s][good][:n_ex])
-    return f.counts / len(idx), labels, concepts, pop_pct
+    return f.counts / len(idx), labels, concepts, pop_pct, f
 
 
 def pick_units(freq, labels, n: int, seed: int) -> np.ndarray:
@@ -147,7 +149,7 @@ def main() -> None:
     doses, steers, keep = [], [], {}
     for name, (D, itr, vtr, ite, vte) in dicts.items():
         t1 = time.time()
-        freq, lab, con, pop_pct = unit_labels(itr, vtr, len(D), X, feats, item_pct)
+        freq, lab, con, pop_pct, fire = unit_labels(itr, vtr, len(D), X, feats, item_pct)
         units = pick_units(freq, lab, a.units, a.seed)
         if not len(units):
             print(f"{name}: no live non-generic unit with a label")
@@ -157,16 +159,19 @@ def main() -> None:
         inactive = I.inactive_rows(ite[rows], vte[rows], units)
         d, s = measure(name, ctx, rows, D, units, inactive, labels, concepts, a.random, a.seed + 1)
         doses.append(d), steers.append(s)
-        keep[name] = (units, labels, concepts, inactive, freq, pop_pct)
+        keep[name] = (units, labels, concepts, inactive, freq, pop_pct, fire)
         print(f"{name}: {len(units)} units (of {int(((freq > 0) & (freq <= C.GENERIC_FREQ)).sum())} live non-generic), "
               f"steerable {s.steerable.mean():.3f}  ({time.time() - t1:.0f}s)")
 
     # why-probes on the SAE's units: encoder rows and oracle label directions as dictionaries
-    units, labels, concepts, inactive, freq, pop_pct = keep["sae"]
+    units, labels, concepts, inactive, freq, pop_pct, fire = keep["sae"]
     Eb = r["E"][1:]
     oracle = torch.stack([Eb[torch.from_numpy(labels[1:, j])].mean(0) for j in range(len(units))]) - Eb.mean(0)
     W_dec, W_enc = sae.W_dec.detach()[units], sae.W_enc.detach()[units]
+    Vt20 = torch.linalg.svd(Eb - Eb.mean(0), full_matrices=False)[2][:20]
+    in_span = W_dec @ Vt20.T @ Vt20  # the decoder row's part in the 20 main directions of the item table
     probes = {"sae_encoder_rows": torch.zeros_like(sae.W_dec).index_copy_(0, torch.from_numpy(units), W_enc),
+              "sae_dec_item_span": torch.zeros_like(sae.W_dec).index_copy_(0, torch.from_numpy(units), in_span),
               "oracle_label_dir": torch.zeros_like(sae.W_dec).index_copy_(0, torch.from_numpy(units), oracle)}
     for name, D in probes.items():
         d, s = measure(name, ctx, rows, D, units, inactive, labels, concepts, a.random, a.seed + 1)
@@ -183,6 +188,18 @@ def main() -> None:
     print(f"  median cos(encoder row, oracle label dir)  {cos(W_enc, oracle).median():.3f}")
     rand = F.normalize(torch.randn(1000, W_dec.shape[1], generator=torch.Generator().manual_seed(a.seed)), dim=1)
     print(f"  median |cos| of a random direction with an oracle dir  {cos(rand[:len(units)], oracle).abs().median():.3f}")
+    Wall = sae.W_dec.detach()
+    live = keep["sae"][4] > 0
+    spec, gen = Wall[torch.from_numpy(live & (keep["sae"][4] <= C.GENERIC_FREQ))], Wall[torch.from_numpy(keep["sae"][4] > C.GENERIC_FREQ)]
+    Ec = Eb - Eb.mean(0)
+    Vt = torch.linalg.svd(Ec, full_matrices=False)[2]
+    spread = lambda U: (Ec @ F.normalize(U, dim=1).T).std(0).median()
+    print(f"  score spread per unit of norm, std_i(E_i . u): specific decoder rows {spread(spec):.3f}, generic "
+          f"{spread(gen):.3f}, random {spread(rand):.3f}, oracle {spread(oracle):.3f}")
+    for q in (5, 10, 20):
+        sh = lambda U: ((F.normalize(U, dim=1) @ Vt[:q].T) ** 2).sum(1).median()
+        print(f"  share of ||u||^2 in the top-{q} principal directions of the centred item table: specific "
+              f"{sh(spec):.3f}, generic {sh(gen):.3f}, random {sh(rand):.3f}, oracle {sh(oracle):.3f}")
     zi, zv = ctx.z_idx, ctx.z_val
     dense = torch.from_numpy(keep["sae"][4] > C.GENERIC_FREQ)
     gen = dense[zi] & (zv > 0)
@@ -218,9 +235,13 @@ def main() -> None:
           "active latent at the next activation rank on the same instance):")
     print(ab[["n", "concept_in", "concept_left", "concept_left_control", "label_in", "label_left",
               "label_left_control"]].median().to_string())
-    flag = np.flatnonzero((freq > 0) & (np.nan_to_num(pop_pct, nan=50.0) >= C.POP_FLAG_HIGH))
-    print(f"\nDe-biasing: scale the {len(flag)} SAE latents with popularity_pct >= {C.POP_FLAG_HIGH:.0f} "
-          f"(all {len(h_te)} test instances)")
+    rho = C.popularity_spearman(fire, C.sequence_popularity(X, popularity))
+    pp = np.nan_to_num(pop_pct, nan=50.0)
+    flag = np.flatnonzero((freq > 0) & ((np.nan_to_num(np.abs(rho)) >= C.POP_FLAG_SPEARMAN) | (pp >= C.POP_FLAG_HIGH)
+                                        | (pp <= 100 - C.POP_FLAG_HIGH)))
+    print(f"\nDe-biasing: scale the {len(flag)} popularity-flagged SAE latents (concepts' rule: |Spearman| >= "
+          f"{C.POP_FLAG_SPEARMAN} or popularity_pct beyond {C.POP_FLAG_HIGH:.0f}/{100 - C.POP_FLAG_HIGH:.0f}) on all "
+          f"{len(h_te)} test instances")
     print(I.debias_curve(ctx, flag, item_pct, factors=(1.0, 0.5, 0.0, -0.5, -1.0)).to_string(index=False))
     print(f"\ntotal {time.time() - t0:.0f}s")
 
