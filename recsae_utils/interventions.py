@@ -1,0 +1,372 @@
+"""Interventions on the SAE code of SASRec's user vector: edit latents, re-rank every item, measure.
+
+An edit changes the code z of an instance and adds only the change to h_u (shared/spec/metrics.md,
+"Specificity and interventions"):  h' = h + sum_j (z'_j - z_j) W_dec[j].  The SAE's reconstruction error
+h - x_hat stays in h', so a zero edit is exactly SASRec's own ranking, not the SAE's reconstruction.
+Steering adds beta * median||h_u|| * W_dec[j] / ||W_dec[j]|| whether latent j fires or not: a latent's
+typical activation is far smaller than ||h_u||, so doses are stated as a fraction of the median ||h_u||.
+
+Because scores are linear in h, steering along a direction u by t adds t * (E u) to every score row: the
+dose-response and calibration paths add one (n_items,) vector per unit to the unedited masked scores
+instead of redoing h @ E^T, and loop over units in chunks. Every function takes a dictionary of
+directions D (m, d), so SAE decoder rows, signed raw h_u dimensions (`signed_basis`) and a random SAE's
+rows are measured the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .metrics import catalog_kl, mask_known, ndcg_per_instance, ranks_from_scores
+
+BETAS = (0.1, 0.25, 0.5, 1.0, 2.0)  # steering doses as a fraction of the median ||h_u||
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edits and full ranking
+
+
+@dataclass
+class Edit:
+    """Latent edits: set_to {j: value}, scale {j: factor}, ablate [j] (z_j -> 0) act on the code;
+    steer {j: beta} adds beta * norm * the unit direction of W_dec[j] (norm = median ||h_u||)."""
+
+    set_to: dict[int, float] = field(default_factory=dict)
+    scale: dict[int, float] = field(default_factory=dict)
+    ablate: Sequence[int] = ()
+    steer: dict[int, float] = field(default_factory=dict)
+
+
+def edit_h(h: Tensor, z_idx: Tensor, z_val: Tensor, W_dec: Tensor, edit: Edit, norm: float = 1.0) -> Tensor:
+    """h' = h + sum_j dz_j W_dec[j] (+ steering), for a batch h (B, d) with codes z_idx/z_val (B, k).
+    All edited latents are handled at once: z'_j = a_j z_j + b_j (ablate a=b=0, scale a=f, set a=0 b=v)."""
+    h = torch.as_tensor(h)
+    W = torch.as_tensor(W_dec).to(h.dtype)
+    code = [*edit.set_to, *edit.scale, *edit.ablate]
+    if len(set(code)) != len(code):
+        raise ValueError(f"a latent is edited twice in {edit}")
+    if bad := [j for j in [*code, *edit.steer] if not 0 <= int(j) < len(W)]:
+        raise ValueError(f"latents {bad} outside 0..{len(W) - 1}")
+    out = h.clone()
+    if code:
+        lat = torch.tensor(code, dtype=torch.long)
+        a = torch.tensor([0.0] * len(edit.set_to) + [float(f) for f in edit.scale.values()] + [0.0] * len(edit.ablate),
+                         dtype=h.dtype)
+        b = torch.tensor([float(v) for v in edit.set_to.values()] + [0.0] * (len(edit.scale) + len(edit.ablate)),
+                         dtype=h.dtype)
+        zi, zv = torch.as_tensor(z_idx).long(), torch.as_tensor(z_val).to(h.dtype)
+        cur = ((zi[:, :, None] == lat) * zv[:, :, None]).sum(1)          # (B, n_edited) current z_j
+        out = out + (cur * (a - 1) + b) @ W[lat]
+    if edit.steer:
+        s = torch.tensor(list(edit.steer), dtype=torch.long)
+        beta = torch.tensor([float(v) for v in edit.steer.values()], dtype=h.dtype)
+        out = out + norm * (beta @ F.normalize(W[s], dim=1))
+    return out
+
+
+@dataclass
+class Ranking:
+    scores: Tensor        # (B, n_items) with the user's known items and padding at -inf
+    top: Tensor           # (B, k) item ids, best first
+    ranks: Tensor | None  # (B,) 1-based rank of the target (ties against it), if targets were given
+
+
+def rank_all(item_emb: Tensor, h: Tensor, users: np.ndarray, mask: tuple, targets: np.ndarray | None = None,
+             k: int = 10) -> Ranking:
+    """Scores h @ E^T with ReChorus masking (metrics.mask_known), top-k items and target ranks."""
+    E = torch.as_tensor(item_emb).to(h.dtype)
+    s = h @ E.T
+    t = None if targets is None else s.gather(1, torch.as_tensor(np.asarray(targets), dtype=torch.long)[:, None])[:, 0]
+    s = mask_known(s, np.asarray(users), *mask)
+    return Ranking(s, s.topk(k, dim=1).indices, None if t is None else ranks_from_scores(s, t))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The notebook call: recommend(ctx, user, steer={latent: beta})
+
+
+@dataclass
+class SteeringContext:
+    """Everything an intervention needs about a set of held-out instances (one row each)."""
+
+    E: Tensor                 # (n_items, d) SASRec's item table, row 0 = padding
+    W_dec: Tensor             # (m, d) the SAE's decoder rows (unit norm)
+    h: Tensor                 # (n, d) h_u of the instances
+    z_idx: Tensor             # (n, k) SAE code: latent ids
+    z_val: Tensor             # (n, k) SAE code: activations (0 = inactive)
+    users: np.ndarray         # (n,) user id
+    targets: np.ndarray       # (n,) held-out target item
+    mask: tuple               # (indptr, known) CSR of every user's known items
+    h_norm: float             # median ||h_u||: the unit of steering doses
+    items: pd.DataFrame | None = None
+
+
+def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, targets: np.ndarray, mask: tuple,
+                     items: pd.DataFrame | None = None) -> SteeringContext:
+    """Build from stage_inputs outputs, e.g. (si.model.item_emb.weight, sae, si.h['test'],
+    si.inst['test'].user, si.inst['test'].item, si.mask, si.ds.items)."""
+    from .sae import encode_sparse
+
+    h = torch.as_tensor(h).float()
+    if not len(h) == len(users) == len(targets):
+        raise ValueError(f"h, users and targets differ in length: {len(h)}, {len(users)}, {len(targets)}")
+    zi, zv = encode_sparse(sae, h)
+    return SteeringContext(torch.as_tensor(item_emb).detach().float().cpu(), sae.W_dec.detach().float().cpu(), h,
+                           torch.from_numpy(zi).long(), torch.from_numpy(zv), np.asarray(users), np.asarray(targets),
+                           mask, float(h.norm(dim=1).median()), items)
+
+
+def _item_text(items: pd.DataFrame | None, ids: np.ndarray, col: str) -> list:
+    if items is None or col not in items.columns:
+        return [None] * len(ids)
+    s = items.set_index("item_id")[col].reindex(ids)
+    return ["|".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v for v in s]
+
+
+def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = None, ablate: Sequence[int] = (),
+              scale: dict[int, float] | None = None, set_to: dict[int, float] | None = None, k: int = 10
+              ) -> pd.DataFrame:
+    """Top-k of the user's last held-out instance before and after the edit, side by side. `rank_before`
+    is the after-item's rank in the unedited ranking (`change` > 0: it moved up)."""
+    rows = np.flatnonzero(ctx.users == user)
+    if rows.size == 0:
+        raise ValueError(f"user {user} has no instance in this steering context")
+    r = rows[-1:]
+    e = Edit(set_to or {}, scale or {}, ablate, steer or {})
+    h1 = edit_h(ctx.h[r], ctx.z_idx[r], ctx.z_val[r], ctx.W_dec, e, ctx.h_norm)
+    r0 = rank_all(ctx.E, ctx.h[r], ctx.users[r], ctx.mask, k=k)
+    r1 = rank_all(ctx.E, h1, ctx.users[r], ctx.mask, k=k)
+    before, after = r0.top[0].numpy(), r1.top[0].numpy()
+    prev = 1 + (r0.scores[0][None, :] > r0.scores[0][after][:, None]).sum(1).numpy()
+    return pd.DataFrame({"rank": np.arange(1, k + 1), "item_before": before,
+                         "title_before": _item_text(ctx.items, before, "title"),
+                         "item_after": after, "title_after": _item_text(ctx.items, after, "title"),
+                         "genres_after": _item_text(ctx.items, after, "genres"),
+                         "rank_before": prev, "change": prev - np.arange(1, k + 1)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dictionaries, labels, samples
+
+
+def signed_basis(d: int) -> Tensor:
+    """The raw-dimension dictionary: +e_i for unit i and -e_i for unit i + d (concepts' both_signs order)."""
+    eye = torch.eye(d)
+    return torch.cat([eye, -eye])
+
+
+def item_sets(n_items: int, sets: Sequence[Sequence[int]]) -> np.ndarray:
+    """(n_items, L) bool: column l marks the items of sets[l] (e.g. a latent's concept items)."""
+    lens = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
+    out = np.zeros((n_items, len(sets)), dtype=bool)
+    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]) if lens.sum() else np.zeros(0, np.int64)
+    out[flat, np.repeat(np.arange(len(sets)), lens)] = True
+    return out
+
+
+def label_items(features, label_features: Sequence[Sequence[int]]) -> np.ndarray:
+    """(n_items, L) bool: items carrying any feature of unit l's label. `features` is (n_items, F) 0/1
+    (dense or scipy sparse, e.g. concepts' ItemFeatures.M); label_features[l] are feature columns."""
+    sel = item_sets(features.shape[1], label_features).astype(np.float32)
+    return np.asarray(sp.csr_matrix(features, dtype=np.float32) @ sel) > 0
+
+
+def inactive_rows(z_idx, z_val, units: Sequence[int]) -> np.ndarray:
+    """(n, L) bool: unit l does not fire on instance i (from a sparse code)."""
+    zi, zv = np.asarray(z_idx), np.asarray(z_val)
+    return ~((zi[:, :, None] == np.asarray(units)[None, None, :]) & (zv[:, :, None] > 0)).any(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dose-response and steerability
+
+
+def _check(ctx: SteeringContext, rows: np.ndarray, n_units: int, inactive: np.ndarray, *item_tables) -> None:
+    """Clear errors for mismatched shapes (a silent broadcast would give a wrong table)."""
+    if np.shape(inactive) != (len(rows), n_units):
+        raise ValueError(f"inactive has shape {np.shape(inactive)}, expected (rows, units) = {(len(rows), n_units)}")
+    for t in item_tables:
+        if t is not None and np.shape(t) != (len(ctx.E), n_units):
+            raise ValueError(f"item table has shape {np.shape(t)}, expected (n_items, units) = {(len(ctx.E), n_units)}")
+
+
+def _base(ctx: SteeringContext, rows: np.ndarray, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Masked unedited scores (N, n_items), top-k, unmasked target scores and target ranks of `rows`."""
+    h, tg = ctx.h[rows], torch.as_tensor(ctx.targets[rows], dtype=torch.long)
+    r = rank_all(ctx.E, h, ctx.users[rows], ctx.mask, ctx.targets[rows], k)
+    return r.scores, r.top, (h * ctx.E[tg]).sum(1), r.ranks
+
+
+def _steered(S0: Tensor, shift: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Scores S0 (N, n) + shift (..., n) broadcast to (..., N, n) and their top-k (..., N, k)."""
+    s = S0 + shift[..., None, :]
+    return s, s.topk(k, dim=-1).indices
+
+
+def _wmean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean of x (..., N, L) over N weighted by w (N, L); NaN where a unit has no instance."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * w).sum(-2) / w.sum(0)
+
+
+def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequence[int], inactive: np.ndarray,
+                  labels: np.ndarray, concepts: np.ndarray | None = None, betas: Sequence[float] = BETAS,
+                  k: int = 10, chunk: int = 8, kl: bool = True) -> pd.DataFrame:
+    """Steer every unit l (direction D[units[l]]) by beta * median||h_u|| on the sample `rows`, counting
+    only the instances where it is inactive (`inactive` (N, L)). `labels`/`concepts` (n_items, L) bool mark
+    each unit's label items and concept items. One row per (unit, beta): label/concept share of the top-k
+    before and after, NDCG@k of the target before and after, catalog KL from the unedited ranking, and the
+    share of the top-k replaced."""
+    rows, units = np.asarray(rows), np.asarray(units)
+    _check(ctx, rows, len(units), inactive, labels, concepts)
+    S0, top0, t0, rank0 = _base(ctx, rows, k)
+    P = ctx.E @ F.normalize(torch.as_tensor(D, dtype=torch.float32)[units], dim=1).T  # (n_items, L)
+    Y = torch.as_tensor(labels, dtype=torch.float32)
+    C = torch.as_tensor(concepts if concepts is not None else np.zeros_like(labels), dtype=torch.float32)
+    tg = torch.as_tensor(ctx.targets[rows], dtype=torch.long)
+    b = torch.tensor([float(x) for x in betas]) * ctx.h_norm
+    w = np.asarray(inactive, dtype=np.float64)
+    nd0 = ndcg_per_instance(rank0.numpy(), k)
+    out = []
+    for c0 in range(0, len(units), chunk):
+        ch = slice(c0, min(c0 + chunk, len(units)))
+        Pc = P[:, ch].T                                                   # (Lc, n)
+        s, top = _steered(S0, b[:, None, None] * Pc, k)                   # (nb, Lc, N, n), (nb, Lc, N, k)
+        ranks = 1 + (s >= (t0 + b[:, None, None] * Pc[:, tg])[..., None]).sum(-1)
+        Yc, Cc = Y[:, ch].T, C[:, ch].T                                   # (Lc, n)
+        share = lambda M, t: M[torch.arange(M.shape[0])[:, None, None], t].mean(-1)  # (Lc, N, k) -> (Lc, N)
+        lab0, con0 = share(Yc, top0.expand(Yc.shape[0], -1, -1)), share(Cc, top0.expand(Cc.shape[0], -1, -1))
+        wc = w[:, ch]
+        for i, beta in enumerate(betas):
+            lab1, con1 = share(Yc, top[i]), share(Cc, top[i])
+            kept = (top[i][..., :, None] == top0[..., None, :]).any(-1).float().mean(-1)  # (Lc, N)
+            nd1 = ndcg_per_instance(ranks[i].numpy(), k)                  # (Lc, N)
+            for j, u in enumerate(units[ch]):
+                v = torch.from_numpy(wc[:, j] > 0)
+                out.append({"unit": int(u), "beta": float(beta), "n": int(v.sum()),
+                            "label_before": float(lab0[j][v].mean()) if v.any() else np.nan,
+                            "label_after": float(lab1[j][v].mean()) if v.any() else np.nan,
+                            "concept_before": float(con0[j][v].mean()) if v.any() else np.nan,
+                            "concept_after": float(con1[j][v].mean()) if v.any() else np.nan,
+                            "ndcg_before": float(nd0[v.numpy()].mean()) if v.any() else np.nan,
+                            "ndcg_after": float(nd1[j][v.numpy()].mean()) if v.any() else np.nan,
+                            "replaced": float(1 - kept[j][v].mean()) if v.any() else np.nan,
+                            "kl": catalog_kl(S0[v], s[i, j][v]) if kl and v.any() else np.nan})
+    df = pd.DataFrame(out).sort_values(["unit", "beta"], kind="stable").reset_index(drop=True)
+    df["label_gain"] = df["label_after"] - df["label_before"]
+    df["concept_gain"] = df["concept_after"] - df["concept_before"]
+    return df
+
+
+def random_gains(ctx: SteeringContext, rows: np.ndarray, inactive: np.ndarray, labels: np.ndarray,
+                 n_random: int = 100, beta: float = 1.0, seed: int = 0, k: int = 10, chunk: int = 10) -> np.ndarray:
+    """(n_random, L): label-share gain at `beta` of seeded random unit directions, for every unit's label
+    on that unit's own inactive instances (the null distribution of `steerability`)."""
+    rows = np.asarray(rows)
+    _check(ctx, rows, np.shape(labels)[1], inactive, labels)
+    S0, top0, _, _ = _base(ctx, rows, k)
+    d = ctx.E.shape[1]
+    U = F.normalize(torch.randn(n_random, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+    Y = sp.csr_matrix(np.asarray(labels, dtype=np.float32))
+    w = np.asarray(inactive, dtype=np.float64)
+    N, n = S0.shape
+
+    def shares(top: Tensor) -> np.ndarray:  # (..., N, k) item ids -> (..., N, L) label share, via a sparse one-hot
+        t = top.reshape(-1, k).numpy()
+        onehot = sp.csr_matrix((np.ones(t.size, np.float32), t.ravel(), np.arange(0, t.size + 1, k)), (len(t), n))
+        return np.asarray((onehot @ Y).todense()).reshape(*top.shape[:-1], -1) / k
+
+    before = shares(top0)                                                 # (N, L)
+    out = []
+    for c0 in range(0, n_random, chunk):
+        _, top = _steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k)
+        out.append(_wmean(shares(top) - before, w))
+    return np.concatenate(out)
+
+
+def steerability(dose: pd.DataFrame, rand: np.ndarray, units: Sequence[int], beta: float = 1.0,
+                 q: float = 0.95) -> pd.DataFrame:
+    """Per unit: label gain at `beta`, the q-quantile of the random directions' gains for its label
+    (`random_gains`, columns in `units` order) and steerable = gain > that quantile."""
+    at = dose[np.isclose(dose["beta"], beta)].set_index("unit")["label_gain"].reindex(np.asarray(units))
+    thr = np.nanquantile(rand, q, axis=0)
+    g = at.to_numpy()
+    return pd.DataFrame({"unit": np.asarray(units), "gain": g, "random_q": thr,
+                         "steerable": np.where(np.isnan(g), False, g > thr)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ablation and de-biasing
+
+
+def ablation(ctx: SteeringContext, units: Sequence[int], labels: np.ndarray, concepts: np.ndarray,
+             max_rows: int = 200, seed: int = 0, k: int = 10, chunk: int = 2048) -> pd.DataFrame:
+    """Zero each unit on (up to max_rows seeded) instances where it fires; count how many of its concept
+    and label items leave the top-k. Control, on the same instance: zero instead the active latent at the
+    next activation rank (the previous one for the last rank), counting the same unit's items."""
+    rng = np.random.default_rng(seed)
+    zi, zv = ctx.z_idx.numpy(), ctx.z_val.numpy()
+    order = np.argsort(-zv, axis=1, kind="stable")
+    zi, zv = np.take_along_axis(zi, order, 1), np.take_along_axis(zv, order, 1)
+    n_act = (zv > 0).sum(1)
+    pr, pu, pl, pc = [], [], [], []                                       # pair: row, unit col, slot, control slot
+    for l, u in enumerate(units):
+        r, slot = np.nonzero((zi == u) & (zv > 0) & (n_act[:, None] > 1))
+        if len(r) > max_rows:
+            keep = np.sort(rng.choice(len(r), max_rows, replace=False))
+            r, slot = r[keep], slot[keep]
+        pr.append(r), pu.append(np.full(len(r), l)), pl.append(slot)
+        pc.append(np.where(slot + 1 < n_act[r], slot + 1, slot - 1))
+    pr, pu, pl, pc = (np.concatenate(a).astype(np.int64) for a in (pr, pu, pl, pc))
+    if not len(pr):
+        return pd.DataFrame(columns=["unit", "n", "concept_in", "concept_left", "concept_left_control",
+                                     "label_in", "label_left", "label_left_control"])
+    Y, C = torch.as_tensor(labels).T, torch.as_tensor(concepts).T          # (L, n_items) bool
+    res = np.zeros((len(pr), 6))
+    for s in range(0, len(pr), chunk):
+        r, u = pr[s:s + chunk], pu[s:s + chunk]
+        i = np.arange(len(r))
+        S0, top0, _, _ = _base(ctx, r, k)
+        tops = [top0]
+        for slot in (pl[s:s + chunk], pc[s:s + chunk]):
+            dh = -torch.from_numpy(zv[r, slot])[:, None] * ctx.W_dec[torch.from_numpy(zi[r, slot]).long()]
+            tops.append((S0 + dh @ ctx.E.T).topk(k, dim=1).indices)
+        for c, M in enumerate((C, Y)):
+            inb = M[torch.from_numpy(u)[:, None], top0]                   # (B, k) unit's items in the top-k
+            for t, top in enumerate(tops[1:]):
+                stay = (top0[:, :, None] == top[:, None, :]).any(-1)
+                res[s + i, 3 * c + 1 + t] = (inb & ~stay).sum(1).numpy()
+            res[s + i, 3 * c] = inb.sum(1).numpy()
+    df = pd.DataFrame(res, columns=["concept_in", "concept_left", "concept_left_control",
+                                    "label_in", "label_left", "label_left_control"])
+    df["unit"] = np.asarray(units)[pu]
+    g = df.groupby("unit", sort=False)
+    return g.mean().assign(n=g.size()).reset_index()
+
+
+def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndarray,
+                 factors: Sequence[float] = (1.0, 0.5, 0.0, -0.5, -1.0), k: int = 10) -> pd.DataFrame:
+    """Scale the given (popularity-flagged) latents by each factor on every instance (1 = unedited, 0 =
+    suppressed, < 0 = reversed); mean popularity percentile of the top-k (`item_pct` per item id) against
+    NDCG@k of the target and the share of the top-k replaced."""
+    rows = np.arange(len(ctx.h))
+    _, top0, _, rank0 = _base(ctx, rows, k)
+    pct = torch.as_tensor(np.asarray(item_pct, dtype=np.float64))
+    out = []
+    for f in factors:
+        h1 = edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, Edit(scale={int(j): float(f) for j in latents}))
+        r = rank_all(ctx.E, h1, ctx.users, ctx.mask, ctx.targets, k)
+        kept = (r.top[:, :, None] == top0[:, None, :]).any(-1).float().mean()
+        out.append({"factor": float(f), "popularity_pct": float(pct[r.top].mean()),
+                    f"ndcg@{k}": float(ndcg_per_instance(r.ranks.numpy(), k).mean()),
+                    "replaced": float(1 - kept)})
+    df = pd.DataFrame(out)
+    df["ndcg_cost"] = float(ndcg_per_instance(rank0.numpy(), k).mean()) - df[f"ndcg@{k}"]
+    return df

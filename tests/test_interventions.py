@@ -1,0 +1,195 @@
+"""Interventions: known answers on planted item tables and codes (zero edit, kept error term, steering a
+planted latent to rank 1, ablation of an inactive latent, the calibration of steerability)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsae_utils import interventions as I
+from recsae_utils import sae as S
+
+
+def planted_ctx(n=300, n_items=200, d=16, m=32, k=4, seed=0, star=7, star_latent=5) -> I.SteeringContext:
+    """Random item table (row 0 = padding), a unit-norm dictionary whose latent `star_latent` points at item
+    `star` (made the longest item vector), codes with k active latents, h = decoded code + an error term,
+    and a known-item CSR of 3 items + the target per user (never `star`)."""
+    g = torch.Generator().manual_seed(seed)
+    E = torch.randn(n_items, d, generator=g)
+    E[0] = 0
+    E[star] *= 1.2 * E.norm(dim=1).max() / E[star].norm()
+    W = F.normalize(torch.randn(m, d, generator=g), dim=1)
+    W[star_latent] = F.normalize(E[star], dim=0)
+    zi = torch.rand(n, m, generator=g).topk(k, dim=1).indices
+    zv = 0.5 + torch.rand(n, k, generator=g)
+    zv[:, -1] = 0.0                                   # a TopK slot holding 0 is inactive
+    h = (zv[:, :, None] * W[zi]).sum(1) + 0.1 * torch.randn(n, d, generator=g)
+    rng = np.random.default_rng(seed)
+    users = np.arange(1, n + 1)
+    targets = rng.integers(1, n_items, n)
+    targets[targets == star] = star + 1
+    known = [np.unique(np.r_[rng.integers(1, n_items, 3), t]) for t in targets]
+    known = [kn[kn != star] for kn in known]
+    indptr = np.r_[0, 0, np.cumsum([len(kn) for kn in known])]
+    items = pd.DataFrame({"item_id": np.arange(1, n_items), "title": [f"movie {i}" for i in range(1, n_items)],
+                          "genres": [["Comedy"] if i % 2 else ["Drama", "War"] for i in range(1, n_items)]})
+    return I.SteeringContext(E, W, h, zi, zv, users, targets, (indptr, np.concatenate(known)),
+                             float(h.norm(dim=1).median()), items)
+
+
+def dense_code(ctx, rows=slice(None)) -> torch.Tensor:
+    zi, zv = ctx.z_idx[rows], ctx.z_val[rows]
+    return torch.zeros(len(zi), len(ctx.W_dec)).scatter_(1, zi, zv)
+
+
+def test_zero_edit_leaves_ranking_identical():
+    ctx = planted_ctx()
+    r0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask, ctx.targets)
+    active = {int(j): 1.0 for j in ctx.z_idx[:, 0].unique()}
+    for e in (I.Edit(), I.Edit(scale=active), I.Edit(steer={3: 0.0})):
+        h1 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, e, ctx.h_norm)
+        assert torch.equal(h1, ctx.h)
+        r1 = I.rank_all(ctx.E, h1, ctx.users, ctx.mask, ctx.targets)
+        assert torch.equal(r1.top, r0.top) and torch.equal(r1.ranks, r0.ranks)
+    rec = I.recommend(ctx, user=int(ctx.users[4]))
+    assert (rec.item_before == rec.item_after).all() and (rec.change == 0).all()
+    assert rec.title_after.str.startswith("movie").all() and rec.genres_after.isin(["Comedy", "Drama|War"]).all()
+
+
+def test_masking_and_target_rank_match_a_hand_count():
+    ctx = planted_ctx()
+    r = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask, ctx.targets)
+    i = 11
+    u = ctx.users[i]
+    known = ctx.mask[1][ctx.mask[0][u]:ctx.mask[0][u + 1]]
+    s = (ctx.h[i] @ ctx.E.T).numpy()
+    free = np.setdiff1d(np.arange(1, len(s)), known)
+    assert int(r.ranks[i]) == 1 + (s[free] >= s[ctx.targets[i]]).sum()
+    assert set(r.top[i].tolist()) == set(free[np.argsort(-s[free])[:10]].tolist())
+
+
+def test_edit_keeps_the_sae_error_term_exactly():
+    ctx = planted_ctx()
+    j_act = int(ctx.z_idx[0, 0])
+    inactive = int(np.setdiff1d(np.arange(32), ctx.z_idx[0].numpy())[0])
+    e = I.Edit(set_to={inactive: 2.5}, scale={j_act: 3.0}, ablate=[int(ctx.z_idx[0, 1])])
+    h1 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, e)
+    z = dense_code(ctx)
+    z1 = z.clone()
+    z1[:, inactive] = 2.5
+    z1[:, j_act] *= 3.0
+    z1[:, int(ctx.z_idx[0, 1])] = 0.0
+    sae = S.TopKSAE(S.SAEConfig(d_in=16, n_latents=32, k=4))
+    with torch.no_grad():
+        sae.W_dec.copy_(ctx.W_dec)
+        sae.b_dec.copy_(torch.randn(16))
+    full = torch.arange(32).expand(len(z), -1)
+    x_hat, x_hat1 = sae.decode(z, full).detach(), sae.decode(z1, full).detach()
+    torch.testing.assert_close(h1 - ctx.h, x_hat1 - x_hat, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h1 - x_hat1, ctx.h - x_hat, atol=1e-5, rtol=0)   # the error term is kept
+    assert not torch.allclose(h1, ctx.h)
+    with pytest.raises(ValueError, match="edited twice"):
+        I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(scale={1: 2.0}, ablate=[1]))
+    with pytest.raises(ValueError, match="outside"):
+        I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(steer={99: 1.0}))
+
+
+def test_steering_a_planted_latent_moves_its_item_to_rank_one():
+    ctx = planted_ctx()
+    r0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask)
+    away = ctx.users[~(r0.top == 7).any(1).numpy()]         # users whose top-10 lacks item 7
+    assert len(away) >= 100
+    for user in away[:5]:
+        after = I.recommend(ctx, int(user), steer={5: 2.0}, k=10)
+        assert after.item_after.iloc[0] == 7 and after.change.iloc[0] > 0
+    rows = np.arange(50)
+    labels = I.item_sets(len(ctx.E), [[7], [7]])
+    dose = I.dose_response(ctx, rows, ctx.W_dec, [5, 6], np.ones((50, 2), bool), labels, labels, betas=(0.25, 2.0))
+    at2 = dose[dose.beta == 2.0].set_index("unit")
+    assert at2.loc[5, "label_after"] == pytest.approx(0.1)                  # item 7 in every top-10
+    assert at2.loc[6, "label_after"] < 0.1 and at2.loc[5, "kl"] > 0
+    assert (dose.n == 50).all() and (dose.label_before < 0.1).all()
+
+
+def test_ablating_an_inactive_latent_changes_nothing():
+    ctx = planted_ctx()
+    j = 9
+    off = np.asarray(I.inactive_rows(ctx.z_idx, ctx.z_val, [j]))[:, 0]
+    zero_slot = int(ctx.z_idx[0, -1])                       # in the top-k but with value 0: inactive too
+    assert 0 < off.sum() < len(off)
+    h1 = I.edit_h(ctx.h[off], ctx.z_idx[off], ctx.z_val[off], ctx.W_dec, I.Edit(ablate=[j]))
+    assert torch.equal(h1, ctx.h[off])
+    h0 = I.edit_h(ctx.h[:1], ctx.z_idx[:1], ctx.z_val[:1], ctx.W_dec, I.Edit(ablate=[zero_slot]))
+    assert torch.equal(h0, ctx.h[:1])
+    # an active one does change h by -z_j W_dec[j]
+    a = int(ctx.z_idx[0, 0])
+    h2 = I.edit_h(ctx.h[:1], ctx.z_idx[:1], ctx.z_val[:1], ctx.W_dec, I.Edit(ablate=[a]))
+    torch.testing.assert_close(h2 - ctx.h[:1], -ctx.z_val[0, 0] * ctx.W_dec[a][None], atol=1e-6, rtol=0)
+
+
+def test_ablation_counts_items_leaving_the_top10():
+    ctx = planted_ctx()
+    # make latent 5 (which points at item 7) strongly active, in slot 0, on 40 instances whose top-10
+    # lacks item 7 and whose code lacks latent 5: ablating it must restore their ranking exactly
+    r0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask)
+    ok = ~(r0.top == 7).any(1) & ~(ctx.z_idx == 5).any(1)
+    ctx = I.SteeringContext(**{**ctx.__dict__, **{f: getattr(ctx, f)[ok.numpy()] for f in
+                                                  ("h", "z_idx", "z_val", "users", "targets")}})
+    ctx.z_idx[:40, 0], ctx.z_val[:40, 0] = 5, 8.0
+    ctx.h[:40] += 8.0 * ctx.W_dec[5]
+    labels = I.item_sets(len(ctx.E), [[7]])
+    res = I.ablation(ctx, [5], labels, labels, max_rows=30, seed=0).set_index("unit")
+    assert res.loc[5, "n"] == 30
+    assert res.loc[5, "concept_in"] == 1.0                 # item 7 was in every top-10 ...
+    assert res.loc[5, "concept_left"] == 1.0               # ... and zeroing latent 5 removed it
+    assert res.loc[5, "concept_left_control"] == 0.0       # zeroing the next latent did not
+
+
+def test_steerability_is_calibrated_and_finds_a_planted_direction():
+    ctx = planted_ctx(n=200, n_items=300, d=16, seed=1)
+    rng = np.random.default_rng(0)
+    n_units = 120
+    feats = rng.random((300, 12)) < 0.2
+    lab_feats = [rng.choice(12, 2, replace=False) for _ in range(n_units)]
+    labels = I.label_items(feats, lab_feats)
+    D = F.normalize(torch.randn(n_units, 16, generator=torch.Generator().manual_seed(99)), dim=1)
+    # unit 0 points at the mean embedding of its label items: a steerable direction by construction
+    D[0] = F.normalize(ctx.E[torch.from_numpy(labels[:, 0])].mean(0) - ctx.E[1:].mean(0), dim=0)
+    rows = np.arange(200)
+    inactive = np.ones((200, n_units), bool)
+    dose = I.dose_response(ctx, rows, D, np.arange(n_units), inactive, labels, betas=(1.0,), kl=False)
+    rand = I.random_gains(ctx, rows, inactive, labels, n_random=100, seed=3)
+    st = I.steerability(dose, rand, np.arange(n_units))
+    assert bool(st.steerable.iloc[0]) and st.gain.iloc[0] > 0.1
+    share = st.steerable.iloc[1:].mean()                   # random directions pass about 5% by construction
+    assert 0.0 < share <= 0.12, share
+
+
+def test_debias_curve_and_context_from_an_sae():
+    ctx = planted_ctx()
+    pct = np.linspace(0, 100, len(ctx.E))                  # item id = popularity order
+    ctx.z_idx[:, 0], ctx.z_val[:, 0] = 5, 4.0              # latent 5 points at item 7 (a niche item here)
+    ctx.h += 4.0 * ctx.W_dec[5]
+    curve = I.debias_curve(ctx, [5], pct, factors=(1.0, 0.0))
+    assert curve.loc[0, "ndcg_cost"] == 0 and curve.loc[0, "replaced"] == 0
+    assert curve.loc[1, "replaced"] > 0 and curve.loc[1, "popularity_pct"] != curve.loc[0, "popularity_pct"]
+    sae = S.TopKSAE(S.SAEConfig(d_in=16, n_latents=32, k=4))
+    sc = I.steering_context(ctx.E, sae, ctx.h, ctx.users, ctx.targets, ctx.mask)
+    zi, zv = S.encode_sparse(sae, ctx.h)
+    assert np.array_equal(sc.z_idx.numpy(), zi) and sc.h_norm == pytest.approx(float(ctx.h.norm(dim=1).median()))
+    with pytest.raises(ValueError, match="user 99999"):
+        I.recommend(sc, 99999)
+    with pytest.raises(ValueError, match="differ in length"):
+        I.steering_context(ctx.E, sae, ctx.h, ctx.users[:3], ctx.targets, ctx.mask)
+    assert torch.equal(I.signed_basis(3)[4], torch.tensor([0.0, -1.0, 0.0]))
+
+
+def test_mismatched_shapes_give_a_clear_error():
+    ctx = planted_ctx()
+    labels = I.item_sets(len(ctx.E), [[7], [8]])
+    with pytest.raises(ValueError, match="inactive has shape"):
+        I.dose_response(ctx, np.arange(10), ctx.W_dec, [5, 6], np.ones((10, 3), bool), labels)
+    with pytest.raises(ValueError, match="item table has shape"):
+        I.random_gains(ctx, np.arange(10), np.ones((10, 2), bool), labels[:50])
