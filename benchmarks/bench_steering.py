@@ -2,7 +2,7 @@
 run, read-only (nothing is written under the run folder).
 
 For the run's main SAE, the signed raw h_u dimensions (at the SAE's firing rate) and a random SAE of the
-same shape: every unit is labelled from its own TRAINING firings (the enrichment of concepts.py: up to 2
+same shape: every unit is labelled from its own TRAINING firings (the enrichment of dictionary.py: up to 2
 significantly enriched genres and 1 decade, as the offline labels name them; concept items = its exemplars
 by shrunk lift). A seeded sample of live, non-generic units with a label is steered by beta * median||h_u||
 along its direction on held-out (test) instances where it is inactive (interventions.dose_response), and
@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from recsae_utils import artifacts, config, data, train
-from recsae_utils import concepts as C
+from recsae_utils import cards as CA
+from recsae_utils import detection as DT
+from recsae_utils import dictionary as DI
 from recsae_utils import interventions as I
 from recsae_utils import sae as sae_mod
 
@@ -60,15 +62,15 @@ def load_run(run: Path, cfg) -> dict:
             "h": h, "sae": sae_mod.load_sae(sae_path)}
 
 
-def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, item_pct: np.ndarray, n_ex: int = C.LABEL_MAX_ITEMS):
+def unit_labels(idx, val, m: int, X, feats: DI.ItemFeatures, item_pct: np.ndarray, n_ex: int = CA.LABEL_MAX_ITEMS):
     """Per unit from its training firings: frequency, label features (up to LABEL_MAX_GENRES significant
     genres and LABEL_MAX_DECADES decades by odds ratio, share of slots >= ENRICH_MIN_SHARE, as the offline
     labels) and concept items (exemplars: count >= EXEMPLAR_MIN_COUNT, shrunk lift >= EXEMPLAR_MIN_LIFT)."""
-    f = C.firing_index(idx, val, m)
-    tab = C.firing_item_tables(f, X)
-    enr = C.enrichment(tab.counts, tab.df, feats)
+    f = DI.firing_index(idx, val, m)
+    tab = DI.firing_item_tables(f, X)
+    enr = DI.enrichment(tab.counts, tab.df, feats)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ok = (enr.p_value < C.ENRICH_ALPHA) & (enr.odds_ratio >= C.ENRICH_MIN_OR) & (enr.share_top >= C.ENRICH_MIN_SHARE)
+        ok = (enr.p_value < DI.ENRICH_ALPHA) & (enr.odds_ratio >= DI.ENRICH_MIN_OR) & (enr.share_top >= DI.ENRICH_MIN_SHARE)
     orr = np.where(ok, enr.odds_ratio, -np.inf)
     slots = np.asarray(tab.counts.sum(axis=1)).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -76,18 +78,18 @@ def unit_labels(idx, val, m: int, X, feats: C.ItemFeatures, item_pct: np.ndarray
     labels, concepts = [], []
     for j in range(m):
         pick = []
-        for kind, cap in (("genre", C.LABEL_MAX_GENRES), ("decade", C.LABEL_MAX_DECADES)):
+        for kind, cap in (("genre", CA.LABEL_MAX_GENRES), ("decade", CA.LABEL_MAX_DECADES)):
             cols = np.flatnonzero((feats.kind == kind) & ok[j])
             pick += cols[np.argsort(-orr[j, cols], kind="stable")][:cap].tolist()
         labels.append(pick)
         s = slice(tab.ptr[j], tab.ptr[j + 1])
-        good = (tab.count[s] >= C.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= C.EXEMPLAR_MIN_LIFT)
+        good = (tab.count[s] >= CA.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= CA.EXEMPLAR_MIN_LIFT)
         concepts.append(tab.item[s][good][:n_ex])
     return f.counts / len(idx), labels, concepts, pop_pct, f
 
 
 def pick_units(freq, labels, n: int, seed: int) -> np.ndarray:
-    ok = np.flatnonzero((freq > 0) & (freq <= C.GENERIC_FREQ) & np.array([len(x) > 0 for x in labels]))
+    ok = np.flatnonzero((freq > 0) & (freq <= DI.GENERIC_FREQ) & np.array([len(x) > 0 for x in labels]))
     if len(ok) > n:
         ok = np.sort(np.random.default_rng(seed).choice(ok, n, replace=False))
     return ok
@@ -128,23 +130,23 @@ def main() -> None:
     ds, inst, sae = r["ds"], r["inst"], r["sae"]
     h_tr, h_te = r["h"]["train"], r["h"]["test"]
     n_items = ds.n_items
-    X = C.incidence(inst["train"].hist, n_items)
-    feats = C.item_features(ds.items, n_items)
+    X = DI.incidence(inst["train"].hist, n_items)
+    feats = DI.item_features(ds.items, n_items)
     popularity = np.zeros(n_items)
     popularity[ds.items["item_id"].to_numpy()] = ds.items["popularity"].to_numpy(dtype=np.float64)
-    item_pct = C.item_popularity_pct(popularity, np.asarray(X.getnnz(axis=0), dtype=np.float64))
+    item_pct = DI.item_popularity_pct(popularity, np.asarray(X.getnnz(axis=0), dtype=np.float64))
     te = inst["test"]
     ctx = I.steering_context(r["E"], sae, h_te, te.user, te.item, r["mask"], ds.items)
     rows = np.sort(np.random.default_rng(a.seed).choice(len(h_te), min(a.rows, len(h_te)), replace=False))
     print(f"loaded in {time.time() - t0:.0f}s; median ||h_u|| (test) {ctx.h_norm:.2f}; {len(rows)} test rows")
 
     # dictionaries: (directions, train code, held-out code)
-    kr = C.raw_dimension_k(h_tr.shape[1], sae.cfg.k, sae.cfg.n_latents)
+    kr = DT.raw_dimension_k(h_tr.shape[1], sae.cfg.k, sae.cfg.n_latents)
     mu, sd = h_tr.numpy().mean(0), h_tr.numpy().std(0)
     rnd = sae_mod.random_sae(sae.cfg, x_mean=h_tr.mean(0))
     dicts = {"sae": (sae.W_dec.detach(), *sae_mod.encode_sparse(sae, h_tr), ctx.z_idx.numpy(), ctx.z_val.numpy()),
-             "raw": (I.signed_basis(h_tr.shape[1]), *C.dense_to_sparse(h_tr.numpy(), kr, both_signs=True),
-                     *C.dense_to_sparse(h_te.numpy(), kr, mu, sd, both_signs=True)),
+             "raw": (I.signed_basis(h_tr.shape[1]), *DT.dense_to_sparse(h_tr.numpy(), kr, both_signs=True),
+                     *DT.dense_to_sparse(h_te.numpy(), kr, mu, sd, both_signs=True)),
              "random_sae": (rnd.W_dec.detach(), *sae_mod.encode_sparse(rnd, h_tr), *sae_mod.encode_sparse(rnd, h_te))}
     doses, steers, keep = [], [], {}
     for name, (D, itr, vtr, ite, vte) in dicts.items():
@@ -160,7 +162,7 @@ def main() -> None:
         d, s = measure(name, ctx, rows, D, units, inactive, labels, concepts, a.random, a.seed + 1)
         doses.append(d), steers.append(s)
         keep[name] = (units, labels, concepts, inactive, freq, pop_pct, fire)
-        print(f"{name}: {len(units)} units (of {int(((freq > 0) & (freq <= C.GENERIC_FREQ)).sum())} live non-generic), "
+        print(f"{name}: {len(units)} units (of {int(((freq > 0) & (freq <= DI.GENERIC_FREQ)).sum())} live non-generic), "
               f"steerable {s.steerable.mean():.3f}  ({time.time() - t1:.0f}s)")
 
     # why-probes on the SAE's units: encoder rows and oracle label directions as dictionaries
@@ -190,7 +192,7 @@ def main() -> None:
     print(f"  median |cos| of a random direction with an oracle dir  {cos(rand[:len(units)], oracle).abs().median():.3f}")
     Wall = sae.W_dec.detach()
     live = keep["sae"][4] > 0
-    spec, gen = Wall[torch.from_numpy(live & (keep["sae"][4] <= C.GENERIC_FREQ))], Wall[torch.from_numpy(keep["sae"][4] > C.GENERIC_FREQ)]
+    spec, gen = Wall[torch.from_numpy(live & (keep["sae"][4] <= DI.GENERIC_FREQ))], Wall[torch.from_numpy(keep["sae"][4] > DI.GENERIC_FREQ)]
     Ec = Eb - Eb.mean(0)
     Vt = torch.linalg.svd(Ec, full_matrices=False)[2]
     spread = lambda U: (Ec @ F.normalize(U, dim=1).T).std(0).median()
@@ -201,7 +203,7 @@ def main() -> None:
         print(f"  share of ||u||^2 in the top-{q} principal directions of the centred item table: specific "
               f"{sh(spec):.3f}, generic {sh(gen):.3f}, random {sh(rand):.3f}, oracle {sh(oracle):.3f}")
     zi, zv = ctx.z_idx, ctx.z_val
-    dense = torch.from_numpy(keep["sae"][4] > C.GENERIC_FREQ)
+    dense = torch.from_numpy(keep["sae"][4] > DI.GENERIC_FREQ)
     gen = dense[zi] & (zv > 0)
     part = lambda msk: ((zv * msk)[:, :, None] * sae.W_dec.detach()[zi]).sum(1).norm(dim=1)
     hn = ctx.h.norm(dim=1)
@@ -235,12 +237,12 @@ def main() -> None:
           "active latent at the next activation rank on the same instance):")
     print(ab[["n", "concept_in", "concept_left", "concept_left_control", "label_in", "label_left",
               "label_left_control"]].median().to_string())
-    rho = C.popularity_spearman(fire, C.sequence_popularity(X, popularity))
+    rho = DI.popularity_spearman(fire, DI.sequence_popularity(X, popularity))
     pp = np.nan_to_num(pop_pct, nan=50.0)
-    flag = np.flatnonzero((freq > 0) & ((np.nan_to_num(np.abs(rho)) >= C.POP_FLAG_SPEARMAN) | (pp >= C.POP_FLAG_HIGH)
-                                        | (pp <= 100 - C.POP_FLAG_HIGH)))
+    flag = np.flatnonzero((freq > 0) & ((np.nan_to_num(np.abs(rho)) >= DI.POP_FLAG_SPEARMAN) | (pp >= DI.POP_FLAG_HIGH)
+                                        | (pp <= 100 - DI.POP_FLAG_HIGH)))
     print(f"\nDe-biasing: scale the {len(flag)} popularity-flagged SAE latents (concepts' rule: |Spearman| >= "
-          f"{C.POP_FLAG_SPEARMAN} or popularity_pct beyond {C.POP_FLAG_HIGH:.0f}/{100 - C.POP_FLAG_HIGH:.0f}) on all "
+          f"{DI.POP_FLAG_SPEARMAN} or popularity_pct beyond {DI.POP_FLAG_HIGH:.0f}/{100 - DI.POP_FLAG_HIGH:.0f}) on all "
           f"{len(h_te)} test instances")
     print(I.debias_curve(ctx, flag, item_pct, factors=(1.0, 0.5, 0.0, -0.5, -1.0)).to_string(index=False))
     print(f"\ntotal {time.time() - t0:.0f}s")
