@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, labeling, recsae
+from . import artifacts, labeling, progress, recsae
 from .cards import latent_cards
 from .detection import (STRONG_Q, WINDOWS, detection_scores, raw_dimension_codes, raw_dimension_k, score_summary,
                         window_sweep)
@@ -100,7 +100,8 @@ def dictionaries(cfg, ctx, models: dict[str, Model]) -> dict[str, Built]:
     """Every model's dictionary and cards, from training instances only."""
     hist = ctx.inst["train"].hist
     out = {}
-    for i, md in models.items():
+    for n, (i, md) in enumerate(models.items(), 1):
+        progress.step(f"dictionary {n}/{len(models)}: {md.name}")
         d = build_dictionaries(md.idx_train, md.val_train, hist, ctx.ds.items, md.m, top_n=cfg.top_n,
                                item_pool=cfg.item_pool)
         out[i] = Built(d, latent_cards(d))
@@ -144,8 +145,11 @@ def scores(cfg, ctx, models: dict[str, Model], built: dict[str, Built]) -> dict[
     """Every model's offline detection scores on held-out (dev + test) instances: its cards' signatures
     (the offline label's), threshold on training sequences."""
     hist = held_histories(ctx)
-    return {i: detection_scores(built[i].d, built[i].cards, md.idx_held, md.val_held, hist, seed=cfg.seed)
-            for i, md in models.items()}
+    out = {}
+    for n, (i, md) in enumerate(models.items(), 1):
+        progress.step(f"detection scores {n}/{len(models)}: {md.name}")
+        out[i] = detection_scores(built[i].d, built[i].cards, md.idx_held, md.val_held, hist, seed=cfg.seed)
+    return out
 
 
 def score_table(models: dict[str, Model], built: dict[str, Built], sc: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -169,6 +173,7 @@ def window_step(cfg, ctx, models: dict[str, Model], built: dict[str, Built],
         ids = [i for i, md in models.items() if md.size == size]
         group = {models[i].name: models[i].arrays for i in ids}
         full = {models[i].name: (built[i].d, sc[i]) for i in ids}
+        progress.step(f"window sweep: {', '.join(group)}")
         frames.append(window_sweep(group, ht, hh, ctx.ds.items, cfg.top_n, cfg.seed, WINDOWS, full=full,
                                    strengths=(0.0, STRONG_Q), per_latent=True, keep=kept,
                                    item_pool=cfg.item_pool).assign(sae=size))

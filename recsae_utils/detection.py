@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import progress
 from .cards import label_signature, latent_cards
 from .config import RunConfig
 from .dictionary import (ConceptDictionary, Firing, ItemFeatures, _activation_csr, build_dictionaries, incidence,
@@ -396,6 +397,7 @@ def window_sweep(models: Mapping[str, tuple], hist_train: np.ndarray, hist_held:
     tables: dict[tuple, dict[int, pd.DataFrame]] = {}
     lives: dict[str, np.ndarray] = {}
     for w in ws:
+        progress.step(f"window {w} of {ws[-1]}")
         for name, (a, b, c, e, m) in models.items():
             if w == L and full and name in full:
                 d, sc0 = full[name]
