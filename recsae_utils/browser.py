@@ -62,6 +62,9 @@ from . import artifacts
 MAX_ITEMS = 20        # per latent and per ordering (count, strength): the union is kept
 MAX_GENRES = 10       # genre rows per latent (those present in its top slots, largest share first)
 MAX_DECADES = 12      # decade rows per latent
+DESC_CHARS = 480      # a description is cut (at a '; ' or '. ') after this many characters: the offline
+                      # labels' exemplar lists repeat the card's item table, and the page has a size budget;
+                      # labels.csv keeps every description whole
 MAX_PROFILE = 10      # latents per user / per movie
 SIG_DIGITS = 4        # significant digits of floats in the JSON
 
@@ -172,8 +175,16 @@ def _label_rows(labels, latents: pd.DataFrame | None, m: int) -> dict[int, list]
         name = _text(name)
         if name is None:  # a failed label keeps the default
             continue
-        out[int(j)] = [name, _text(d), _text(who)]
+        out[int(j)] = [name, _short(_text(d)), _text(who)]
     return out
+
+
+def _short(text: str | None, limit: int = DESC_CHARS) -> str | None:
+    """`text` cut after `limit` characters at the last '; ' or '. ' before it, marked with '…'."""
+    if text is None or len(text) <= limit:
+        return text
+    cut = max(text.rfind("; ", 0, limit), text.rfind(". ", 0, limit))
+    return text[:cut if cut > limit // 2 else limit].rstrip(" ;.") + " …"
 
 
 def _top_rows(li: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -227,7 +227,7 @@ def _fmt(v, digits=4):
 
 
 DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
-BROWSER_BUDGET_MB = 5.0     # the project's size budget for one concept browser file
+BROWSER_BUDGET_MB = 3.0     # the project's size budget for one concept browser file (issue 11: at most 3 MB)
 MAX_FINDINGS = 10           # Key findings: at most this many lines
 GENERIC_SHARE_AIM = 0.10    # issue 12: at most 10% generic latents among the top 5 concepts shown
 SIZES_SHOWN = ("main", "reference", "alt", "random")   # SAE rows of the fidelity tables, in this order
@@ -469,7 +469,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
     if browser is not None and browser.exists():
         mb = browser.stat().st_size / 1e6
-        out.append(f"Concept browser: {mb:.1f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
+        out.append(f"Concept browser: {mb:.2f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
                    + f" the {BROWSER_BUDGET_MB:g} MB budget.")
     return out[:MAX_FINDINGS]
 

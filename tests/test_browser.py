@@ -720,3 +720,14 @@ def test_background_group_in_chromium(chrome, world, tmp_path):
     assert set(chrome.js("Array.from(document.querySelectorAll('#profile-rows .profile-row.background'))"
                          ".map(e => +e.dataset.latent)")) <= {0, 1}
     assert not _errors(chrome), _errors(chrome)
+
+
+def test_long_descriptions_are_cut_at_a_boundary():
+    """The page keeps a description's start (cut at '; ' or '. ', marked with an ellipsis) within its size
+    budget; short ones and None pass unchanged."""
+    long = "Fires on Comedy. Typical titles: " + "; ".join(f"Title {i} (1999) (3.{i}x base rate)" for i in range(40))
+    cut = browser._short(long)
+    assert cut.endswith(" …") and len(cut) <= browser.DESC_CHARS + 2 and long.startswith(cut[:-2])
+    assert cut[:-2].endswith("base rate)")                       # at a boundary, not inside a title
+    assert browser._short("short text") == "short text" and browser._short(None) is None
+    assert browser._short("x" * 1000).startswith("x" * browser.DESC_CHARS)   # no boundary: a hard cut

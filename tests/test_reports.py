@@ -69,7 +69,7 @@ def test_report_on_the_real_summaries(tmp_path, ds):
     text = "\n".join(found)
     assert f"{main['fidelity']['retention']:.4f}" in text and f"{main['health']['explained_variance']:.4f}" in text
     assert f"{lead:+.3f}" in text and ("short of" in text) == (lead < 0.15) and "+0.15 aim" in text
-    assert "6.2 MB, **over** the 5 MB budget" in text
+    assert "6.20 MB, **over** the 3 MB budget" in text
     assert "{'" not in readme and "': " not in readme                  # no Python dict in the prose
     for t in _tables(readme):
         assert len(t) <= 15                                            # the long tables live in CSV files
