@@ -147,6 +147,7 @@ def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = 
     prev = 1 + (r0.scores[0][None, :] > r0.scores[0][after][:, None]).sum(1).numpy()
     return pd.DataFrame({"rank": np.arange(1, k + 1), "item_before": before,
                          "title_before": _item_text(ctx.items, before, "title"),
+                         "genres_before": _item_text(ctx.items, before, "genres"),
                          "item_after": after, "title_after": _item_text(ctx.items, after, "title"),
                          "genres_after": _item_text(ctx.items, after, "genres"),
                          "rank_before": prev, "change": prev - np.arange(1, k + 1)})
