@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from recsae_utils import artifacts, config, data, train
-from recsae_utils import cards as CA
 from recsae_utils import detection as DT
 from recsae_utils import dictionary as DI
 from recsae_utils import interventions as I
 from recsae_utils import sae as sae_mod
+from recsae_utils import steering as ST
 
 
 def load_run(run: Path, cfg) -> dict:
@@ -60,39 +60,6 @@ def load_run(run: Path, cfg) -> dict:
         raise SystemExit(f"{sae_path}: no finished SAE in this run folder")
     return {"ds": ds, "inst": inst, "mask": data.user_item_csr(ds), "E": model.item_emb.weight.detach().float(),
             "h": h, "sae": sae_mod.load_sae(sae_path)}
-
-
-def unit_labels(idx, val, m: int, X, feats: DI.ItemFeatures, item_pct: np.ndarray, n_ex: int = CA.LABEL_MAX_ITEMS):
-    """Per unit from its training firings: frequency, label features (up to LABEL_MAX_GENRES significant
-    genres and LABEL_MAX_DECADES decades by odds ratio, share of slots >= ENRICH_MIN_SHARE, as the offline
-    labels) and concept items (exemplars: count >= EXEMPLAR_MIN_COUNT, shrunk lift >= EXEMPLAR_MIN_LIFT)."""
-    f = DI.firing_index(idx, val, m)
-    tab = DI.firing_item_tables(f, X)
-    enr = DI.enrichment(tab.counts, tab.df, feats)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = (enr.p_value < DI.ENRICH_ALPHA) & (enr.odds_ratio >= DI.ENRICH_MIN_OR) & (enr.share_top >= DI.ENRICH_MIN_SHARE)
-    orr = np.where(ok, enr.odds_ratio, -np.inf)
-    slots = np.asarray(tab.counts.sum(axis=1)).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pop_pct = np.where(slots > 0, (tab.counts @ item_pct) / slots, np.nan)
-    labels, concepts = [], []
-    for j in range(m):
-        pick = []
-        for kind, cap in (("genre", CA.LABEL_MAX_GENRES), ("decade", CA.LABEL_MAX_DECADES)):
-            cols = np.flatnonzero((feats.kind == kind) & ok[j])
-            pick += cols[np.argsort(-orr[j, cols], kind="stable")][:cap].tolist()
-        labels.append(pick)
-        s = slice(tab.ptr[j], tab.ptr[j + 1])
-        good = (tab.count[s] >= CA.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= CA.EXEMPLAR_MIN_LIFT)
-        concepts.append(tab.item[s][good][:n_ex])
-    return f.counts / len(idx), labels, concepts, pop_pct, f
-
-
-def pick_units(freq, labels, n: int, seed: int) -> np.ndarray:
-    ok = np.flatnonzero((freq > 0) & (freq <= DI.GENERIC_FREQ) & np.array([len(x) > 0 for x in labels]))
-    if len(ok) > n:
-        ok = np.sort(np.random.default_rng(seed).choice(ok, n, replace=False))
-    return ok
 
 
 def measure(name, ctx, rows, D, units, inactive, labels, concepts, n_random, seed) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -151,8 +118,9 @@ def main() -> None:
     doses, steers, keep = [], [], {}
     for name, (D, itr, vtr, ite, vte) in dicts.items():
         t1 = time.time()
-        freq, lab, con, pop_pct, fire = unit_labels(itr, vtr, len(D), X, feats, item_pct)
-        units = pick_units(freq, lab, a.units, a.seed)
+        ul = ST.unit_labels(itr, vtr, len(D), X, feats, item_pct)
+        freq, lab, con = ul.freq, ul.labels, ul.concepts
+        units = ST.pick_units(freq, lab, a.units, a.seed)
         if not len(units):
             print(f"{name}: no live non-generic unit with a label")
             continue
@@ -161,12 +129,12 @@ def main() -> None:
         inactive = I.inactive_rows(ite[rows], vte[rows], units)
         d, s = measure(name, ctx, rows, D, units, inactive, labels, concepts, a.random, a.seed + 1)
         doses.append(d), steers.append(s)
-        keep[name] = (units, labels, concepts, inactive, freq, pop_pct, fire)
+        keep[name] = (units, labels, concepts, inactive, freq, ul)
         print(f"{name}: {len(units)} units (of {int(((freq > 0) & (freq <= DI.GENERIC_FREQ)).sum())} live non-generic), "
               f"steerable {s.steerable.mean():.3f}  ({time.time() - t1:.0f}s)")
 
     # why-probes on the SAE's units: encoder rows and oracle label directions as dictionaries
-    units, labels, concepts, inactive, freq, pop_pct, fire = keep["sae"]
+    units, labels, concepts, inactive, freq, ul_sae = keep["sae"]
     Eb = r["E"][1:]
     oracle = torch.stack([Eb[torch.from_numpy(labels[1:, j])].mean(0) for j in range(len(units))]) - Eb.mean(0)
     W_dec, W_enc = sae.W_dec.detach()[units], sae.W_enc.detach()[units]
@@ -237,10 +205,7 @@ def main() -> None:
           "active latent at the next activation rank on the same instance):")
     print(ab[["n", "concept_in", "concept_left", "concept_left_control", "label_in", "label_left",
               "label_left_control"]].median().to_string())
-    rho = DI.popularity_spearman(fire, DI.sequence_popularity(X, popularity))
-    pp = np.nan_to_num(pop_pct, nan=50.0)
-    flag = np.flatnonzero((freq > 0) & ((np.nan_to_num(np.abs(rho)) >= DI.POP_FLAG_SPEARMAN) | (pp >= DI.POP_FLAG_HIGH)
-                                        | (pp <= 100 - DI.POP_FLAG_HIGH)))
+    flag = ST.popularity_flagged(ul_sae, X, popularity)
     print(f"\nDe-biasing: scale the {len(flag)} popularity-flagged SAE latents (concepts' rule: |Spearman| >= "
           f"{DI.POP_FLAG_SPEARMAN} or popularity_pct beyond {DI.POP_FLAG_HIGH:.0f}/{100 - DI.POP_FLAG_HIGH:.0f}) on all "
           f"{len(h_te)} test instances")

@@ -270,8 +270,10 @@ def _profile_order(df: pd.DataFrame, key: str, vcol: str, max_profile: int) -> t
 def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, title: str = "",
                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS,
-                 max_profile: int = MAX_PROFILE, noun: str = "movie", genre_noun: str = "genre") -> dict:
-    """The JSON-ready dict the page renders (see the module docstring for the inputs)."""
+                 max_profile: int = MAX_PROFILE, noun: str = "movie", genre_noun: str = "genre",
+                 steering: Mapping[int, Mapping] | None = None) -> dict:
+    """The JSON-ready dict the page renders (see the module docstring for the inputs). `steering`: latent ->
+    {user, beta, before: [item ids], after: [item ids]} (`interventions.browser_examples`), shown on its card."""
     lat_df = tables.get("latents")
     li = tables.get("latent_items")
     if lat_df is None and li is None:
@@ -377,6 +379,11 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         used.update(r[0] for r in rec.get("it", []))
         used.update(r[0] for r in rec.get("pr", []))
     used.update(int(i) for i in movie_map)
+    for j, ex in (steering or {}).items():
+        if int(j) in lat:
+            lat[int(j)]["st"] = {"u": _text(ex["user"]), "b": _sig(ex.get("beta", 1.0)),
+                                 "bf": [int(i) for i in ex["before"]], "af": [int(i) for i in ex["after"]]}
+            used.update(lat[int(j)]["st"]["bf"] + lat[int(j)]["st"]["af"])
     item_map = {str(i): titles.get(i, [None, ""]) for i in sorted(used)}
     # the dataset's item count (not just the items the page shows)
     catalogue = items if items is not None else tables.get("items")
@@ -445,7 +452,8 @@ def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | 
                   scores: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
                   items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str | None = None,
-                  genre_noun: str | None = None, compress: bool = True) -> Path:
+                  genre_noun: str | None = None, compress: bool = True,
+                  steering: Mapping[int, Mapping] | None = None) -> Path:
     """Write the single-file HTML concept browser to `path` (atomically) and return the path.
 
     noun / genre_noun: the dataset's words for an item and for its genre-like attribute; None = from `items`
@@ -455,7 +463,7 @@ def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | 
     noun = noun or ("movie" if titled else "item")
     genre_noun = genre_noun or ("genre" if titled else "category")
     data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items,
-                        noun=noun, genre_noun=genre_noun)
+                        noun=noun, genre_noun=genre_noun, steering=steering)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_html(data, compress=compress).encode("utf-8", errors="replace")

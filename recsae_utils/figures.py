@@ -491,3 +491,55 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
     ax_v.set_title("distribution by model", loc="left")
     ax_e.set_title("cumulative distribution", loc="left")
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# Interventions (stage 06)
+
+
+def dose_response(table: pd.DataFrame):
+    """Label-share gain and concept-item share of the top 10 against the dose (beta x median ||h_u||), median
+    across units with the interquartile range, one line per model (`steering.dose_table`)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8))
+    panels = (("label_gain", "label_gain_q25", "label_gain_q75", "label share gain of the top 10"),
+              ("concept_after", "concept_q25", "concept_q75", "concept-item share of the top 10"))
+    for ax, (mid, lo, hi, ylab) in zip(axes, panels):
+        if table is None or not len(table):
+            _empty(ax)
+            continue
+        for c, (name, t) in enumerate(table.groupby("model", sort=False)):
+            ax.plot(t["beta"], t[mid], marker="o", color=f"C{c}", label=f"{name} ({int(t['units'].max())})")
+            ax.fill_between(t["beta"], t[lo], t[hi], color=f"C{c}", alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("dose β (× median ‖h_u‖)")
+        ax.set_ylabel(ylab)
+    if table is not None and len(table):
+        axes[0].legend(fontsize="small", title="model (units)", title_fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def steering_card(card: pd.DataFrame, title: str):
+    """One user's top 10 before and after steering one latent (`interventions.recommend` output): titles with
+    genres; items new to the list in the latent's colour."""
+    plt = _plt()
+    k = len(card)
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 0.42 * k + 0.9))
+    ax.set_axis_off()
+    ax.set_xlim(0, 2)
+    ax.set_ylim(k + 0.2, -1.0)
+    ax.text(0, -0.7, "before", weight="bold")
+    ax.text(1.02, -0.7, "after steering", weight="bold")
+    old = set(card["item_before"].tolist())
+    for r, row in enumerate(card.itertuples()):
+        for x, item, t, new in ((0, row.item_before, row.title_before, False),
+                                (1.02, row.item_after, row.title_after, row.item_after not in old)):
+            g = row.genres_after if x > 0 else row.genres_before
+            text = f"{r + 1}. {_wrap(t if t is not None else f'item {item}', 45, 1)}"
+            ax.text(x, r, text, fontsize=7.5, color=LAT_COLOR if new else "black", va="center")
+            if g:
+                ax.text(x + 0.05, r + 0.38, _wrap(g, 60, 1), fontsize=6, color="0.45", va="center")
+    ax.set_title(_wrap(title, 110, 2), fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig

@@ -147,6 +147,7 @@ def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = 
     prev = 1 + (r0.scores[0][None, :] > r0.scores[0][after][:, None]).sum(1).numpy()
     return pd.DataFrame({"rank": np.arange(1, k + 1), "item_before": before,
                          "title_before": _item_text(ctx.items, before, "title"),
+                         "genres_before": _item_text(ctx.items, before, "genres"),
                          "item_after": after, "title_after": _item_text(ctx.items, after, "title"),
                          "genres_after": _item_text(ctx.items, after, "genres"),
                          "rank_before": prev, "change": prev - np.arange(1, k + 1)})
@@ -370,3 +371,26 @@ def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndar
     df = pd.DataFrame(out)
     df["ndcg_cost"] = float(ndcg_per_instance(rank0.numpy(), k).mean()) - df[f"ndcg@{k}"]
     return df
+
+
+def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: float = 1.0, k: int = 10,
+               chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """One instance's top-k before (k,) and after steering each latent alone by beta * median||h_u|| (L, k):
+    the browser's per-latent example, one score row per latent in chunks."""
+    lat = torch.as_tensor(np.asarray(latents, dtype=np.int64))
+    S0, top0, _, _ = _base(ctx, np.array([row]), k)
+    after = []
+    for c0 in range(0, len(lat), chunk):
+        P = F.normalize(ctx.W_dec[lat[c0:c0 + chunk]], dim=1) @ ctx.E.T      # (Lc, n_items)
+        after.append(_steered(S0, beta * ctx.h_norm * P, k)[1][:, 0])
+    return top0[0].numpy(), (torch.cat(after).numpy() if after else np.zeros((0, k), dtype=np.int64))
+
+
+def browser_examples(ctx: SteeringContext, latents: Sequence[int], row: int = 0, beta: float = 1.0,
+                     k: int = 10) -> dict[int, dict]:
+    """latent -> {user, beta, before, after} (item ids) for the concept browser's cards: every latent steered
+    on the same instance (`row` of the context)."""
+    before, after = steer_each(ctx, row, latents, beta, k)
+    user = int(ctx.users[row])
+    return {int(j): {"user": user, "beta": float(beta), "before": before.tolist(), "after": a.tolist()}
+            for j, a in zip(latents, after)}

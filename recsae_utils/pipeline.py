@@ -44,6 +44,7 @@ STAGE_FIELDS = {
            "sae_variant", "sae_dead_window", "sae_aux_coef", "sae_aux_relu", "sae_lr_decay", "sae_l2", "seed"],
     "04": [],
     "05": ["top_n", "item_pool", "labeler", "llm_model", "llm_budget_tokens"],
+    "06": ["seed"],
 }
 
 

@@ -466,12 +466,68 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                        + ".")
         for problem in (c.get("degraded") or [])[:2]:   # first: a degraded stage must not read as success
             out.insert(0, f"**Degraded**: {md(problem)}.")
+    iv = steering_finding(s.get("interventions"))
+    if iv:
+        out.append(iv)
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
     if browser is not None and browser.exists():
         mb = browser.stat().st_size / 1e6
-        out.append(f"Concept browser: {mb:.2f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
-                   + f" the {BROWSER_BUDGET_MB:g} MB budget.")
+        line = (f"Concept browser: {mb:.2f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
+                + f" the {BROWSER_BUDGET_MB:g} MB budget.")
+        if len(out) >= MAX_FINDINGS:   # a full list: the size goes with the last line rather than be cut
+            out[MAX_FINDINGS - 1] += " " + line
+        else:
+            out.append(line)
     return out[:MAX_FINDINGS]
+
+
+STEERABLE_AIM = 0.5   # issue 12: at least half of the SAE's specific latents steerable
+
+
+def steering_finding(iv: dict | None) -> str:
+    """One Key findings line: the SAE's steerable share against the aim and against each baseline."""
+    ms = (iv or {}).get("models") or {}
+    sae = ms.get("SAE")
+    if not sae or sae.get("steerable_share") is None:
+        return ""
+    share = sae["steerable_share"]
+    base = [f"{md(n)} {_pct(m['steerable_share'])}" for n, m in ms.items()
+            if n != "SAE" and m.get("steerable_share") is not None]
+    beats = all(share > m["steerable_share"] for n, m in ms.items() if n != "SAE" and m.get("steerable_share") is not None)
+    gains = [f"{md(n)} {m['label_gain'].get('1', float('nan')):+.3f}" for n, m in ms.items() if m.get("label_gain")]
+    return (f"Steering (β = 1 × median ‖h_u‖, 95th percentile of 100 random directions): {_pct(share)} of "
+            f"{sae['n_units']:,} specific SAE latents steerable, "
+            + ("meets" if share >= STEERABLE_AIM else "**short of**") + f" the ≥ {STEERABLE_AIM:.0%} aim"
+            + (f"; baselines {', '.join(base)}" + (" (the SAE leads)" if beats else " (**the SAE does not lead**)")
+               if base else "")
+            + (f"; median label-share gain {', '.join(gains)}" if gains else "") + ".")
+
+
+def interventions_section(iv: dict) -> str:
+    """Medians across units per dose: label-share gain, concept-item share and NDCG@10 of the steered top 10,
+    then ablation and de-biasing in one sentence each."""
+    betas = [f"{b:g}" for b in iv.get("betas", [])]
+    rows = []
+    for n, m in (iv.get("models") or {}).items():
+        for key, what in (("label_gain", "label gain"), ("concept_share", "concept share"), ("ndcg@10", "NDCG@10")):
+            rows.append([f"{n} ({m['n_units']})", what] + [_fmt((m.get(key) or {}).get(b), 3) for b in betas])
+    out = ["## Interventions: steering along a latent\n",
+           "Each unit's direction added with norm β × median ‖h_u‖ on test instances where it is inactive; medians "
+           "across units (labels and concept items from each unit's own training firings).\n",
+           table(["model (units)", "median"] + [f"β={b}" for b in betas], rows, "ll" + "r" * len(betas))]
+    ab = iv.get("ablation") or {}
+    if ab.get("n_units"):
+        out.append(f"**Ablation** of {ab['n_units']:,} SAE latents where they fire: {_fmt(ab['concept_left'], 2)} of "
+                   f"{_fmt(ab['concept_in'], 2)} concept items and {_fmt(ab['label_left'], 2)} of {_fmt(ab['label_in'], 2)} "
+                   f"label items leave the top 10 (median), against {_fmt(ab['concept_left_control'], 2)} and "
+                   f"{_fmt(ab['label_left_control'], 2)} when the next-ranked active latent is zeroed instead.\n")
+    deb = iv.get("debias") or []
+    if deb:
+        pts = "; ".join(f"×{d['factor']:g}: popularity pct {_fmt(d['popularity_pct'], 1)}, NDCG@10 {_fmt(d['ndcg@10'], 4)}"
+                        for d in deb)
+        out.append(f"**De-biasing** (the {iv.get('steering_card', {}).get('n_flagged', '?')} popularity-flagged "
+                   f"latents scaled): {pts}.\n")
+    return "\n".join(out)
 
 
 def variant_winner(sae: dict) -> str:
@@ -494,7 +550,9 @@ FIGURES = [("data_overview", "Item popularity and history lengths (train)"),
            ("sae_firing_frequency", "Firing frequency of the latents (train)"),
            ("label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"),
            ("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
-           ("user_profile", "A user's concept profile"), ("movie_profile", "An item's concepts")]
+           ("user_profile", "A user's concept profile"), ("movie_profile", "An item's concepts"),
+           ("dose_response", "Steering dose-response: SAE vs baselines"),
+           ("steering_card", "A user's top 10 before and after steering one latent")]
 
 CSV_NOTES = {"latents": "every latent: firing, flags, label, window it reads", "labels": "every label and its description",
              "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view"}
@@ -579,6 +637,8 @@ def write_report(report_dir: str | Path) -> Path:
         if expl:
             out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
                        + md(expl[0]) + "\n")
+    if (s.get("interventions") or {}).get("models"):
+        out.append(interventions_section(s["interventions"]))
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
         out.append("## Figures\n\nEach also as PDF (`figures/<name>.pdf`) for papers.\n\n"

@@ -731,3 +731,36 @@ def test_long_descriptions_are_cut_at_a_boundary():
     assert cut[:-2].endswith("base rate)")                       # at a boundary, not inside a title
     assert browser._short("short text") == "short text" and browser._short(None) is None
     assert browser._short("x" * 1000).startswith("x" * browser.DESC_CHARS)   # no boundary: a hard cut
+
+
+# ----------------------------------------------------------------------------------------------------
+# Steering examples on the cards (interventions.browser_examples)
+
+
+def _steering(world) -> dict:
+    items = world["items"]["item_id"].astype(int).tolist()
+    return {3: {"user": XSS_LABEL, "beta": 1.0, "before": items[:10], "after": items[5:15]},
+            4: {"user": 17, "beta": 1.0, "before": items[:10], "after": items[:10]}}
+
+
+def test_steering_examples_are_carried(world):
+    st = _steering(world)
+    data = browser.browser_data(world["tables"], world["labels"], items=world["items"], steering=st)
+    lat = {l["id"]: l for l in data["latents"]}
+    assert lat[3]["st"] == {"u": XSS_LABEL, "b": 1.0, "bf": st[3]["before"], "af": st[3]["after"]}
+    assert lat[4]["st"]["u"] == "17" and "st" not in lat[5]
+    assert {str(i) for i in st[3]["before"] + st[3]["after"]} <= set(data["items"])   # titles on the page
+    assert all("st" not in l for l in browser.browser_data(world["tables"], world["labels"])["latents"])
+
+
+def test_steering_card_in_chromium(chrome, world, tmp_path):
+    st = _steering(world)
+    path = browser.write_browser(tmp_path / "steer.html", world["tables"], world["labels"], world["scores"],
+                                 items=world["items"], steering=st)
+    _load(chrome, path.resolve().as_uri() + "#latent=3")
+    chrome.wait("document.getElementById('card-steering') !== null")
+    lists = chrome.js("Array.from(document.querySelectorAll('#card-steering ol')).map(o => o.children.length)")
+    assert lists == [10, 10]
+    assert chrome.js("document.querySelectorAll('#card-steering li.steered-new').length") == 5
+    assert XSS_LABEL in chrome.js("document.querySelector('#card-steering h3').textContent")   # text, not markup
+    assert not _errors(chrome), _errors(chrome)

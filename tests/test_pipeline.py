@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_stage_code_follows_the_imports():
     mods = {nb.name[:2]: set(pipeline.code_hash(nb)[1]) for nb in pipeline.notebooks()}
     assert {s for s, m in mods.items() if "browser" in m} == {"05"}
-    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05"}      # through recsae
-    assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05"}
+    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05", "06"}      # through recsae
+    assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05", "06"}
     assert {"labeling", "figures"} <= mods["05"]                                 # imports inside functions
     assert "pipeline" not in set().union(*mods.values())
 
@@ -50,10 +50,10 @@ def test_stage_keys_change_only_where_the_code_is_used(monkeypatch, tmp_path):
     def changed(keys):
         return {n[:2] for n in keys if keys[n] != base[n]}
 
-    assert changed(edited("browser")) == {"05"}
-    assert changed(edited("sae")) == {"03", "04", "05"}
-    assert changed(edited("train")) == {"02", "03", "04", "05"}
-    assert changed(edited("config")) == {"01", "02", "03", "04", "05"}
+    assert changed(edited("browser")) == {"05", "06"}                          # and the stages after it
+    assert changed(edited("sae")) == {"03", "04", "05", "06"}
+    assert changed(edited("train")) == {"02", "03", "04", "05", "06"}
+    assert changed(edited("config")) == {"01", "02", "03", "04", "05", "06"}
     assert changed(edited("pipeline")) == set()
     assert pipeline.stage_keys(cfg, nbs) == base                                 # stable
 
@@ -229,7 +229,7 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     assert "[ml-1m] 02 · SASRec seed 0 epoch   1/4 loss" in out1 and "[ml-1m] 03 · SAE 64 latents k=4 openai: sae epoch" in out1
     rep = tmp_path / "reports" / "ml-1m"
     summary = json.loads((rep / "summary.json").read_text())
-    for section in ("data", "sasrec", "recsae", "sae", "concepts"):
+    for section in ("data", "sasrec", "recsae", "sae", "concepts", "interventions"):
         assert section in summary, section
     assert (rep / "README.md").exists() and (rep / "run.json").exists()
     # the concept scores compare both SAE sizes with their baselines; the window sweep covers every model
@@ -252,12 +252,16 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     assert "**Variants**" in (rep / "README.md").read_text()
     assert "**SAE against the raw dimensions**" in (rep / "README.md").read_text()
     assert (rep / "concept_browser.html").exists()
-    assert len(list((rep / "notebooks").glob("*.ipynb"))) == 5
-    assert "| ml-1m | 05_label_concepts | ran |" in out1
+    assert len(list((rep / "notebooks").glob("*.ipynb"))) == 6
+    assert "| ml-1m | 05_label_concepts | ran |" in out1 and "| ml-1m | 06_interventions | ran |" in out1
+    iv = summary["interventions"]
+    assert set(iv["models"]) == {"SAE", "raw h_u dimensions", "random SAE"} and len(iv["steering_card"]["after"]) == 10
+    assert "## Interventions" in (rep / "README.md").read_text() or not iv["models"]["SAE"]["n_units"]
 
     out2, secs = make_all()
-    assert out2.count("| reused |") == 5 and "| ran |" not in out2, out2
+    assert out2.count("| reused |") == 6 and "| ran |" not in out2, out2
     assert secs < 60
 
     out3, _ = make_all({"RECSAE_TOP_N": "5"})  # a stage-05 parameter: only that stage reruns
     assert "| ml-1m | 04_evaluate | reused |" in out3 and "| ml-1m | 05_label_concepts | ran |" in out3
+    assert "| ml-1m | 06_interventions | ran |" in out3

@@ -206,3 +206,34 @@ def test_degraded_llm_stage_opens_the_key_findings(tmp_path):
     lines = reports.key_findings(s, _folder(tmp_path, s, run=run))
     assert lines[0].startswith("**Degraded**") and "3 of 58 labels failed" in lines[0]
     assert len(lines) <= reports.MAX_FINDINGS
+
+
+def _interventions(sae_share: float) -> dict:
+    per = lambda v: {b: v for b in ("0.1", "0.25", "0.5", "1", "2")}
+    model = lambda share, gain: {"n_units": 300, "eligible_units": 900, "steerable_share": share,
+                                 "label_gain": per(gain), "concept_share": per(0.1), "ndcg@10": per(0.05)}
+    return {"betas": [0.1, 0.25, 0.5, 1.0, 2.0],
+            "models": {"SAE": model(sae_share, 0.04), "raw h_u dimensions": model(0.508, 0.12),
+                       "random SAE": model(0.44, 0.1)},
+            "ablation": {"n_units": 300, "concept_in": 1.0, "concept_left": 0.5, "concept_left_control": 0.1,
+                         "label_in": 3.0, "label_left": 1.0, "label_left_control": 0.5},
+            "debias": [{"factor": 1.0, "popularity_pct": 90.0, "ndcg@10": 0.1}], "steering_card": {"n_flagged": 12}}
+
+
+@pytest.mark.parametrize("share", [0.075, 0.6])
+def test_interventions_finding_and_section(tmp_path, share):
+    """The steering line joins Key findings (against the 50% aim and each baseline) without pushing out the
+    browser's size, and the README gets an Interventions section, within 10 KB."""
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    s = copy.deepcopy(s)
+    s["interventions"] = _interventions(share)
+    rd = _folder(tmp_path, s, "ml-1m", run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
+    readme = reports.write_report(rd).read_text()
+    found = "\n".join(_findings(readme))
+    assert len(_findings(readme)) <= 10 and len(readme.encode()) <= 10 * 1024
+    assert f"{100 * share:.1f}% of 300 specific SAE latents steerable" in found
+    assert ("**short of** the ≥ 50% aim" in found) == (share < 0.5) and "raw h_u dimensions 50.8%" in found
+    assert ("**the SAE does not lead**" in found) == (share < 0.508)
+    assert "6.2 MB, **over** the 5 MB budget" in found
+    assert "## Interventions" in readme and "| SAE (300) | label gain |" in readme and "**Ablation** of 300" in readme

@@ -227,6 +227,7 @@
       return wrap;
     }
     var HAS_DECADES = D.latents.some(function (l) { return l.de && l.de.length; });
+    var HAS_STEER = D.latents.some(function (l) { return l.st; });
     function openCard(j, hl, fromProfile) {
       var l = LAT[j];
       if (!l) return false;
@@ -305,6 +306,24 @@
       }
       section(card, "card-promoted", "Promoted " + W.items + " (output side: turning the latent up pushes these)", pr,
               "no promoted-items table given");
+      var sv = null;
+      if (l.st) {  // precomputed: one example user's top 10 before and after steering this latent alone
+        sv = el("div", "cols");
+        [["before", l.st.bf], ["after steering", l.st.af]].forEach(function (p) {
+          var box = el("div"), ol = el("ol"), was = {};
+          box.appendChild(el("h4", null, p[0]));
+          l.st.bf.forEach(function (i) { was[i] = true; });
+          p[1].forEach(function (i) {
+            var li = el("li", (p[0] !== "before" && !was[i]) ? "steered-new" : null, title(i));
+            if (itemNote(i)) li.appendChild(el("span", "why", itemNote(i)));
+            ol.appendChild(li);
+          });
+          box.appendChild(ol);
+          sv.appendChild(box);
+        });
+      }
+      if (HAS_STEER) section(card, "card-steering", "Steering: user " + (l.st ? l.st.u : "") + "'s top 10 before and after adding this latent's direction (" +
+              (l.st ? fmt(l.st.b, 2) : "") + " \u00d7 median \u2016h_u\u2016)", sv, "no steering example for this latent");
       showPane("card");
       return true;
     }

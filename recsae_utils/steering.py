@@ -1,0 +1,296 @@
+"""Stage 06 (notebooks/06_interventions.ipynb): does steering along a latent move the recommendations
+towards its concept? The measurements themselves live in `interventions`; this module picks the units,
+labels them from their own training firings, runs the dose-response, the calibrated steerability, the
+ablation and the de-biasing curve for the SAE and its two baselines (signed raw h_u dimensions at the SAE's
+firing rate, a random SAE of its shape), and builds the summary section and the steering card.
+
+Every model is labelled the same way (the offline labels' rule, from `dictionary`): up to
+LABEL_MAX_GENRES significantly enriched genres (categories on Grocery) and LABEL_MAX_DECADES decades, and
+its concept items = exemplars by shrunk lift. Units = live, non-generic units with such a label (a seeded
+sample when there are more than asked for), steered on a seeded sample of test instances where they are
+inactive.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import cards as CA
+from . import dictionary as DI
+from . import interventions as I
+from . import progress
+
+N_UNITS = 300      # units per model (a seeded sample of the eligible ones)
+N_ROWS = 300       # test instances the doses are measured on (seeded sample)
+N_RANDOM = 100     # random directions of the steerability null
+ABLATION_ROWS = 100
+DEBIAS_FACTORS = (1.0, 0.5, 0.0, -0.5, -1.0)
+# the poster's "offbeat 2000 comedies" concept, found by its top items (ML-1M titles)
+CARD_TITLES = ("Four Weddings and a Funeral", "Best in Show", "Lock, Stock", "Wonder Boys")
+MODEL_NAMES = {"sae": "SAE", "raw": "raw h_u dimensions", "random": "random SAE"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Units, labels, concept items
+
+
+@dataclass
+class UnitLabels:
+    """Per unit of one model, from its training firings."""
+
+    freq: np.ndarray          # (m,) firing frequency
+    labels: list              # label feature columns (ItemFeatures) per unit
+    concepts: list            # concept item ids per unit (exemplars, best first)
+    top_count: list           # item ids per unit by activation count (best first, up to 20)
+    pop_pct: np.ndarray       # (m,) mean popularity percentile of its firing slots
+    fire: DI.Firing
+
+
+def unit_labels(idx, val, m: int, X, feats: DI.ItemFeatures, item_pct: np.ndarray,
+                n_ex: int = CA.LABEL_MAX_ITEMS) -> UnitLabels:
+    """Label features (significant genres / decades by odds ratio, share of slots >= ENRICH_MIN_SHARE, as the
+    offline labels) and concept items (count >= EXEMPLAR_MIN_COUNT, shrunk lift >= EXEMPLAR_MIN_LIFT) of every
+    unit, from its training code (idx, val) and the training incidence X."""
+    f = DI.firing_index(idx, val, m)
+    tab = DI.firing_item_tables(f, X)
+    enr = DI.enrichment(tab.counts, tab.df, feats)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (enr.p_value < DI.ENRICH_ALPHA) & (enr.odds_ratio >= DI.ENRICH_MIN_OR) & (enr.share_top >= DI.ENRICH_MIN_SHARE)
+    orr = np.where(ok, enr.odds_ratio, -np.inf)
+    slots = np.asarray(tab.counts.sum(axis=1)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pop_pct = np.where(slots > 0, (tab.counts @ item_pct) / slots, np.nan)
+    labels, concepts, top_count = [], [], []
+    for j in range(m):
+        pick = []
+        for kind, cap in (("genre", CA.LABEL_MAX_GENRES), ("decade", CA.LABEL_MAX_DECADES)):
+            cols = np.flatnonzero((feats.kind == kind) & ok[j])
+            pick += cols[np.argsort(-orr[j, cols], kind="stable")][:cap].tolist()
+        labels.append(pick)
+        s = slice(tab.ptr[j], tab.ptr[j + 1])
+        good = (tab.count[s] >= CA.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= CA.EXEMPLAR_MIN_LIFT)
+        concepts.append(tab.item[s][good][:n_ex])
+        top_count.append(tab.item[s][np.argsort(-tab.count[s], kind="stable")][:20])
+    return UnitLabels(f.counts / max(len(idx), 1), labels, concepts, top_count, pop_pct, f)
+
+
+def pick_units(freq: np.ndarray, labels: list, n: int, seed: int) -> np.ndarray:
+    """Live, non-generic (freq <= GENERIC_FREQ) units with a label; a seeded sample of n when there are more."""
+    ok = np.flatnonzero((freq > 0) & (freq <= DI.GENERIC_FREQ) & np.array([len(x) > 0 for x in labels], dtype=bool))
+    if len(ok) > n:
+        ok = np.sort(np.random.default_rng(seed).choice(ok, n, replace=False))
+    return ok
+
+
+def popularity_flagged(ul: UnitLabels, X, popularity: np.ndarray) -> np.ndarray:
+    """Units flagged popularity-driven by the dictionary's rule (|Spearman with sequence popularity| or
+    popularity percentile beyond POP_FLAG_HIGH), live only."""
+    rho = DI.popularity_spearman(ul.fire, DI.sequence_popularity(X, popularity))
+    pp = np.nan_to_num(ul.pop_pct, nan=50.0)
+    flag = (np.nan_to_num(np.abs(rho)) >= DI.POP_FLAG_SPEARMAN) | (pp >= DI.POP_FLAG_HIGH) | (pp <= 100 - DI.POP_FLAG_HIGH)
+    return np.flatnonzero(flag & (ul.freq > 0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The models and their measurements
+
+
+@dataclass
+class Directions:
+    """One model's dictionary of directions in h_u space and its codes (train; test rows of the context)."""
+
+    D: torch.Tensor
+    idx_train: np.ndarray
+    val_train: np.ndarray
+    idx_test: np.ndarray
+    val_test: np.ndarray
+
+
+def model_directions(cfg, ctx, sae, acts: dict) -> dict[str, Directions]:
+    """'sae', 'raw', 'random' with the codes stage 05 uses (`concepts.model_codes`: raw dimensions standardised
+    with training statistics at the SAE's firing rate, the random SAE's cached codes); held-out codes are
+    dev then test, the test part is their tail."""
+    from .concepts import model_codes
+    from .recsae import random_baseline
+
+    models = model_codes(cfg, ctx, {"main": sae}, acts)
+    n_test = len(ctx.h["test"])
+    dirs = {"sae": sae.W_dec.detach().float(), "raw": I.signed_basis(ctx.h["train"].shape[1]),
+            "random": random_baseline(sae, ctx.h["train"]).W_dec.detach().float()}
+    return {k: Directions(D, models[k].idx_train, models[k].val_train, models[k].idx_held[-n_test:],
+                          models[k].val_held[-n_test:]) for k, D in dirs.items()}
+
+
+@dataclass
+class ModelResult:
+    units: np.ndarray
+    eligible: int             # live non-generic units with a label (before sampling)
+    dose: pd.DataFrame        # interventions.dose_response
+    steer: pd.DataFrame       # interventions.steerability
+    ul: UnitLabels
+    labels: np.ndarray        # (n_items, L) bool
+    concepts: np.ndarray      # (n_items, L) bool
+
+
+def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, X, feats, item_pct, n_units: int = N_UNITS,
+            n_random: int = N_RANDOM, seed: int = 0) -> ModelResult:
+    """Label the model's units, pick them, dose-response on `rows` and the calibrated steerability."""
+    ul = unit_labels(d.idx_train, d.val_train, len(d.D), X, feats, item_pct)
+    eligible = pick_units(ul.freq, ul.labels, len(d.D), seed)
+    units = pick_units(ul.freq, ul.labels, n_units, seed)
+    n_items = len(sctx.E)
+    labels = I.label_items(feats.M, [ul.labels[u] for u in units])
+    conc = I.item_sets(n_items, [ul.concepts[u] for u in units])
+    if not len(units):
+        empty = pd.DataFrame(columns=["unit", "beta", "label_gain", "concept_after"])
+        return ModelResult(units, 0, empty, pd.DataFrame(columns=["unit", "gain", "random_q", "steerable"]), ul,
+                           labels, conc)
+    inactive = I.inactive_rows(d.idx_test[rows], d.val_test[rows], units)
+    dose = I.dose_response(sctx, rows, d.D, units, inactive, labels, conc)
+    rand = I.random_gains(sctx, rows, inactive, labels, n_random=n_random, seed=seed + 1)
+    return ModelResult(units, len(eligible), dose, I.steerability(dose, rand, units), ul, labels, conc)
+
+
+def dose_table(results: dict[str, ModelResult]) -> pd.DataFrame:
+    """Per model and beta: medians across units (label gain with its interquartile range, label and concept
+    share after, NDCG@10 after, KL, share replaced)."""
+    frames = [r.dose.assign(model=MODEL_NAMES.get(k, k)) for k, r in results.items() if len(r.dose)]
+    if not frames:
+        return pd.DataFrame()
+    q = lambda p: (lambda s: s.quantile(p))
+    g = pd.concat(frames).groupby(["model", "beta"], sort=False)
+    return g.agg(units=("unit", "nunique"), label_before=("label_before", "median"),
+                 label_gain=("label_gain", "median"), label_gain_q25=("label_gain", q(0.25)),
+                 label_gain_q75=("label_gain", q(0.75)), concept_before=("concept_before", "median"),
+                 concept_after=("concept_after", "median"), concept_q25=("concept_after", q(0.25)),
+                 concept_q75=("concept_after", q(0.75)), ndcg_before=("ndcg_before", "median"),
+                 ndcg_after=("ndcg_after", "median"), kl=("kl", "median"), replaced=("replaced", "median")
+                 ).reset_index()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The steering card
+
+
+def card_latent(items: pd.DataFrame, res: ModelResult, titles=CARD_TITLES) -> tuple[int, str]:
+    """The SAE unit whose top items by count overlap most with `titles` (substring matches, case-insensitive);
+    ties and no overlap at all: the most steerable unit (largest gain over its random threshold)."""
+    st = res.steer.dropna(subset=["gain"])
+    margin = (st["gain"] - st["random_q"]).to_numpy() if len(st) else np.zeros(0)
+    best = int(st["unit"].to_numpy()[np.argmax(margin)]) if len(st) else (int(res.units[0]) if len(res.units) else 0)
+    if "title" not in items.columns:
+        return best, "most steerable"
+    t = items["title"].astype(str).str.lower()
+    hit = set(items["item_id"][t.apply(lambda s: any(x.lower() in s for x in titles))].astype(int))
+    live = np.flatnonzero(res.ul.freq > 0)
+    if not hit or not len(live):
+        return best, "most steerable"
+    overlap = np.array([len(hit.intersection(res.ul.top_count[j].tolist())) for j in live])
+    if overlap.max() == 0:
+        return best, "most steerable"
+    return int(live[np.argmax(overlap)]), f"top items overlap {int(overlap.max())} of {len(titles)} titles"
+
+
+def card_user(sctx: I.SteeringContext, rows: np.ndarray, latent: int) -> int:
+    """The first sampled test user on whose instance the latent is inactive (any sampled user otherwise)."""
+    act = ((sctx.z_idx[rows] == latent) & (sctx.z_val[rows] > 0)).any(1).numpy()
+    r = rows[~act][0] if (~act).any() else rows[0]
+    return int(sctx.users[r])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole stage
+
+
+@dataclass
+class StageResult:
+    results: dict[str, ModelResult]
+    table: pd.DataFrame
+    ablation: pd.DataFrame
+    debias: pd.DataFrame
+    card: pd.DataFrame
+    card_info: dict
+    seconds: dict = field(default_factory=dict)
+
+
+def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N_ROWS, n_random: int = N_RANDOM,
+              seed: int | None = None) -> tuple[I.SteeringContext, StageResult]:
+    """Dose-response and steerability for the SAE and its baselines, ablation and the de-biasing curve of the
+    SAE's popularity-flagged latents, the steering card. Returns the test split's steering context too."""
+    from tqdm.auto import tqdm
+
+    seed = cfg.seed if seed is None else seed
+    t0 = time.time()
+    secs = {}
+    te = ctx.inst["test"]
+    sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
+    n_items = len(sctx.E)
+    X = DI.incidence(ctx.inst["train"].hist, n_items)
+    feats = DI.item_features(ctx.ds.items, n_items)
+    popularity = np.zeros(n_items)
+    popularity[ctx.ds.items["item_id"].to_numpy()] = ctx.ds.items["popularity"].to_numpy(dtype=np.float64)
+    item_pct = DI.item_popularity_pct(popularity, np.asarray(X.getnnz(axis=0), dtype=np.float64))
+    rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
+    dirs = model_directions(cfg, ctx, sae, acts)
+    secs["setup"] = time.time() - t0
+    results = {}
+    for k, d in tqdm(dirs.items(), desc="dose-response", total=len(dirs)):
+        t1 = time.time()
+        results[k] = measure(sctx, rows, d, X, feats, item_pct, n_units, n_random, seed)
+        secs[k] = time.time() - t1
+        progress.step(f"interventions: {MODEL_NAMES[k]}: {len(results[k].units)} units, steerable "
+                      f"{results[k].steer['steerable'].mean() if len(results[k].steer) else float('nan'):.3f} "
+                      f"({secs[k]:.0f}s)")
+    t1 = time.time()
+    s = results["sae"]
+    ab = I.ablation(sctx, s.units, s.labels, s.concepts, max_rows=ABLATION_ROWS, seed=seed) if len(s.units) else \
+        pd.DataFrame()
+    flag = popularity_flagged(s.ul, X, popularity)
+    deb = I.debias_curve(sctx, flag, item_pct, factors=DEBIAS_FACTORS)
+    secs["ablation_debias"] = time.time() - t1
+    progress.step(f"interventions: ablation of {len(ab)} units, de-biasing with {len(flag)} flagged latents")
+    latent, why = card_latent(ctx.ds.items, s)
+    user = card_user(sctx, rows, latent)
+    card = I.recommend(sctx, user, steer={latent: 1.0})
+    lab = [feats.names[c] for c in s.ul.labels[latent]]
+    info = {"latent": latent, "label": ", ".join(n.split(":", 1)[1] for n in lab) or "(no label)", "chosen_by": why,
+            "user": user, "beta": 1.0, "n_flagged": int(len(flag)),
+            "top_items": [str(ctx.ds.items.set_index("item_id").get("title", pd.Series(dtype=str)).get(i, i))
+                          for i in s.ul.top_count[latent][:5].tolist()]}
+    secs["total"] = time.time() - t0
+    return sctx, StageResult(results, dose_table(results), ab, deb, card, info, secs)
+
+
+def _f(v):
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def summary(res: StageResult) -> dict:
+    """The summary.json section `interventions`."""
+    models = {}
+    for k, r in res.results.items():
+        name = MODEL_NAMES[k]
+        t = res.table[res.table["model"] == name] if len(res.table) else pd.DataFrame()
+        per = lambda col: {f"{b:g}": _f(v) for b, v in zip(t["beta"], t[col])} if len(t) else {}
+        models[name] = {"n_units": int(len(r.units)), "eligible_units": int(r.eligible),
+                        "steerable_share": _f(r.steer["steerable"].mean()) if len(r.steer) else None,
+                        "label_before": _f(t["label_before"].iloc[0]) if len(t) else None,
+                        "concept_before": _f(t["concept_before"].iloc[0]) if len(t) else None,
+                        "label_gain": per("label_gain"), "label_gain_q25": per("label_gain_q25"),
+                        "label_gain_q75": per("label_gain_q75"), "concept_share": per("concept_after"),
+                        "ndcg@10": per("ndcg_after"), "ndcg@10_before": _f(t["ndcg_before"].iloc[0]) if len(t) else None,
+                        "kl": per("kl"), "replaced": per("replaced")}
+    ab = res.ablation
+    cols = ["concept_in", "concept_left", "concept_left_control", "label_in", "label_left", "label_left_control"]
+    ablation = {"n_units": int(len(ab)), **{c: _f(ab[c].median()) for c in cols}} if len(ab) else {"n_units": 0}
+    card = res.card
+    return {"betas": [float(b) for b in I.BETAS], "models": models, "ablation": ablation,
+            "debias": [{k: _f(v) for k, v in row.items()} for row in res.debias.to_dict("records")],
+            "steering_card": {**res.card_info,
+                              "before": [str(x) for x in card["title_before"].fillna(card["item_before"].astype(str))],
+                              "after": [str(x) for x in card["title_after"].fillna(card["item_after"].astype(str))]},
+            "seconds": {k: round(v, 1) for k, v in res.seconds.items()}}
