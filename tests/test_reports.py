@@ -235,5 +235,5 @@ def test_interventions_finding_and_section(tmp_path, share):
     assert f"{100 * share:.1f}% of 300 specific SAE latents steerable" in found
     assert ("**short of** the ≥ 50% aim" in found) == (share < 0.5) and "raw h_u dimensions 50.8%" in found
     assert ("**the SAE does not lead**" in found) == (share < 0.508)
-    assert "6.2 MB, **over** the 5 MB budget" in found
+    assert "6.20 MB, **over** the 3 MB budget" in found
     assert "## Interventions" in readme and "| SAE (300) | label gain |" in readme and "**Ablation** of 300" in readme
