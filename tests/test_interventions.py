@@ -193,3 +193,22 @@ def test_mismatched_shapes_give_a_clear_error():
         I.dose_response(ctx, np.arange(10), ctx.W_dec, [5, 6], np.ones((10, 3), bool), labels)
     with pytest.raises(ValueError, match="item table has shape"):
         I.random_gains(ctx, np.arange(10), np.ones((10, 2), bool), labels[:50])
+
+
+def test_dose_response_kl_equals_the_catalog_kl_of_the_steered_scores():
+    """The closed form (lse(S0 + b p) - lse(S0) - b <softmax(S0), p>) equals metrics.catalog_kl on the
+    masked scores, for every unit and dose, on the instances counted."""
+    from recsae_utils.metrics import catalog_kl
+
+    ctx = planted_ctx(n=60, n_items=120, d=16, seed=2)
+    rng = np.random.default_rng(1)
+    units, rows = np.arange(5), np.arange(60)
+    labels = rng.random((120, 5)) < 0.3
+    inactive = rng.random((60, 5)) < 0.7
+    D = F.normalize(torch.randn(5, 16, generator=torch.Generator().manual_seed(4)), dim=1)
+    dose = I.dose_response(ctx, rows, D, units, inactive, labels, betas=(0.5, 2.0))
+    S0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask, ctx.targets).scores
+    for r in dose.itertuples():
+        v = torch.from_numpy(inactive[:, r.unit])
+        shift = r.beta * ctx.h_norm * (ctx.E @ D[r.unit])
+        assert r.kl == pytest.approx(catalog_kl(S0[v], (S0 + shift)[v]), rel=1e-4, abs=1e-6)
