@@ -500,7 +500,19 @@ def steering_finding(iv: dict | None) -> str:
             + ("meets" if share >= STEERABLE_AIM else "**short of**") + f" the ≥ {STEERABLE_AIM:.0%} aim"
             + (f"; baselines {', '.join(base)}" + (" (the SAE leads)" if beats else " (**the SAE does not lead**)")
                if base else "")
-            + (f"; median label-share gain {', '.join(gains)}" if gains else "") + ".")
+            + (f"; median label-share gain {', '.join(gains)}" if gains else "") + "." + _why(iv))
+
+
+def _why(iv: dict) -> str:
+    """The reason the stage measured: where the SAE's directions point in item space."""
+    w, rnd = ((iv.get("models") or {}).get("SAE") or {}).get("why") or {}, iv.get("random_in_span")
+    if "in_span" not in w or rnd is None:
+        return ""
+    return (f" Why: the SAE's directions keep {_pct(w['in_span'])} of their norm in the item table's "
+            f"{iv.get('span', 20)} main directions (random directions {_pct(rnd)}), their median cosine with their "
+            f"label's item direction is {w['label_cos']:.3f}"
+            + (f", and a latent's gain follows that cosine (Spearman {w['gain_vs_label_cos_spearman']:.2f})"
+               if w.get("gain_vs_label_cos_spearman") is not None else "") + ".")
 
 
 def interventions_section(iv: dict) -> str:

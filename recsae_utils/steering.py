@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from . import cards as CA
 from . import dictionary as DI
@@ -134,6 +135,7 @@ class ModelResult:
     ul: UnitLabels
     labels: np.ndarray        # (n_items, L) bool
     concepts: np.ndarray      # (n_items, L) bool
+    why: dict = field(default_factory=dict)   # `alignment`: where the directions point in item space
 
 
 def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, X, feats, item_pct, n_units: int = N_UNITS,
@@ -152,7 +154,39 @@ def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, X, feats, 
     inactive = I.inactive_rows(d.idx_test[rows], d.val_test[rows], units)
     dose = I.dose_response(sctx, rows, d.D, units, inactive, labels, conc)
     rand = I.random_gains(sctx, rows, inactive, labels, n_random=n_random, seed=seed + 1)
-    return ModelResult(units, len(eligible), dose, I.steerability(dose, rand, units), ul, labels, conc)
+    steer = I.steerability(dose, rand, units)
+    return ModelResult(units, len(eligible), dose, steer, ul, labels, conc,
+                       alignment(sctx.E, d.D[torch.from_numpy(units)], labels, steer["gain"].to_numpy()))
+
+
+SPAN = 20   # the item table's main directions in `alignment`
+
+
+def alignment(E: torch.Tensor, U: torch.Tensor, labels: np.ndarray, gain: np.ndarray | None = None,
+              q: int = SPAN) -> dict:
+    """Why a direction steers or not: the median share of its squared norm in the q main directions of the
+    centred item table (only there does a direction spread the items' scores), its median cosine with its
+    label's direction (mean embedding of the label's items minus the catalogue mean) and, given the units'
+    gains at beta = 1, their Spearman correlation with that cosine."""
+    from scipy.stats import spearmanr
+
+    Eb = E[1:].double()
+    Ec = Eb - Eb.mean(0)
+    Vt = torch.linalg.svd(Ec, full_matrices=False)[2][:q]
+    Un = F.normalize(U.double(), dim=1)
+    Y = torch.as_tensor(np.asarray(labels)[1:], dtype=torch.float64)                    # (n_items - 1, L)
+    oracle = (Y.T @ Eb) / Y.sum(0).clamp(min=1)[:, None] - Eb.mean(0)
+    cos = F.cosine_similarity(Un, oracle, dim=1).numpy()
+    out = {"in_span": float(np.median(((Un @ Vt.T) ** 2).sum(1).numpy())), "label_cos": float(np.median(cos))}
+    if gain is not None and len(gain) > 2 and np.isfinite(gain).sum() > 2:
+        out["gain_vs_label_cos_spearman"] = float(spearmanr(gain, cos, nan_policy="omit")[0])
+    return out
+
+
+def random_in_span(d: int, E: torch.Tensor, n: int = 1000, seed: int = 0, q: int = SPAN) -> float:
+    """`alignment`'s in_span for seeded random unit directions: the level a direction reaches by chance."""
+    U = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    return alignment(E, U, np.zeros((len(E), 1), bool), q=q)["in_span"]
 
 
 def dose_table(results: dict[str, ModelResult]) -> pd.DataFrame:
@@ -215,6 +249,7 @@ class StageResult:
     card: pd.DataFrame
     card_info: dict
     seconds: dict = field(default_factory=dict)
+    random_in_span: float | None = None
 
 
 def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N_ROWS, n_random: int = N_RANDOM,
@@ -262,7 +297,8 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
             "top_items": [str(ctx.ds.items.set_index("item_id").get("title", pd.Series(dtype=str)).get(i, i))
                           for i in s.ul.top_count[latent][:5].tolist()]}
     secs["total"] = time.time() - t0
-    return sctx, StageResult(results, dose_table(results), ab, deb, card, info, secs)
+    return sctx, StageResult(results, dose_table(results), ab, deb, card, info, secs,
+                             random_in_span(sctx.E.shape[1], sctx.E, seed=seed))
 
 
 def _f(v):
@@ -283,12 +319,13 @@ def summary(res: StageResult) -> dict:
                         "label_gain": per("label_gain"), "label_gain_q25": per("label_gain_q25"),
                         "label_gain_q75": per("label_gain_q75"), "concept_share": per("concept_after"),
                         "ndcg@10": per("ndcg_after"), "ndcg@10_before": _f(t["ndcg_before"].iloc[0]) if len(t) else None,
-                        "kl": per("kl"), "replaced": per("replaced")}
+                        "kl": per("kl"), "replaced": per("replaced"), "why": r.why}
     ab = res.ablation
     cols = ["concept_in", "concept_left", "concept_left_control", "label_in", "label_left", "label_left_control"]
     ablation = {"n_units": int(len(ab)), **{c: _f(ab[c].median()) for c in cols}} if len(ab) else {"n_units": 0}
     card = res.card
     return {"betas": [float(b) for b in I.BETAS], "models": models, "ablation": ablation,
+            "random_in_span": _f(res.random_in_span), "span": SPAN,
             "debias": [{k: _f(v) for k, v in row.items()} for row in res.debias.to_dict("records")],
             "steering_card": {**res.card_info,
                               "before": [str(x) for x in card["title_before"].fillna(card["item_before"].astype(str))],

@@ -237,3 +237,16 @@ def test_interventions_finding_and_section(tmp_path, share):
     assert ("**the SAE does not lead**" in found) == (share < 0.508)
     assert "6.20 MB, **over** the 3 MB budget" in found
     assert "## Interventions" in readme and "| SAE (300) | label gain |" in readme and "**Ablation** of 300" in readme
+
+
+def test_steering_finding_states_why():
+    iv = {"models": {"SAE": {"steerable_share": 0.09, "n_units": 300, "label_gain": {"1": 0.02},
+                             "why": {"in_span": 0.05, "label_cos": 0.02, "gain_vs_label_cos_spearman": 0.6}},
+                     "raw h_u dimensions": {"steerable_share": 0.5, "n_units": 126, "label_gain": {"1": 0.15}}},
+          "random_in_span": 0.31, "span": 20}
+    line = reports.steering_finding(iv)
+    assert "**short of** the ≥ 50% aim" in line and "(**the SAE does not lead**)" in line
+    assert "keep 5.0% of their norm in the item table's 20 main directions (random directions 31.0%)" in line
+    assert "Spearman 0.60" in line
+    del iv["random_in_span"]
+    assert "Why:" not in reports.steering_finding(iv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from recsae_utils import dictionary as DI
@@ -99,3 +100,25 @@ def test_summary_section_from_a_dose_table():
     assert m["label_gain"]["1"] == float(dose[dose.beta == 1.0].label_gain.median())
     assert m["concept_share"]["2"] >= m["concept_share"]["0.1"]              # the star item comes in
     assert s["ablation"] == {"n_units": 0} and s["steering_card"]["after"][0] == "movie 7"
+
+
+def test_alignment_known_answers():
+    """A direction inside the item table's main plane keeps all its norm there and one orthogonal to it none;
+    a direction equal to a label's item direction has cosine 1 with it; random directions sit between."""
+    import torch
+    from recsae_utils import steering
+
+    g = torch.Generator().manual_seed(0)
+    E = torch.zeros(201, 8)
+    E[1:, :2] = torch.randn(200, 2, generator=g) * torch.tensor([3.0, 2.0])   # items vary in dims 0-1 only
+    E[1:, 2:] = 1e-3 * torch.randn(200, 6, generator=g)
+    labels = np.zeros((201, 2), bool)
+    labels[1:51, 0] = labels[101:151, 1] = True
+    Eb = E[1:]
+    oracle0 = Eb[:50].mean(0) - Eb.mean(0)
+    U = torch.stack([oracle0, torch.eye(8)[5]])
+    w = steering.alignment(E, U, labels, np.array([0.3, 0.0]), q=2)
+    assert w["in_span"] == pytest.approx(0.5 * (1.0 + 0.0), abs=1e-3)     # median of {~1, ~0}
+    one = steering.alignment(E, U[:1], labels[:, :1], q=2)
+    assert one["in_span"] == pytest.approx(1.0, abs=1e-3) and one["label_cos"] == pytest.approx(1.0, abs=1e-9)
+    assert 2 / 8 - 0.1 < steering.random_in_span(8, E, q=2) < 2 / 8 + 0.1   # q of d dimensions by chance
