@@ -3,6 +3,7 @@ one print-friendly style (PNG for the README, PDF for papers)."""
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -335,7 +336,7 @@ def _saes(s: dict) -> list[tuple[str, dict]]:
     return [(n, sae[n]) for n in SIZES_SHOWN if n in sae] + [(n, r) for n, r in sae.items() if n not in SIZES_SHOWN]
 
 
-FIDELITY_ROWS = [("explained variance", "health", "explained_variance"), ("FVU", "health", "fvu"),
+FIDELITY_ROWS = [("explained variance", "health", "explained_variance"),
                  ("cosine", "health", "cosine"), ("L2 ratio", "health", "l2_ratio"),
                  ("dead latents", "health", "dead_fraction"), ("dense latents", "health", "dense_fraction"),
                  ("NDCG@10 retention, test [95% CI]", "fidelity", "retention"),
@@ -521,12 +522,14 @@ def interventions_section(iv: dict) -> str:
     betas = [f"{b:g}" for b in iv.get("betas", [])]
     rows = []
     for n, m in (iv.get("models") or {}).items():
-        for key, what in (("label_gain", "label gain"), ("concept_share", "concept share"), ("ndcg@10", "NDCG@10")):
-            rows.append([f"{n} ({m['n_units']})", what] + [_fmt((m.get(key) or {}).get(b), 3) for b in betas])
+        g = m.get("label_gain") or {}
+        rows.append([f"{n} ({m['n_units']})", _pct(m.get("steerable_share"))] + [_fmt(g.get(b), 3) for b in betas]
+                    + [_fmt((m.get("concept_share") or {}).get("2"), 3), _fmt((m.get("ndcg@10") or {}).get("1"), 3)])
     out = ["## Interventions: steering along a latent\n",
-           "Each unit's direction added with norm β × median ‖h_u‖ on test instances where it is inactive; medians "
-           "across units (labels and concept items from each unit's own training firings).\n",
-           table(["model (units)", "median"] + [f"β={b}" for b in betas], rows, "ll" + "r" * len(betas))]
+           "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); medians across units of "
+           "the top 10's label-share gain (labels from each unit's training firings).\n",
+           table(["model (units)", "steerable"] + [f"gain β={b}" for b in betas] + ["concept share β=2", "NDCG@10 β=1"],
+                 rows, "lr" + "r" * (len(betas) + 2))]
     ab = iv.get("ablation") or {}
     if ab.get("n_units"):
         out.append(f"**Ablation** of {ab['n_units']:,} SAE latents where they fire: {_fmt(ab['concept_left'], 2)} of "
@@ -535,10 +538,9 @@ def interventions_section(iv: dict) -> str:
                    f"{_fmt(ab['label_left_control'], 2)} when the next-ranked active latent is zeroed instead.\n")
     deb = iv.get("debias") or []
     if deb:
-        pts = "; ".join(f"×{d['factor']:g}: popularity pct {_fmt(d['popularity_pct'], 1)}, NDCG@10 {_fmt(d['ndcg@10'], 4)}"
-                        for d in deb)
+        pts = "; ".join(f"×{d['factor']:g} {_fmt(d['popularity_pct'], 1)} / {_fmt(d['ndcg@10'], 4)}" for d in deb)
         out.append(f"**De-biasing** (the {iv.get('steering_card', {}).get('n_flagged', '?')} popularity-flagged "
-                   f"latents scaled): {pts}.\n")
+                   f"latents scaled; popularity percentile of the top 10 / NDCG@10): {pts}.\n")
     return "\n".join(out)
 
 
@@ -566,7 +568,7 @@ FIGURES = [("data_overview", "Item popularity and history lengths (train)"),
            ("dose_response", "Steering dose-response: SAE vs baselines"),
            ("steering_card", "A user's top 10 before and after steering one latent")]
 
-CSV_NOTES = {"latents": "every latent: firing, flags, label, window it reads", "labels": "every label and its description",
+CSV_NOTES = {"latents": "firing, flags, label, window read", "labels": "names and descriptions",
              "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view"}
 
 
@@ -628,7 +630,7 @@ def write_report(report_dir: str | Path) -> Path:
         out.append("Held-out (dev + test) sequences, whole history, all firings, random negatives unless marked; a "
                    "latent counts with at least 5 held-out positives. Labels and item tables come from "
                    + ("all of each latent's training firings" if not pool else f"each latent's {pool} strongest training firings")
-                   + ". Every latent: " + _link(rd, "concepts/scores.csv") + ".\n")
+                   + ".\n")
         pivot = window_pivot(s)
         if pivot:
             vs, _ = sae_vs_raw(c["detection_by_window"], DETECTION_AIM)
@@ -636,30 +638,30 @@ def write_report(report_dir: str | Path) -> Path:
             out.append("**SAE against the raw dimensions** by history window (w most recent items; per-latent window "
                        "chosen on training data) and positives (all firings or each latent's upper half): the lead in "
                        "median balanced accuracy.\n\n" + pivot)
-            out.append("Full sweep: " + _link(rd, "concepts/detection_by_window.csv") + "; these leads with both "
-                       "medians and shares: " + _link(rd, "concepts/sae_vs_raw.csv") + ".\n")
         ex = c.get("examples") or []
         if ex:
             rows = [[e["latent"], e["name"], _pct(e["freq"]), _fmt(e["bal_acc_random"], 3), _fmt(e["auc_random"], 3)]
-                    for e in ex[:5]]
-            out.append(f"### {min(5, len(ex))} example concepts (best scored; all in "
+                    for e in ex[:2]]
+            out.append(f"### {min(2, len(ex))} example concepts (best scored; all in "
                        f"{_link(rd, 'concepts/labels.csv')})\n\n"
                        + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
         expl = (c.get("specificity") or {}).get("explanations") or c.get("explanations") or []   # specific first
         if expl:
             out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
-                       + md(expl[0]) + "\n")
+                       + md(textwrap.shorten(expl[0], 160, placeholder=" …")) + "\n")
     if (s.get("interventions") or {}).get("models"):
         out.append(interventions_section(s["interventions"]))
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
         out.append("## Figures\n\nEach also as PDF (`figures/<name>.pdf`) for papers.\n\n"
-                   + "\n\n".join(f"**{md(cap)}**\n![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
+                   + "\n".join(f"![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
     files = sorted((rd / "concepts").glob("*.csv")) if (rd / "concepts").exists() else []
     out.append("## Files\n\n"
-               + "".join(f"- [{md(p.name)}](concepts/{p.name})" + (f": {md(CSV_NOTES[p.stem])}" if p.stem in CSV_NOTES else "")
-                         + "\n" for p in files)
-               + "- " + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
+               + "; ".join(f"[{md(p.stem)}](concepts/{p.name}) ({md(CSV_NOTES[p.stem])})" for p in files
+                           if p.stem in CSV_NOTES)
+               + (f"; and {sum(p.stem not in CSV_NOTES for p in files)} more tables in "
+                  f"[concepts/](concepts/) ({', '.join(md(p.stem) for p in files if p.stem not in CSV_NOTES)}).\n\n"
+                  if files else "") + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
     if run:

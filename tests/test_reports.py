@@ -236,7 +236,7 @@ def test_interventions_finding_and_section(tmp_path, share):
     assert ("**short of** the ≥ 50% aim" in found) == (share < 0.5) and "raw h_u dimensions 50.8%" in found
     assert ("**the SAE does not lead**" in found) == (share < 0.508)
     assert "6.20 MB, **over** the 3 MB budget" in found
-    assert "## Interventions" in readme and "| SAE (300) | label gain |" in readme and "**Ablation** of 300" in readme
+    assert "## Interventions" in readme and f"| SAE (300) | {100 * share:.1f}% |" in readme and "**Ablation** of 300" in readme
 
 
 def test_steering_finding_states_why():
