@@ -764,3 +764,20 @@ def test_steering_card_in_chromium(chrome, world, tmp_path):
     assert chrome.js("document.querySelectorAll('#card-steering li.steered-new').length") == 5
     assert XSS_LABEL in chrome.js("document.querySelector('#card-steering h3').textContent")   # text, not markup
     assert not _errors(chrome), _errors(chrome)
+
+
+def test_home_list_puts_specific_concepts_first_in_chromium(chrome, world, tmp_path):
+    """The list a user sees first: specific concepts (most frequent first), then the generic background,
+    marked as such (the generic flag set here on the two most frequent latents)."""
+    tables = dict(world["tables"])
+    lat = tables["latents"].copy()
+    top2 = lat.sort_values("freq", ascending=False)["latent"].head(2).tolist()
+    lat["generic"] = lat["latent"].isin(top2)
+    tables["latents"] = lat
+    path = browser.write_browser(tmp_path / "home.html", tables, world["labels"], world["scores"], items=world["items"])
+    _load(chrome, path.resolve().as_uri())
+    chrome.wait("document.querySelectorAll('#results li').length > 0")
+    texts = chrome.js("Array.from(document.querySelectorAll('#results li')).map(e => e.textContent)")
+    bg = [i for i, t in enumerate(texts) if "background (generic)" in t]
+    assert len(bg) == 2 and bg == list(range(len(texts) - 2, len(texts)))     # the two generic ones, last
+    assert not _errors(chrome), _errors(chrome)

@@ -128,9 +128,12 @@
         res.push({ j: j, tier: tier, key: key, why: why, item: item });
       }
       if (!q) {
+        // specific concepts first (most frequent first); the generic background after them
         D.latents.filter(function (l) { return (l.nf || 0) > 0 || l.it; })
-          .sort(function (a, b) { return ((b.f || 0) - (a.f || 0)) || (a.id - b.id); })
-          .slice(0, 100).forEach(function (l) { add(l.id, 0, [0], "fires on " + pct(l.f)); });
+          .sort(function (a, b) { return ((a.gen || 0) - (b.gen || 0)) || ((b.f || 0) - (a.f || 0)) || (a.id - b.id); })
+          .slice(0, 100).forEach(function (l) {
+            add(l.id, 0, [0], (l.gen ? "background (generic): fires on " : "fires on ") + pct(l.f));
+          });
         return res;
       }
       var m = /^(?:#|latent\s*)?(\d+)$/.exec(q);
