@@ -2,7 +2,7 @@
 
 Each stage is one notebook. Its key hashes the notebook, the source of the recsae_utils modules it really
 uses (its imports, followed through the package), its config fields, the data and the key of the stage
-before it; so a change in browser.py reruns stage 05 only and one in sae.py stages 03-05.
+before it; so a change in browser.py reruns stages 05-06 (both use it) and one in sae.py stages 03-06.
 
 What a rerun trusts: a stage counts as done only when it finished. Its key goes into
 runs/<dataset>/stages.json after the notebook ran to the end, and the executed notebook moves into
