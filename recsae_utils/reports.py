@@ -456,9 +456,11 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         spec = c.get("specificity")
         if spec:
             views = [(v, spec[v]) for v in ("user", "movie", "explanation") if v in spec]
+            titled = (s.get("data") or {}).get("manifest", {}).get("dataset", "ml-1m") == "ml-1m"
+            noun = {} if titled else {"movie": "item"}             # Grocery has items, not movies
             worst = max(r["after"] for _, r in views)
             out.append(f"Specific concepts first: generic latents among the top {spec['top']} concepts shown "
-                       + ", ".join(f"{v}s {_pct(r['before'])} → {_pct(r['after'])}" for v, r in views)
+                       + ", ".join(f"{noun.get(v, v)}s {_pct(r['before'])} → {_pct(r['after'])}" for v, r in views)
                        + (" (meets" if worst <= GENERIC_SHARE_AIM else " (**short of**")
                        + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim), generic ones shown apart as a background group"
                        + ("; the top concepts shown carry {} of a recommended item's positive contribution (was {})"

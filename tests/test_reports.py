@@ -68,6 +68,8 @@ def test_report_on_the_real_summaries(tmp_path, ds):
     lead = sc["SAE"]["median_bal_acc_random"] - sc["raw h_u dimensions"]["median_bal_acc_random"]
     text = "\n".join(found)
     assert f"{main['fidelity']['retention']:.4f}" in text and f"{main['health']['explained_variance']:.4f}" in text
+    if ds == "grocery":                                                # items, not movies, in Grocery's words
+        assert "movies" not in text and ("items " in text) == ("specificity" in s["concepts"])
     det = next(f for f in found if f.startswith("- Detection"))
     assert f"{lead:+.3f}" in det and ("short of" in det) == (lead < 0.15) and "+0.15 aim" in det
     assert "6.20 MB, **over** the 3 MB budget" in text
