@@ -118,7 +118,7 @@ def main() -> None:
     doses, steers, keep = [], [], {}
     for name, (D, itr, vtr, ite, vte) in dicts.items():
         t1 = time.time()
-        ul = ST.unit_labels(itr, vtr, len(D), X, feats, item_pct)
+        ul = ST.unit_labels(DI.build_dictionaries(itr, vtr, inst["train"].hist, ds.items, len(D)))
         freq, lab, con = ul.freq, ul.labels, ul.concepts
         units = ST.pick_units(freq, lab, a.units, a.seed)
         if not len(units):
@@ -205,7 +205,7 @@ def main() -> None:
           "active latent at the next activation rank on the same instance):")
     print(ab[["n", "concept_in", "concept_left", "concept_left_control", "label_in", "label_left",
               "label_left_control"]].median().to_string())
-    flag = ST.popularity_flagged(ul_sae, X, popularity)
+    flag = np.flatnonzero(ul_sae.popularity_flag)
     print(f"\nDe-biasing: scale the {len(flag)} popularity-flagged SAE latents (concepts' rule: |Spearman| >= "
           f"{DI.POP_FLAG_SPEARMAN} or popularity_pct beyond {DI.POP_FLAG_HIGH:.0f}/{100 - DI.POP_FLAG_HIGH:.0f}) on all "
           f"{len(h_te)} test instances")

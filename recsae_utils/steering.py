@@ -41,32 +41,25 @@ MODEL_NAMES = {"sae": "SAE", "raw": "raw h_u dimensions", "random": "random SAE"
 
 @dataclass
 class UnitLabels:
-    """Per unit of one model, from its training firings."""
+    """Per unit of one model, read off its dictionary (built from its training firings)."""
 
-    freq: np.ndarray          # (m,) firing frequency
-    labels: list              # label feature columns (ItemFeatures) per unit
-    concepts: list            # concept item ids per unit (exemplars, best first)
-    top_count: list           # item ids per unit by activation count (best first, up to 20)
-    pop_pct: np.ndarray       # (m,) mean popularity percentile of its firing slots
-    fire: DI.Firing
+    freq: np.ndarray              # (m,) firing frequency
+    labels: list                  # label feature columns (ItemFeatures) per unit
+    concepts: list                # concept item ids per unit (exemplars, best first)
+    top_count: list               # item ids per unit by activation count (best first, up to 20)
+    popularity_flag: np.ndarray   # (m,) bool: the dictionary's popularity-driven flag (live units only)
 
 
-def unit_labels(idx, val, m: int, X, feats: DI.ItemFeatures, item_pct: np.ndarray,
-                n_ex: int = CA.LABEL_MAX_ITEMS) -> UnitLabels:
+def unit_labels(d: DI.ConceptDictionary, n_ex: int = CA.LABEL_MAX_ITEMS) -> UnitLabels:
     """Label features (significant genres / decades by odds ratio, share of slots >= ENRICH_MIN_SHARE, as the
     offline labels) and concept items (count >= EXEMPLAR_MIN_COUNT, shrunk lift >= EXEMPLAR_MIN_LIFT) of every
-    unit, from its training code (idx, val) and the training incidence X."""
-    f = DI.firing_index(idx, val, m)
-    tab = DI.firing_item_tables(f, X)
-    enr = DI.enrichment(tab.counts, tab.df, feats)
+    unit of dictionary `d` (`dictionary.build_dictionaries` of the model's training code)."""
+    enr, tab, feats = d.enrich, d.tables, d.feats
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (enr.p_value < DI.ENRICH_ALPHA) & (enr.odds_ratio >= DI.ENRICH_MIN_OR) & (enr.share_top >= DI.ENRICH_MIN_SHARE)
     orr = np.where(ok, enr.odds_ratio, -np.inf)
-    slots = np.asarray(tab.counts.sum(axis=1)).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pop_pct = np.where(slots > 0, (tab.counts @ item_pct) / slots, np.nan)
     labels, concepts, top_count = [], [], []
-    for j in range(m):
+    for j in range(d.m):
         pick = []
         for kind, cap in (("genre", CA.LABEL_MAX_GENRES), ("decade", CA.LABEL_MAX_DECADES)):
             cols = np.flatnonzero((feats.kind == kind) & ok[j])
@@ -76,7 +69,7 @@ def unit_labels(idx, val, m: int, X, feats: DI.ItemFeatures, item_pct: np.ndarra
         good = (tab.count[s] >= CA.EXEMPLAR_MIN_COUNT) & (tab.lift_shrunk[s] >= CA.EXEMPLAR_MIN_LIFT)
         concepts.append(tab.item[s][good][:n_ex])
         top_count.append(tab.item[s][np.argsort(-tab.count[s], kind="stable")][:20])
-    return UnitLabels(f.counts / max(len(idx), 1), labels, concepts, top_count, pop_pct, f)
+    return UnitLabels(d.stats.freq, labels, concepts, top_count, d.popularity_flag)
 
 
 def pick_units(freq: np.ndarray, labels: list, n: int, seed: int) -> np.ndarray:
@@ -85,15 +78,6 @@ def pick_units(freq: np.ndarray, labels: list, n: int, seed: int) -> np.ndarray:
     if len(ok) > n:
         ok = np.sort(np.random.default_rng(seed).choice(ok, n, replace=False))
     return ok
-
-
-def popularity_flagged(ul: UnitLabels, X, popularity: np.ndarray) -> np.ndarray:
-    """Units flagged popularity-driven by the dictionary's rule (|Spearman with sequence popularity| or
-    popularity percentile beyond POP_FLAG_HIGH), live only."""
-    rho = DI.popularity_spearman(ul.fire, DI.sequence_popularity(X, popularity))
-    pp = np.nan_to_num(ul.pop_pct, nan=50.0)
-    flag = (np.nan_to_num(np.abs(rho)) >= DI.POP_FLAG_SPEARMAN) | (pp >= DI.POP_FLAG_HIGH) | (pp <= 100 - DI.POP_FLAG_HIGH)
-    return np.flatnonzero(flag & (ul.freq > 0))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,10 +122,12 @@ class ModelResult:
     why: dict = field(default_factory=dict)   # `alignment`: where the directions point in item space
 
 
-def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, X, feats, item_pct, n_units: int = N_UNITS,
-            n_random: int = N_RANDOM, seed: int = 0) -> ModelResult:
-    """Label the model's units, pick them, dose-response on `rows` and the calibrated steerability."""
-    ul = unit_labels(d.idx_train, d.val_train, len(d.D), X, feats, item_pct)
+def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, dic: DI.ConceptDictionary,
+            n_units: int = N_UNITS, n_random: int = N_RANDOM, seed: int = 0) -> ModelResult:
+    """Label the model's units from its dictionary `dic`, pick them, dose-response on `rows` and the
+    calibrated steerability."""
+    ul = unit_labels(dic)
+    feats = dic.feats
     eligible = pick_units(ul.freq, ul.labels, len(d.D), seed)
     units = pick_units(ul.freq, ul.labels, n_units, seed)
     n_items = len(sctx.E)
@@ -263,28 +249,24 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     secs = {}
     te = ctx.inst["test"]
     sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
-    n_items = len(sctx.E)
-    X = DI.incidence(ctx.inst["train"].hist, n_items)
-    feats = DI.item_features(ctx.ds.items, n_items)
-    popularity = np.zeros(n_items)
-    popularity[ctx.ds.items["item_id"].to_numpy()] = ctx.ds.items["popularity"].to_numpy(dtype=np.float64)
-    item_pct = DI.item_popularity_pct(popularity, np.asarray(X.getnnz(axis=0), dtype=np.float64))
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
     secs["setup"] = time.time() - t0
-    results = {}
+    results, dics = {}, {}
     for k, d in tqdm(dirs.items(), desc="dose-response", total=len(dirs)):
         t1 = time.time()
-        results[k] = measure(sctx, rows, d, X, feats, item_pct, n_units, n_random, seed)
+        dics[k] = DI.build_dictionaries(d.idx_train, d.val_train, ctx.inst["train"].hist, ctx.ds.items, len(d.D),
+                                        top_n=cfg.top_n, item_pool=cfg.item_pool)   # stage 05's tables and flags
+        results[k] = measure(sctx, rows, d, dics[k], n_units, n_random, seed)
         secs[k] = time.time() - t1
         progress.step(f"interventions: {MODEL_NAMES[k]}: {len(results[k].units)} units, steerable "
                       f"{results[k].steer['steerable'].mean() if len(results[k].steer) else float('nan'):.3f} "
                       f"({secs[k]:.0f}s)")
     t1 = time.time()
-    s = results["sae"]
+    s, item_pct, feats = results["sae"], dics["sae"].item_pct, dics["sae"].feats
     ab = I.ablation(sctx, s.units, s.labels, s.concepts, max_rows=ABLATION_ROWS, seed=seed) if len(s.units) else \
         pd.DataFrame()
-    flag = popularity_flagged(s.ul, X, popularity)
+    flag = np.flatnonzero(s.ul.popularity_flag)
     deb = I.debias_curve(sctx, flag, item_pct, factors=DEBIAS_FACTORS)
     secs["ablation_debias"] = time.time() - t1
     progress.step(f"interventions: ablation of {len(ab)} units, de-biasing with {len(flag)} flagged latents")

@@ -31,10 +31,9 @@ def planted_firings(n=400, seed=0):
 
 def test_unit_labels_and_pick_units_on_planted_firings():
     idx, val, hist, items, comedy = planted_firings()
-    X = DI.incidence(hist, 21)
-    feats = DI.item_features(items, 21)
-    pct = DI.item_popularity_pct(np.r_[0, items.popularity], np.asarray(X.getnnz(axis=0), dtype=np.float64))
-    ul = ST.unit_labels(idx, val, 4, X, feats, pct)
+    d = DI.build_dictionaries(idx, val, hist, items, 4)
+    feats = d.feats
+    ul = ST.unit_labels(d)
     names = lambda j: sorted(feats.names[c] for c in ul.labels[j])
     assert names(0) == ["decade:1990", "genre:Comedy"]
     assert names(3) == ["decade:1970", "genre:Drama"]
@@ -66,7 +65,7 @@ def test_browser_examples_match_recommend_and_move_the_star():
 def _result(units, gains, rq, top_count, freq):
     steer = pd.DataFrame({"unit": units, "gain": gains, "random_q": rq, "steerable": np.array(gains) > rq})
     ul = ST.UnitLabels(np.asarray(freq, float), [[]] * len(freq), [np.zeros(0, int)] * len(freq),
-                       [np.asarray(t) for t in top_count], np.zeros(len(freq)), None)
+                       [np.asarray(t) for t in top_count], np.zeros(len(freq), bool))
     return ST.ModelResult(np.asarray(units), len(units), pd.DataFrame(), steer, ul, np.zeros((1, 0)), np.zeros((1, 0)))
 
 
@@ -105,9 +104,6 @@ def test_summary_section_from_a_dose_table():
 def test_alignment_known_answers():
     """A direction inside the item table's main plane keeps all its norm there and one orthogonal to it none;
     a direction equal to a label's item direction has cosine 1 with it; random directions sit between."""
-    import torch
-    from recsae_utils import steering
-
     g = torch.Generator().manual_seed(0)
     E = torch.zeros(201, 8)
     E[1:, :2] = torch.randn(200, 2, generator=g) * torch.tensor([3.0, 2.0])   # items vary in dims 0-1 only
@@ -117,8 +113,8 @@ def test_alignment_known_answers():
     Eb = E[1:]
     oracle0 = Eb[:50].mean(0) - Eb.mean(0)
     U = torch.stack([oracle0, torch.eye(8)[5]])
-    w = steering.alignment(E, U, labels, np.array([0.3, 0.0]), q=2)
+    w = ST.alignment(E, U, labels, np.array([0.3, 0.0]), q=2)
     assert w["in_span"] == pytest.approx(0.5 * (1.0 + 0.0), abs=1e-3)     # median of {~1, ~0}
-    one = steering.alignment(E, U[:1], labels[:, :1], q=2)
+    one = ST.alignment(E, U[:1], labels[:, :1], q=2)
     assert one["in_span"] == pytest.approx(1.0, abs=1e-3) and one["label_cos"] == pytest.approx(1.0, abs=1e-9)
-    assert 2 / 8 - 0.1 < steering.random_in_span(8, E, q=2) < 2 / 8 + 0.1   # q of d dimensions by chance
+    assert 2 / 8 - 0.1 < ST.random_in_span(8, E, q=2) < 2 / 8 + 0.1   # q of d dimensions by chance
