@@ -86,7 +86,7 @@ def test_paired_ratio_ci_known_cases():
 
 
 def test_variant_comparison_sentence():
-    from recsae_utils.reports import variant_comparison
+    from recsae_utils.tables import variant_comparison
 
     def row(variant, ev, ret, dead):
         return {"config": {"variant": variant}, "health": {"explained_variance": ev, "dead_fraction": dead},
@@ -130,7 +130,7 @@ def test_noise_calibration_spread_and_identity():
 def test_sae_vs_raw_known_answer():
     """Pairs each size's SAE row with its raw-dimension row per (window, positives); random SAEs and rows
     without a size are ignored; the sentence counts views with a lead >= aim and larger shares."""
-    from recsae_utils.reports import sae_vs_raw
+    from recsae_utils.tables import sae_vs_raw
 
     def r(sae, w, q, model, med, share):
         return {"sae": sae, "window": w, "strong_q": q, "model": model, "median_bal_acc_random": med,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recsae_utils import reports
+from recsae_utils import reports, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = [d for d in ("ml-1m", "grocery") if (ROOT / "reports" / d / "summary.json").exists()]
@@ -81,9 +81,9 @@ def test_report_on_the_real_summaries(tmp_path, ds):
     assert "**SAE against the raw dimensions**" in readme and "**Variants**" in readme
     assert (rd / "concepts" / "sae_vs_raw.csv").exists() and "(concepts/sae_vs_raw.csv)" in readme
     # one source: sasrec.md and recsae.md come from the same table functions, from summary.json
-    rec = reports.recommendation_table(s)
+    rec = tables.recommendation_table(s)
     assert rec in readme and rec in (rd / "recsae.md").read_text()
-    assert reports.sasrec_table(s) in (rd / "sasrec.md").read_text()
+    assert tables.sasrec_table(s) in (rd / "sasrec.md").read_text()
     assert (rd / "sasrec.md").read_text().count("| seed ") == 2 * len(s["sasrec"]["seeds"])
 
 
@@ -136,11 +136,11 @@ def test_hostile_titles_and_genres_are_escaped(tmp_path):
 
 
 def test_md_escapes_markup_and_keeps_plain_text():
-    assert reports.md("Singin' in the Rain (1952)") == "Singin' in the Rain (1952)"
-    assert reports.md("raw h_u dimensions") == "raw h_u dimensions"
-    assert reports.md("a|b\nc") == "a\\|b c"
-    assert reports.md("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
-    assert reports.md("M*A*S*H [x](y) &lt;") == "M\\*A\\*S\\*H [x\\](y) &amp;lt;"
+    assert tables.md("Singin' in the Rain (1952)") == "Singin' in the Rain (1952)"
+    assert tables.md("raw h_u dimensions") == "raw h_u dimensions"
+    assert tables.md("a|b\nc") == "a\\|b c"
+    assert tables.md("<b>x</b>") == "&lt;b&gt;x&lt;/b&gt;"
+    assert tables.md("M*A*S*H [x](y) &lt;") == "M\\*A\\*S\\*H [x\\](y) &amp;lt;"
 
 
 def test_report_on_partial_and_tiny_summaries(tmp_path):
