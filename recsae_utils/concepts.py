@@ -166,7 +166,10 @@ def window_step(cfg, ctx, models: dict[str, Model], built: dict[str, Built],
     """Which part of the history does a latent read? `detection.window_sweep` per SAE size (the SAE and its
     baselines), on all firings and on each latent's upper half (STRONG_Q), plus each latent at the window
     it reads best (chosen on training data). Returns (one row per size, window, strong_q and model;
-    the default SAE's per-latent best-window scores)."""
+    the default SAE's per-latent best-window scores). An ablation (cfg.ablations): both frames are empty
+    without it."""
+    if not cfg.ablations:
+        return pd.DataFrame(), pd.DataFrame(columns=["latent", "window"])
     ht, hh = ctx.inst["train"].hist, held_histories(ctx)
     frames, kept = [], {}
     for size in dict.fromkeys(md.size for md in models.values()):

@@ -82,6 +82,8 @@ class RunConfig:
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
     seed: int = 0                     # seed of every stage after SASRec training
+    ablations: bool = False           # opt-in comparisons the headline does not need: the reference-code SAE
+                                      # variant (stage 03-04) and the history-window sweep (stage 05)
 
     @property
     def run_dir(self) -> Path:

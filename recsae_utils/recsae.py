@@ -155,11 +155,14 @@ def stage_inputs(cfg) -> StageInputs:
 
 
 def fit_plan(cfg) -> dict[str, tuple[int, int, str]]:
-    """The SAEs a run fits: name -> (latents, k, variant)."""
-    other = "reference" if cfg.sae_variant != "reference" else "openai"
-    return {"main": (cfg.sae_latents, cfg.sae_k, cfg.sae_variant),
-            "alt": (cfg.sae_alt_latents, cfg.sae_alt_k, cfg.sae_variant),
-            other: (cfg.sae_latents, cfg.sae_k, other)}
+    """The SAEs a run fits: name -> (latents, k, variant). The other training variant at the default size
+    is an ablation (cfg.ablations): it costs more than the rest of stage 03 and no headline needs it."""
+    plan = {"main": (cfg.sae_latents, cfg.sae_k, cfg.sae_variant),
+            "alt": (cfg.sae_alt_latents, cfg.sae_alt_k, cfg.sae_variant)}
+    if cfg.ablations:
+        other = "reference" if cfg.sae_variant != "reference" else "openai"
+        plan[other] = (cfg.sae_latents, cfg.sae_k, other)
+    return plan
 
 
 def sae_epochs(cfg, n_train: int) -> int:

@@ -179,3 +179,13 @@ def test_gitignore_covers_interrupted_writes():
     r = subprocess.run(["git", "check-ignore", "-q", "--no-index", "reports/ml-1m/.summary.json.k3j2.tmp"],
                        cwd=ROOT)
     assert r.returncode == 0
+
+
+def test_ablations_are_opt_in(clean_env):
+    """The reference-variant SAE and the window sweep run only with RECSAE_ABLATIONS=1."""
+    assert list(recsae.fit_plan(config.load("ml-1m"))) == ["main", "alt"]
+    clean_env.setenv("RECSAE_ABLATIONS", "1")
+    plan = recsae.fit_plan(config.load("ml-1m"))
+    assert plan["reference"] == (2048, 32, "reference") and list(plan)[:2] == ["main", "alt"]
+    clean_env.setenv("RECSAE_SAE_VARIANT", "reference")
+    assert recsae.fit_plan(config.load("ml-1m"))["openai"] == (2048, 32, "openai")

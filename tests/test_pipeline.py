@@ -215,7 +215,8 @@ def test_lock_names_the_other_process(tmp_path):
                     reason="needs make and the project's .venv (created by `make test`)")
 def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     env = {**os.environ, "RECSAE_DATA_DIR": str(tiny_root), "RECSAE_RUN_DIR": str(tmp_path / "runs"),
-           "RECSAE_REPORT_DIR": str(tmp_path / "reports"), "OPENAI_API_KEY": "", "MPLBACKEND": "Agg"}
+           "RECSAE_REPORT_DIR": str(tmp_path / "reports"), "OPENAI_API_KEY": "", "MPLBACKEND": "Agg",
+           "RECSAE_ABLATIONS": "1"}  # the opt-in comparisons too (the notebook test covers the default path)
 
     def make_all(extra_env=None):
         t0 = time.time()
