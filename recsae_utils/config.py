@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class RunConfig:
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
     seed: int = 0                     # seed of every stage after SASRec training
+    device: str = "auto"              # torch work (SASRec training, SAE fits): "auto" = CUDA when present, else CPU
     ablations: bool = False           # opt-in comparisons the headline does not need: the reference-code SAE
                                       # variant (stage 03-04) and the history-window sweep (stage 05)
 
@@ -255,6 +257,8 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("seeds", "must be one or more non-negative integers, e.g. 0,1,2")
     if cfg.sae_variant not in SAE_VARIANTS:
         bad("sae_variant", f"choose one of {', '.join(SAE_VARIANTS)}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        bad("device", "choose auto, cpu, cuda or cuda:N")
     if cfg.labeler not in LABELERS:
         bad("labeler", f"choose one of {', '.join(LABELERS)}")
     if not cfg.llm_model.strip():

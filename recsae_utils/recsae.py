@@ -17,7 +17,7 @@ from . import artifacts, metrics
 from .data import Dataset, Instances
 from .model import SASRec
 from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, random_sae, reconstruct
-from .train import rank_targets, user_vectors
+from .train import pick_device, rank_targets, user_vectors
 
 
 def plugged_metrics(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> dict[str, float]:
@@ -133,7 +133,7 @@ def stage_inputs(cfg) -> StageInputs:
     inst = data.build_instances(ds, cfg.history_max)
     first = replace(cfg, seeds=cfg.seeds[:1])
     run = train.run_seeds(first, ds, inst, progress=False)[cfg.seeds[0]]
-    model = run["model"].eval()
+    model = run["model"].cpu().eval()  # trained on the GPU when there is one; the later stages read it on CPU
     for p in model.parameters():
         p.requires_grad_(False)
     ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
@@ -202,7 +202,9 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
         ndcg5 = metrics.ndcg_per_instance(rank_targets(item_emb, x_hat, ctx.inst["dev"], ctx.mask), 5)
         return {"NDCG@5": float(ndcg5.mean()), "fvu": float(fvu_loss(h_dev, x_hat)), "per_instance": ndcg5}
 
-    res = fit_sae(ctx.h["train"], scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress)
+    x = ctx.h["train"].to(pick_device(cfg.device))  # on a GPU the fit runs there; everything after it on CPU
+    res = fit_sae(x, scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress)
+    res.sae = res.sae.cpu()
     artifacts.write_json(done, {"key": key, "history": res.history, "best_epoch": res.best_epoch,
                                 "seconds": res.seconds, "config": scfg.to_dict()})
     return res

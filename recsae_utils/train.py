@@ -176,9 +176,9 @@ def _load_state(model: SASRec, opt: torch.optim.Optimizer, t: dict[str, torch.Te
     params = dict(model.named_parameters())
     for n, p in params.items():
         if f"adam.{n}.exp_avg" in t:
-            opt.state[p] = {"step": t[f"adam.{n}.step"].reshape(()).clone(),
-                            "exp_avg": t[f"adam.{n}.exp_avg"].clone(),
-                            "exp_avg_sq": t[f"adam.{n}.exp_avg_sq"].clone()}
+            opt.state[p] = {"step": t[f"adam.{n}.step"].reshape(()).to(p.device).clone(),  # fused Adam: same device
+                            "exp_avg": t[f"adam.{n}.exp_avg"].to(p.device).clone(),
+                            "exp_avg_sq": t[f"adam.{n}.exp_avg_sq"].to(p.device).clone()}
 
 
 def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, model_cfg: SASRecConfig | None = None,
@@ -288,7 +288,7 @@ def load_sasrec(path: str | Path, device: str = "cpu") -> SASRec:
 def train_config(cfg) -> tuple[TrainConfig, dict]:
     """TrainConfig + SASRec shape fields from a RunConfig (config.py is the one place for parameters)."""
     tc = TrainConfig(lr=cfg.lr, l2=cfg.l2, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
-                     early_stop=cfg.early_stop)
+                     early_stop=cfg.early_stop, device=cfg.device)
     return tc, {"d_model": cfg.d_model, "history_max": cfg.history_max}
 
 

@@ -36,7 +36,8 @@ def _another_value(name: str, v):
         return (repr(v / 2), v / 2) if v else ("0.25", 0.25)
     if isinstance(v, list):
         return "3,4", [3, 4]
-    return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"), "llm_model": ("m2", "m2")}[name]
+    return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"), "llm_model": ("m2", "m2"),
+            "device": ("cpu", "cpu")}[name]
 
 
 def test_every_field_from_its_variable(clean_env):
@@ -100,6 +101,7 @@ def test_data_and_cache_dir(clean_env, tmp_path):
     ("RECSAE_LABELER", "gpt4", r"RECSAE_LABELER='gpt4': choose one of offline, openai"),
     ("RECSAE_SAE_VARIANT", "anthropic", r"RECSAE_SAE_VARIANT='anthropic': choose one of openai, reference"),
     ("RECSAE_PROFILE", "huge", r"RECSAE_PROFILE='huge': unknown profile"),
+    ("RECSAE_DEVICE", "gpu", r"RECSAE_DEVICE='gpu': choose auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_settings_fail_at_load(clean_env, var, value, message):
     clean_env.setenv(var, value)
