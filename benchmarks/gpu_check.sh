@@ -21,7 +21,6 @@ PKGS="papermill nbclient nbformat ipykernel jupyter_client openai pooch tqdm saf
 prepare() {
   local data="${1:-${RECSAE_DATA_DIR:-../shared/data}}"
   [ -f "$data/ml-1m/ratings.dat" ] || { echo "prepare: $data/ml-1m/ratings.dat not found (give DATA_DIR)" >&2; exit 2; }
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   rm -rf "$G/wheels" "$G/data"; mkdir -p "$G/wheels" "$G/data"
   python3 -m pip download -q --dest "$G/wheels" --only-binary=:all: --implementation cp --python-version 3.12 \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
