@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import artifacts, distributed
+from . import artifacts, ddp
 from .config import RunConfig
 from .progress import step as progress_step
 from .train import _load_state, _state_tensors, early_stop_now
@@ -207,7 +207,7 @@ class TopKSAE(nn.Module):
 
 
 def sq_dev(x: Tensor) -> Tensor:
-    """sum_b ||x_b - mean(x)||^2 over the batch: FVU's denominator (distributed.sq_dev when the batch's rows
+    """sum_b ||x_b - mean(x)||^2 over the batch: FVU's denominator (ddp.sq_dev when the batch's rows
     are split over torchrun ranks)."""
     return ((x - x.mean(0)) ** 2).sum()
 
@@ -355,8 +355,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     n_batches = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * n_batches
     trained = False
-    batch_loss = distributed.wrap(sae, _batch_loss)  # under torchrun: DDP, gradients summed over the ranks
-    den = sq_dev if distributed.rank_world()[1] == 1 else distributed.sq_dev
+    batch_loss = ddp.wrap(sae, _batch_loss)  # under torchrun: DDP, gradients summed over the ranks
+    den = sq_dev if ddp.rank_world()[1] == 1 else ddp.sq_dev
     for epoch in range(start, cfg.epochs + 1):
         if done:
             break
@@ -371,7 +371,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
         for i, bidx in enumerate(bar):  # near-equal batches: no tiny tail batch whose FVU denominator is ~0
             for g in opt.param_groups:
                 g["lr"] = scheduled_lr(cfg, (epoch - 1) * n_batches + i, total)
-            xb = x[distributed.shard(bidx, pad=False)[0]]  # this rank's rows (all on one process)
+            xb = x[ddp.shard(bidx, pad=False)[0]]  # this rank's rows (all on one process)
             if openai:
                 dead = sae.since_fired >= cfg.dead_window
             else:
@@ -385,15 +385,15 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             with torch.no_grad():
                 if openai:
                     sae.normalize_decoder_()
-                    hit = distributed.union(idx[vals > 0], cfg.n_latents)  # fired on any rank
+                    hit = ddp.union(idx[vals > 0], cfg.n_latents)  # fired on any rank
                     sae.since_fired += len(bidx)
                     sae.since_fired[hit] = 0
                 else:
-                    hit = distributed.union(idx.reshape(-1), cfg.n_latents)  # reference: any top-k slot, even a 0
+                    hit = ddp.union(idx.reshape(-1), cfg.n_latents)  # reference: any top-k slot, even a zero one
                 fired[hit] = True
                 sums += torch.stack([loss.detach().double(), ((xb - x_hat) ** 2).sum().double(),
                                      aux.detach().double()]).cpu()
-        sums = distributed.all_sum(sums)
+        sums = ddp.all_sum(sums)
         if not openai:
             dead_prev = ~fired
         dead_now = (sae.since_fired >= cfg.dead_window) if openai else ~fired
