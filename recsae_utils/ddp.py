@@ -74,10 +74,10 @@ def wrap(model: nn.Module, loss_fn: Callable) -> Callable:
     if rank_world()[1] == 1:
         return partial(loss_fn, model)
     p = next(model.parameters())
-    ddp = nn.parallel.DistributedDataParallel(_Loss(model, loss_fn), device_ids=[p.device] if p.is_cuda else None,
-                                              forward_sync_buffers=False, static_graph=True)
-    ddp.register_comm_hook(None, _sum_hook)
-    return ddp
+    step = nn.parallel.DistributedDataParallel(_Loss(model, loss_fn), device_ids=[p.device] if p.is_cuda else None,
+                                               forward_sync_buffers=False, static_graph=True)
+    step.register_comm_hook(None, _sum_hook)
+    return step
 
 
 def all_sum(t: Tensor) -> Tensor:

@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             with main_first():
                 ds = data.prepare(cfg)
             inst = data.build_instances(ds, cfg.history_max)
-            seeds = cfg if "sasrec" in stages else replace(cfg, seeds=cfg.seeds[:1])  # the SAE reads seed 0's
+            sasrec_cfg = cfg if "sasrec" in stages else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
             agree(_disk_state(Path(cfg.run_dir) / "sasrec"), "the SASRec checkpoints")
-            for seed, r in train.run_seeds(seeds, ds, inst, progress=rank == 0).items():
+            for seed, r in train.run_seeds(sasrec_cfg, ds, inst, progress=rank == 0).items():
                 say(f"SASRec seed {seed}: best epoch {r['best_epoch']}, test {r['test']}", flush=True)
             barrier()
             if "sae" in stages:
