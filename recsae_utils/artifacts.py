@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,10 +40,21 @@ def _file_mode() -> int:
 TEMP_GLOB = ".*.tmp"  # what atomic_path leaves behind only when the process is killed (see .gitignore)
 
 
+def _writes() -> bool:
+    """False on the ranks other than 0 of a torchrun job (recsae_utils.distributed): every rank computes the
+    same artifacts and rank 0 alone writes them. Looked up without importing torch."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path in the target's folder; rename it onto `path` only if the block succeeds."""
     path = Path(path)
+    if not _writes():
+        with tempfile.TemporaryDirectory() as scratch:  # rank != 0 under torchrun: computed, never written
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

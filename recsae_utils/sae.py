@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import artifacts
+from . import artifacts, ddp
 from .config import RunConfig
 from .progress import step as progress_step
 from .train import _load_state, _state_tensors, early_stop_now
@@ -206,12 +206,19 @@ class TopKSAE(nn.Module):
             self.W_dec.grad -= (self.W_dec.grad * u).sum(1, keepdim=True) * u
 
 
-def fvu_loss(x: Tensor, x_hat: Tensor) -> Tensor:
+def sq_dev(x: Tensor) -> Tensor:
+    """sum_b ||x_b - mean(x)||^2 over the batch: FVU's denominator (ddp.sq_dev when the batch's rows
+    are split over torchrun ranks)."""
+    return ((x - x.mean(0)) ** 2).sum()
+
+
+def fvu_loss(x: Tensor, x_hat: Tensor, den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
     """Fraction of variance unexplained over the batch (sums, one division): scale-free, 1 = predict the mean."""
-    return ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum().clamp_min(1e-12)
+    return ((x - x_hat) ** 2).sum() / den(x).clamp_min(1e-12)
 
 
-def auxk_loss(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, xc: Tensor, dead: Tensor) -> Tensor:
+def auxk_loss(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, xc: Tensor, dead: Tensor,
+              den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
     """AuxK term (before aux_coef) for sae.cfg.variant; 0 if nothing is dead. Dead latents get a gradient
     only from this term, which teaches them to explain what the live ones miss, so they can fire again."""
     cfg = sae.cfg
@@ -225,9 +232,18 @@ def auxk_loss(sae: TopKSAE, x: Tensor, x_hat: Tensor, pre: Tensor, xc: Tensor, d
         vals = vals.relu()
     e_hat = _SparseDecode.apply(vals, sel, sae.W_dec)
     if cfg.variant == "openai":
-        return fvu_loss((x - x_hat).detach(), e_hat)
+        return fvu_loss((x - x_hat).detach(), e_hat, den)
     scale = min(dead_idx.numel() / cfg.k_aux, 1.0)
-    return scale * ((e_hat + sae.b_dec - (x_hat - x)) ** 2).sum() / ((x - x.mean(0)) ** 2).sum().clamp_min(1e-12)
+    return scale * ((e_hat + sae.b_dec - (x_hat - x)) ** 2).sum() / den(x).clamp_min(1e-12)
+
+
+def _batch_loss(sae: TopKSAE, xb: Tensor, dead: Tensor, den: Callable[[Tensor], Tensor]) -> tuple[Tensor, ...]:
+    """A step's forward as one function, so that DDP can run it: (loss, aux, values, indices, x_hat)."""
+    vals, idx, pre, xc = sae._encode(xb)
+    x_hat = sae.decode(vals, idx)
+    fvu = fvu_loss(xb, x_hat, den)
+    aux = auxk_loss(sae, xb, x_hat, pre, xc, dead, den) if sae.cfg.aux_coef > 0 else fvu.new_zeros(())
+    return fvu + sae.cfg.aux_coef * aux, aux, vals, idx, x_hat
 
 
 def scheduled_lr(cfg: SAEConfig, step: int, total: int) -> float:
@@ -339,6 +355,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     n_batches = max(1, math.ceil(n / cfg.batch_size))
     total = cfg.epochs * n_batches
     trained = False
+    batch_loss = ddp.wrap(sae, _batch_loss)  # under torchrun: DDP, gradients summed over the ranks
+    den = sq_dev if ddp.rank_world()[1] == 1 else ddp.sq_dev
     for epoch in range(start, cfg.epochs + 1):
         if done:
             break
@@ -353,16 +371,12 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
         for i, bidx in enumerate(bar):  # near-equal batches: no tiny tail batch whose FVU denominator is ~0
             for g in opt.param_groups:
                 g["lr"] = scheduled_lr(cfg, (epoch - 1) * n_batches + i, total)
-            xb = x[bidx]
-            vals, idx, pre, xc = sae._encode(xb)
-            x_hat = sae.decode(vals, idx)
-            fvu = fvu_loss(xb, x_hat)
+            xb = x[ddp.shard(bidx, pad=False)[0]]  # this rank's rows (all on one process)
             if openai:
                 dead = sae.since_fired >= cfg.dead_window
             else:
                 dead = dead_prev if dead_prev is not None else torch.zeros_like(fired)
-            aux = auxk_loss(sae, xb, x_hat, pre, xc, dead) if cfg.aux_coef > 0 else fvu.new_zeros(())
-            loss = fvu + cfg.aux_coef * aux
+            loss, aux, vals, idx, x_hat = batch_loss(xb, dead, den)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if openai:
@@ -371,14 +385,15 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             with torch.no_grad():
                 if openai:
                     sae.normalize_decoder_()
-                    hit = idx[vals > 0]
-                    sae.since_fired += len(xb)
+                    hit = ddp.union(idx[vals > 0], cfg.n_latents)  # fired on any rank
+                    sae.since_fired += len(bidx)
                     sae.since_fired[hit] = 0
                 else:
-                    hit = idx.reshape(-1)  # the reference counts any top-k slot, even a zero one
+                    hit = ddp.union(idx.reshape(-1), cfg.n_latents)  # reference: any top-k slot, even a zero one
                 fired[hit] = True
                 sums += torch.stack([loss.detach().double(), ((xb - x_hat) ** 2).sum().double(),
                                      aux.detach().double()]).cpu()
+        sums = ddp.all_sum(sums)
         if not openai:
             dead_prev = ~fired
         dead_now = (sae.since_fired >= cfg.dead_window) if openai else ~fired

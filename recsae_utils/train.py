@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import artifacts
+from . import artifacts, ddp
 from .data import Dataset, Instances, user_item_csr
 from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
 from .model import SASRec, SASRecConfig
@@ -199,6 +199,7 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
     model_cfg = model_cfg or SASRecConfig(n_items=ds.n_items)
     model = SASRec(model_cfg).to(device)
     opt = make_optimizer(model, cfg)
+    batch_loss = ddp.wrap(model, bpr_loss)  # under torchrun: DDP, gradients summed over the ranks
     train_csr = user_item_csr(ds, ("train",))
     mask_csr = user_item_csr(ds)
     tr = inst["train"]
@@ -236,8 +237,8 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
         bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", disable=not progress, leave=False,
                    mininterval=1.0)
         for s in bar:
-            idx = perm[s:s + cfg.batch_size]
-            loss = bpr_loss(model, hist_all[idx].to(device), tgt_all[idx].to(device), neg_all[idx].to(device))
+            idx, share = ddp.shard(perm[s:s + cfg.batch_size])  # this rank's rows (all on one process)
+            loss = batch_loss(hist_all[idx].to(device), tgt_all[idx].to(device), neg_all[idx].to(device)) * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -245,8 +246,8 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
         train_s = time.time() - te
         te = time.time()
         dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(loss_sum) / len(bar), "dev": dev, "train_seconds": train_s,
-               "eval_seconds": time.time() - te}
+        row = {"epoch": epoch, "loss": float(ddp.all_sum(loss_sum)) / len(bar), "dev": dev,
+               "train_seconds": train_s, "eval_seconds": time.time() - te}
         history.append(row)
         crit.append(dev[cfg.main_metric])
         if crit[-1] == max(crit):  # ReChorus saves whenever the latest equals the best so far
