@@ -83,3 +83,18 @@ def test_deterministic_for_a_seed(folder, tmp_path):
     for f in ("ratings.dat", "movies.dat", "users.dat"):
         assert _md5(again / f) == _md5(folder / f)
     assert _md5(other / "ratings.dat") != _md5(folder / "ratings.dat")
+
+
+def test_fast_ratings_reader_equals_the_line_reader(folder, monkeypatch):
+    """sources reads a clean all-integer ratings.dat with pandas' C parser: same frame as the line reader."""
+    fast = sources.read_ratings(folder)
+    monkeypatch.setattr(sources, "_read_numeric_fast", lambda raw, names: None)
+    assert fast.equals(sources.read_ratings(folder))
+
+
+@pytest.mark.parametrize("bad, line", [(b"1::2::5\n", 2), (b"1::2:5::3::956703932\n", 2), (b"1::2::5::x\n", 2)])
+def test_fast_reader_leaves_bad_lines_to_the_line_reader(tmp_path, bad, line):
+    f = tmp_path / "ratings.dat"
+    f.write_bytes(b"1::1::5::956703932\n" + bad)
+    with pytest.raises(sources.DataError, match=f"line {line}"):
+        sources.read_ratings(tmp_path)
