@@ -162,9 +162,10 @@ def figure(results: list[dict], path: Path) -> None:
             pts = [(r["train"], r[key][stage]) for r in results if stage in r[key] and r["train"]]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=stage)
-        xs = [r["train"] for r in results if r["train"]]
-        if len(xs) >= 2:  # a slope-1 guide through the smallest point of the first line
-            ax.plot(xs, [xs[0] and x / xs[0] * ax.get_ylim()[0] * 2 for x in xs], "k:", lw=1, label="linear")
+        xs = sorted(r["train"] for r in results if r["train"])
+        ys = [v for r in results if r["train"] == xs[0] for v in r[key].values()] if xs else []
+        if len(xs) >= 2 and ys:  # slope 1 (linear growth) from the smallest value at the smallest size
+            ax.plot(xs, [min(ys) * x / xs[0] for x in xs], "k:", lw=1, label="linear")
         ax.set(xscale="log", yscale="log", xlabel="training interactions", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
