@@ -3,7 +3,8 @@
 stage.
 
 Profiles: `full` = the published settings; `tiny` = the same code on the tiny synthetic data the tests
-write (few epochs, a small SAE). Any field can be overridden by papermill (`-p name value`) or with an
+write (few epochs, a small SAE); `scale` = the published sizes with one SASRec and one SAE epoch, for
+benchmarks/bench_scale.py on synthetic data of growing size. Any field can be overridden by papermill (`-p name value`) or with an
 environment variable RECSAE_<FIELD> (e.g. RECSAE_SAE_K=8). `load` validates every value at start-up and
 names the variable, the value and what is allowed, so a typo fails before stage 01 instead of deep in a
 later stage (or not at all).
@@ -119,6 +120,8 @@ PROFILES = {
     "tiny": {"seeds": [0], "max_epochs": 4, "early_stop": 2, "batch_size": 64, "sae_latents": 64, "sae_k": 4,
              "sae_alt_latents": 32, "sae_alt_k": 2, "sae_epochs": 3, "sae_dead_window": 2000, "sae_lr": 1e-3, "sae_batch_size": 64,
              "top_n": 10},
+    # benchmarks/bench_scale.py: the published model sizes with bounded work (1 SASRec epoch, 1 SAE epoch)
+    "scale": {"seeds": [0], "max_epochs": 1, "early_stop": 1, "sae_epochs": 1},
 }
 
 

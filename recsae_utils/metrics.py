@@ -104,17 +104,26 @@ def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: floa
 # Ranking-native fidelity
 
 
-def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
-    """Mean Jaccard overlap of the top-k lists of two (masked) score matrices."""
+def topk_overlap_rows(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Jaccard overlap of the top-k lists of each row of two (masked) score matrices (float64)."""
     ta, tb = a.topk(k, dim=1).indices, b.topk(k, dim=1).indices
     inter = (ta[:, :, None] == tb[:, None, :]).any(2).sum(1).double()
-    return float((inter / (2 * k - inter)).mean())
+    return inter / (2 * k - inter)
+
+
+def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean Jaccard overlap of the top-k lists of two (masked) score matrices."""
+    return float(topk_overlap_rows(a, b, k).mean())
+
+
+def catalog_kl_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(a) || softmax(b)) of each row; -inf columns (masked) are dropped from both."""
+    fin = torch.isfinite(a)
+    la = torch.log_softmax(a.double().masked_fill(~fin, float("-inf")), dim=1)
+    lb = torch.log_softmax(b.double().masked_fill(~fin, float("-inf")), dim=1)
+    return (la.exp() * (la - lb)).masked_fill(~fin, 0.0).sum(1)
 
 
 def catalog_kl(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean KL(softmax(a) || softmax(b)) over rows; -inf columns (masked) are dropped from both."""
-    fin = torch.isfinite(a)
-    la = torch.log_softmax(a.double().masked_fill(~fin, float("-inf")), dim=1)
-    lb = torch.log_softmax(b.double().masked_fill(~fin, float("-inf")), dim=1)
-    kl = (la.exp() * (la - lb)).masked_fill(~fin, 0.0).sum(1)
-    return float(kl.mean())
+    return float(catalog_kl_rows(a, b).mean())

@@ -30,24 +30,46 @@ def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mas
     return metrics.mask_known(h @ item_emb.T, inst.user, indptr, known)
 
 
+SCORE_BLOCK = 2 ** 27  # score entries per block (catalog_kl peaks ~6 GB); instances x items grows as data squared
+
+
+def _row_blocks(n: int, n_items: int) -> list[slice]:
+    """Row blocks over which the (n, n_items) masked scores are built one at a time (one block up to ML-1M
+    and Grocery's sizes, so their results are computed exactly as before)."""
+    rows = max(1, SCORE_BLOCK // max(n_items, 1))
+    return [slice(s, s + rows) for s in range(0, n, rows)]
+
+
+def _score_agreement(item_emb: torch.Tensor, h: torch.Tensor, h2: torch.Tensor, inst: Instances, mask_csr,
+                     k: int) -> tuple[float, float]:
+    """(top-k overlap, catalog KL) of the masked scores of `h` and `h2`, block by block: the full matrices
+    would hold n x items floats several times over (tens of GB at 16x ML-1M)."""
+    ov, kl = [], []
+    for b in _row_blocks(len(inst), item_emb.shape[0]):
+        sub = inst.subset(b)
+        a, c = _masked_scores(item_emb, h[b], sub, mask_csr), _masked_scores(item_emb, h2[b], sub, mask_csr)
+        ov.append(metrics.topk_overlap_rows(a, c, k))
+        kl.append(metrics.catalog_kl_rows(a, c))
+    return float(torch.cat(ov).mean()), float(torch.cat(kl).mean())
+
+
 def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,
              inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10, ranks_orig: np.ndarray | None = None,
-             s_orig: torch.Tensor | None = None, ranks_sae: np.ndarray | None = None) -> dict[str, float]:
+             ranks_sae: np.ndarray | None = None) -> dict[str, float]:
     """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
-    mean-user ablation, top-k overlap and catalog KL. SASRec's own ranks and masked scores (`ranks_orig`,
-    `s_orig`) and the SAE's ranks are computed here unless the caller already has them."""
+    mean-user ablation, top-k overlap and catalog KL. SASRec's own ranks (`ranks_orig`) and the SAE's ranks
+    are computed here unless the caller already has them."""
     ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
     ranks_sae = rank_targets(item_emb, h_hat, inst, mask_csr) if ranks_sae is None else ranks_sae
     ret = retention(ranks_orig, ranks_sae, metric)
     r_orig, r_sae = ret[f"{metric}_orig"], ret[f"{metric}_sae"]
     r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
-    s_orig = _masked_scores(item_emb, h, inst, mask_csr) if s_orig is None else s_orig
-    s_sae = _masked_scores(item_emb, h_hat, inst, mask_csr)
+    overlap, kl = _score_agreement(item_emb, h, h_hat, inst, mask_csr, k)
     return {
         **ret, f"{metric}_ablated": r_abl,
         "metric_recovered": (r_sae - r_abl) / (r_orig - r_abl) if r_orig != r_abl else float("nan"),
-        f"top{k}_overlap": metrics.topk_overlap(s_orig, s_sae, k),
-        "catalog_kl": metrics.catalog_kl(s_orig, s_sae),
+        f"top{k}_overlap": overlap,
+        "catalog_kl": kl,
     }
 
 
@@ -75,19 +97,18 @@ def matched_noise(h: torch.Tensor, h_hat: torch.Tensor, seed: int = 0) -> torch.
 
 def noise_calibration(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, inst: Instances, mask_csr,
                       draws: int = 20, seed: int = 0, metric: str = "NDCG@10", k: int = 10,
-                      ranks_orig: np.ndarray | None = None, s_orig: torch.Tensor | None = None) -> dict[str, float]:
+                      ranks_orig: np.ndarray | None = None) -> dict[str, float]:
     """Retention and top-k overlap under `draws` independent `matched_noise` perturbations: mean and the
     2.5-97.5% range. One draw is not enough: at the SAE's FVU on ML-1M single draws gave retention from
     0.989 to 0.996, i.e. the metric's own noise is as large as the gap being judged. SASRec's own ranks and
     masked scores are computed here unless given."""
     ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
     r_orig = metrics.ranking_metrics(ranks_orig)[metric]
-    s_orig = _masked_scores(item_emb, h, inst, mask_csr) if s_orig is None else s_orig
     ret, ov = [], []
     for d in range(draws):
         hn = matched_noise(h, h_hat, seed * 1000 + d)
         ret.append(metrics.ranking_metrics(rank_targets(item_emb, hn, inst, mask_csr))[metric] / r_orig)
-        ov.append(metrics.topk_overlap(s_orig, _masked_scores(item_emb, hn, inst, mask_csr), k))
+        ov.append(_score_agreement(item_emb, h, hn, inst, mask_csr, k)[0])
     lo, hi = np.quantile(ret, [0.025, 0.975])
     return {"noise_matched_retention": float(np.mean(ret)), "noise_matched_retention_low": float(lo),
             "noise_matched_retention_high": float(hi), f"noise_matched_top{k}_overlap": float(np.mean(ov)),
@@ -250,7 +271,7 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
     the train codes of the alt and random SAEs are cached for stage 05 (`sae_codes`)."""
     E = ctx.model.item_emb.weight.detach()
     h_mean = ctx.h["train"].mean(0, keepdim=True)
-    ref = {s: sasrec_outputs(cfg, ctx, s, scores=s == "test") for s in ("dev", "test")}
+    ref = {s: sasrec_outputs(cfg, ctx, s) for s in ("dev", "test")}
     ranks_h = {s: r.ranks for s, r in ref.items()}
     ev = {"sasrec": {s: metrics.ranking_metrics(r) for s, r in ranks_h.items()}}
     saes = {n: f.sae for n, f in fits.items()}
@@ -270,13 +291,13 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
         row["health"] = health
         row["freq"] = freq
         row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask,
-                                   ranks_orig=ranks_h["test"], s_orig=ref["test"].scores, ranks_sae=ranks["test"])
+                                   ranks_orig=ranks_h["test"], ranks_sae=ranks["test"])
         dev = retention(ranks_h["dev"], ranks["dev"])  # the same ratio on dev: how far apart can two splits be?
         row["fidelity"].update(retention_dev=dev["retention"], retention_dev_ci_low=dev["retention_ci_low"],
                                retention_dev_ci_high=dev["retention_ci_high"])
         if name == "main":
             row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed,
-                                                     ranks_orig=ranks_h["test"], s_orig=ref["test"].scores))
+                                                     ranks_orig=ranks_h["test"]))
         row["config"] = sae.cfg.to_dict()
         ev[name] = row
     return ev
@@ -399,26 +420,25 @@ def random_baseline(sae: TopKSAE, h_train: torch.Tensor) -> TopKSAE:
 class SASRecOutputs:
     ranks: np.ndarray                   # 1-based full-ranking rank of each target, known items masked
     top1: np.ndarray                    # SASRec's top recommendation per instance, known items masked
-    scores: torch.Tensor | None = None  # the masked (n, n_items) scores, only when asked for (in memory)
 
 
-def sasrec_outputs(cfg, ctx: StageInputs, split: str, scores: bool = False) -> SASRecOutputs:
+def sasrec_outputs(cfg, ctx: StageInputs, split: str) -> SASRecOutputs:
     """SASRec's own ranking of one split, computed once per checkpoint: ranks and top-1 items cached in
-    <run>/sasrec_outputs/ (keyed by the checkpoint) for stages 04 and 05; the masked score matrix (n x items
-    floats) is recomputed in memory when `scores` asks for it, never written."""
+    <run>/sasrec_outputs/ (keyed by the checkpoint) for stages 04 and 05."""
     E = ctx.model.item_emb.weight.detach()
     out = Path(cfg.run_dir) / "sasrec_outputs"
     meta, f_ranks, f_top1 = out / f"{split}.json", out / f"{split}_ranks.npy", out / f"{split}_top1.npy"
-    sc = _masked_scores(E, ctx.h[split], ctx.inst[split], ctx.mask) if scores else None
     if meta.exists() and artifacts.read_json(meta).get("sasrec") == ctx.sasrec_key and f_ranks.exists() \
             and f_top1.exists():
-        return SASRecOutputs(np.load(f_ranks), np.load(f_top1), sc)
+        return SASRecOutputs(np.load(f_ranks), np.load(f_top1))
     ranks = rank_targets(E, ctx.h[split], ctx.inst[split], ctx.mask)
-    top1 = (sc if sc is not None else _masked_scores(E, ctx.h[split], ctx.inst[split], ctx.mask)).argmax(1).numpy()
+    h, inst = ctx.h[split], ctx.inst[split]
+    top1 = np.concatenate([_masked_scores(E, h[b], inst.subset(b), ctx.mask).argmax(1).numpy()
+                           for b in _row_blocks(len(inst), E.shape[0])] or [np.zeros(0, np.int64)])
     artifacts.write_npy(f_ranks, ranks)
     artifacts.write_npy(f_top1, top1)
     artifacts.write_json(meta, {"sasrec": ctx.sasrec_key, "n": int(len(ranks))})
-    return SASRecOutputs(ranks, top1, sc)
+    return SASRecOutputs(ranks, top1)
 
 
 def _weights_key(sae: TopKSAE, sasrec_key: str) -> str:
