@@ -18,7 +18,8 @@ from recsae_utils.model import SASRec, SASRecConfig
 REPO = Path(__file__).resolve().parent.parent
 # 1,346 tiny training instances in batches of 269: every batch splits 135/134 over two ranks, and the last
 # one has a single row, so rank 1 runs that step on a padding row with share 0
-ENV = {"RECSAE_MAX_EPOCHS": "2", "RECSAE_BATCH_SIZE": "269", "RECSAE_LR": "3e-3", "RECSAE_SAE_EPOCHS": "3"}
+ENV = {"RECSAE_MAX_EPOCHS": "2", "RECSAE_BATCH_SIZE": "269", "RECSAE_LR": "3e-3", "RECSAE_SAE_EPOCHS": "3",
+       "RECSAE_ABLATIONS": "1"}  # the reference-variant SAE too
 ATOL = 1e-5
 
 
