@@ -9,14 +9,7 @@ import torch.nn.functional as F
 
 from recsae_utils import sae as S
 from recsae_utils.dictionary import firing_index
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from test_sae import one_thread  # noqa: F401  (autouse: one torch thread for these tiny problems)
 
 
 def planted(n=10_000, d=32, n_atoms=64, active=3, noise=0.01, seed=0):
