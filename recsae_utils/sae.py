@@ -1,4 +1,5 @@
-"""TopK sparse autoencoder on SASRec's user vector h_u (Gao et al. 2024; RecSAE = protocol.md §3).
+"""TopK sparse autoencoder on SASRec's user vector h_u (Gao et al. 2024; RecSAE = protocol.md §3), and two
+other families trained by the same loop (SAEConfig.family, below).
 
     z     = TopK_k( ReLU(W_enc (x - b_dec) + b_enc) )           k non-zeros out of n_latents
     x_hat = sum_{j in TopK} z_j W_dec[j] + b_dec                  (W_dec rows have unit norm)
@@ -35,6 +36,24 @@ Measured on ML-1M h_u from a 13-epoch SASRec (562,729 x 64; 2,048 latents, k = 3
 on a 2-core VM busy with another job): ~12 s/epoch at batch 1024. Batch 1024 with lr 3e-3 gives explained
 variance .985 after one epoch, .994 after two, .998 after ten (1.3% dead latents by then); the
 reference's lr 1e-4 needs tens of epochs (.95 after three). See benchmarks/bench_sae.py.
+
+Families. "topk" (the default) is everything above. The two others need the "openai" variant.
+"batchtopk" (Bussmann et al. 2024): in training the k*B largest pre-activations of the whole batch win,
+    S     = TopK_{k B}( {pre_bj : b < B, j < n_latents} ),   z_bj = ReLU(pre_bj) if (b, j) in S else 0
+  so the samples share a budget of k*B slots (mean L0 = k) and a hard sample can take more than k. A
+  batch is not available at inference, so a code there comes from one learned threshold,
+    z_j   = pre_j if pre_j > theta else 0,   theta <- (1 - threshold_beta) theta + threshold_beta min_{S, z>0} z
+  (theta = an exponential moving average, over training steps, of the smallest positive selected value;
+  it starts at the first batch's value). The number of active latents then varies per sample: it is
+  capped at k_max (the k_max largest are kept; default 4k) and the codes are padded to the widest row of
+  the batch with (index, value 0) slots, which every reader of codes takes as "not firing". An SAE that
+  never trained (theta = 0, the random baseline) encodes with the per-sample top-k instead.
+"matryoshka" (Bussmann et al. 2025; Nabeshima 2024): BatchTopK codes, and nested prefixes
+  p_1 < ... < p_G = n_latents of the dictionary each reconstruct x on their own,
+    x_hat_g = sum_{j in S, j < p_g} z_j W_dec[j] + b_dec,    loss = mean_g FVU(x, x_hat_g) + aux_coef * AuxK
+  (default prefixes m/16, m/8, m/4, m/2, m; the mean rather than the sum keeps aux_coef's meaning and the
+  loss on the FVU scale). The first latents must reconstruct alone, so they take the broad directions and
+  later ones refine them instead of absorbing them; x_hat = x_hat_G is the reconstruction downstream.
 """
 from __future__ import annotations
 
@@ -57,6 +76,9 @@ from .progress import step as progress_step
 from .train import _load_state, _state_tensors, early_stop_now
 
 
+FAMILIES = ("topk", "batchtopk", "matryoshka")
+
+
 @dataclass
 class SAEConfig:
     """One SAE fit. The defaults are the run's (config.RunConfig's sae_* fields), so an SAEConfig built by
@@ -77,9 +99,25 @@ class SAEConfig:
     epochs: int = 50                 # the run derives its epochs from sae_samples (recsae.sae_epochs)
     early_stop: int = 10             # patience on the selection score (ReChorus rule)
     seed: int = RunConfig.seed
+    family: str = "topk"             # "topk", "batchtopk" or "matryoshka" (module docstring)
+    k_max: int = 0                   # batchtopk/matryoshka inference: most active latents per sample (0 = 4k)
+    threshold_beta: float = 0.01     # weight of each batch in the inference threshold's moving average
+    prefixes: tuple = ()             # matryoshka prefix sizes, increasing, last = n_latents (() = m/16 .. m)
+
+    FAMILY_FIELDS = ("family", "k_max", "threshold_beta", "prefixes")
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown SAE family {self.family!r}: one of {FAMILIES}")
+        if self.family != "topk" and self.variant != "openai":
+            raise ValueError(f"SAE family {self.family!r} needs variant 'openai', got {self.variant!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; a "topk" config leaves the other families' fields out, so its dict (and every cache
+        key and summary built on it) is what it was before the families existed."""
+        d = asdict(self)
+        d["prefixes"] = list(self.prefixes)
+        return {k: v for k, v in d.items() if k not in self.FAMILY_FIELDS} if self.family == "topk" else d
 
 
 def _topk(pre: Tensor, k: int, group: int = 8) -> tuple[Tensor, Tensor]:
@@ -176,9 +214,16 @@ class TopKSAE(nn.Module):
         xc = x.to(self.W_enc.dtype) - self.b_dec
         with torch.no_grad():  # bias folded into the matmul: addmm would first copy it into all B rows
             pre = torch.cat([xc, xc.new_ones(len(xc), 1)], 1) @ torch.cat([self.W_enc, self.b_enc[:, None]], 1).t()
-            idx = _topk(pre, self.k)[1]  # ReLU is monotone, so the top-k before it is the top-k after it
+            idx, keep = self._select(pre)
         vals = _SelectedPreActs.apply(pre, idx, xc, self.W_enc, self.b_enc).relu()
+        if keep is not None:  # padding slots of a variable-count selection: value 0, no gradient
+            vals = vals * keep
         return vals, idx, pre, xc
+
+    def _select(self, pre: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The chosen latents (B, width) and which slots are real (None: all). ReLU is monotone, so the
+        top-k before it is the top-k after it."""
+        return _topk(pre, self.k)[1], None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(values (B, k) >= 0, indices (B, k) long): the top-k post-ReLU pre-activations, unsorted."""
@@ -212,6 +257,80 @@ def sq_dev(x: Tensor) -> Tensor:
     return ((x - x.mean(0)) ** 2).sum()
 
 
+def batch_topk(pre: Tensor, n_keep: int) -> tuple[Tensor, Tensor]:
+    """The n_keep largest entries of the whole (B, m) batch, as per-row indices (B, width) and a keep mask,
+    padded to the row with the most entries (padding: index 0, keep False). Within a row, slots are in
+    order of the flattened top-k (not sorted)."""
+    B, m = pre.shape
+    n_keep = min(n_keep, B * m)
+    flat = pre.reshape(-1).topk(n_keep, sorted=False).indices
+    rows, order = (flat // m).sort(stable=True)
+    cols = (flat % m)[order]
+    counts = torch.bincount(rows, minlength=B)
+    pos = torch.arange(n_keep, device=pre.device) - (counts.cumsum(0) - counts)[rows]
+    width = max(int(counts.max()) if B else 0, 1)
+    idx = torch.zeros(B, width, dtype=torch.long, device=pre.device)
+    keep = torch.zeros(B, width, dtype=torch.bool, device=pre.device)
+    idx[rows, pos] = cols
+    keep[rows, pos] = True
+    return idx, keep
+
+
+def matryoshka_prefixes(n_latents: int, prefixes=()) -> tuple[int, ...]:
+    """Nested prefix sizes, increasing and ending at n_latents; () gives m/16, m/8, m/4, m/2, m."""
+    p = tuple(prefixes) or tuple(n_latents // f for f in (16, 8, 4, 2, 1))
+    p = tuple(sorted({int(v) for v in p if int(v) > 0}))
+    if not p or p[-1] != n_latents:
+        raise ValueError(f"matryoshka prefixes {prefixes!r} must be positive and end at n_latents={n_latents}")
+    return p
+
+
+class BatchTopKSAE(TopKSAE):
+    """The "batchtopk" and "matryoshka" families (module docstring): batch-wide selection while training,
+    the learned threshold `threshold` in eval mode."""
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        self.k_max = min(cfg.k_max or 4 * cfg.k, cfg.n_latents)
+        self.prefixes = (matryoshka_prefixes(cfg.n_latents, cfg.prefixes) if cfg.family == "matryoshka"
+                         else (cfg.n_latents,))
+        self.register_buffer("threshold", torch.zeros(()))
+
+    def _select(self, pre: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.training:
+            return batch_topk(pre, self.k * len(pre))
+        if self.threshold <= 0:  # never trained: the per-sample top-k of the same budget
+            return _topk(pre, self.k)[1], None
+        vals, idx = pre.topk(self.k_max, dim=1)  # sorted, so the kept slots come first
+        keep = vals > self.threshold
+        width = max(int(keep.sum(1).max()) if len(pre) else 0, 1)
+        return idx[:, :width], keep[:, :width]
+
+    @torch.no_grad()
+    def update_threshold_(self, vals: Tensor) -> None:
+        """Move the inference threshold towards this training batch's smallest positive selected value."""
+        pos = vals[vals > 0]
+        if pos.numel():
+            b = self.cfg.threshold_beta
+            low = pos.min()
+            self.threshold.copy_(low if self.threshold <= 0 else (1 - b) * self.threshold + b * low)
+
+
+def make_sae(cfg: SAEConfig) -> TopKSAE:
+    """A fresh SAE of cfg's family."""
+    return (TopKSAE if cfg.family == "topk" else BatchTopKSAE)(cfg)
+
+
+def reconstruction_loss(sae: TopKSAE, x: Tensor, vals: Tensor, idx: Tensor, x_hat: Tensor,
+                        den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
+    """FVU of x_hat; for "matryoshka" the mean FVU over the nested prefixes' reconstructions (x_hat is
+    the last, full one)."""
+    if sae.cfg.family != "matryoshka":
+        return fvu_loss(x, x_hat, den)
+    parts = [fvu_loss(x, sae.decode(vals * (idx < p), idx), den) for p in sae.prefixes[:-1]]
+    return torch.stack(parts + [fvu_loss(x, x_hat, den)]).mean()
+
+
 def fvu_loss(x: Tensor, x_hat: Tensor, den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
     """Fraction of variance unexplained over the batch (sums, one division): scale-free, 1 = predict the mean."""
     return ((x - x_hat) ** 2).sum() / den(x).clamp_min(1e-12)
@@ -241,7 +360,7 @@ def _batch_loss(sae: TopKSAE, xb: Tensor, dead: Tensor, den: Callable[[Tensor], 
     """A step's forward as one function, so that DDP can run it: (loss, aux, values, indices, x_hat)."""
     vals, idx, pre, xc = sae._encode(xb)
     x_hat = sae.decode(vals, idx)
-    fvu = fvu_loss(xb, x_hat, den)
+    fvu = reconstruction_loss(sae, xb, vals, idx, x_hat, den)
     aux = auxk_loss(sae, xb, x_hat, pre, xc, dead, den) if sae.cfg.aux_coef > 0 else fvu.new_zeros(())
     return fvu + sae.cfg.aux_coef * aux, aux, vals, idx, x_hat
 
@@ -304,7 +423,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
         raise ValueError(f"unknown variant {cfg.variant!r}")
     x = x_train.detach().float().contiguous()
     n, openai = len(x), cfg.variant == "openai"
-    sae = TopKSAE(cfg).to(x.device)
+    sae = make_sae(cfg).to(x.device)
     if init_b_dec and openai:
         sae.b_dec.data.copy_(x.mean(0))
     opt = torch.optim.Adam([{"params": [sae.W_enc, sae.W_dec, sae.b_dec], "weight_decay": cfg.l2},
@@ -382,6 +501,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             if openai:
                 sae.project_decoder_grad_()
             opt.step()
+            if cfg.family != "topk":
+                sae.update_threshold_(vals)
             with torch.no_grad():
                 if openai:
                     sae.normalize_decoder_()
@@ -437,7 +558,9 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
 
 @torch.no_grad()
 def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(indices int32 (n, k), values float32 (n, k)), each row sorted by value, largest first."""
+    """(indices int32 (n, w), values float32 (n, w)), each row sorted by value, largest first. w = k for
+    "topk"; for the threshold families w is the most active latents of any row (<= k_max), and shorter
+    rows end in (index 0, value 0) padding, which readers take as "not firing" (value 0)."""
     idx_out, val_out = [], []
     for s in range(0, len(x), batch_size):
         vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
@@ -446,6 +569,9 @@ def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.n
         val_out.append(vals.float().cpu())
     if not idx_out:
         return np.zeros((0, sae.k), np.int32), np.zeros((0, sae.k), np.float32)
+    w = max(v.shape[1] for v in val_out)
+    idx_out = [F.pad(i, (0, w - i.shape[1])) for i in idx_out]
+    val_out = [F.pad(v, (0, w - v.shape[1])) for v in val_out]
     return torch.cat(idx_out).numpy(), torch.cat(val_out).numpy()
 
 
@@ -464,14 +590,14 @@ def save_sae(path: str | Path, sae: TopKSAE, extra: dict | None = None) -> Path:
 
 def load_sae(path: str | Path) -> TopKSAE:
     tensors, config = artifacts.load_weights(path)
-    sae = TopKSAE(SAEConfig(**config["sae"]))
+    sae = make_sae(SAEConfig(**config["sae"]))
     sae.load_state_dict(tensors)
     return sae.eval()
 
 
 def random_sae(cfg: SAEConfig, x_mean: Tensor | None = None) -> TopKSAE:
     """The "Init" baseline: exactly the weights fit_sae starts from (same seed), b_dec = data mean if given."""
-    sae = TopKSAE(cfg)
+    sae = make_sae(cfg)
     if x_mean is not None:
         sae.b_dec.data.copy_(x_mean.reshape(-1))
     return sae.eval()
