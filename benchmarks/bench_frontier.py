@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--stable-seeds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="full")
+    ap.add_argument("--fit-only", action="store_true", help="fit (or find) every SAE of the grid and stop")
     a = ap.parse_args()
     out = Path(a.out)
     run = Path(a.run_dir)
@@ -163,8 +164,15 @@ def main() -> None:
     base = recsae.sae_config(cfg, h_tr.shape[1], len(x), cfg.sae_latents, cfg.sae_k, "openai")
     if a.epochs:
         base = dataclasses.replace(base, epochs=a.epochs)
-    ranks_orig = {s: rank_targets(r["E"], r["h"][s], r["inst"][s], r["mask"]) for s in ("dev", "test")}
     stable = {(f, int(m), int(k)) for f, m, k in (p.split(":") for p in a.stable.split(",") if p)}
+    if a.fit_only:  # the slow part alone, e.g. while the detection vocabulary is still being settled
+        for fam, m, k in parse_grid(a.grid):
+            for s in range(a.stable_seeds if (fam, m, k) in stable else 1):
+                t0 = time.time()
+                fit(out, base, fam, m, k, a.seed + s, x)
+                print(f"fitted {fam} {m}xk{k} seed {a.seed + s} ({time.time() - t0:.0f}s)", flush=True)
+        return
+    ranks_orig = {s: rank_targets(r["E"], r["h"][s], r["inst"][s], r["mask"]) for s in ("dev", "test")}
     rows = []
     for fam, m, k in parse_grid(a.grid):
         t0 = time.time()
