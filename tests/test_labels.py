@@ -146,3 +146,28 @@ def test_genre_coherence_planted(world):
     pd.testing.assert_frame_equal(df, coh.genre_coherence(d, seed=0).set_index("latent"))   # seeded
     s = coh.coherence_summary(df.reset_index())
     assert s["n"] == 4 and 0.25 <= s["share_above_random_p95"] <= 0.75 and s["median_random"] < s["median"] + 1
+
+
+def test_vocabulary_summary_adds_keys_only():
+    """The summary's per-model scores keep every existing key and value; the vocabularies come as new keys,
+    the exemplar upper half read off the window sweep's whole-history row."""
+    from recsae_utils import concepts
+
+    row = {"n_scored": 10.0, "median_bal_acc_random": 0.8, "share_bal_acc_ge_0.8_random": 0.5}
+    scores = {"SAE": dict(row), "raw h_u dimensions": dict(row)}
+    before = json.loads(json.dumps(scores))
+    summ = {"n_scored": 10, "median_bal_acc_random": 0.6, "share_bal_acc_ge_0.8_random": float("nan")}
+    vocab = {n: {"metadata": {"all": summ, "upper_half": dict(summ, median_bal_acc_random=0.7)},
+                 "coherence": {"n": 3, "median": 0.5}} for n in scores}
+    sweep = pd.DataFrame([{"window": w, "strong_q": q, "model": n, "sae": "2048", "n_scored": 9.0,
+                           "median_bal_acc_random": 0.9 + w / 100 + q}
+                          for w in (0, 1, 20) for q in (0.0, dtc.STRONG_Q) for n in scores])
+    coh_out = concepts.vocabulary_summary(scores, vocab, sweep)
+    assert coh_out == {n: {"n": 3, "median": 0.5} for n in scores}
+    for n in scores:
+        assert {k: scores[n][k] for k in before[n]} == before[n]
+        assert scores[n]["metadata"] == {"n_scored": 10.0, "median_bal_acc_random": 0.6,
+                                         "share_bal_acc_ge_0.8_random": None}
+        assert scores[n]["metadata_upper_half"]["median_bal_acc_random"] == 0.7
+        assert scores[n]["exemplars_upper_half"] == {"n_scored": 9.0, "median_bal_acc_random": pytest.approx(1.6)}
+    json.dumps(scores, allow_nan=False)
