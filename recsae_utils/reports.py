@@ -411,9 +411,8 @@ def write_report(report_dir: str | Path) -> Path:
         out.append("## Detection: can a label tell a latent's firings from other sequences?\n\n" + detection_table(s))
         meta = any("metadata" in r for r in c["scores"].values())
         out.append("Held-out (dev + test) sequences, whole history, all firings, random negatives"
-                   + ("" if meta else " unless marked") + "; latents with ≥ 5 held-out positives; labels and item "
-                   "tables from " + ("all of each latent's training firings" if not pool else
-                                     f"each latent's {pool} strongest training firings")
+                   + ("" if meta else " unless marked") + "; ≥ 5 held-out positives per latent; labels from "
+                   + ("all of each latent's training firings" if not pool else f"each latent's {pool} strongest training firings")
                    + (". Metadata: what a label names (genres, decade, popularity band); exemplars: plus its items"
                       if meta else "") + ".\n")
         pivot = window_pivot(s)
