@@ -279,14 +279,16 @@ def offline_label(card: Mapping[str, Any]) -> dict:
             + f" (odds ratio {p['odds_ratio']:.1f})"
 
     named = {(p["kind"], p["value"]) for p in parts}
-    weak = [dict(e, kind=k, value=e[k]) for k in ("genre", "decade") for e in _significant(card.get(f"{k}_enrichment", []))
-            if (k, e[k]) not in named]
+    weak = [dict(e, kind=k, value=e[k]) for k in ("genre", "decade")
+            for e in _significant(card.get(f"{k}_enrichment", [])) if (k, e[k]) not in named]
     weak = sorted(weak, key=lambda e: (-e["odds_ratio"], str(e["value"])))[:LABEL_WEAK_SHOWN]
     desc = ("Fires on histories with more " + _and([says(p) for p in parts]) + " than the average history."
-            if parts else f"Fires on histories with no {_and(kinds).replace(' and ', ' or ')} enrichment strong enough to name "
-                          f"(odds ratio >= {LABEL_MIN_OR:g} at p < {LABEL_P:g}); popularity percentile {pct:.0f}.")
+            if parts else f"Fires on histories with no {_and(kinds).replace(' and ', ' or ')} enrichment strong "
+                          f"enough to name (odds ratio >= {LABEL_MIN_OR:g} at p < {LABEL_P:g}); popularity "
+                          f"percentile {pct:.0f}.")
     if weak:
-        desc += " Enriched below the naming bar: " + ", ".join(f"{_part_text(e)} (odds ratio {e['odds_ratio']:.1f})" for e in weak) + "."
+        desc += " Also enriched, not named: " + ", ".join(f"{_part_text(e)} (odds ratio {e['odds_ratio']:.1f})"
+                                                          for e in weak) + "."
     if ex:
         desc += (f" Typical {what}: " + "; ".join(f"{e['title'] or 'item ' + str(e['item_id'])} "
                                                    f"({e['lift_shrunk']:.1f}x base rate)" for e in ex) + ".")

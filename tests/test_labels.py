@@ -81,7 +81,7 @@ def test_label_names_strongest_first_and_only_material_parts():
             "decade_enrichment": [{"decade": 2000, "odds_ratio": 5.6, "p_value": 1e-40}]}
     lab = crd.offline_label(card)
     assert lab["name"] == "2000s (Wonder Boys, Small Time Crooks, 2010)"
-    assert "Enriched below the naming bar: Sci-Fi (odds ratio 1.8)" in lab["description"]
+    assert "Also enriched, not named: Sci-Fi (odds ratio 1.8)" in lab["description"]
     # ranked by effect size across kinds; a weakly significant genre stays out; popularity on the odds scale
     card = dict(card, popularity_pct=70.0, genre_enrichment=[
         {"genre": "Drama", "odds_ratio": 2.5, "p_value": 1e-12}, {"genre": "War", "odds_ratio": 9.0, "p_value": 1e-5},
