@@ -246,7 +246,9 @@ def _and(words: list[str]) -> str:
 
 
 def _part_text(p: Mapping[str, Any]) -> str:
-    return f"{p['value']}s" if p["kind"] == "decade" else str(p["value"])
+    """'1990s', 'Western'; a category known only by its id (Grocery) reads 'category 12'."""
+    v = str(p["value"])
+    return f"{v}s" if p["kind"] == "decade" else f"category {v}" if v.isdigit() else v
 
 
 def offline_label(card: Mapping[str, Any]) -> dict:
@@ -275,7 +277,7 @@ def offline_label(card: Mapping[str, Any]) -> dict:
     def says(p):
         if p["kind"] == "popularity":
             return f"{p['value']} {what} (popularity percentile {pct:.0f}, odds ratio {p['odds_ratio']:.1f})"
-        return (f"{p['value']}s releases" if p["kind"] == "decade" else f"{p['value']} {what}") \
+        return (f"{p['value']}s releases" if p["kind"] == "decade" else f"{_part_text(p)} {what}") \
             + f" (odds ratio {p['odds_ratio']:.1f})"
 
     named = {(p["kind"], p["value"]) for p in parts}

@@ -108,6 +108,9 @@ def test_category_labels_without_titles_or_decades():
     card["genre_enrichment"][0]["odds_ratio"] = 4.0
     lab = crd.offline_label(card)
     assert lab["name"] == "generic (30% of histories): Snacks (item 9)" and "Snacks items (odds ratio 4.0)" in lab["description"]
+    card["genre_enrichment"][0]["genre"] = "12"                  # Grocery's categories are ids
+    lab = crd.offline_label(card)
+    assert lab["name"] == "generic (30% of histories): category 12 (item 9)" and "category 12 items (" in lab["description"]
 
 
 def test_metadata_vocabulary_scores(world):
