@@ -20,6 +20,13 @@ LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
 LABEL_MAX_ITEMS = 20       # exemplar items named in an offline label's description (and in its signature)
 LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
+LABEL_P = 1e-8             # a label names a genre / decade only with one-sided Fisher p below this (1e-3
+                           # Bonferroni-corrected for 1e5 latent x feature tests, more than 2,048 latents x ~30
+                           # features make; the slot-level p-values are anti-conservative, see dictionary.py) ...
+LABEL_MIN_OR = 2.0         # ... AND odds ratio at least this; popularity is named when exp|theta| (the odds of an
+                           # above- vs below-median popularity item, `popularity_odds_ratio`) is at least this too
+LABEL_WEAK_SHOWN = 3       # enriched features below the naming bar that the description still lists
+VOCABULARIES = ("metadata", "exemplars")   # detection signatures: what a label names / plus its exemplar items
 EXEMPLAR_MIN_COUNT = 3     # an exemplar is in at least 3 of the latent's pooled firing sequences ...
 EXEMPLAR_MIN_LIFT = 2.0    # ... with shrunk lift at least 2 (twice its base rate)
 POP_HIGH = 60.0            # popularity_pct >= this: "popular" (50 = a typical consumed item)
@@ -140,8 +147,10 @@ def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> li
     return out[:LABEL_MAX_ITEMS if max_items is None else max_items]
 
 
-def label_signature(card: Mapping[str, Any]) -> dict:
-    """The metadata signature behind an offline label, i.e. exactly what the label states, as weights:
+def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> dict:
+    """The signature a detection score tests, in one of two vocabularies (VOCABULARIES):
+    'metadata' is `metadata_signature`, only what the offline label's name states; 'exemplars' (the default,
+    the study's original signature) weighs, besides genres, decades and popularity, the exemplar items:
     - exemplar items (`label_exemplars`: up to LABEL_MAX_ITEMS of the card's top items by shrunk lift with
       count >= EXEMPLAR_MIN_COUNT and shrunk lift >= EXEMPLAR_MIN_LIFT), weight log(shrunk lift), the
       log-likelihood ratio of the item being in a sequence;
@@ -154,6 +163,10 @@ def label_signature(card: Mapping[str, Any]) -> dict:
       as the genre weights; 'mid' carries no weight (it does not separate anything).
     A sequence's score is sum_i weight_i * [item i in the sequence] + sum_f weight_f * share_f(sequence)
     + theta * (mean item percentile - 50) / 50 (`signature_scores`). Only the card (training data) is read."""
+    if vocabulary == "metadata":
+        return metadata_signature(card)
+    if vocabulary != "exemplars":
+        raise ValueError(f"vocabulary must be one of {VOCABULARIES}, not {vocabulary!r}")
     g = _significant(card.get("genre_enrichment", []))
     g = sorted(g, key=lambda e: (-e["odds_ratio"], str(e["genre"])))[:LABEL_MAX_GENRES]
     dd = _significant(card.get("decade_enrichment", []))
@@ -184,48 +197,101 @@ def _short_title(e: Mapping[str, Any]) -> str:
     return re.sub(r"^(.+), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$", r"\2 \1", t).replace("L' ", "L'")
 
 
+def popularity_odds_ratio(pct: float) -> float:
+    """exp|theta| of a popularity percentile: under the tilted-uniform model of `label_signature` the odds of
+    an above- vs a below-median popularity item are exp(theta), so popularity ranks against genre and decade
+    odds ratios on one scale (1 at pct 50; 2 at about pct 61 or 39)."""
+    return math.exp(abs(_langevin_inv((float(pct) - 50.0) / 50.0)))
+
+
+def label_concept(card: Mapping[str, Any]) -> list[dict]:
+    """What an offline label names, strongest first: up to LABEL_MAX_GENRES genres (categories) and
+    LABEL_MAX_DECADES decades with p < LABEL_P and odds ratio >= LABEL_MIN_OR (among the card's entries, which
+    already hold >= ENRICH_MIN_SHARE of the latent's slots), and the popularity band ('popular' / 'niche')
+    when `popularity_odds_ratio` >= LABEL_MIN_OR, all ordered by odds ratio (ties: genre, decade, popularity,
+    then value). Each part: {'kind': 'genre'|'decade'|'popularity', 'value', 'odds_ratio', 'weight'} with
+    weight log(odds ratio) (popularity: signed theta). Empty = no clear signal."""
+    def strong(entries, key, n):
+        ok = [e for e in entries or [] if e["p_value"] < LABEL_P and e["odds_ratio"] >= LABEL_MIN_OR]
+        ok.sort(key=lambda e: (-e["odds_ratio"], str(e[key])))
+        return [{"kind": key, "value": e[key], "odds_ratio": float(e["odds_ratio"]),
+                 "weight": math.log(e["odds_ratio"])} for e in ok[:n]]
+
+    parts = strong(card.get("genre_enrichment"), "genre", LABEL_MAX_GENRES) \
+        + strong(card.get("decade_enrichment"), "decade", LABEL_MAX_DECADES)
+    pct = float(card.get("popularity_pct", 50.0))
+    if popularity_odds_ratio(pct) >= LABEL_MIN_OR:
+        parts.append({"kind": "popularity", "value": "popular" if pct > 50 else "niche",
+                      "odds_ratio": popularity_odds_ratio(pct), "weight": _langevin_inv((pct - 50.0) / 50.0)})
+    order = {"genre": 0, "decade": 1, "popularity": 2}
+    return sorted(parts, key=lambda p: (-p["odds_ratio"], order[p["kind"]], str(p["value"])))
+
+
+def metadata_signature(card: Mapping[str, Any]) -> dict:
+    """The 'metadata' vocabulary: the signature of exactly what the offline label's name states
+    (`label_concept`), no items; a person reading the label could apply it. Same schema and weights as
+    `label_signature` (log odds ratios, popularity theta); a latent with no clear signal gets an empty one."""
+    parts = label_concept(card)
+    pop = [p for p in parts if p["kind"] == "popularity"]
+    pct = float(card.get("popularity_pct", 50.0))
+    return {"latent": int(card["latent"]), "items": {},
+            "genres": {str(p["value"]): p["weight"] for p in parts if p["kind"] == "genre"},
+            "decades": {int(p["value"]): p["weight"] for p in parts if p["kind"] == "decade"},
+            "popularity": {"band": pop[0]["value"] if pop else "mid", "pct": pct,
+                           "weight": pop[0]["weight"] if pop else 0.0}}
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _part_text(p: Mapping[str, Any]) -> str:
+    """'1990s', 'Western'; a category known only by its id (Grocery) reads 'category 12'."""
+    v = str(p["value"])
+    return f"{v}s" if p["kind"] == "decade" else f"category {v}" if v.isdigit() else v
+
+
 def offline_label(card: Mapping[str, Any]) -> dict:
-    """A deterministic label from metadata only (the default labeler when no LLM is configured), e.g.
-    name "Western (Tombstone, Unforgiven, Dances with Wolves), 1990s releases, mid-popularity" with a
-    description that states what the detection score uses (`label_signature`): the exemplar items and
-    their lift, the enriched genres / decades with their odds ratios, and the popularity band."""
-    sig = label_signature(card)
+    """A deterministic label from metadata only (the default labeler when no LLM is configured). The name
+    leads with the concept, strongest first (`label_concept`: only materially enriched genres, decades and
+    popularity), then LABEL_NAME_ITEMS exemplar titles, e.g. "Western, 1990s (Tombstone, Unforgiven,
+    Maverick)"; a latent with no clear signal says so: "no clear genre/decade/popularity signal: Tombstone,
+    ...". Generic latents keep their "generic (x% of histories): " prefix. The description gives the odds
+    ratios, the weaker enrichments left unnamed and the exemplar items with their lift."""
+    parts = label_concept(card)
     titled = _is_titled(card)
-    noun = "genre" if titled else "categor"
+    dated = any(it.get("year") for it in card.get("top_items", []) or []) or bool(card.get("decade_enrichment"))
+    what = "titles" if titled else "items"
     ex = label_exemplars(card)
-    gs = sorted(sig["genres"], key=lambda k: -sig["genres"][k])
-    ds = sorted(sig["decades"], key=lambda k: -sig["decades"][k])
-    band = sig["popularity"]["band"]
-    pct = sig["popularity"]["pct"]
-    band_txt = {"popular": "popular", "niche": "niche", "mid": "mid-popularity"}[band]
-    head = " + ".join(gs) if gs else ("mixed genres" if noun == "genre" else "mixed categories")
-    if ex:
-        head += " (" + ", ".join(_short_title(e) for e in ex[:LABEL_NAME_ITEMS]) + ")"
-    parts = [head]
-    parts += [f"{d}s releases" for d in ds]
-    parts.append(band_txt)
-    name = ", ".join(parts)
+    short = ", ".join(_short_title(e) for e in ex[:LABEL_NAME_ITEMS])
+    kinds = ["genre" if titled else "category"] + (["decade"] if dated else []) + ["popularity"]
+    if parts:
+        name = ", ".join(_part_text(p) for p in parts) + (f" ({short})" if short else "")
+    else:
+        name = f"no clear {'/'.join(kinds)} signal" + (f": {short}" if short else "")
     freq = float(card.get("freq", 0.0))
     if freq > GENERIC_FREQ:
         name = f"generic ({100 * freq:.0f}% of histories): " + name
-    what = "titles" if titled else "items"
-    if gs:
-        ors = {e["genre"]: e["odds_ratio"] for e in card["genre_enrichment"]}
-        kind = "genres" if noun == "genre" else "categories"
-        g_txt = f"rich in {' and '.join(gs)} {what} ({kind} enriched, odds ratio " \
-                + ", ".join(f"{ors[g]:.1f}" for g in gs) + ")"
-    else:
-        g_txt = f"with no significantly enriched {'genre' if noun == 'genre' else 'category'}"
-    d_txt = ""
-    if ds:
-        ord_ = {e["decade"]: e["odds_ratio"] for e in card["decade_enrichment"]}
-        d_txt = ", mostly " + " and ".join(f"{d}s releases (odds ratio {ord_[d]:.1f})" for d in ds)
-    e_txt = ""
-    if ex:
-        e_txt = (" Typical " + ("titles" if titled else "items") + ": "
-                 + "; ".join(f"{e['title'] or 'item ' + str(e['item_id'])} ({e['lift_shrunk']:.1f}x base rate)"
-                             for e in ex) + ".")
-    desc = (f"Fires on histories {g_txt}{d_txt}, of {band_txt.replace('-', ' ')} {what} "
-            f"(popularity percentile {pct:.0f}, 50 = typical).{e_txt}")
-    return {"name": name, "description": desc}
+    pct = float(card.get("popularity_pct", 50.0))
 
+    def says(p):
+        if p["kind"] == "popularity":
+            return f"{p['value']} {what} (popularity percentile {pct:.0f}, odds ratio {p['odds_ratio']:.1f})"
+        return (f"{p['value']}s releases" if p["kind"] == "decade" else f"{_part_text(p)} {what}") \
+            + f" (odds ratio {p['odds_ratio']:.1f})"
+
+    named = {(p["kind"], p["value"]) for p in parts}
+    weak = [dict(e, kind=k, value=e[k]) for k in ("genre", "decade")
+            for e in _significant(card.get(f"{k}_enrichment", [])) if (k, e[k]) not in named]
+    weak = sorted(weak, key=lambda e: (-e["odds_ratio"], str(e["value"])))[:LABEL_WEAK_SHOWN]
+    desc = ("Fires on histories with more " + _and([says(p) for p in parts]) + " than the average history."
+            if parts else f"Fires on histories with no {_and(kinds).replace(' and ', ' or ')} enrichment strong "
+                          f"enough to name (odds ratio >= {LABEL_MIN_OR:g} at p < {LABEL_P:g}); popularity "
+                          f"percentile {pct:.0f}.")
+    if weak:
+        desc += " Also enriched, not named: " + ", ".join(f"{_part_text(e)} (odds ratio {e['odds_ratio']:.1f})"
+                                                          for e in weak) + "."
+    if ex:
+        desc += (f" Typical {what}: " + "; ".join(f"{e['title'] or 'item ' + str(e['item_id'])} "
+                                                   f"({e['lift_shrunk']:.1f}x base rate)" for e in ex) + ".")
+    return {"name": name, "description": desc}

@@ -18,8 +18,9 @@ import pandas as pd
 
 from . import artifacts, labeling, progress, recsae
 from .cards import latent_cards
-from .detection import (STRONG_Q, WINDOWS, detection_scores, raw_dimension_codes, raw_dimension_k, score_summary,
-                        window_sweep)
+from .coherence import coherence_summary, genre_coherence
+from .detection import (STRONG_Q, WINDOWS, detection_scores, metadata_scores, raw_dimension_codes, raw_dimension_k,
+                        score_summary, window_sweep)
 from .dictionary import ConceptDictionary, build_dictionaries, dictionary_tables, promoted_items, save_dictionaries
 from .explain import judge_probes, label_names, render_explanations
 
@@ -161,6 +162,37 @@ def score_table(models: dict[str, Model], built: dict[str, Built], sc: dict[str,
     return pd.DataFrame(rows).T
 
 
+def vocabulary_step(cfg, ctx, models: dict[str, Model], built: dict[str, Built]) -> dict[str, dict]:
+    """Per model (display name): the score its labels earn from what a person can read in them
+    (`detection.metadata_scores`: the metadata vocabulary, all firings and each latent's upper half) and
+    the label-free genre coherence of its latents' top items (`coherence`)."""
+    hist = held_histories(ctx)
+    out = {}
+    for n, (i, md) in enumerate(models.items(), 1):
+        progress.step(f"metadata scores and coherence {n}/{len(models)}: {md.name}")
+        b = built[i]
+        out[md.name] = {"metadata": metadata_scores(b.d, md.idx_held, md.val_held, hist, b.cards, seed=cfg.seed),
+                        "coherence": coherence_summary(genre_coherence(b.d, seed=cfg.seed), b.d.stats.n_fire > 0)}
+    return out
+
+
+def vocabulary_table(vocab: dict[str, dict], headline: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The two vocabularies side by side per model (median balanced accuracy and share >= 0.8, random
+    negatives) with the coherence; `headline` (`score_table`) adds the exemplar column of all firings."""
+    rows = {}
+    for name, v in vocab.items():
+        a, u, c = v["metadata"]["all"], v["metadata"]["upper_half"], v["coherence"]
+        row = {"metadata median": a["median_bal_acc_random"], "metadata share >= 0.8": a["share_bal_acc_ge_0.8_random"],
+               "metadata median (upper half)": u["median_bal_acc_random"]}
+        if headline is not None and name in headline.index:
+            row["exemplars median"] = headline.at[name, "median_bal_acc_random"]
+            row["exemplars share >= 0.8"] = headline.at[name, "share_bal_acc_ge_0.8_random"]
+        row.update({"coherence median": c["median"], "coherence random": c["median_random"],
+                    "share above random": c["share_above_random"]})
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
 def window_step(cfg, ctx, models: dict[str, Model], built: dict[str, Built],
                 sc: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Which part of the history does a latent read? `detection.window_sweep` per SAE size (the SAE and its
@@ -283,11 +315,35 @@ def show_tables(tables: dict[str, pd.DataFrame]) -> None:
 # Saving
 
 
+def _clean(d: dict) -> dict:
+    return {k: (None if v is None or pd.isna(v) else float(v)) for k, v in d.items()}
+
+
+def vocabulary_summary(scores: dict, vocab: dict[str, dict], sweep: pd.DataFrame) -> dict:
+    """Adds the vocabularies to the summary's per-model scores (new keys only): 'metadata' and
+    'metadata_upper_half' (`vocabulary_step`), and 'exemplars_upper_half' read off the window sweep (whole
+    history, STRONG_Q); returns the per-model coherence section."""
+    for name, v in vocab.items():
+        if name not in scores:
+            continue
+        scores[name]["metadata"] = _clean(v["metadata"]["all"])
+        scores[name]["metadata_upper_half"] = _clean(v["metadata"]["upper_half"])
+        if len(sweep):
+            r = sweep[(sweep["model"] == name) & (sweep["strong_q"] == STRONG_Q)]
+            r = r[r["window"] == r["window"].max()] if len(r) else r
+            if len(r) and r["window"].iat[0] > 0:
+                keep = [c for c in r.columns if c not in ("window", "strong_q", "model", "sae")]
+                scores[name]["exemplars_upper_half"] = _clean(r.iloc[0][keep].to_dict())
+    return {name: v["coherence"] for name, v in vocab.items()}
+
+
 def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd.DataFrame,
-                         movie_view: pd.DataFrame, scores_df: pd.DataFrame, specificity: dict | None = None) -> dict:
+                         movie_view: pd.DataFrame, scores_df: pd.DataFrame, specificity: dict | None = None,
+                         vocab: dict[str, dict] | None = None) -> dict:
     """Full tables to the run folder; trimmed tables (top 20 items per latent), scores and examples to
     reports/<dataset>/concepts/. Returns the summary.json section; `specificity`
-    (`explain.specificity_summary`) goes under its own key with the specific-first explanations."""
+    (`explain.specificity_summary`) goes under its own key with the specific-first explanations, `vocab`
+    (`vocabulary_step`) adds the metadata vocabulary to each model's scores and a 'coherence' section."""
     save_dictionaries(run.tables, Path(cfg.run_dir) / "concepts")
     small = dict(run.tables)
     small["latent_items"] = small["latent_items"][small["latent_items"]["rank"] <= 20]
@@ -324,6 +380,8 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
                                     for k, v in r.items()}
                                    for r in run.tables.get("detection_by_window", pd.DataFrame()).to_dict("records")],
            "explanations": render_explanations(expl, n_reasons=3, specific_first=False)}
+    if vocab is not None:
+        out["coherence"] = vocabulary_summary(out["scores"], vocab, run.tables.get("detection_by_window", pd.DataFrame()))
     if specificity is not None:
         out["specificity"] = {**specificity, "explanations": render_explanations(expl, n_reasons=3)}
     if run.judge is not None:

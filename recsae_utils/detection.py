@@ -172,7 +172,8 @@ def strong_thresholds(f: Firing, q: float) -> np.ndarray:
 
 def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None, heldout_idx: np.ndarray,
                      heldout_val: np.ndarray, heldout_hist: np.ndarray, seed: int = 0,
-                     pop_bins: int = POP_BINS, block: int = 256, strong_q: float = 0.0) -> pd.DataFrame:
+                     pop_bins: int = POP_BINS, block: int = 256, strong_q: float = 0.0,
+                     vocabulary: str = "exemplars") -> pd.DataFrame:
     """Delphi-style detection without an LLM: can a latent's label signature tell its activating held-out
     sequences (activation > 0) from non-activating ones?
 
@@ -185,6 +186,9 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     distribution over popularity quantile bins (mean item popularity, bin edges from training sequences)
     equals the positives' (the expectation of matched draws); positives in a bin with no negative are
     dropped from (b). `signatures` are cards or `label_signature` dicts; None = this dictionary's cards.
+    `vocabulary` (cards.VOCABULARIES) turns cards into signatures: 'exemplars' (items, genres, decades,
+    popularity) or 'metadata' (only what the offline label's name states); given signature dicts are used as
+    they are.
 
     strong_q > 0 asks the question only of each latent's strong firings: positives are held-out activations
     at or above the latent's own training q-quantile (`strong_thresholds`; the threshold calibration uses the
@@ -194,7 +198,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     m = d.m
     if signatures is None:
         signatures = latent_cards(d, n_examples=0)
-    sigs = [s if "popularity" in s and isinstance(s["popularity"], Mapping) else label_signature(s)
+    sigs = [s if "popularity" in s and isinstance(s["popularity"], Mapping) else label_signature(s, vocabulary)
             for s in signatures]
     W = signature_matrix(sigs, d.feats, m)
     Wi = item_signature_matrix(sigs, d.n_items, m)
@@ -293,6 +297,32 @@ def score_summary(scores: pd.DataFrame, live: np.ndarray | None = None, threshol
         out[f"median_bal_acc_{neg}"] = float(ba.median()) if len(s) else float("nan")
         out[f"mean_auc_{neg}"] = float(auc.mean()) if len(s) else float("nan")
     return out
+
+
+FIRINGS = {"all": 0.0, "upper_half": STRONG_Q}   # the positives every vocabulary is scored on (name -> strong_q)
+
+
+def vocabulary_scores(d: ConceptDictionary, cards: Sequence[Mapping] | None, heldout_idx: np.ndarray,
+                      heldout_val: np.ndarray, heldout_hist: np.ndarray, vocabulary: str = "metadata", seed: int = 0,
+                      firings: Mapping[str, float] = FIRINGS) -> dict[str, pd.DataFrame]:
+    """`detection_scores` of one vocabulary for each kind of positives in `firings` (all firings, each
+    latent's upper half): name -> per-latent table. cards None = this dictionary's cards."""
+    if cards is None:
+        cards = latent_cards(d, n_examples=0)
+    return {name: detection_scores(d, cards, heldout_idx, heldout_val, heldout_hist, seed=seed, strong_q=q,
+                                   vocabulary=vocabulary) for name, q in firings.items()}
+
+
+def metadata_scores(d: ConceptDictionary, heldout_idx: np.ndarray, heldout_val: np.ndarray,
+                    heldout_hist: np.ndarray, cards: Sequence[Mapping] | None = None, seed: int = 0) -> dict[str, dict]:
+    """The score a label earns from what a person can read in it: detection with the metadata vocabulary
+    (genres / categories, decades and popularity the offline label names, no items), summarised by
+    `score_summary` over live latents for all firings ('all') and each latent's upper half ('upper_half').
+    The same call serves any SAE or baseline: build `d` with `dictionary.build_dictionaries` on training
+    codes and pass the held-out codes (idx, val) and histories."""
+    live = d.stats.n_fire > 0
+    return {name: score_summary(t, live) for name, t in
+            vocabulary_scores(d, cards, heldout_idx, heldout_val, heldout_hist, "metadata", seed).items()}
 
 
 def dictionary_and_scores(idx_train, val_train, hist_train, idx_held, val_held, hist_held, items: pd.DataFrame,

@@ -190,17 +190,9 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         if v:
             out.append(v)
     if c:
-        sc = c["scores"]
-        sae_row, raw, rnd = sc.get("SAE"), sc.get("raw h_u dimensions"), sc.get("random SAE")
-        if sae_row and raw:
-            lead = sae_row["median_bal_acc_random"] - raw["median_bal_acc_random"]
-            out.append(f"Detection (whole history, all firings): default SAE labels reach median balanced accuracy "
-                       f"{sae_row['median_bal_acc_random']:.3f} vs {raw['median_bal_acc_random']:.3f} for the raw h_u "
-                       f"dimensions, a lead of {lead:+.3f} "
-                       + ("(meets" if lead >= DETECTION_AIM else "(**short of**") + f" the {DETECTION_AIM:+.2f} aim); "
-                       f"share ≥ 0.8 {pct(sae_row['share_bal_acc_ge_0.8_random'])} vs "
-                       f"{pct(raw['share_bal_acc_ge_0.8_random'])}"
-                       + (f"; random SAE {rnd['median_bal_acc_random']:.3f}" if rnd else "") + ".")
+        det = detection_finding(c)
+        if det:
+            out.append(det)
         vs, text = sae_vs_raw(c.get("detection_by_window") or [], DETECTION_AIM)
         if vs:
             out.append(text)
@@ -210,7 +202,8 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                    + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents ({int(c['n_latents']):,} in all); "
-                   f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven.")
+                   f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven"
+                   + coherence_text(c.get("coherence") or {}) + ".")
         spec = c.get("specificity")
         if spec:
             views = [(v, spec[v]) for v in ("user", "movie", "explanation") if v in spec]
@@ -240,6 +233,64 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         else:
             out.append(line)
     return out[:MAX_FINDINGS]
+
+
+DETECTED = ("SAE", "raw h_u dimensions", "random SAE")   # the models of the detection finding, SAE first
+
+
+def detection_finding(c: dict) -> str:
+    """One Key findings line, the result stated plainly whatever it is: median balanced accuracy and share >=
+    0.8 (whole history, all firings, random negatives) of the SAE and both baselines, from what a label names
+    (the metadata vocabulary) with the exemplar signature's number in brackets when the summary has both; the
+    SAE's lead over the raw dimensions against DETECTION_AIM and over the random SAE, and whether it leads both
+    baselines on both numbers."""
+    sc = c.get("scores") or {}
+    rows = [(n, sc[n]) for n in DETECTED if n in sc]
+    if len(rows) < 2 or rows[0][0] != "SAE":
+        return ""
+    meta = all("metadata" in r for _, r in rows)
+    head = "Detection (whole history, all firings" + ("; metadata-only labels [with exemplars])" if meta else ")")
+
+    def val(r, key):
+        return r["metadata"][key] if meta else r[key]
+
+    def both(r, key, f):
+        return f(val(r, key)) + (f" [{f(r[key])}]" if meta else "")
+
+    def three(x):
+        return f"{x:.3f}"
+
+    med, share = "median_bal_acc_random", "share_bal_acc_ge_0.8_random"
+    sae, base = rows[0][1], rows[1:]
+    lead = {n: val(sae, med) - val(r, med) for n, r in base}
+    raw = sc.get("raw h_u dimensions")
+    aim = ""
+    if raw is not None:
+        aim = " (meets" if lead["raw h_u dimensions"] >= DETECTION_AIM else " (**short of**"
+        aim += f" the {DETECTION_AIM:+.2f} aim)"
+    leads = all(val(sae, med) > val(r, med) and val(sae, share) > val(r, share) for _, r in base)
+    short = {n: md(n) for n, _ in rows[:2]} | {"raw h_u dimensions": "raw"} if raw is not None else {}
+    line = (f"{head}: median balanced accuracy " + ", ".join(f"{md(n)} {both(r, med, three)}" for n, r in rows)
+            + "; SAE lead over " + ", over ".join(f"{short.get(n, md(n))} {lead[n]:+.3f}"
+                                                  + (aim if n == "raw h_u dimensions" else "") for n, r in base)
+            + "; share ≥ 0.8 " + ", ".join(f"{short.get(n, md(n))} {both(r, share, pct)}" for n, r in rows)
+            + (" (the SAE leads both baselines)" if leads else " (**the SAE does not lead both baselines**)"))
+    up = {n: (r.get("metadata_upper_half") or {}).get(med) for n, r in rows}
+    if meta and all(v is not None for v in up.values()):
+        line += "; upper half " + ", ".join(f"{short.get(n, md(n))} {up[n]:.3f}" for n, _ in rows)
+    return line + "."
+
+
+def coherence_text(coh: dict) -> str:
+    """The Labels line's label-free check: the share of each model's latents whose top items share genres
+    more than popularity-matched random item sets do, and the SAE's median against the random sets'."""
+    rows = [(n, coh[n]) for n in DETECTED if n in coh and coh[n].get("share_above_random") is not None]
+    if not rows:
+        return ""
+    sae = coh.get("SAE") or {}
+    return ("; genre coherence of top items above popularity-matched random: "
+            + ", ".join(f"{'raw' if n.startswith('raw') else md(n)} {pct(r['share_above_random'])}" for n, r in rows)
+            + (f" (SAE median {sae['median']:.3f} vs {sae['median_random']:.3f})" if sae.get("median") is not None else ""))
 
 
 STEERABLE_AIM = 0.5   # issue 12: at least half of the SAE's specific latents steerable
@@ -345,8 +396,7 @@ def write_report(report_dir: str | Path) -> Path:
         out.append("## The default SAE's fidelity\n\n" + fidelity_table(s, ("main", "random")))
         out.append("Test split; dead and dense over all training instances; retention = NDCG@10 with the SAE / "
                    "without, with a paired-bootstrap 95% interval; metric recovered against the mean-user "
-                   "ablation. The random SAE is the baseline; the other sizes and variants are in "
-                   f"{_link(rd, 'recsae.md')}.\n")
+                   f"ablation. Other sizes and variants: {_link(rd, 'recsae.md')}.\n")
         if main and "noise_matched_retention" in main["fidelity"]:
             f = main["fidelity"]
             out.append(f"**Calibration.** Gaussian noise with the default SAE's test FVU ({f.get('noise_draws', 1)} "
@@ -359,17 +409,18 @@ def write_report(report_dir: str | Path) -> Path:
         c = s["concepts"]
         pool = (run.get("config") or {}).get("item_pool", 0)
         out.append("## Detection: can a label tell a latent's firings from other sequences?\n\n" + detection_table(s))
-        out.append("Held-out (dev + test) sequences, whole history, all firings, random negatives unless marked; a "
-                   "latent counts with at least 5 held-out positives. Labels and item tables come from "
+        meta = any("metadata" in r for r in c["scores"].values())
+        out.append("Held-out (dev + test) sequences, whole history, all firings, random negatives"
+                   + ("" if meta else " unless marked") + "; ≥ 5 held-out positives per latent; labels from "
                    + ("all of each latent's training firings" if not pool else f"each latent's {pool} strongest training firings")
-                   + ".\n")
+                   + (". Metadata: what a label names (genres, decade, popularity band); exemplars: plus its items"
+                      if meta else "") + ".\n")
         pivot = window_pivot(s)
         if pivot:
             vs, _ = sae_vs_raw(c["detection_by_window"], DETECTION_AIM)
             _write_csv(rd / "concepts" / "sae_vs_raw.csv", vs)
-            out.append("**SAE against the raw dimensions** by history window (w most recent items; per-latent window "
-                       "chosen on training data) and positives (all firings or each latent's upper half): the lead in "
-                       "median balanced accuracy.\n\n" + pivot)
+            out.append("**SAE against the raw dimensions**: the lead in median balanced accuracy by history window (w "
+                       "most recent items; per-latent: chosen on training data) and positives.\n\n" + pivot)
         ex = c.get("examples") or []
         if ex:
             rows = [[e["latent"], e["name"], pct(e["freq"]), fmt(e["bal_acc_random"], 3), fmt(e["auc_random"], 3)]
@@ -385,14 +436,13 @@ def write_report(report_dir: str | Path) -> Path:
         out.append(interventions_section(s["interventions"]))
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
-        out.append("## Figures\n\nEach also as PDF (`figures/<name>.pdf`) for papers.\n\n"
+        out.append("## Figures\n\nAlso as PDF (`figures/<name>.pdf`).\n\n"
                    + "\n".join(f"![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
     files = sorted((rd / "concepts").glob("*.csv")) if (rd / "concepts").exists() else []
     out.append("## Files\n\n"
                + "; ".join(f"[{md(p.stem)}](concepts/{p.name}) ({md(CSV_NOTES[p.stem])})" for p in files
                            if p.stem in CSV_NOTES)
-               + (f"; and {sum(p.stem not in CSV_NOTES for p in files)} more tables in "
-                  f"[concepts/](concepts/) ({', '.join(md(p.stem) for p in files if p.stem not in CSV_NOTES)}).\n\n"
+               + (f"; and {sum(p.stem not in CSV_NOTES for p in files)} more tables in [concepts/](concepts/).\n\n"
                   if files else "") + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")

@@ -224,13 +224,25 @@ def fidelity_table(s: dict, names: Iterable[str] | None = None) -> str:
 
 def detection_table(s: dict) -> str:
     """The detection headline: every model's labels scored on held-out sequences (whole history, all
-    firings), the SAE beside its baselines."""
-    cols = [("n_scored", "latents scored"), ("median_bal_acc_random", "median bal. acc."),
-            ("share_bal_acc_ge_0.8_random", "share ≥ 0.8"), ("mean_auc_random", "mean AUC"),
-            ("median_bal_acc_matched", "median bal. acc. (pop.-matched)"),
-            ("share_bal_acc_ge_0.8_matched", "share ≥ 0.8 (pop.-matched)")]
-    rows = [[name] + [f"{int(r[k]):,}" if k == "n_scored" else fmt(r.get(k), 3) for k, _ in cols]
-            for name, r in s["concepts"]["scores"].items()]
+    firings), the SAE beside its baselines; with the metadata vocabulary (what a label names) first when the
+    summary has it, the exemplar signature beside it."""
+    sc = s["concepts"]["scores"]
+    meta = bool(sc) and all("metadata" in r for r in sc.values())
+    cols = [("n_scored", "latents scored")]
+    if meta:
+        cols += [("metadata.median_bal_acc_random", "metadata median"),
+                 ("metadata.share_bal_acc_ge_0.8_random", "metadata share ≥ 0.8"),
+                 ("median_bal_acc_random", "exemplars median"), ("share_bal_acc_ge_0.8_random", "exemplars share ≥ 0.8")]
+    else:
+        cols += [("median_bal_acc_random", "median bal. acc."), ("share_bal_acc_ge_0.8_random", "share ≥ 0.8"),
+                 ("mean_auc_random", "mean AUC"), ("median_bal_acc_matched", "median bal. acc. (pop.-matched)"),
+                 ("share_bal_acc_ge_0.8_matched", "share ≥ 0.8 (pop.-matched)")]
+
+    def get(r, k):
+        return r["metadata"].get(k[9:]) if k.startswith("metadata.") else r.get(k)
+
+    rows = [[name] + [f"{int(r[k]):,}" if k == "n_scored" else fmt(get(r, k), 3) for k, _ in cols]
+            for name, r in sc.items()]
     return table(["model"] + [c for _, c in cols], rows)
 
 

@@ -255,3 +255,64 @@ def test_steering_finding_states_why():
     assert "Spearman 0.60" in line
     del iv["random_in_span"]
     assert "Why:" not in reports.steering_finding(iv)
+
+
+def _with_vocabularies(s: dict, drop: float) -> dict:
+    """The real summary plus the metadata vocabulary and coherence keys that stage 05 now adds (made-up
+    numbers: each model's exemplar medians and shares lowered by `drop`)."""
+    s = copy.deepcopy(s)
+    for r in s["concepts"]["scores"].values():
+        r["metadata"] = {k: (v - drop if "bal_acc" in k else v) for k, v in r.items()}
+        r["metadata_upper_half"] = {k: (v + 0.05 if "bal_acc" in k else v) for k, v in r["metadata"].items()}
+        r["exemplars_upper_half"] = dict(r)
+    s["concepts"]["coherence"] = {n: {"n": 100, "median": 0.4, "median_random": 0.2, "share_above_random": 0.9,
+                                      "share_above_random_p95": 0.5} for n in s["concepts"]["scores"]}
+    return s
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_detection_finding_leads_with_metadata_and_states_the_result(tmp_path, ds):
+    """Key findings: metadata-only numbers first with the exemplar ones in brackets, the aim judged on the
+    metadata lead, every baseline's median and share, and a plain verdict; the Detection table shows both
+    vocabularies; the Labels line carries the coherence; the README stays within 10 KB."""
+    s0, run = _real(ds)
+    s = _with_vocabularies(s0, 0.1)
+    rd = _folder(tmp_path, s, ds, run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
+    readme = reports.write_report(rd).read_text()
+    assert len(readme.encode()) <= 10 * 1024
+    sc = s["concepts"]["scores"]
+    det = next(f for f in _findings(readme) if f.startswith("- Detection"))
+    sae, raw, rnd = sc["SAE"], sc["raw h_u dimensions"], sc["random SAE"]
+    lead = sae["metadata"]["median_bal_acc_random"] - raw["metadata"]["median_bal_acc_random"]
+    assert "metadata-only labels [with exemplars]" in det
+    assert f"SAE {sae['metadata']['median_bal_acc_random']:.3f} [{sae['median_bal_acc_random']:.3f}]" in det
+    assert f"random SAE {rnd['metadata']['median_bal_acc_random']:.3f} [{rnd['median_bal_acc_random']:.3f}]" in det
+    assert f"lead over raw {lead:+.3f}" in det and ("**short of**" in det) == (lead < reports.DETECTION_AIM)
+    assert f"random SAE {100 * rnd['metadata']['share_bal_acc_ge_0.8_random']:.1f}% " in det
+    assert f"upper half SAE {sae['metadata_upper_half']['median_bal_acc_random']:.3f}" in det
+    leads = all(sae["metadata"][k] > r["metadata"][k] for r in (raw, rnd)
+                for k in ("median_bal_acc_random", "share_bal_acc_ge_0.8_random"))
+    assert ("**the SAE does not lead both baselines**" in det) == (not leads)
+    assert "| model | latents scored | metadata median | metadata share ≥ 0.8 | exemplars median |" in readme
+    assert f"| SAE | {int(sae['n_scored']):,} | {sae['metadata']['median_bal_acc_random']:.3f} |" in readme
+    lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
+    assert "above popularity-matched random: SAE 90.0%, raw 90.0%, random SAE 90.0% (SAE median 0.400 vs 0.200)" in lab
+    # the same summary without the new keys keeps the exemplar-only line
+    old = next(f for f in _findings(reports.write_report(_folder(tmp_path / "old", s0, ds, run)).read_text())
+               if f.startswith("- Detection"))
+    assert "metadata" not in old and f"SAE {s0['concepts']['scores']['SAE']['median_bal_acc_random']:.3f}, raw" in old
+
+
+def test_grocery_result_stated_plainly():
+    """Grocery's committed numbers: the SAE leads neither baseline on share >= 0.8, and the line says so."""
+    if "grocery" not in REAL:
+        pytest.skip("no committed Grocery report")
+    s, _ = _real("grocery")
+    det = reports.detection_finding(s["concepts"])
+    sc = s["concepts"]["scores"]
+    assert sc["SAE"]["share_bal_acc_ge_0.8_random"] < sc["random SAE"]["share_bal_acc_ge_0.8_random"]
+    assert "(**the SAE does not lead both baselines**)" in det and "(**short of** the +0.15 aim)" in det
+    for n, short in (("SAE", "SAE"), ("raw h_u dimensions", "raw"), ("random SAE", "random SAE")):
+        assert f"{short} {100 * sc[n]['share_bal_acc_ge_0.8_random']:.1f}%" in det
+        assert f"{n} {sc[n]['median_bal_acc_random']:.3f}" in det
