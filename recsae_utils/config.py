@@ -36,6 +36,7 @@ OTHER_VARS = {
 # dataset name -> folder under data_dir ('ml-1m': the raw GroupLens files; the others: ReChorus format)
 DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 SAE_VARIANTS = ("openai", "reference")
+SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
 LABELERS = ("offline", "openai")
 LOCATIONS = ("data_dir", "run_root", "report_root")
 
@@ -72,6 +73,7 @@ class RunConfig:
     sae_lr: float = 3e-3              # measured (benchmarks/bench_sae.py): EV > 0.98 after one epoch
     sae_batch_size: int = 1024
     sae_variant: str = "openai"       # 'openai' (Gao et al.) or 'reference' (RecSAE code quirks)
+    sae_family: str = "topk"          # 'topk', 'batchtopk' or 'matryoshka' (sae.py; 'reference' variant fits are always topk)
     sae_dead_window: int = 100_000    # samples without firing before a latent counts as dead (AuxK, openai)
     sae_aux_coef: float = 1 / 32      # AuxK coefficient (Gao et al.; the reference uses the same)
     sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae.py)
@@ -262,6 +264,8 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("sae_variant", f"choose one of {', '.join(SAE_VARIANTS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         bad("device", "choose auto, cpu, cuda or cuda:N")
+    if cfg.sae_family not in SAE_FAMILIES:
+        bad("sae_family", f"choose one of {', '.join(SAE_FAMILIES)}")
     if cfg.labeler not in LABELERS:
         bad("labeler", f"choose one of {', '.join(LABELERS)}")
     if not cfg.llm_model.strip():

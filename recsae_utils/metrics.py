@@ -90,10 +90,13 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, fl
     return {"fvu": fvu, "explained_variance": 1.0 - fvu, "nmse": nmse, "cosine": cos, "l2_ratio": l2}
 
 
-def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: float = 0.1) -> dict:
-    """Firing frequency per latent from the (n, k) indices of active latents, plus dead/dense fractions."""
+def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: float = 0.1,
+                 active: torch.Tensor | None = None) -> dict:
+    """Firing frequency per latent from the (n, k) indices of active latents, plus dead/dense fractions;
+    `active` (n, k) bool keeps only the slots that fired (padded codes)."""
     n = latent_idx.shape[0]
-    counts = torch.bincount(latent_idx.reshape(-1).long(), minlength=n_latents).double()
+    ids = latent_idx.reshape(-1).long() if active is None else latent_idx[active].long()
+    counts = torch.bincount(ids, minlength=n_latents).double()
     freq = (counts / max(n, 1)).numpy()
     return {"freq": freq, "dead_fraction": float((counts == 0).double().mean()),
             "dense_fraction": float((counts / max(n, 1) > dense_threshold).double().mean()),

@@ -115,13 +115,16 @@ def noise_calibration(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tens
             "noise_draws": draws}
 
 
-def sae_health(x: torch.Tensor, x_hat: torch.Tensor, latent_idx: torch.Tensor, n_latents: int) -> dict:
+def sae_health(x: torch.Tensor, x_hat: torch.Tensor, latent_idx: torch.Tensor, n_latents: int,
+               active: torch.Tensor | None = None) -> dict:
     """Reconstruction metrics plus firing statistics (dead = never fires on the given set: the window is
-    that set's size in samples, stated in the result)."""
+    that set's size in samples, stated in the result). `active` (values > 0) is for the thresholded
+    families, whose code rows are padded with value-0 slots; a TopK code counts every slot."""
     out = metrics.reconstruction_metrics(x, x_hat)
-    fs = metrics.firing_stats(latent_idx, n_latents)
+    fs = metrics.firing_stats(latent_idx, n_latents, active=active)
+    l0 = float(latent_idx.shape[1]) if active is None else float(active.sum(1).double().mean())
     out.update({"dead_fraction": fs["dead_fraction"], "dense_fraction": fs["dense_fraction"],
-                "dead_window_samples": fs["window_samples"], "l0": float(latent_idx.shape[1])})
+                "dead_window_samples": fs["window_samples"], "l0": l0})
     return out, fs["freq"]
 
 
@@ -202,14 +205,16 @@ def sae_config(cfg, d_in: int, n_train: int, n_latents: int, k: int, variant: st
     return SAEConfig(d_in=d_in, n_latents=n_latents, k=k, k_aux=d_in // 2, variant=variant, lr=cfg.sae_lr,
                      batch_size=cfg.sae_batch_size, epochs=sae_epochs(cfg, n_train),
                      dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
-                     l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed)
+                     l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed,
+                     family=cfg.sae_family if variant == "openai" else "topk")
 
 
 def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
     within one paired standard error of the best counting as tied and the lower dev FVU winning among them."""
     scfg = sae_config(cfg, ctx.h["train"].shape[1], len(ctx.h["train"]), n_latents, k, variant)
-    out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}"
+    family = "" if scfg.family == "topk" else f"_{scfg.family}"
+    out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}{family}"
     done = out / "done.json"
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
@@ -282,12 +287,13 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
         row = {s: metrics.ranking_metrics(r) for s, r in ranks.items()}
         x_hat = recon["test"]
         if name == "main":  # stage 03 wrote its codes
-            idx_train = activation_arrays(cfg, ctx, sae, ("train",))["train"][0]
+            idx_train, val_train = activation_arrays(cfg, ctx, sae, ("train",))["train"][:2]
         elif name in CODES_NAMES:
-            idx_train = sae_codes(cfg, ctx, sae, CODES_NAMES[name], ("train",))["train"][0]
+            idx_train, val_train = sae_codes(cfg, ctx, sae, CODES_NAMES[name], ("train",))["train"][:2]
         else:
-            idx_train = encode_sparse(sae, ctx.h["train"])[0]
-        health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents)
+            idx_train, val_train = encode_sparse(sae, ctx.h["train"])[:2]
+        active = None if sae.cfg.family == "topk" else torch.from_numpy(np.asarray(val_train) > 0)
+        health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents, active)
         row["health"] = health
         row["freq"] = freq
         row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask,

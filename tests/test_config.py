@@ -36,7 +36,8 @@ def _another_value(name: str, v):
         return (repr(v / 2), v / 2) if v else ("0.25", 0.25)
     if isinstance(v, list):
         return "3,4", [3, 4]
-    return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"), "llm_model": ("m2", "m2"),
+    return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"),
+            "sae_family": ("batchtopk", "batchtopk"), "llm_model": ("m2", "m2"),
             "device": ("cpu", "cpu")}[name]
 
 
@@ -101,6 +102,7 @@ def test_data_and_cache_dir(clean_env, tmp_path):
     ("RECSAE_LABELER", "gpt4", r"RECSAE_LABELER='gpt4': choose one of offline, openai"),
     ("RECSAE_SAE_VARIANT", "anthropic", r"RECSAE_SAE_VARIANT='anthropic': choose one of openai, reference"),
     ("RECSAE_PROFILE", "huge", r"RECSAE_PROFILE='huge': unknown profile"),
+    ("RECSAE_SAE_FAMILY", "jumprelu", r"RECSAE_SAE_FAMILY='jumprelu': choose one of topk, batchtopk, matryoshka"),
     ("RECSAE_DEVICE", "gpu", r"RECSAE_DEVICE='gpu': choose auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_settings_fail_at_load(clean_env, var, value, message):
@@ -151,7 +153,9 @@ def test_sae_config_defaults_are_the_runs():
     # and a run never depends on them: recsae.sae_config passes every field but early_stop (no run setting)
     call = next(n for n in ast.walk(ast.parse(inspect.getsource(recsae.sae_config)))
                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "SAEConfig")
-    assert {kw.arg for kw in call.keywords} == {f.name for f in dataclasses.fields(SAEConfig)} - {"early_stop"}
+    # (and the BatchTopK/Matryoshka internals, whose defaults sae.py documents)
+    internals = {"early_stop", "k_max", "threshold_beta", "prefixes"}
+    assert {kw.arg for kw in call.keywords} == {f.name for f in dataclasses.fields(SAEConfig)} - internals
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,10 @@ def test_firing_stats_and_fidelity_helpers():
     st = metrics.firing_stats(idx, n_latents=4, dense_threshold=0.5)
     assert st["freq"].tolist() == [1.0, 2 / 3, 1 / 3, 0.0]
     assert st["dead_fraction"] == 0.25 and st["dense_fraction"] == 0.5
+    # padded codes (BatchTopK/Matryoshka): a value-0 slot at index 0 is not a firing
+    act = torch.tensor([[True, True], [False, True], [True, False]])
+    st = metrics.firing_stats(idx, n_latents=4, dense_threshold=0.5, active=act)
+    assert st["freq"].tolist() == [2 / 3, 1 / 3, 1 / 3, 0.0] and st["dense_fraction"] == 0.25
     a = torch.tensor([[5.0, 4, 3, 2, 1]])
     assert metrics.topk_overlap(a, a, k=2) == 1.0
     assert metrics.topk_overlap(a, -a, k=2) == 0.0
