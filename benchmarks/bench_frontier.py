@@ -10,9 +10,8 @@ untouched), then measures:
   - dead latents (never a value > 0 on the dictionary rows) and mean L0 (active = value > 0);
   - the share of active slots held by generic latents (the dictionary's generic flag, as specificity.py);
   - detection against the raw h_u dimensions at the same firing rate: median balanced accuracy (random
-    negatives) and the share >= 0.8, SAE and raw, through DETECTORS[--detection]. Only "exemplars" exists
-    (detection.dictionary_and_scores: today's signatures WITH exemplar items); the metadata-only
-    vocabulary (another branch, issue 13 item 2) plugs in as another entry of DETECTORS when merged;
+    negatives) and the share >= 0.8, SAE and raw, in two vocabularies: metadata only (what a label names:
+    genres/categories, decades, popularity; the headline) and with exemplar items (det_*_exemplars);
   - steerability (steering.measure: label-share gain at beta = 1 against random directions), if --steer-units;
   - seed stability for the --stable configs: share of latents matched at decoder cosine >= 0.9 / 0.7
     across seeds (stability.match_decoders), mean over the seed pairs.
@@ -46,19 +45,26 @@ from recsae_utils import dictionary as DI  # noqa: E402
 from recsae_utils import interventions as I  # noqa: E402
 from recsae_utils import sae as S  # noqa: E402
 from recsae_utils import stability, steering, tables  # noqa: E402
+from recsae_utils.cards import latent_cards  # noqa: E402
 from recsae_utils.train import rank_targets  # noqa: E402
 
 REFERENCE = ("topk", 2048, 32)
 DEFAULT_GRID = [(f, m, k) for f in ("topk", "batchtopk", "matryoshka") for m, k in ((1024, 8), (2048, 16), (4096, 16))]
 
 
-def detect_exemplars(idx_tr, val_tr, hist_tr, idx_he, val_he, hist_he, items, m, top_n, seed):
-    """Detection with today's signatures (exemplar items + metadata): (dictionary, score_summary)."""
-    d, _, scores = DT.dictionary_and_scores(idx_tr, val_tr, hist_tr, idx_he, val_he, hist_he, items, m, top_n, seed)
-    return d, DT.score_summary(scores, d.stats.n_fire > 0)
+def detect(idx_tr, val_tr, hist_tr, idx_he, val_he, hist_he, items, m, top_n, seed, vocabularies):
+    """One dictionary on the training codes, then held-out detection (all firings) in each vocabulary:
+    (dictionary, {vocabulary: score_summary}). 'metadata' = what a label names (genres/categories, decades,
+    popularity; no items), 'exemplars' = the signature with its exemplar items too."""
+    d = DI.build_dictionaries(idx_tr, val_tr, hist_tr, items, m, top_n=top_n)
+    cards = latent_cards(d)
+    live = d.stats.n_fire > 0
+    return d, {v: DT.score_summary(DT.vocabulary_scores(d, cards, idx_he, val_he, hist_he, v, seed,
+                                                        firings={"all": 0.0})["all"], live)
+               for v in vocabularies}
 
 
-DETECTORS = {"exemplars": detect_exemplars}  # TODO(issue 13 item 2): add "metadata" when it lands, make it default
+VOCABULARIES = ("metadata", "exemplars")  # the first is the headline
 
 
 def parse_grid(s: str | None) -> list[tuple[str, int, int]]:
@@ -79,7 +85,7 @@ def fit(out: Path, base: S.SAEConfig, family: str, m: int, k: int, seed: int, x:
     return res.sae
 
 
-def evaluate(sae, r, ranks_orig, rows_tr, a, cfg, detector) -> dict:
+def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     inst, h, E = r["inst"], r["h"], r["E"]
     out = {}
     for s in ("dev", "test"):
@@ -93,16 +99,21 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg, detector) -> dict:
     i_he, v_he = S.encode_sparse(sae, h["test"])
     hist_tr, hist_he = inst["train"].hist[rows_tr], inst["test"].hist
     m = sae.cfg.n_latents
-    d, det = detector(i_tr, v_tr, hist_tr, i_he, v_he, hist_he, r["ds"].items, m, cfg.top_n, a.seed)
+    d, det = detect(i_tr, v_tr, hist_tr, i_he, v_he, hist_he, r["ds"].items, m, cfg.top_n, a.seed, VOCABULARIES)
     active = v_tr > 0
     out.update(l0=float(active.sum(1).mean()), dead=float((d.stats.n_fire == 0).mean()),
                generic_latents=int(d.generic.sum()),
-               generic_slot_share=float((d.generic[i_tr] & active).sum() / max(active.sum(), 1)),
-               det_median_sae=det["median_bal_acc_random"], det_share08_sae=det["share_bal_acc_ge_0.8_random"])
+               generic_slot_share=float((d.generic[i_tr] & active).sum() / max(active.sum(), 1)))
     raw = DT.raw_dimension_codes(h["train"][rows_tr].numpy(), h["test"].numpy(), sae.cfg.k, m)
-    _, det_raw = detector(raw[0], raw[1], hist_tr, raw[2], raw[3], hist_he, r["ds"].items, raw[4], cfg.top_n, a.seed)
-    out.update(det_median_raw=det_raw["median_bal_acc_random"], det_share08_raw=det_raw["share_bal_acc_ge_0.8_random"],
-               det_gain=det["median_bal_acc_random"] - det_raw["median_bal_acc_random"])
+    _, det_raw = detect(raw[0], raw[1], hist_tr, raw[2], raw[3], hist_he, r["ds"].items, raw[4], cfg.top_n, a.seed,
+                        VOCABULARIES)
+    for v in VOCABULARIES:
+        tag = "" if v == VOCABULARIES[0] else f"_{v}"
+        out.update({f"det_median_sae{tag}": det[v]["median_bal_acc_random"],
+                    f"det_share08_sae{tag}": det[v]["share_bal_acc_ge_0.8_random"],
+                    f"det_median_raw{tag}": det_raw[v]["median_bal_acc_random"],
+                    f"det_share08_raw{tag}": det_raw[v]["share_bal_acc_ge_0.8_random"],
+                    f"det_gain{tag}": det[v]["median_bal_acc_random"] - det_raw[v]["median_bal_acc_random"]})
     if a.steer_units:
         te = inst["test"]
         sctx = I.steering_context(E, sae, h["test"], te.user, te.item, r["mask"], r["ds"].items)
@@ -141,7 +152,6 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=0, help="SAE training vectors (seeded subset; 0 = all)")
     ap.add_argument("--epochs", type=int, default=0, help="0 = the run's budget (config sae_samples)")
     ap.add_argument("--dict-rows", type=int, default=0, help="train rows for dictionaries (0 = all)")
-    ap.add_argument("--detection", default="exemplars", choices=sorted(DETECTORS))
     ap.add_argument("--steer-units", type=int, default=0, help="units per SAE for steerability (0 = skip)")
     ap.add_argument("--steer-rows", type=int, default=300)
     ap.add_argument("--steer-random", type=int, default=100)
@@ -179,7 +189,7 @@ def main() -> None:
         sae = fit(out, base, fam, m, k, a.seed, x)
         t1 = time.time()
         row = {"family": fam, "width": m, "k": k, "reference": (fam, m, k) == REFERENCE,
-               **evaluate(sae, r, ranks_orig, rows_tr, a, cfg, DETECTORS[a.detection])}
+               **evaluate(sae, r, ranks_orig, rows_tr, a, cfg)}
         if (fam, m, k) in stable:
             W = [sae.W_dec.detach().numpy()] + [fit(out, base, fam, m, k, a.seed + s, x).W_dec.detach().numpy()
                                                 for s in range(1, a.stable_seeds)]
@@ -191,7 +201,7 @@ def main() -> None:
               f"generic slots {row['generic_slot_share']:.3f} ({row['fit_s']:.0f}s fit, {row['eval_s']:.0f}s eval)",
               flush=True)
     df = pd.DataFrame(rows)
-    note = (f"run {run}, detection vocabulary '{a.detection}', SAE training vectors {len(x)}, epochs {base.epochs}, "
+    note = (f"run {run}, detection (test, all firings, random negatives): metadata-only labels, exemplars beside; SAE training vectors {len(x)}, epochs {base.epochs}, "
             f"dictionary rows {len(rows_tr)}; retention intervals: paired bootstrap 95%")
     body = tables.table(list(df.columns), [[tables.fmt(v, 4) for v in r] for r in df.itertuples(index=False)])
     artifacts.write_text(out / "frontier.md", f"# SAE frontier\n\n{note}\n\n{body}")
