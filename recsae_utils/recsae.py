@@ -162,8 +162,13 @@ def stage_inputs(cfg) -> StageInputs:
         p.requires_grad_(False)
     ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
     key = artifacts.file_sha256(ckpt)[:16]
-    out = Path(cfg.run_dir) / "hu"
     t0 = time.time()
+    h = cached_hu(model, inst, Path(cfg.run_dir) / "hu", key)
+    return StageInputs(ds, inst, model, h, data.user_item_csr(ds), key, time.time() - t0)
+
+
+def cached_hu(model: SASRec, inst: dict, out: Path, key: str) -> dict[str, torch.Tensor]:
+    """h_u of every train/dev/test instance under `model`, cached as .npy in `out` keyed by its checkpoint."""
     h = {}
     meta = out / "hu.json"
     fresh = meta.exists() and artifacts.read_json(meta).get("sasrec") == key
@@ -175,7 +180,7 @@ def stage_inputs(cfg) -> StageInputs:
             h[s] = user_vectors(model, inst[s], batch_size=4096, progress=True)
             artifacts.write_npy(f, h[s].numpy())
     artifacts.write_json(meta, {"sasrec": key, "shapes": {s: list(v.shape) for s, v in h.items()}})
-    return StageInputs(ds, inst, model, h, data.user_item_csr(ds), key, time.time() - t0)
+    return h
 
 
 def fit_plan(cfg) -> dict[str, tuple[int, int, str]]:
@@ -209,12 +214,14 @@ def sae_config(cfg, d_in: int, n_train: int, n_latents: int, k: int, variant: st
                      family=cfg.sae_family if variant == "openai" else "topk")
 
 
-def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True) -> FitResult:
+def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True,
+              tag: str = "") -> FitResult:
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
-    within one paired standard error of the best counting as tied and the lower dev FVU winning among them."""
+    within one paired standard error of the best counting as tied and the lower dev FVU winning among them.
+    `tag` names the fit's folder apart (another seed, another SASRec's h_u)."""
     scfg = sae_config(cfg, ctx.h["train"].shape[1], len(ctx.h["train"]), n_latents, k, variant)
     family = "" if scfg.family == "topk" else f"_{scfg.family}"
-    out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}{family}"
+    out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}{family}{tag}"
     done = out / "done.json"
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
