@@ -184,6 +184,8 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                 f"({pct(h['dead_fraction'])}), dense {pct(h['dense_fraction'])}")
         if "noise_matched_retention" in f:
             line += f"; noise of the same size keeps retention {f['noise_matched_retention']:.4f}"
+        if name == "main":
+            line += stability_text(s.get("stability"))
         out.append(line + ".")
     if "main" in sae and "reference" in sae:
         v = variant_winner(sae)
@@ -233,6 +235,28 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         else:
             out.append(line)
     return out[:MAX_FINDINGS]
+
+
+STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds
+
+
+def stability_text(st: dict | None) -> str:
+    """The default SAE line's tail: do its latents come back with another SAE seed (decoder cosine) and another
+    SASRec seed (activation correlation), and do matched pairs mean the same (top items, labels)?"""
+    sae = (st or {}).get("sae_seeds_mean")
+    if not sae:
+        return ""
+    share = sae["matched_0.9"]
+    text = (f"; with another SAE seed {pct(share)} of its latents come back at decoder cosine ≥ 0.9 "
+            + ("(meets" if share >= STABILITY_AIM else "(**short of**") + f" the {STABILITY_AIM:.0%} aim; ≥ 0.7: "
+            f"{pct(sae['matched_0.7'])})")
+    if sae.get("top_item_jaccard") is not None:
+        text += (f", matched pairs share {sae['top_item_jaccard']:.2f} of their top items (Jaccard) and "
+                 f"{pct(sae['label_agreement'])} name the same concept")
+    sr = st.get("sasrec_seeds_mean")
+    if sr:
+        text += f"; with another SASRec seed {pct(sr['matched_0.9'])} at activation correlation ≥ 0.9 ({pct(sr['matched_0.7'])} ≥ 0.7)"
+    return text
 
 
 DETECTED = ("SAE", "raw h_u dimensions", "random SAE")   # the models of the detection finding, SAE first

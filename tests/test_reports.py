@@ -316,3 +316,25 @@ def test_grocery_result_stated_plainly():
     for n, short in (("SAE", "SAE"), ("raw h_u dimensions", "raw"), ("random SAE", "random SAE")):
         assert f"{short} {100 * sc[n]['share_bal_acc_ge_0.8_random']:.1f}%" in det
         assert f"{n} {sc[n]['median_bal_acc_random']:.3f}" in det
+
+
+@pytest.mark.parametrize("share", [0.62, 0.31])
+def test_stability_goes_on_the_default_sae_line(tmp_path, share):
+    """The stability section adds to the default SAE's Key findings line (no new line): the share matched at
+    decoder cosine >= 0.9 against the 50% aim, what matched pairs share, and the SASRec-seed matching."""
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    s = copy.deepcopy(s)
+    s.pop("stability", None)
+    base = _findings(reports.write_report(_folder(tmp_path / "a", s, "ml-1m", run)).read_text())
+    s["stability"] = {"sae_seeds_mean": {"matched_0.9": share, "matched_0.7": 0.8, "median_similarity": 0.9,
+                                         "n_latents": 2048, "top_item_jaccard": 0.55, "label_agreement": 0.4},
+                      "sasrec_seeds_mean": {"matched_0.9": 0.05, "matched_0.7": 0.3}}
+    readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
+    found = _findings(readme)
+    assert len(found) == len(base) and len(readme.encode()) <= 10 * 1024
+    line = next(f for f in found if "come back" in f)
+    assert line.startswith("Default SAE") or "default" in line.lower()
+    assert f"{100 * share:.1f}% of its latents come back at decoder cosine ≥ 0.9" in line
+    assert ("(meets the 50% aim" in line) == (share >= 0.5) and ("(**short of** the 50% aim" in line) == (share < 0.5)
+    assert "share 0.55 of their top items" in line and "40.0% name the same concept" in line
+    assert "another SASRec seed 5.0% at activation correlation ≥ 0.9 (30.0% ≥ 0.7)" in line
