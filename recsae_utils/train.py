@@ -1,11 +1,19 @@
 """Training and full-ranking evaluation of SASRec, ReChorus style (shared/spec/protocol.md §2).
 
-Everything a batch needs is a slice of pre-built numpy arrays (histories, targets, negatives), so the
-batch path has no per-sample Python. Negatives are redrawn for every instance each epoch.
+Everything a batch needs is a contiguous slice of the epoch's histories, targets and negatives, gathered
+once per epoch, so the batch path has no per-sample Python. Negatives are redrawn for every instance
+each epoch.
+
+Why a batch is fast: with d = 64 and one layer, a batch is a few dozen tiny ops, so per-op dispatch,
+autograd bookkeeping and fresh buffers cost more than the arithmetic. `torch.compile` fuses the loss and
+its backward into a few generated kernels (same maths, float rounding may differ), and one CPU thread
+avoids OpenMP threads spinning while they wait for a core that other processes hold.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -35,9 +43,24 @@ class TrainConfig:
     main_metric: str = "NDCG@5"  # first metric at first topk
     seed: int = 0                # --random_seed
     device: str = "auto"         # "auto" = CUDA when present, else CPU
+    # how to run, not what to compute: left out of to_dict(), so checkpoints and cache keys ignore them
+    compile: str = "auto"        # torch.compile the batch loss: "on", "off", "auto" = on for long runs
+    threads: int = 1             # torch CPU threads while training (0 = leave torch's setting)
+
+    def __post_init__(self):
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"TrainConfig.compile={self.compile!r}: use 'auto', 'on' or 'off'")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for k in RUN_ONLY:
+            d.pop(k)
+        return d
+
+
+RUN_ONLY = ("compile", "threads")
+# compiling costs about as much as this many eager steps, so shorter runs ("auto") stay eager
+COMPILE_MIN_STEPS = 20_000
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -134,6 +157,31 @@ def bpr_loss(model: SASRec, hist: torch.Tensor, pos: torch.Tensor, neg: torch.Te
     return -F.logsigmoid(s_pn[:, 0] - s_pn[:, 1]).mean()
 
 
+def compiled_loss(model: SASRec, batch: tuple[torch.Tensor, ...]) -> Callable:
+    """`bpr_loss` through torch.compile (fixed shapes), tried once on `batch` with its backward; plain
+    `bpr_loss` when compiling fails here (no C++ compiler, no triton). The trial leaves no gradients."""
+    fn = torch.compile(bpr_loss, dynamic=False)
+    try:
+        fn(model, *batch).backward()
+    except Exception as e:  # noqa: BLE001 - any compiler failure means "train eagerly", never a wrong result
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training without it")
+        fn = bpr_loss
+    model.zero_grad(set_to_none=True)
+    return fn
+
+
+@contextlib.contextmanager
+def torch_threads(n: int, device: torch.device):
+    """Use `n` torch CPU threads inside the block (CPU only; n = 0 leaves the setting), then restore."""
+    old = torch.get_num_threads()
+    if n and device.type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def early_stop_now(history: list[float], patience: int) -> bool:
     """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
     value is more than `patience` epochs old."""
@@ -191,10 +239,18 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
     `sasrec.safetensors` (best weights) with JSON configs beside them; a killed run resumes from the last
     finished epoch with identical results (per-epoch RNG streams are derived from seed and epoch).
     `seconds` is the training's real time summed over every call that trained (kept in the checkpoint), not
-    the time of the last call, which may only have reloaded a finished run."""
+    the time of the last call, which may only have reloaded a finished run. `cfg.compile` and
+    `cfg.threads` only choose how the batches run (module docstring)."""
+    device = pick_device(cfg.device)
+    with torch_threads(cfg.threads, device):
+        return _train(ds, inst, cfg, device, model_cfg, out_dir, progress, on_epoch)
+
+
+def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: torch.device,
+           model_cfg: SASRecConfig | None, out_dir: str | Path | None, progress: bool,
+           on_epoch: Callable[[dict], None] | None) -> TrainResult:
     t0 = time.time()
     spent = 0.0  # seconds of earlier calls on this checkpoint
-    device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     model_cfg = model_cfg or SASRecConfig(n_items=ds.n_items)
     model = SASRec(model_cfg).to(device)
@@ -203,8 +259,6 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
     train_csr = user_item_csr(ds, ("train",))
     mask_csr = user_item_csr(ds)
     tr = inst["train"]
-    hist_all = torch.from_numpy(tr.hist)
-    tgt_all = torch.from_numpy(tr.item)
     history: list[dict] = []
     crit: list[float] = []
     best_state = None
@@ -223,30 +277,42 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
             if (out / "sasrec.safetensors").exists():
                 best_state = {k: v for k, v in artifacts.load_weights(out / "sasrec.safetensors")[0].items()}
     done = bool(crit) and early_stop_now(crit, cfg.early_stop)
-    n = len(tr)
+    n, bs = len(tr), cfg.batch_size
+    # decided from the config alone, so a resumed run takes the same path as an uninterrupted one
+    world = ddp.rank_world()[1]
+    use_compile = world == 1 and (cfg.compile == "on" or
+                                  (cfg.compile == "auto" and (n // bs) * cfg.max_epochs >= COMPILE_MIN_STEPS))
+    full_loss: Callable = bpr_loss  # the loss of full batches; a last, shorter batch always runs eagerly
     trained = False
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         if done:
             break
         te = time.time()
         rng = np.random.default_rng([cfg.seed, epoch])
-        neg_all = torch.from_numpy(sample_negatives(tr.user, ds.n_items, *train_csr, rng))
-        perm = torch.from_numpy(rng.permutation(n))
+        neg = sample_negatives(tr.user, ds.n_items, *train_csr, rng)
+        perm = rng.permutation(n)
+        hist, pos, neg = (torch.from_numpy(a[perm]).to(device) for a in (tr.hist, tr.item, neg))
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch}", disable=not progress, leave=False,
-                   mininterval=1.0)
+        if use_compile and full_loss is bpr_loss and n >= bs:
+            full_loss = compiled_loss(model, (hist[:bs], pos[:bs], neg[:bs]))
+            use_compile = False  # tried once: compiled, or failed and stays eager
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=1.0)
         for s in bar:
-            idx, share = ddp.shard(perm[s:s + cfg.batch_size])  # this rank's rows (all on one process)
-            loss = batch_loss(hist_all[idx].to(device), tgt_all[idx].to(device), neg_all[idx].to(device)) * share
+            if world == 1:
+                loss_fn = full_loss if s + bs <= n else bpr_loss
+                loss = loss_fn(model, hist[s:s + bs], pos[s:s + bs], neg[s:s + bs])
+            else:  # under torchrun: this rank's rows of the global batch; DDP sums the gradients
+                idx, share = ddp.shard(torch.arange(s, min(s + bs, n), device=device))
+                loss = batch_loss(hist[idx], pos[idx], neg[idx]) * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.detach().double().cpu()
+            loss_sum += loss.detach().double()
         train_s = time.time() - te
         te = time.time()
         dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(ddp.all_sum(loss_sum)) / len(bar), "dev": dev,
+        row = {"epoch": epoch, "loss": float(ddp.all_sum(loss_sum).cpu()) / len(bar), "dev": dev,
                "train_seconds": train_s, "eval_seconds": time.time() - te}
         history.append(row)
         crit.append(dev[cfg.main_metric])

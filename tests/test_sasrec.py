@@ -82,3 +82,57 @@ def test_user_vectors_batches(tiny_ds, tiny_inst):
     h1 = train.user_vectors(m, tiny_inst["train"], batch_size=7)
     h2 = train.user_vectors(m, tiny_inst["train"], batch_size=10_000)
     assert h1.shape == (len(tiny_inst["train"]), 64) and torch.allclose(h1, h2, atol=1e-6)
+
+
+def _reference_losses(ds, inst, cfg: train.TrainConfig, epochs: int) -> tuple[list[float], SASRec]:
+    """The training loop as it was before the speed work: per-batch gathers through the permutation,
+    eager `bpr_loss`, torch's own thread count. Per-epoch mean losses and the trained model."""
+    train.seed_everything(cfg.seed)
+    model = SASRec(SASRecConfig(n_items=ds.n_items))
+    opt = train.make_optimizer(model, cfg)
+    tr, csr = inst["train"], data.user_item_csr(ds, ("train",))
+    hist_all, tgt_all = torch.from_numpy(tr.hist), torch.from_numpy(tr.item)
+    losses = []
+    for epoch in range(1, epochs + 1):
+        rng = np.random.default_rng([cfg.seed, epoch])
+        neg_all = torch.from_numpy(train.sample_negatives(tr.user, ds.n_items, *csr, rng))
+        perm = torch.from_numpy(rng.permutation(len(tr)))
+        total, n_batches = 0.0, 0
+        for s in range(0, len(tr), cfg.batch_size):
+            idx = perm[s:s + cfg.batch_size]
+            loss = train.bpr_loss(model, hist_all[idx], tgt_all[idx], neg_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, n_batches = total + loss.item(), n_batches + 1
+        losses.append(total / n_batches)
+    return losses, model
+
+
+@pytest.mark.parametrize("compile_", ["off", "on"])
+def test_fast_training_matches_reference_loop(tiny_ds, tiny_inst, compile_):
+    """The default (eager) and compiled batch paths give the old loop's losses and weights to float
+    tolerance, and the same numbers again for the same seed."""
+    cfg = train.TrainConfig(**{**CFG.to_dict(), "max_epochs": 2, "compile": compile_})
+    threads = torch.get_num_threads()
+    ref_losses, ref = _reference_losses(tiny_ds, tiny_inst, cfg, 2)
+    a = train.train_sasrec(tiny_ds, tiny_inst, cfg, progress=False)
+    b = train.train_sasrec(tiny_ds, tiny_inst, cfg, progress=False)
+    losses = [row["loss"] for row in a.history]
+    assert np.allclose(losses, ref_losses, rtol=1e-5, atol=0) and ref_losses[1] < ref_losses[0]
+    assert losses == [row["loss"] for row in b.history]  # seeded: same numbers
+    for k, v in ref.state_dict().items():
+        assert torch.allclose(a.model.state_dict()[k], v, atol=1e-5), k
+        assert torch.equal(a.model.state_dict()[k], b.model.state_dict()[k]), k
+    assert torch.get_num_threads() == threads  # the training's thread setting does not leak
+    if compile_ == "on":  # compiling works here, so the compiled path was the one tested
+        hist = torch.from_numpy(tiny_inst["train"].hist[:8])
+        assert train.compiled_loss(a.model, (hist, hist[:, 0], hist[:, 1])) is not train.bpr_loss
+
+
+def test_run_only_fields_stay_out_of_the_config_key():
+    """compile/threads choose how batches run, not what is computed: existing checkpoints stay valid."""
+    a, b = train.TrainConfig(), train.TrainConfig(compile="off", threads=2)
+    assert a.to_dict() == b.to_dict() and "compile" not in a.to_dict()
+    with pytest.raises(ValueError, match="compile"):
+        train.TrainConfig(compile="yes")
