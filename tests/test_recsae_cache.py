@@ -69,3 +69,19 @@ def test_sae_codes_cached_per_part_and_keyed_by_weights(tmp_path, monkeypatch):
     assert calls == [40]
     with pytest.raises(ValueError, match="unknown part"):
         recsae.sae_codes(cfg, ctx, sae, "x", ("dev",))
+
+
+def test_rank_pass_equals_rank_targets_and_full_scores():
+    """`rank_pass` gives rank_targets' ranks, and the top-k and catalog KL rows of the one full score matrix,
+    also with a short last batch (here 3 rows) that is re-scored inside a full-size window."""
+    ctx = _ctx()
+    E = ctx.model.item_emb.weight.detach()
+    inst, h = ctx.inst["train"], ctx.h["train"]                           # 40 instances: batches of 37 + 3
+    ref = metrics.mask_known(torch.randn(40, E.shape[0], generator=torch.Generator().manual_seed(1)), inst.user,
+                             *ctx.mask)
+    got = recsae.rank_pass(E, h, inst, ctx.mask, k=4, ref=ref, batch_size=37)
+    full = metrics.mask_known(h @ E.T, inst.user, *ctx.mask)
+    assert np.array_equal(got.ranks, rank_targets(E, h, inst, ctx.mask, batch_size=37))
+    assert torch.equal(got.top, full.topk(4, dim=1).indices)
+    assert torch.equal(got.kl, metrics.catalog_kl_rows(ref, full))
+    assert recsae.rank_pass(E, h, inst, ctx.mask, k=None).top is None
