@@ -84,7 +84,7 @@ def rank_all(item_emb: Tensor, h: Tensor, users: np.ndarray, mask: tuple, target
     E = torch.as_tensor(item_emb).to(h.dtype)
     s = h @ E.T
     t = None if targets is None else s.gather(1, torch.as_tensor(np.asarray(targets), dtype=torch.long)[:, None])[:, 0]
-    s = mask_known(s, np.asarray(users), *mask)
+    s = mask_known(s, np.asarray(users), *mask, inplace=True)
     return Ranking(s, s.topk(k, dim=1).indices, None if t is None else ranks_from_scores(s, t))
 
 
@@ -205,10 +205,27 @@ def _base(ctx: SteeringContext, rows: np.ndarray, k: int) -> tuple[Tensor, Tenso
     return r.scores, r.top, (h * ctx.E[tg]).sum(1), r.ranks
 
 
-def _steered(S0: Tensor, shift: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Scores S0 (N, n) + shift (..., n) broadcast to (..., N, n) and their top-k (..., N, k)."""
+def _steered(S0: Tensor, shift: Tensor, k: int, values: bool = False, buf: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
+    """Scores S0 (N, n) + shift (..., n) broadcast to (..., N, n) and their top-k (..., N, k): the item ids,
+    or (values, ids) when `values`. The scores keep the broadcast's own memory layout (a shift made from a
+    transposed slice puts the unit dimension fastest), since sums along their rows round by it. With `buf`
+    (flat, at least as large) the top-k runs on a row-contiguous copy of the scores written there: the
+    same result, far faster than on strided rows."""
     s = S0 + shift[..., None, :]
-    return s, s.topk(k, dim=-1).indices
+    c = s
+    if buf is not None and not s.is_contiguous():
+        c = torch.add(S0, shift[..., None, :], out=buf[:s.numel()].view(s.shape))
+    t = c.topk(k, dim=-1)
+    return s, (tuple(t) if values else t.indices)
+
+
+def _logsumexp_(s: Tensor, top1: Tensor) -> Tensor:
+    """torch.logsumexp(s, -1) step by step, reusing the row maxima the top-k already found (`top1`, the
+    first top-k value, keepdim) and overwriting `s`: the same operations on the same shapes, one pass fewer
+    and no second copy of the steered scores."""
+    m = top1.masked_fill(top1.abs() == float("inf"), 0.0)
+    return s.sub_(m).exp_().sum(-1).log_().add_(m[..., 0])
 
 
 def _wmean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -240,49 +257,68 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     lse0 = torch.logsumexp(S0, dim=1)                                     # (N,)
     pa_p = torch.softmax(S0, dim=1) @ P                                   # (N, L)
     out = []
+    buf = torch.empty(len(b) * min(chunk, len(units)) * S0.numel(), dtype=S0.dtype)
     for c0 in range(0, len(units), chunk):
         ch = slice(c0, min(c0 + chunk, len(units)))
         Pc = P[:, ch].T                                                   # (Lc, n)
-        s, top = _steered(S0, b[:, None, None] * Pc, k)                   # (nb, Lc, N, n), (nb, Lc, N, k)
-        ranks = 1 + (s >= (t0 + b[:, None, None] * Pc[:, tg])[..., None]).sum(-1)
+        s, (val, top) = _steered(S0, b[:, None, None] * Pc, k, values=True, buf=buf)  # (nb, Lc, N, n), (nb, Lc, N, k)
+        # rank = 1 + #(scores >= the target's): up to k it is read off the top-k values, since every score
+        # outside them is <= the k-th; past k NDCG@k is 0 whatever the rank, so k + 1 stands for all of them
+        thr = (t0 + b[:, None, None] * Pc[:, tg])[..., None]
+        ranks = torch.where(val[..., -1:] >= thr, k + 1, 1 + (val >= thr).sum(-1, keepdim=True))[..., 0]
+        kls = (_logsumexp_(s, val[..., :1]) - lse0 - b[:, None, None] * pa_p[:, ch].T) if kl else None  # (nb, Lc, N)
+        del s
         Yc, Cc = Y[:, ch].T, C[:, ch].T                                   # (Lc, n)
-        share = lambda M, t: M[torch.arange(M.shape[0])[:, None, None], t].mean(-1)  # (Lc, N, k) -> (Lc, N)
+        share = lambda M, t: M.gather(1, t.reshape(len(M), -1)).view(t.shape).mean(-1)  # (Lc, N, k) -> (Lc, N)
         lab0, con0 = share(Yc, top0.expand(Yc.shape[0], -1, -1)), share(Cc, top0.expand(Cc.shape[0], -1, -1))
         wc = w[:, ch]
-        kls = (torch.logsumexp(s, dim=-1) - lse0 - b[:, None, None] * pa_p[:, ch].T) if kl else None  # (nb, Lc, N)
+        vs = [torch.from_numpy(wc[:, j] > 0) for j in range(wc.shape[1])]
+        before = [(int(v.sum()), float(lab0[j][v].mean()), float(con0[j][v].mean()), float(nd0[v.numpy()].mean()))
+                  if v.any() else (0, np.nan, np.nan, np.nan) for j, v in enumerate(vs)]   # the same at every beta
         for i, beta in enumerate(betas):
             lab1, con1 = share(Yc, top[i]), share(Cc, top[i])
             kept = (top[i][..., :, None] == top0[..., None, :]).any(-1).float().mean(-1)  # (Lc, N)
             nd1 = ndcg_per_instance(ranks[i].numpy(), k)                  # (Lc, N)
             for j, u in enumerate(units[ch]):
-                v = torch.from_numpy(wc[:, j] > 0)
-                out.append({"unit": int(u), "beta": float(beta), "n": int(v.sum()),
-                            "label_before": float(lab0[j][v].mean()) if v.any() else np.nan,
-                            "label_after": float(lab1[j][v].mean()) if v.any() else np.nan,
-                            "concept_before": float(con0[j][v].mean()) if v.any() else np.nan,
-                            "concept_after": float(con1[j][v].mean()) if v.any() else np.nan,
-                            "ndcg_before": float(nd0[v.numpy()].mean()) if v.any() else np.nan,
-                            "ndcg_after": float(nd1[j][v.numpy()].mean()) if v.any() else np.nan,
-                            "replaced": float(1 - kept[j][v].mean()) if v.any() else np.nan,
-                            "kl": float(kls[i, j][v].double().mean()) if kl and v.any() else np.nan})
+                v, (n, lab_b, con_b, nd_b) = vs[j], before[j]
+                out.append({"unit": int(u), "beta": float(beta), "n": n,
+                            "label_before": lab_b, "label_after": float(lab1[j][v].mean()) if n else np.nan,
+                            "concept_before": con_b, "concept_after": float(con1[j][v].mean()) if n else np.nan,
+                            "ndcg_before": nd_b, "ndcg_after": float(nd1[j][v.numpy()].mean()) if n else np.nan,
+                            "replaced": float(1 - kept[j][v].mean()) if n else np.nan,
+                            "kl": float(kls[i, j][v].double().mean()) if kl and n else np.nan})
     df = pd.DataFrame(out).sort_values(["unit", "beta"], kind="stable").reset_index(drop=True)
     df["label_gain"] = df["label_after"] - df["label_before"]
     df["concept_gain"] = df["concept_after"] - df["concept_before"]
     return df
 
 
+def random_tops(ctx: SteeringContext, rows: np.ndarray, n_random: int = 100, beta: float = 1.0, seed: int = 0,
+                k: int = 10, chunk: int = 10) -> tuple[Tensor, Tensor]:
+    """Top-k of `rows` unedited (N, k) and steered by `beta` along each of n_random seeded random unit
+    directions (n_random, N, k). They do not depend on the model, so a stage ranks them once for all."""
+    S0, top0, _, _ = _base(ctx, np.asarray(rows), k)
+    U = F.normalize(torch.randn(n_random, ctx.E.shape[1], generator=torch.Generator().manual_seed(seed)), dim=1)
+    buf = torch.empty(min(chunk, n_random) * S0.numel(), dtype=S0.dtype)
+    tops = [_steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k, buf=buf)[1]
+            for c0 in range(0, n_random, chunk)]
+    return top0, (torch.cat(tops) if tops else torch.zeros((0, len(top0), k), dtype=torch.long))
+
+
 def random_gains(ctx: SteeringContext, rows: np.ndarray, inactive: np.ndarray, labels: np.ndarray,
-                 n_random: int = 100, beta: float = 1.0, seed: int = 0, k: int = 10, chunk: int = 10) -> np.ndarray:
+                 n_random: int = 100, beta: float = 1.0, seed: int = 0, k: int = 10, chunk: int = 10,
+                 tops: tuple[Tensor, Tensor] | None = None) -> np.ndarray:
     """(n_random, L): label-share gain at `beta` of seeded random unit directions, for every unit's label
-    on that unit's own inactive instances (the null distribution of `steerability`)."""
+    on that unit's own inactive instances (the null distribution of `steerability`). `tops`: the
+    `random_tops` of the same rows and arguments when the caller ranked them already."""
     rows = np.asarray(rows)
     _check(ctx, rows, np.shape(labels)[1], inactive, labels)
-    S0, top0, _, _ = _base(ctx, rows, k)
-    d = ctx.E.shape[1]
-    U = F.normalize(torch.randn(n_random, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+    top0, tops = random_tops(ctx, rows, n_random, beta, seed, k, chunk) if tops is None else tops
+    if tops.shape != (n_random, len(rows), k):
+        raise ValueError(f"random tops have shape {tuple(tops.shape)}, expected {(n_random, len(rows), k)}")
     Y = sp.csr_matrix(np.asarray(labels, dtype=np.float32))
     w = np.asarray(inactive, dtype=np.float64)
-    N, n = S0.shape
+    n = len(ctx.E)
 
     def shares(top: Tensor) -> np.ndarray:  # (..., N, k) item ids -> (..., N, L) label share, via a sparse one-hot
         t = top.reshape(-1, k).numpy()
@@ -290,11 +326,8 @@ def random_gains(ctx: SteeringContext, rows: np.ndarray, inactive: np.ndarray, l
         return np.asarray((onehot @ Y).todense()).reshape(*top.shape[:-1], -1) / k
 
     before = shares(top0)                                                 # (N, L)
-    out = []
-    for c0 in range(0, n_random, chunk):
-        _, top = _steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k)
-        out.append(_wmean(shares(top) - before, w))
-    return np.concatenate(out)
+    out = [_wmean(shares(tops[c0:c0 + chunk]) - before, w) for c0 in range(0, n_random, chunk)]
+    return np.concatenate(out) if out else np.zeros((0, np.shape(labels)[1]))
 
 
 def steerability(dose: pd.DataFrame, rand: np.ndarray, units: Sequence[int], beta: float = 1.0,
@@ -363,12 +396,14 @@ def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndar
     suppressed, < 0 = reversed); mean popularity percentile of the top-k (`item_pct` per item id) against
     NDCG@k of the target and the share of the top-k replaced."""
     rows = np.arange(len(ctx.h))
-    _, top0, _, rank0 = _base(ctx, rows, k)
+    base = rank_all(ctx.E, ctx.h[rows], ctx.users[rows], ctx.mask, ctx.targets[rows], k)    # = _base's
+    top0, rank0 = base.top, base.ranks
     pct = torch.as_tensor(np.asarray(item_pct, dtype=np.float64))
     out = []
     for f in factors:
         h1 = edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, Edit(scale={int(j): float(f) for j in latents}))
-        r = rank_all(ctx.E, h1, ctx.users, ctx.mask, ctx.targets, k)
+        # factor 1 (or no latent) leaves h bit for bit as it was: its ranking is the unedited one
+        r = base if torch.equal(h1, ctx.h) else rank_all(ctx.E, h1, ctx.users, ctx.mask, ctx.targets, k)
         kept = (r.top[:, :, None] == top0[:, None, :]).any(-1).float().mean()
         out.append({"factor": float(f), "popularity_pct": float(pct[r.top].mean()),
                     f"ndcg@{k}": float(ndcg_per_instance(r.ranks.numpy(), k).mean()),

@@ -15,17 +15,19 @@ TOPK = (5, 10, 20, 50)
 # Ranking
 
 
-def mask_known(scores: torch.Tensor, users: np.ndarray, indptr: np.ndarray, known: np.ndarray) -> torch.Tensor:
+def mask_known(scores: torch.Tensor, users: np.ndarray, indptr: np.ndarray, known: np.ndarray,
+               inplace: bool = False) -> torch.Tensor:
     """Set every item the user is known to like (train, dev and test; ReChorus masking) to -inf.
 
     `scores` is (B, n_items); column 0 (padding) is always masked. Vectorised through a CSR of the
-    user's items: (indptr, known)."""
+    user's items: (indptr, known). `inplace` masks a score matrix the caller owns instead of a copy (the
+    copy of a large matrix costs as much as the matrix product that made it)."""
     starts, ends = indptr[users], indptr[users + 1]
     counts = ends - starts
     rows = np.repeat(np.arange(len(users)), counts)
     offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     cols = known[np.repeat(starts, counts) + offs]
-    scores = scores.clone()
+    scores = scores if inplace else scores.clone()
     scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
     scores[:, 0] = float("-inf")
     return scores
@@ -35,7 +37,11 @@ def ranks_from_scores(scores: torch.Tensor, target_scores: torch.Tensor) -> torc
     """rank = 1 + #(candidates scoring >= the target): ties count against the target.
 
     `scores` must already hold -inf for the masked columns, the target's own column included;
-    `target_scores` is the target's unmasked score (ReChorus keeps the target in column 0)."""
+    `target_scores` is the target's unmasked score (ReChorus keeps the target in column 0). On the CPU numpy
+    counts the comparison: the same integers, far faster than torch's sum over a boolean matrix."""
+    if scores.device.type == "cpu" and target_scores.device.type == "cpu":
+        ge = scores.detach().numpy() >= target_scores.detach().numpy()[:, None]
+        return torch.from_numpy(1 + np.count_nonzero(ge, axis=1).astype(np.int64))
     return 1 + (scores >= target_scores[:, None]).sum(dim=1)
 
 
@@ -45,9 +51,16 @@ def ndcg_per_instance(ranks: np.ndarray | torch.Tensor, k: int = 10) -> np.ndarr
     return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
 
 
+def bootstrap_weights(n: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_boot, n) float64: how often each instance is drawn in each seeded resample of `paired_ratio_ci`.
+    Drawing them is most of that interval's cost, so a caller with several ratios over the same n draws once."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
 def paired_ratio_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
-                    seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(b) / mean(a), resampling instances in pairs.
+                    seed: int = 0, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(b) / mean(a), resampling instances in pairs (`weights`: the
+    resamples of `bootstrap_weights(len(a), n_boot, seed)` when the caller already drew them).
 
     Why paired: both metrics come from the same test users, so most of their noise is shared and cancels
     in the ratio; resampling a and b independently would give a far wider, wrong interval."""
@@ -55,7 +68,9 @@ def paired_ratio_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: flo
     n = len(a)
     if n == 0 or len(b) != n:
         raise ValueError(f"paired_ratio_ci needs two arrays of the same non-zero length, got {len(a)} and {len(b)}")
-    w = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    if weights is not None and weights.shape != (n_boot, n):
+        raise ValueError(f"paired_ratio_ci: weights have shape {weights.shape}, expected {(n_boot, n)}")
+    w = bootstrap_weights(n, n_boot, seed) if weights is None else weights
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = (w @ b) / (w @ a)
     lo, hi = np.nanquantile(ratios, [(1 - level) / 2, (1 + level) / 2])
@@ -107,11 +122,21 @@ def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: floa
 # Ranking-native fidelity
 
 
-def topk_overlap_rows(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
-    """Jaccard overlap of the top-k lists of each row of two (masked) score matrices (float64)."""
-    ta, tb = a.topk(k, dim=1).indices, b.topk(k, dim=1).indices
+def topk_overlap_id_rows(ta: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+    """Jaccard overlap of each row's two top-k id lists (n, k) (float64)."""
+    k = ta.shape[1]
     inter = (ta[:, :, None] == tb[:, None, :]).any(2).sum(1).double()
     return inter / (2 * k - inter)
+
+
+def topk_overlap_rows(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Jaccard overlap of the top-k lists of each row of two (masked) score matrices (float64)."""
+    return topk_overlap_id_rows(a.topk(k, dim=1).indices, b.topk(k, dim=1).indices)
+
+
+def topk_overlap_ids(ta: torch.Tensor, tb: torch.Tensor) -> float:
+    """`topk_overlap` from the two (n, k) top-k item ids, for a caller that reuses one side's."""
+    return float(topk_overlap_id_rows(ta, tb).mean())
 
 
 def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
@@ -120,7 +145,8 @@ def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
 
 
 def catalog_kl_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """KL(softmax(a) || softmax(b)) of each row; -inf columns (masked) are dropped from both."""
+    """KL(softmax(a) || softmax(b)) of each row (float64); -inf columns (masked) are dropped from both. Every
+    step is row-wise, so blocks of rows give the same numbers as the whole matrix."""
     fin = torch.isfinite(a)
     la = torch.log_softmax(a.double().masked_fill(~fin, float("-inf")), dim=1)
     lb = torch.log_softmax(b.double().masked_fill(~fin, float("-inf")), dim=1)

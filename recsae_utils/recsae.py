@@ -27,10 +27,73 @@ def plugged_metrics(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, ma
 
 def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> torch.Tensor:
     indptr, known = mask_csr
-    return metrics.mask_known(h @ item_emb.T, inst.user, indptr, known)
+    return metrics.mask_known(h @ item_emb.T, inst.user, indptr, known, inplace=True)
 
 
-SCORE_BLOCK = 2 ** 27  # score entries per block (catalog_kl peaks ~6 GB); instances x items grows as data squared
+@dataclass
+class Ranked:
+    """What the evaluation reads off one model's masked score matrix (`rank_pass`)."""
+
+    ranks: np.ndarray              # 1-based target ranks, as train.rank_targets
+    top: torch.Tensor | None       # (n, k) top-k item ids
+    kl: torch.Tensor | None        # (n,) float64 catalog KL per row against the reference scores
+
+
+def rank_pass(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr, k: int | None = 10,
+              ref: torch.Tensor | None = None, batch_size: int = 256) -> Ranked:
+    """Target ranks, top-k ids and (given the reference's masked scores `ref`) the per-row catalog KL of
+    user vectors `h`, from one score matrix built in train.rank_targets' batches and never held whole.
+    The ranks are rank_targets' (same batches, same products); the top-k and KL rows are those of the one
+    product over all rows that `_masked_scores` makes: a short last batch is scored inside a full-size
+    window for them, because a matrix product of a few rows may take another kernel (other roundings)."""
+    indptr, known = mask_csr
+    n = len(inst)
+    W = item_emb.to(h.dtype)
+    ranks = np.empty(n, dtype=np.int64)
+    top = torch.empty((n, k), dtype=torch.long) if k else None
+    kl = torch.empty(n, dtype=torch.float64) if ref is not None else None
+    for s in range(0, n, batch_size):
+        e = min(s + batch_size, n)
+        sc = h[s:e] @ W.T
+        t = sc.gather(1, torch.from_numpy(inst.item[s:e])[:, None])[:, 0]
+        sc = metrics.mask_known(sc, inst.user[s:e], indptr, known, inplace=True)
+        ranks[s:e] = metrics.ranks_from_scores(sc, t).numpy()
+        if top is None and kl is None:
+            continue
+        if e - s < batch_size < n:
+            w0 = e - batch_size
+            sc = metrics.mask_known(h[w0:e] @ W.T, inst.user[w0:e], indptr, known, inplace=True)[s - w0:]
+        if top is not None:
+            top[s:e] = sc.topk(k, dim=1).indices
+        if kl is not None:
+            kl[s:e] = metrics.catalog_kl_rows(ref[s:e], sc)
+    return Ranked(ranks, top, kl)
+
+
+@dataclass
+class Reference:
+    """SASRec's own side of every fidelity number on one split, computed once for all SAEs and noise draws."""
+
+    ranks: np.ndarray                  # target ranks
+    scores: torch.Tensor               # masked (n, n_items) scores
+    top: torch.Tensor                  # (n, k) top-k item ids of `scores`
+    ablated: float                     # the metric with the mean training user in place of every h_u
+    weights: np.ndarray | None = None  # metrics.bootstrap_weights of the split (NDCG@k metrics)
+
+
+def reference(item_emb: torch.Tensor, h: torch.Tensor, h_mean: torch.Tensor, inst: Instances, mask_csr,
+              metric: str = "NDCG@10", k: int = 10, ranks: np.ndarray | None = None,
+              scores: torch.Tensor | None = None) -> Reference:
+    """SASRec's ranks and masked scores (computed unless given), their top-k, the mean-user ablation and the
+    bootstrap resamples of the split."""
+    ranks = rank_targets(item_emb, h, inst, mask_csr) if ranks is None else ranks
+    scores = _masked_scores(item_emb, h, inst, mask_csr) if scores is None else scores
+    abl = metrics.ranking_metrics(rank_pass(item_emb, h_mean.expand_as(h), inst, mask_csr, k=None).ranks)[metric]
+    w = metrics.bootstrap_weights(len(ranks)) if metric.startswith("NDCG@") else None
+    return Reference(ranks, scores, scores.topk(k, dim=1).indices, abl, w)
+
+
+SCORE_BLOCK = 2 ** 27  # score entries per block of sasrec_outputs; instances x items grows as data squared
 
 
 def _row_blocks(n: int, n_items: int) -> list[slice]:
@@ -40,48 +103,34 @@ def _row_blocks(n: int, n_items: int) -> list[slice]:
     return [slice(s, s + rows) for s in range(0, n, rows)]
 
 
-def _score_agreement(item_emb: torch.Tensor, h: torch.Tensor, h2: torch.Tensor, inst: Instances, mask_csr,
-                     k: int) -> tuple[float, float]:
-    """(top-k overlap, catalog KL) of the masked scores of `h` and `h2`, block by block: the full matrices
-    would hold n x items floats several times over (tens of GB at 16x ML-1M)."""
-    ov, kl = [], []
-    for b in _row_blocks(len(inst), item_emb.shape[0]):
-        sub = inst.subset(b)
-        a, c = _masked_scores(item_emb, h[b], sub, mask_csr), _masked_scores(item_emb, h2[b], sub, mask_csr)
-        ov.append(metrics.topk_overlap_rows(a, c, k))
-        kl.append(metrics.catalog_kl_rows(a, c))
-    return float(torch.cat(ov).mean()), float(torch.cat(kl).mean())
-
-
 def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,
-             inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10, ranks_orig: np.ndarray | None = None,
-             ranks_sae: np.ndarray | None = None) -> dict[str, float]:
+             inst: Instances, mask_csr, metric: str = "NDCG@10", k: int = 10,
+             ref: Reference | None = None, sae: Ranked | None = None) -> dict[str, float]:
     """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
-    mean-user ablation, top-k overlap and catalog KL. SASRec's own ranks (`ranks_orig`) and the SAE's ranks
-    are computed here unless the caller already has them."""
-    ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
-    ranks_sae = rank_targets(item_emb, h_hat, inst, mask_csr) if ranks_sae is None else ranks_sae
-    ret = retention(ranks_orig, ranks_sae, metric)
-    r_orig, r_sae = ret[f"{metric}_orig"], ret[f"{metric}_sae"]
-    r_abl = plugged_metrics(item_emb, h_mean.expand_as(h), inst, mask_csr)[metric]
-    overlap, kl = _score_agreement(item_emb, h, h_hat, inst, mask_csr, k)
+    mean-user ablation, top-k overlap and catalog KL. SASRec's side (`reference`) and the SAE's ranks, top-k
+    and KL rows (`rank_pass` against ref.scores) are computed here unless the caller already has them."""
+    ref = reference(item_emb, h, h_mean, inst, mask_csr, metric, k) if ref is None else ref
+    sae = rank_pass(item_emb, h_hat, inst, mask_csr, k, ref=ref.scores) if sae is None else sae
+    ret = retention(ref.ranks, sae.ranks, metric, weights=ref.weights)
+    r_orig, r_sae, r_abl = ret[f"{metric}_orig"], ret[f"{metric}_sae"], ref.ablated
     return {
         **ret, f"{metric}_ablated": r_abl,
         "metric_recovered": (r_sae - r_abl) / (r_orig - r_abl) if r_orig != r_abl else float("nan"),
-        f"top{k}_overlap": overlap,
-        "catalog_kl": kl,
+        f"top{k}_overlap": metrics.topk_overlap_ids(ref.top, sae.top),
+        "catalog_kl": float(sae.kl.mean()),
     }
 
 
-def retention(ranks_orig, ranks_sae, metric: str = "NDCG@10") -> dict[str, float]:
+def retention(ranks_orig, ranks_sae, metric: str = "NDCG@10", weights: np.ndarray | None = None) -> dict[str, float]:
     """metric with the SAE / metric of SASRec from the two rank arrays of one split, with a paired-bootstrap
-    95% interval over its instances (NDCG@k only)."""
+    95% interval over its instances (NDCG@k only; `weights`: the split's bootstrap resamples if drawn)."""
     r_orig = metrics.ranking_metrics(ranks_orig)[metric]
     r_sae = metrics.ranking_metrics(ranks_sae)[metric]
     ci = (float("nan"), float("nan"))
     if metric.startswith("NDCG@") and r_orig:
         kk = int(metric.split("@")[1])
-        ci = metrics.paired_ratio_ci(metrics.ndcg_per_instance(ranks_orig, kk), metrics.ndcg_per_instance(ranks_sae, kk))
+        nd = [metrics.ndcg_per_instance(r, kk) for r in (ranks_orig, ranks_sae)]
+        ci = metrics.paired_ratio_ci(*nd, weights=weights)
     return {f"{metric}_orig": r_orig, f"{metric}_sae": r_sae, "retention": r_sae / r_orig if r_orig else float("nan"),
             "retention_ci_low": ci[0], "retention_ci_high": ci[1]}
 
@@ -97,18 +146,21 @@ def matched_noise(h: torch.Tensor, h_hat: torch.Tensor, seed: int = 0) -> torch.
 
 def noise_calibration(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, inst: Instances, mask_csr,
                       draws: int = 20, seed: int = 0, metric: str = "NDCG@10", k: int = 10,
-                      ranks_orig: np.ndarray | None = None) -> dict[str, float]:
+                      ranks_orig: np.ndarray | None = None, top_orig: torch.Tensor | None = None) -> dict[str, float]:
     """Retention and top-k overlap under `draws` independent `matched_noise` perturbations: mean and the
     2.5-97.5% range. One draw is not enough: at the SAE's FVU on ML-1M single draws gave retention from
     0.989 to 0.996, i.e. the metric's own noise is as large as the gap being judged. SASRec's own ranks and
-    masked scores are computed here unless given."""
-    ranks_orig = rank_targets(item_emb, h, inst, mask_csr) if ranks_orig is None else ranks_orig
+    top-k ids of its masked scores are computed here unless given; each draw is ranked in one `rank_pass`."""
+    if ranks_orig is None or top_orig is None:
+        own = rank_pass(item_emb, h, inst, mask_csr, k)
+        ranks_orig = own.ranks if ranks_orig is None else ranks_orig
+        top_orig = own.top if top_orig is None else top_orig
     r_orig = metrics.ranking_metrics(ranks_orig)[metric]
     ret, ov = [], []
     for d in range(draws):
-        hn = matched_noise(h, h_hat, seed * 1000 + d)
-        ret.append(metrics.ranking_metrics(rank_targets(item_emb, hn, inst, mask_csr))[metric] / r_orig)
-        ov.append(_score_agreement(item_emb, h, hn, inst, mask_csr, k)[0])
+        r = rank_pass(item_emb, matched_noise(h, h_hat, seed * 1000 + d), inst, mask_csr, k)
+        ret.append(metrics.ranking_metrics(r.ranks)[metric] / r_orig)
+        ov.append(metrics.topk_overlap_ids(top_orig, r.top))
     lo, hi = np.quantile(ret, [0.025, 0.975])
     return {"noise_matched_retention": float(np.mean(ret)), "noise_matched_retention_low": float(lo),
             "noise_matched_retention_high": float(hi), f"noise_matched_top{k}_overlap": float(np.mean(ov)),
@@ -279,19 +331,24 @@ CODES_NAMES = {"alt": "sae_alt", "random": "random"}
 
 def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str, dict]:
     """SASRec and every fitted SAE (plus a random SAE of the main shape) on dev and test. SASRec's own ranks
-    and test scores are computed once (`sasrec_outputs`) for every SAE's fidelity and the noise calibration;
-    the train codes of the alt and random SAEs are cached for stage 05 (`sae_codes`)."""
+    and test scores (`sasrec_outputs`), their top-k, the mean-user ablation and the bootstrap resamples of
+    each split are computed once (`reference`) for every SAE's fidelity and the noise calibration; each
+    SAE's split is ranked in one `rank_pass`; the train codes of the alt and random SAEs are cached for
+    stage 05 (`sae_codes`)."""
     E = ctx.model.item_emb.weight.detach()
     h_mean = ctx.h["train"].mean(0, keepdim=True)
-    ref = {s: sasrec_outputs(cfg, ctx, s) for s in ("dev", "test")}
-    ranks_h = {s: r.ranks for s, r in ref.items()}
+    out = {s: sasrec_outputs(cfg, ctx, s) for s in ("dev", "test")}
+    ranks_h = {s: r.ranks for s, r in out.items()}
     ev = {"sasrec": {s: metrics.ranking_metrics(r) for s, r in ranks_h.items()}}
+    ref = reference(E, ctx.h["test"], h_mean, ctx.inst["test"], ctx.mask, ranks=ranks_h["test"])
+    w_dev = metrics.bootstrap_weights(len(ranks_h["dev"]))
     saes = {n: f.sae for n, f in fits.items()}
     saes["random"] = random_baseline(fits["main"].sae, ctx.h["train"])
     for name, sae in saes.items():
         recon = {s: reconstruct(sae, ctx.h[s]) for s in ("dev", "test")}
-        ranks = {s: rank_targets(E, recon[s], ctx.inst[s], ctx.mask) for s in ("dev", "test")}
-        row = {s: metrics.ranking_metrics(r) for s, r in ranks.items()}
+        ranked = {"dev": rank_pass(E, recon["dev"], ctx.inst["dev"], ctx.mask, k=None),
+                  "test": rank_pass(E, recon["test"], ctx.inst["test"], ctx.mask, ref=ref.scores)}
+        row = {s: metrics.ranking_metrics(r.ranks) for s, r in ranked.items()}
         x_hat = recon["test"]
         if name == "main":  # stage 03 wrote its codes
             idx_train, val_train = activation_arrays(cfg, ctx, sae, ("train",))["train"][:2]
@@ -303,14 +360,15 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
         health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents, active)
         row["health"] = health
         row["freq"] = freq
-        row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask,
-                                   ranks_orig=ranks_h["test"], ranks_sae=ranks["test"])
-        dev = retention(ranks_h["dev"], ranks["dev"])  # the same ratio on dev: how far apart can two splits be?
+        row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask, ref=ref,
+                                   sae=ranked["test"])
+        # the same ratio on dev: how far apart can two splits be?
+        dev = retention(ranks_h["dev"], ranked["dev"].ranks, weights=w_dev)
         row["fidelity"].update(retention_dev=dev["retention"], retention_dev_ci_low=dev["retention_ci_low"],
                                retention_dev_ci_high=dev["retention_ci_high"])
         if name == "main":
             row["fidelity"].update(noise_calibration(E, ctx.h["test"], x_hat, ctx.inst["test"], ctx.mask, seed=cfg.seed,
-                                                     ranks_orig=ranks_h["test"]))
+                                                     ranks_orig=ranks_h["test"], top_orig=ref.top))
         row["config"] = sae.cfg.to_dict()
         ev[name] = row
     return ev

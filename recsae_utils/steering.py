@@ -123,9 +123,11 @@ class ModelResult:
 
 
 def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, dic: DI.ConceptDictionary,
-            n_units: int = N_UNITS, n_random: int = N_RANDOM, seed: int = 0) -> ModelResult:
+            n_units: int = N_UNITS, n_random: int = N_RANDOM, seed: int = 0,
+            rand_tops: tuple | None = None, span: torch.Tensor | None = None) -> ModelResult:
     """Label the model's units from its dictionary `dic`, pick them, dose-response on `rows` and the
-    calibrated steerability."""
+    calibrated steerability. `rand_tops` (`interventions.random_tops(sctx, rows, n_random, seed=seed + 1)`)
+    and `span` (`item_span(sctx.E)`) are the same for every model: a stage computes them once."""
     ul = unit_labels(dic)
     feats = dic.feats
     eligible = pick_units(ul.freq, ul.labels, len(d.D), seed)
@@ -139,26 +141,31 @@ def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, dic: DI.Co
                            labels, conc)
     inactive = I.inactive_rows(d.idx_test[rows], d.val_test[rows], units)
     dose = I.dose_response(sctx, rows, d.D, units, inactive, labels, conc)
-    rand = I.random_gains(sctx, rows, inactive, labels, n_random=n_random, seed=seed + 1)
+    rand = I.random_gains(sctx, rows, inactive, labels, n_random=n_random, seed=seed + 1, tops=rand_tops)
     steer = I.steerability(dose, rand, units)
     return ModelResult(units, len(eligible), dose, steer, ul, labels, conc,
-                       alignment(sctx.E, d.D[torch.from_numpy(units)], labels, steer["gain"].to_numpy()))
+                       alignment(sctx.E, d.D[torch.from_numpy(units)], labels, steer["gain"].to_numpy(), span=span))
 
 
 SPAN = 20   # the item table's main directions in `alignment`
 
 
+def item_span(E: torch.Tensor, q: int = SPAN) -> torch.Tensor:
+    """(q, d) float64: the q main directions of the centred item table (row 0, padding, left out)."""
+    Eb = E[1:].double()
+    return torch.linalg.svd(Eb - Eb.mean(0), full_matrices=False)[2][:q]
+
+
 def alignment(E: torch.Tensor, U: torch.Tensor, labels: np.ndarray, gain: np.ndarray | None = None,
-              q: int = SPAN) -> dict:
+              q: int = SPAN, span: torch.Tensor | None = None) -> dict:
     """Why a direction steers or not: the median share of its squared norm in the q main directions of the
     centred item table (only there does a direction spread the items' scores), its median cosine with its
     label's direction (mean embedding of the label's items minus the catalogue mean) and, given the units'
-    gains at beta = 1, their Spearman correlation with that cosine."""
+    gains at beta = 1, their Spearman correlation with that cosine. `span`: `item_span(E, q)` if computed."""
     from scipy.stats import spearmanr
 
     Eb = E[1:].double()
-    Ec = Eb - Eb.mean(0)
-    Vt = torch.linalg.svd(Ec, full_matrices=False)[2][:q]
+    Vt = item_span(E, q) if span is None else span
     Un = F.normalize(U.double(), dim=1)
     Y = torch.as_tensor(np.asarray(labels)[1:], dtype=torch.float64)                    # (n_items - 1, L)
     oracle = (Y.T @ Eb) / Y.sum(0).clamp(min=1)[:, None] - Eb.mean(0)
@@ -169,10 +176,11 @@ def alignment(E: torch.Tensor, U: torch.Tensor, labels: np.ndarray, gain: np.nda
     return out
 
 
-def random_in_span(d: int, E: torch.Tensor, n: int = 1000, seed: int = 0, q: int = SPAN) -> float:
+def random_in_span(d: int, E: torch.Tensor, n: int = 1000, seed: int = 0, q: int = SPAN,
+                   span: torch.Tensor | None = None) -> float:
     """`alignment`'s in_span for seeded random unit directions: the level a direction reaches by chance."""
     U = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
-    return alignment(E, U, np.zeros((len(E), 1), bool), q=q)["in_span"]
+    return alignment(E, U, np.zeros((len(E), 1), bool), q=q, span=span)["in_span"]
 
 
 def dose_table(results: dict[str, ModelResult]) -> pd.DataFrame:
@@ -251,13 +259,15 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
+    rand_tops = I.random_tops(sctx, rows, n_random=n_random, seed=seed + 1)   # the null: the same for every model
+    span = item_span(sctx.E)
     secs["setup"] = time.time() - t0
     results, dics = {}, {}
     for k, d in tqdm(dirs.items(), desc="dose-response", total=len(dirs)):
         t1 = time.time()
         dics[k] = DI.build_dictionaries(d.idx_train, d.val_train, ctx.inst["train"].hist, ctx.ds.items, len(d.D),
                                         top_n=cfg.top_n, item_pool=cfg.item_pool)   # stage 05's tables and flags
-        results[k] = measure(sctx, rows, d, dics[k], n_units, n_random, seed)
+        results[k] = measure(sctx, rows, d, dics[k], n_units, n_random, seed, rand_tops, span)
         secs[k] = time.time() - t1
         progress.step(f"interventions: {MODEL_NAMES[k]}: {len(results[k].units)} units, steerable "
                       f"{results[k].steer['steerable'].mean() if len(results[k].steer) else float('nan'):.3f} "
@@ -280,7 +290,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
                           for i in s.ul.top_count[latent][:5].tolist()]}
     secs["total"] = time.time() - t0
     return sctx, StageResult(results, dose_table(results), ab, deb, card, info, secs,
-                             random_in_span(sctx.E.shape[1], sctx.E, seed=seed))
+                             random_in_span(sctx.E.shape[1], sctx.E, seed=seed, span=span))
 
 
 def _f(v):

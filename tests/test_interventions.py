@@ -212,3 +212,24 @@ def test_dose_response_kl_equals_the_catalog_kl_of_the_steered_scores():
         v = torch.from_numpy(inactive[:, r.unit])
         shift = r.beta * ctx.h_norm * (ctx.E @ D[r.unit])
         assert r.kl == pytest.approx(catalog_kl(S0[v], (S0 + shift)[v]), rel=1e-4, abs=1e-6)
+
+
+def test_steered_topk_copy_and_logsumexp_keep_the_numbers():
+    """The top-k on a row-contiguous copy of the steered scores and `_logsumexp_` (reusing the top-1 value,
+    in place) give bit for bit what the top-k and torch.logsumexp of the broadcast scores give, in the
+    strided layout that a transposed slice of directions produces."""
+    from recsae_utils.interventions import _logsumexp_, _steered
+    g = torch.Generator().manual_seed(0)
+    S0 = torch.randn(7, 50, generator=g)
+    S0[:, 0] = float("-inf")
+    S0[torch.arange(7), torch.randint(1, 50, (7,), generator=g)] = float("-inf")
+    P = torch.randn(50, 5, generator=g)
+    b = torch.tensor([0.5, 1.0, 2.0])
+    shift = b[:, None, None] * P[:, 1:4].T                                # (3, 3, 50), unit dimension fastest
+    s_ref = S0 + shift[..., None, :]
+    assert not s_ref.is_contiguous()
+    val_ref, top_ref = s_ref.topk(4, dim=-1)
+    lse_ref = torch.logsumexp(s_ref, dim=-1)
+    s, (val, top) = _steered(S0, shift, 4, values=True, buf=torch.empty(s_ref.numel() + 3))
+    assert s.stride() == s_ref.stride() and torch.equal(val, val_ref) and torch.equal(top, top_ref)
+    assert torch.equal(_logsumexp_(s, val[..., :1]), lse_ref)

@@ -152,3 +152,18 @@ def test_sae_vs_raw_known_answer():
                    ("1024 latents, k=8", 1, 0.0): 0.1}
     assert "in 1 of 3 views" in text and "+0.200" in text and "upper half" in text and "larger in 2 of 3" in text
     assert sae_vs_raw([]) == ([], "")
+
+
+def test_ranks_numpy_count_equals_torch_sum_and_weights_reused():
+    """The CPU count of ranks_from_scores equals torch's sum of the comparison (ties and -inf included);
+    paired_ratio_ci with pre-drawn bootstrap_weights equals drawing them inside."""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randint(0, 5, (30, 40), generator=g).float()
+    s[:, :3] = float("-inf")
+    t = s[:, 5].clone()
+    assert torch.equal(metrics.ranks_from_scores(s, t), 1 + (s >= t[:, None]).sum(dim=1))
+    a, b = np.random.default_rng(0).random(50), np.random.default_rng(1).random(50)
+    w = metrics.bootstrap_weights(50)
+    assert metrics.paired_ratio_ci(a, b, weights=w) == metrics.paired_ratio_ci(a, b)
+    with pytest.raises(ValueError, match="weights have shape"):
+        metrics.paired_ratio_ci(a, b, weights=w[:, :10])
