@@ -129,11 +129,6 @@ def topk_overlap_id_rows(ta: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
     return inter / (2 * k - inter)
 
 
-def topk_overlap_rows(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> torch.Tensor:
-    """Jaccard overlap of the top-k lists of each row of two (masked) score matrices (float64)."""
-    return topk_overlap_id_rows(a.topk(k, dim=1).indices, b.topk(k, dim=1).indices)
-
-
 def topk_overlap_ids(ta: torch.Tensor, tb: torch.Tensor) -> float:
     """`topk_overlap` from the two (n, k) top-k item ids, for a caller that reuses one side's."""
     return float(topk_overlap_id_rows(ta, tb).mean())
@@ -141,7 +136,7 @@ def topk_overlap_ids(ta: torch.Tensor, tb: torch.Tensor) -> float:
 
 def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
     """Mean Jaccard overlap of the top-k lists of two (masked) score matrices."""
-    return float(topk_overlap_rows(a, b, k).mean())
+    return topk_overlap_ids(a.topk(k, dim=1).indices, b.topk(k, dim=1).indices)
 
 
 def catalog_kl_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,6 @@ from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss
 from .train import pick_device, rank_targets, user_vectors
 
 
-def plugged_metrics(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> dict[str, float]:
-    """HR/NDCG@K when `h` (SASRec's own h_u, or an SAE reconstruction of it) scores the catalogue."""
-    return metrics.ranking_metrics(rank_targets(item_emb, h, inst, mask_csr))
-
-
 def _masked_scores(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr) -> torch.Tensor:
     indptr, known = mask_csr
     return metrics.mask_known(h @ item_emb.T, inst.user, indptr, known, inplace=True)

@@ -37,15 +37,20 @@ def top_items(d: ConceptDictionary, n: int = N_TOP) -> np.ndarray:
     return out
 
 
+def _named(d: ConceptDictionary, cards: list[dict]) -> tuple[np.ndarray, list[str]]:
+    """Top items and offline label names of one dictionary (dead latents have no card and no label)."""
+    names = [""] * d.m
+    for c in cards:
+        names[c["latent"]] = offline_label(c)["name"]
+    return top_items(d), names
+
+
 def _concepts(cfg, ctx: StageInputs, sae: TopKSAE) -> tuple[np.ndarray, list[str]]:
-    """Top items and offline label names of one SAE's dictionary on the training instances."""
+    """`_named` for one SAE's dictionary on the training instances, built as stage 05 builds its own."""
     idx, val = encode_sparse(sae, ctx.h["train"])
     d = build_dictionaries(idx, val, ctx.inst["train"].hist, ctx.ds.items, sae.cfg.n_latents, top_n=cfg.top_n,
                            item_pool=cfg.item_pool)
-    names = [""] * d.m  # dead latents have no card and no label
-    for c in latent_cards(d):
-        names[c["latent"]] = offline_label(c)["name"]
-    return top_items(d), names
+    return _named(d, latent_cards(d))
 
 
 def other_sasrec(cfg, ctx: StageInputs, seed: int) -> StageInputs:
@@ -59,11 +64,13 @@ def other_sasrec(cfg, ctx: StageInputs, seed: int) -> StageInputs:
     return replace(ctx, model=model, h=h, sasrec_key=key)
 
 
-def stability_section(cfg, ctx: StageInputs, main: TopKSAE, extra: int = 2) -> dict:
+def stability_section(cfg, ctx: StageInputs, main: TopKSAE, d_main: ConceptDictionary, cards_main: list[dict],
+                      extra: int = 2) -> dict:
     """The `stability` section of summary.json: `extra` more SAE seeds on the same h_u, and the default SAE
-    of every other SASRec seed in cfg.seeds, each against the run's default SAE."""
+    of every other SASRec seed in cfg.seeds, each against the run's default SAE (whose dictionary and cards
+    stage 05 has already built)."""
     m, k, variant = cfg.sae_latents, cfg.sae_k, cfg.sae_variant
-    top0, lab0 = _concepts(cfg, ctx, main)
+    top0, lab0 = _named(d_main, cards_main)
     out = {"thresholds": list(stability.THRESHOLDS), "n_top_items": N_TOP, "sae_seeds": {}, "sasrec_seeds": {}}
     for s in range(cfg.seed + 1, cfg.seed + 1 + extra):
         progress.step(f"stability: SAE seed {s} on the same h_u")

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from recsae_utils import artifacts, config, recsae, replication, train
+from recsae_utils.cards import latent_cards
+from recsae_utils.dictionary import build_dictionaries
+from recsae_utils.sae import encode_sparse
 
 
 @pytest.fixture
@@ -24,7 +27,12 @@ def test_stability_section_fits_apart_and_matches(tiny_cfg):
     main = recsae.fit_stage(cfg, ctx, cfg.sae_latents, cfg.sae_k, cfg.sae_variant, progress=False)
     sae_dir = cfg.run_dir / "sae"
     key = artifacts.read_json(sae_dir / "m64_k4_openai" / "done.json")["key"]
-    out = replication.stability_section(cfg, ctx, main.sae)
+    idx, val = encode_sparse(main.sae, ctx.h["train"])
+    d = build_dictionaries(idx, val, ctx.inst["train"].hist, ctx.ds.items, cfg.sae_latents, top_n=cfg.top_n)
+    # stage 05's dictionary of the default SAE names its latents as the step itself would
+    top0, lab0 = replication._concepts(cfg, ctx, main.sae)
+    assert np.array_equal(replication._named(d, latent_cards(d))[0], top0) and replication._named(d, latent_cards(d))[1] == lab0
+    out = replication.stability_section(cfg, ctx, main.sae, d, latent_cards(d))
     # the default SAE's fit is untouched; every other fit has its own folder
     assert artifacts.read_json(sae_dir / "m64_k4_openai" / "done.json")["key"] == key
     assert {p.name for p in sae_dir.iterdir()} >= {"m64_k4_openai_seed1", "m64_k4_openai_seed2", "m64_k4_openai_sasrec1"}
@@ -36,7 +44,7 @@ def test_stability_section_fits_apart_and_matches(tiny_cfg):
     assert out["sae_seeds_mean"]["matched_0.7"] == pytest.approx(
         np.mean([r["matched_0.7"] for r in out["sae_seeds"].values()]))
     # a rerun reuses every fit and gives the same numbers
-    assert replication.stability_section(cfg, ctx, main.sae) == out
+    assert replication.stability_section(cfg, ctx, main.sae, d, latent_cards(d)) == out
     assert len(replication.stability_table(out)) == 3
 
 
