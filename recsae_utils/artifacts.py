@@ -112,8 +112,14 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_parquet(path: str | os.PathLike, df) -> Path:
+    """A pandas DataFrame or a pyarrow Table, atomically."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        if hasattr(df, "to_parquet"):
+            df.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(df, tmp)
     return Path(path)
 
 

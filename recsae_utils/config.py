@@ -82,6 +82,9 @@ class RunConfig:
     # concepts and labels (protocol.md §4)
     top_n: int = 50                   # top-activating sequences per latent shown on the cards
     item_pool: int = 0                # firings per latent behind item tables, enrichment, labels (0 = all)
+    dict_rows: int = 1_000_000        # training instances behind the concept dictionaries (stages 05-06): a seeded
+                                      # uniform sample when there are more (0 = all); ML-1M and Grocery have fewer,
+                                      # so they use all; bounds memory at 16x ML-1M (benchmarks/bench_scale.py)
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000

@@ -391,22 +391,37 @@ def ablation(ctx: SteeringContext, units: Sequence[int], labels: np.ndarray, con
 
 
 def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndarray,
-                 factors: Sequence[float] = (1.0, 0.5, 0.0, -0.5, -1.0), k: int = 10) -> pd.DataFrame:
-    """Scale the given (popularity-flagged) latents by each factor on every instance (1 = unedited, 0 =
-    suppressed, < 0 = reversed); mean popularity percentile of the top-k (`item_pct` per item id) against
-    NDCG@k of the target and the share of the top-k replaced."""
-    rows = np.arange(len(ctx.h))
-    base = rank_all(ctx.E, ctx.h[rows], ctx.users[rows], ctx.mask, ctx.targets[rows], k)    # = _base's
-    top0, rank0 = base.top, base.ranks
+                 factors: Sequence[float] = (1.0, 0.5, 0.0, -0.5, -1.0), k: int = 10, max_rows: int = 0,
+                 seed: int = 0, block: int = 2 ** 27) -> pd.DataFrame:
+    """Scale the given (popularity-flagged) latents by each factor on every instance, or on a seeded sample
+    of `max_rows` (0 = all) (1 = unedited, 0 = suppressed, < 0 = reversed); mean popularity percentile of
+    the top-k (`item_pct` per item id) against NDCG@k of the target and the share of the top-k replaced.
+    Scores are built in row blocks of at most `block` entries and only each row's top-k and target rank are
+    kept, so memory is bounded at any size and the curve does not depend on the block size."""
+    n = len(ctx.h)
+    rows = np.arange(n) if not 0 < max_rows < n else \
+        np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+    step = max(1, block // max(ctx.E.shape[0], 1))
+    blocks = [rows[s:s + step] for s in range(0, len(rows), step)]
+
+    def ranked(h: Tensor) -> tuple[Tensor, Tensor]:
+        tops, ranks = [], []
+        for b in blocks:
+            r = rank_all(ctx.E, h[b], ctx.users[b], ctx.mask, ctx.targets[b], k)
+            tops.append(r.top)
+            ranks.append(r.ranks)
+        return torch.cat(tops), torch.cat(ranks)
+
+    top0, rank0 = ranked(ctx.h)
     pct = torch.as_tensor(np.asarray(item_pct, dtype=np.float64))
     out = []
     for f in factors:
         h1 = edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, Edit(scale={int(j): float(f) for j in latents}))
         # factor 1 (or no latent) leaves h bit for bit as it was: its ranking is the unedited one
-        r = base if torch.equal(h1, ctx.h) else rank_all(ctx.E, h1, ctx.users, ctx.mask, ctx.targets, k)
-        kept = (r.top[:, :, None] == top0[:, None, :]).any(-1).float().mean()
-        out.append({"factor": float(f), "popularity_pct": float(pct[r.top].mean()),
-                    f"ndcg@{k}": float(ndcg_per_instance(r.ranks.numpy(), k).mean()),
+        top, ranks = (top0, rank0) if torch.equal(h1, ctx.h) else ranked(h1)
+        kept = (top[:, :, None] == top0[:, None, :]).any(-1).float().mean()
+        out.append({"factor": float(f), "popularity_pct": float(pct[top].mean()),
+                    f"ndcg@{k}": float(ndcg_per_instance(ranks.numpy(), k).mean()),
                     "replaced": float(1 - kept)})
     df = pd.DataFrame(out)
     df["ndcg_cost"] = float(ndcg_per_instance(rank0.numpy(), k).mean()) - df[f"ndcg@{k}"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import artifacts, metrics
+from . import artifacts, metrics, progress
 from .data import Dataset, Instances
 from .model import SASRec
 from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, random_sae, reconstruct
@@ -193,6 +193,7 @@ class StageInputs:
     mask: tuple
     sasrec_key: str
     h_seconds: float
+    train_rows: np.ndarray | None = None   # rows of the full training set kept by `dictionary_sample` (None = all)
 
 
 def stage_inputs(cfg) -> StageInputs:
@@ -292,8 +293,9 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
 
 def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:
     """Sparse activations of every instance: one parquet per split with columns instance, user_id,
-    position, item_id (the target), latents (k ids), values (k activations), sorted by value."""
-    import pandas as pd
+    position, item_id (the target), latents (k ids), values (k activations), sorted by value. The code
+    columns are fixed-size lists built straight from the (n, k) arrays: no Python object per instance."""
+    import pyarrow as pa
 
     out = Path(cfg.run_dir) / "activations"
     paths = {}
@@ -302,22 +304,30 @@ def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:
         order = np.argsort(-val, axis=1, kind="stable")
         idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
         inst = ctx.inst[s]
-        df = pd.DataFrame({"instance": np.arange(len(inst)), "user_id": inst.user, "position": inst.position,
-                           "item_id": inst.item, "latents": list(idx.astype(np.int32)),
-                           "values": list(val.astype(np.float32))})
-        paths[s] = artifacts.write_parquet(out / f"{s}.parquet", df)
+        k = idx.shape[1]
+        table = pa.table({"instance": np.arange(len(inst)), "user_id": inst.user, "position": inst.position,
+                          "item_id": inst.item,
+                          "latents": pa.FixedSizeListArray.from_arrays(pa.array(idx.astype(np.int32).ravel()), k),
+                          "values": pa.FixedSizeListArray.from_arrays(pa.array(val.astype(np.float32).ravel()), k)})
+        paths[s] = artifacts.write_parquet(out / f"{s}.parquet", table)
     artifacts.write_json(out / "activations.json", {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key})
     return paths
 
 
 def load_activations(path: str | Path) -> tuple[np.ndarray, np.ndarray, "pd.DataFrame"]:
-    """(indices (n, k) int32, values (n, k) float32, keys DataFrame[instance, user_id, position, item_id])."""
-    import pandas as pd
+    """(indices (n, k) int32, values (n, k) float32, keys DataFrame[instance, user_id, position, item_id]),
+    the code columns read as flat arrays (list or fixed-size list columns alike)."""
+    import pyarrow.parquet as pq
 
-    df = pd.read_parquet(path)
-    idx = np.stack(df.pop("latents").to_numpy()).astype(np.int32)
-    val = np.stack(df.pop("values").to_numpy()).astype(np.float32)
-    return idx, val, df
+    t = pq.read_table(path)
+    n = t.num_rows
+
+    def codes(col: str, dtype) -> np.ndarray:
+        flat = t.column(col).combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        return flat.reshape(n, len(flat) // n if n else 0)
+
+    idx, val = codes("latents", np.int32), codes("values", np.float32)
+    return idx, val, t.drop(["latents", "values"]).to_pandas()
 
 
 # The codes that stage 05 reads again are cached under these names (05's model ids): name in 04 -> folder
@@ -471,6 +481,24 @@ def activation_arrays(cfg, ctx: StageInputs, sae: TopKSAE,
     return {s: load_activations(out / f"{s}.parquet")[:2] for s in splits}
 
 
+def dictionary_sample(cfg, ctx: StageInputs, acts: dict) -> tuple[StageInputs, dict]:
+    """The training instances behind the concept dictionaries (stages 05 and 06): all of them, or past
+    `cfg.dict_rows` a seeded uniform sample (sorted, so each user's windows keep their order), applied
+    alike to h_u, the instances and the default SAE's train codes. Counts, lifts and enrichments are rates
+    over instances, so a million rows estimate them closely, and the stage's memory stops growing with the
+    training set. Call it after the SAE fits are loaded: their keys and epochs count the full set."""
+    n = len(ctx.inst["train"])
+    if cfg.dict_rows <= 0 or n <= cfg.dict_rows:
+        return ctx, acts
+    rows = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.dict_rows, replace=False))
+    progress.step(f"concept dictionaries: a sample of {cfg.dict_rows:,} of {n:,} training instances (dict_rows)")
+    inst = {**ctx.inst, "train": ctx.inst["train"].subset(rows)}
+    h = {**ctx.h, "train": ctx.h["train"][torch.from_numpy(rows)]}
+    if "train" in acts:
+        acts = {**acts, "train": tuple(np.asarray(a)[rows] for a in acts["train"])}
+    return replace(ctx, inst=inst, h=h, train_rows=rows), acts
+
+
 # ---------------------------------------------------------------------------------------------------
 # Computed once, cached in the run folder for the later stages (separate processes)
 
@@ -520,6 +548,8 @@ def sae_codes(cfg, ctx: StageInputs, sae: TopKSAE, name: str,
     then test, encoded as one array), encoded once and cached in <run>/codes/<name>/, keyed by the SAE's
     weights and SASRec's checkpoint: stage 04 encodes the alt and random SAEs, stage 05 reads them back."""
     key = _weights_key(sae, ctx.sasrec_key)
+    if ctx.train_rows is not None:  # a dictionary sample's codes are cached apart from the full set's
+        key += "-" + hashlib.sha256(ctx.train_rows.tobytes()).hexdigest()[:8]
     out = Path(cfg.run_dir) / "codes" / name
     meta_path = out / "codes.json"
     meta = artifacts.read_json(meta_path) if meta_path.exists() else {}

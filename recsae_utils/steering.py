@@ -30,6 +30,7 @@ N_ROWS = 300       # test instances the doses are measured on (seeded sample)
 N_RANDOM = 100     # random directions of the steerability null
 ABLATION_ROWS = 100
 DEBIAS_FACTORS = (1.0, 0.5, 0.0, -0.5, -1.0)
+DEBIAS_ROWS = 20_000  # test instances behind the de-biasing curve (seeded sample past it; ML-1M and Grocery have fewer)
 # the poster's "offbeat 2000 comedies" concept, found by its top items (ML-1M titles)
 CARD_TITLES = ("Four Weddings and a Funeral", "Best in Show", "Lock, Stock", "Wonder Boys")
 MODEL_NAMES = {"sae": "SAE", "raw": "raw h_u dimensions", "random": "random SAE"}
@@ -277,7 +278,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     ab = I.ablation(sctx, s.units, s.labels, s.concepts, max_rows=ABLATION_ROWS, seed=seed) if len(s.units) else \
         pd.DataFrame()
     flag = np.flatnonzero(s.ul.popularity_flag)
-    deb = I.debias_curve(sctx, flag, item_pct, factors=DEBIAS_FACTORS)
+    deb = I.debias_curve(sctx, flag, item_pct, factors=DEBIAS_FACTORS, max_rows=DEBIAS_ROWS, seed=seed)
     secs["ablation_debias"] = time.time() - t1
     progress.step(f"interventions: ablation of {len(ab)} units, de-biasing with {len(flag)} flagged latents")
     latent, why = card_latent(ctx.ds.items, s)

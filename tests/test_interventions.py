@@ -2,6 +2,8 @@
 planted latent to rank 1, ablation of an inactive latent, the calibration of steerability)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,6 +177,14 @@ def test_debias_curve_and_context_from_an_sae():
     curve = I.debias_curve(ctx, [5], pct, factors=(1.0, 0.0))
     assert curve.loc[0, "ndcg_cost"] == 0 and curve.loc[0, "replaced"] == 0
     assert curve.loc[1, "replaced"] > 0 and curve.loc[1, "popularity_pct"] != curve.loc[0, "popularity_pct"]
+    n_items = ctx.E.shape[0]
+    pd.testing.assert_frame_equal(I.debias_curve(ctx, [5], pct, factors=(1.0, 0.0), block=7 * n_items), curve)
+    half = I.debias_curve(ctx, [5], pct, factors=(1.0, 0.0), max_rows=len(ctx.h) // 2, seed=1)
+    rows = np.sort(np.random.default_rng(1).choice(len(ctx.h), len(ctx.h) // 2, replace=False))
+    sub = dataclasses.replace(ctx, h=ctx.h[rows], z_idx=ctx.z_idx[rows], z_val=ctx.z_val[rows],
+                              users=ctx.users[rows], targets=ctx.targets[rows])
+    pd.testing.assert_frame_equal(half, I.debias_curve(sub, [5], pct, factors=(1.0, 0.0), block=3 * n_items))
+    assert not half.equals(curve)
     sae = S.TopKSAE(S.SAEConfig(d_in=16, n_latents=32, k=4))
     sc = I.steering_context(ctx.E, sae, ctx.h, ctx.users, ctx.targets, ctx.mask)
     zi, zv = S.encode_sparse(sae, ctx.h)

@@ -2,6 +2,7 @@
 folder keyed by what they depend on (`recsae.sasrec_outputs`, `recsae.sae_codes`)."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,7 +28,7 @@ def _ctx(seed: int = 0, n_items: int = 12, d: int = 8):
     mask = (np.r_[0, np.cumsum([len(k) for k in known])], np.concatenate(known))
     model = SimpleNamespace(item_emb=torch.nn.Embedding(n_items, d))
     torch.nn.init.normal_(model.item_emb.weight, generator=g)
-    return SimpleNamespace(inst=inst, h=h, mask=mask, model=model, sasrec_key="sasrec-a")
+    return recsae.StageInputs(None, inst, model, h, mask, "sasrec-a", 0.0)
 
 
 def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypatch):
@@ -45,7 +46,7 @@ def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(recsae, "rank_targets", boom)
     again = recsae.sasrec_outputs(cfg, ctx, "test")
     assert np.array_equal(again.ranks, first.ranks) and np.array_equal(again.top1, first.top1)
-    ctx.sasrec_key = "sasrec-b"  # another checkpoint: computed again
+    ctx = dataclasses.replace(ctx, sasrec_key="sasrec-b")  # another checkpoint: computed again
     with pytest.raises(AssertionError, match="recomputed"):
         recsae.sasrec_outputs(cfg, ctx, "test")
 
@@ -95,3 +96,51 @@ def test_rank_pass_equals_rank_targets_and_full_scores():
     assert torch.equal(got.top, full.topk(4, dim=1).indices)
     assert torch.equal(got.kl, metrics.catalog_kl_rows(ref, full))
     assert recsae.rank_pass(E, h, inst, ctx.mask, k=None).top is None
+
+
+def test_dictionary_sample_keeps_every_row_below_the_cap_and_one_sample_above_it(tmp_path):
+    """Below `dict_rows` nothing changes (ML-1M and Grocery); above it, h_u, the instances and the train codes
+    keep the same sorted rows, the same seed gives the same rows, and an SAE's cached train codes are keyed
+    by the sample, so full-set codes written by stage 04 are never read as the sample's."""
+    ctx = _ctx()
+    sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
+    acts = {"train": encode_sparse(sae, ctx.h["train"]), "dev": encode_sparse(sae, ctx.h["dev"])}
+    same = recsae.dictionary_sample(SimpleNamespace(dict_rows=40, seed=0), ctx, acts)
+    assert same[0] is ctx and same[1] is acts
+    assert recsae.dictionary_sample(SimpleNamespace(dict_rows=0, seed=0), ctx, acts)[0] is ctx
+
+    cfg = SimpleNamespace(dict_rows=15, seed=0, run_dir=tmp_path)
+    full = recsae.sae_codes(cfg, ctx, sae, "x", ("train",))["train"]          # what stage 04 caches
+    small, sacts = recsae.dictionary_sample(cfg, ctx, acts)
+    rows = small.train_rows
+    assert len(rows) == 15 and np.all(np.diff(rows) > 0)
+    assert torch.equal(small.h["train"], ctx.h["train"][rows]) and small.h["test"] is ctx.h["test"]
+    assert np.array_equal(small.inst["train"].item, ctx.inst["train"].item[rows])
+    assert np.array_equal(sacts["train"][0], acts["train"][0][rows]) and sacts["dev"] is acts["dev"]
+    assert np.array_equal(recsae.dictionary_sample(cfg, ctx, acts)[0].train_rows, rows)
+    assert not np.array_equal(recsae.dictionary_sample(SimpleNamespace(dict_rows=15, seed=1), ctx, acts)[0].train_rows,
+                              rows)
+    got = recsae.sae_codes(cfg, small, sae, "x", ("train",))["train"]
+    assert got[0].shape[0] == 15 and np.array_equal(got[0], full[0][rows]) and np.array_equal(got[1], full[1][rows])
+
+
+def test_activation_tables_round_trip_without_python_objects(tmp_path):
+    """Stage 03's activation parquet gives back the codes sorted by value per row, the keys, and reads a
+    plain list column (pandas' own writing) the same way."""
+    import pandas as pd
+
+    ctx = _ctx()
+    sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
+    cfg = SimpleNamespace(run_dir=tmp_path)
+    paths = recsae.write_activations(cfg, ctx, sae)
+    idx, val, keys = recsae.load_activations(paths["train"])
+    want_i, want_v = encode_sparse(sae, ctx.h["train"])
+    order = np.argsort(-want_v, axis=1, kind="stable")
+    assert idx.dtype == np.int32 and val.dtype == np.float32 and idx.shape == (40, 3)
+    assert np.array_equal(idx, np.take_along_axis(want_i, order, 1))
+    assert np.array_equal(val, np.take_along_axis(want_v, order, 1)) and np.all(np.diff(val, axis=1) <= 0)
+    assert list(keys.columns) == ["instance", "user_id", "position", "item_id"]
+    assert np.array_equal(keys.item_id.to_numpy(), ctx.inst["train"].item)
+    pd.DataFrame({"instance": np.arange(40), "latents": list(idx), "values": list(val)}).to_parquet(tmp_path / "old.parquet")
+    back = recsae.load_activations(tmp_path / "old.parquet")
+    assert np.array_equal(back[0], idx) and np.array_equal(back[1], val)
