@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_steering import load_run  # noqa: E402  (the run folder, read-only)
 
-from recsae_utils import artifacts, config, metrics, recsae  # noqa: E402
+from recsae_utils import artifacts, concepts, config, metrics, recsae  # noqa: E402
 from recsae_utils import detection as DT  # noqa: E402
 from recsae_utils import dictionary as DI  # noqa: E402
 from recsae_utils import interventions as I  # noqa: E402
@@ -103,7 +103,7 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     active = v_tr > 0
     out.update(l0=float(active.sum(1).mean()), dead=float((d.stats.n_fire == 0).mean()),
                generic_latents=int(d.generic.sum()),
-               generic_slot_share=float((d.generic[i_tr] & active).sum() / max(active.sum(), 1)))
+               generic_slot_share=concepts.generic_slot_share(d))
     raw = DT.raw_dimension_codes(h["train"][rows_tr].numpy(), h["test"].numpy(), sae.cfg.k, m)
     _, det_raw = detect(raw[0], raw[1], hist_tr, raw[2], raw[3], hist_he, r["ds"].items, raw[4], cfg.top_n, a.seed,
                         VOCABULARIES)

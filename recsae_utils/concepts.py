@@ -372,6 +372,7 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
                          "top_by_lift": _titles(run.d, t.item[t.ptr[j]:min(t.ptr[j + 1], t.ptr[j] + 5)])})
     out = {"live_latents": int((run.d.stats.n_fire > 0).sum()), "n_latents": run.d.m,
            "generic_latents": int(run.d.generic.sum()), "popularity_latents": int(run.d.popularity_flag.sum()),
+           "generic_slot_share": generic_slot_share(run.d),
            "labeler": cfg.labeler, "label_status": run.labels["status"].value_counts().to_dict(),
            "scores": {k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                       for k, row in scores_df.to_dict(orient="index").items()},
@@ -389,6 +390,13 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
                         "mean_confidence": float(run.judge["confidence"].mean())}
     out.update(llm_report(cfg))
     return out
+
+
+def generic_slot_share(d: ConceptDictionary) -> float:
+    """Share of the training codes' active slots (firings) held by generic latents: how much of what the SAE
+    writes for a user goes to latents that fire for everyone (benchmarks/bench_frontier.py's measure)."""
+    n = d.stats.n_fire.astype(np.float64)
+    return float(n[d.generic].sum() / max(n.sum(), 1.0))
 
 
 LLM_REPORT_KEYS = ("n_failed", "failures_by_kind", "failed_latents", "n_skipped_budget", "n_unlabelled", "budget")

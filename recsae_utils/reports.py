@@ -143,6 +143,7 @@ METADATA_AIM = 0.10         # issue 13's aim for what a label names (metadata on
 BROWSER_BUDGET_MB = 3.0     # the project's size budget for one concept browser file (issue 11: at most 3 MB)
 MAX_FINDINGS = 10           # Key findings: at most this many lines
 GENERIC_SHARE_AIM = 0.10    # issue 12: at most 10% generic latents among the top 5 concepts shown
+GENERIC_SLOT_AIM = 0.20     # issue 13: generic latents hold at most 20% of the active slots (the default SAE's codes)
 
 
 def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
@@ -205,8 +206,10 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         out.append(f"Labels ({md(c['labeler'])}): {int(st.get('ok', 0)):,} ok"
                    + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
                       if failed else "")
-                   + f" of {int(c['live_latents']):,} live latents ({int(c['n_latents']):,} in all); "
-                   f"{c['generic_latents']} flagged generic, {c['popularity_latents']} popularity-driven"
+                   + f" of {int(c['live_latents']):,} live latents"
+                   + (f" ({int(c['n_latents']):,} in all)" if c["n_latents"] != c["live_latents"] else "") + "; "
+                   f"{c['generic_latents']} flagged generic" + generic_slots_text(c.get("generic_slot_share"))
+                   + f", {c['popularity_latents']} popularity-driven"
                    + coherence_text(c.get("coherence") or {}) + ".")
         spec = c.get("specificity")
         if spec:
@@ -217,7 +220,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
             out.append(f"Specific concepts first: generic latents among the top {spec['top']} concepts shown "
                        + ", ".join(f"{noun.get(v, v)}s {pct(r['before'])} → {pct(r['after'])}" for v, r in views)
                        + (" (meets" if worst <= GENERIC_SHARE_AIM else " (**short of**")
-                       + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim), generic ones shown apart as a background group"
+                       + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim), generic ones shown apart"
                        + ("; the top concepts shown carry {} of a recommended item's positive contribution (was {})"
                           .format(pct(spec["explanation"]["value_share_after"]),
                                   pct(spec["explanation"]["value_share_before"])) if "explanation" in spec else "")
@@ -237,6 +240,14 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         else:
             out.append(line)
     return out[:MAX_FINDINGS]
+
+
+def generic_slots_text(share: float | None) -> str:
+    """' (x% of active slots, meets/short of the aim)' for the labels line; '' when the run predates it."""
+    if share is None:
+        return ""
+    return f" ({share:.1%} of slots; " + ("meets" if share <= GENERIC_SLOT_AIM else "**short of**") \
+        + f" ≤ {GENERIC_SLOT_AIM:.0%})"
 
 
 STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds
@@ -315,7 +326,7 @@ def coherence_text(coh: dict) -> str:
     if not rows:
         return ""
     sae = coh.get("SAE") or {}
-    return ("; genre coherence of top items above popularity-matched random: "
+    return ("; top-item genre coherence above popularity-matched random: "
             + ", ".join(f"{'raw' if n.startswith('raw') else md(n)} {pct(r['share_above_random'])}" for n, r in rows)
             + (f" (SAE median {sae['median']:.3f} vs {sae['median_random']:.3f})" if sae.get("median") is not None else ""))
 

@@ -684,3 +684,17 @@ def test_judge_probes_top_activations_and_non_activating_negatives(tiny):
     neg1 = [p for p in by[1] if not p["activating"]]
     assert len(neg1) == 2 and {tuple(p["history_titles"]) for p in neg1} == {("B (1995)", "A (1995)"),
                                                                             ("C (2001)", "B (1995)")}
+
+
+def test_generic_slot_share_counts_the_firings_of_generic_latents(tiny):
+    """Latent 0 fires 3 times, latent 1 twice (active slots only: value > 0), latent 2 never: with latent 0
+    generic it holds 3 of the 5 slots; with none generic, 0; the count equals the frontier's slot count."""
+    from dataclasses import replace
+
+    from recsae_utils.concepts import generic_slot_share
+
+    d = replace(tiny, generic=np.array([True, False, False]))
+    assert generic_slot_share(d) == pytest.approx(3 / 5)
+    assert generic_slot_share(replace(tiny, generic=np.zeros(3, bool))) == 0.0
+    active = VAL > 0
+    assert generic_slot_share(d) == (d.generic[IDX] & active).sum() / active.sum()

@@ -301,6 +301,11 @@ def test_detection_finding_leads_with_metadata_and_states_the_result(tmp_path, d
     assert f"| SAE | {int(sae['n_scored']):,} | {sae['metadata']['median_bal_acc_random']:.3f} |" in readme
     lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
     assert "above popularity-matched random: SAE 90.0%, raw 90.0%, random SAE 90.0% (SAE median 0.400 vs 0.200)" in lab
+    share = s["concepts"].get("generic_slot_share")
+    assert (share is None and "of slots" not in lab) or \
+        f"({share:.1%} of slots; {'meets' if share <= reports.GENERIC_SLOT_AIM else '**short of**'} ≤ 20%)" in lab
+    for v, verdict in ((0.1, "meets"), (0.52, "**short of**")):
+        assert reports.generic_slots_text(v) == f" ({v:.1%} of slots; {verdict} ≤ 20%)"
     # the same summary without the new keys keeps the exemplar-only line
     s_old = copy.deepcopy(s0)
     for r in s_old["concepts"]["scores"].values():
