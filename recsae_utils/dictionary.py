@@ -211,7 +211,7 @@ class ItemTables:
 
 
 def firing_item_tables(f: Firing, X: sp.csr_matrix, pool: int = RunConfig.item_pool,
-                       lift_prior: float = LIFT_PRIOR) -> ItemTables:
+                       lift_prior: float = LIFT_PRIOR, block: int = 256) -> ItemTables:
     """Item tables over each latent's strongest `pool` firings, or all of them (pool = 0: the default):
     counts and strengths by two sparse products (selection @ incidence); lift vs the base rate.
 
@@ -228,28 +228,31 @@ def firing_item_tables(f: Firing, X: sp.csr_matrix, pool: int = RunConfig.item_p
     n = X.shape[0]
     df = np.asarray(X.getnnz(axis=0), dtype=np.float64)
     base = df / max(n, 1)
-    C = (sel_c @ X).tocsr()
-    S = (sel_s @ X).tocsr()
-    C.sort_indices()
-    S.sort_indices()
-    cc = C.tocoo()
-    ss = S.tocoo()
-    if not (np.array_equal(cc.row, ss.row) and np.array_equal(cc.col, ss.col)):  # same pattern by construction
-        ss = S[cc.row, cc.col]
-        s_data = np.asarray(ss).ravel()
-    else:
-        s_data = ss.data
-    lat, item, count = cc.row.astype(np.int64), cc.col.astype(np.int64), np.rint(cc.data).astype(np.int64)
-    nj = n_per[lat].astype(np.float64)
-    lift = (count / nj) / base[item]
-    shrunk = (count + lift_prior) / (nj * base[item] + lift_prior)
-    order = np.lexsort((item, -s_data, -count, -shrunk, lat))
-    m = f.m
-    ptr = np.zeros(m + 1, dtype=np.int64)
-    ptr[1:] = np.cumsum(np.bincount(lat, minlength=m))
-    C.data = np.rint(C.data)
-    return ItemTables(ptr, item[order], count[order], s_data[order].astype(np.float64), lift[order],
-                      shrunk[order], C, base, df, np.asarray(n_per).copy())
+    cols, blocks = [], []
+    for j0 in range(0, max(f.m, 1), block):  # a block of latents at a time: the products' temporaries stay small
+        C = (sel_c[j0:j0 + block] @ X).tocsr()
+        S = (sel_s[j0:j0 + block] @ X).tocsr()
+        C.sort_indices()
+        S.sort_indices()
+        cc = C.tocoo()
+        ss = S.tocoo()
+        if not (np.array_equal(cc.row, ss.row) and np.array_equal(cc.col, ss.col)):  # same pattern by construction
+            s_data = np.asarray(S[cc.row, cc.col]).ravel()
+        else:
+            s_data = ss.data
+        lat, item, count = cc.row.astype(np.int64) + j0, cc.col.astype(np.int64), np.rint(cc.data).astype(np.int64)
+        nj = n_per[lat].astype(np.float64)
+        lift = (count / nj) / base[item]
+        shrunk = (count + lift_prior) / (nj * base[item] + lift_prior)
+        order = np.lexsort((item, -s_data, -count, -shrunk, lat))  # lat first: blocks concatenate in order
+        cols.append((item[order], count[order], s_data[order].astype(np.float64), lift[order], shrunk[order]))
+        C.data = np.rint(C.data)
+        blocks.append(C)
+        del S, cc, ss, s_data, lat, nj, lift, shrunk, order
+    item, count, strength, lift, shrunk = (np.concatenate(c) for c in zip(*cols))
+    C = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+    ptr = C.indptr.astype(np.int64)  # a latent's rows of the long table are its row of C, in the same count
+    return ItemTables(ptr, item, count, strength, lift, shrunk, C, base, df, np.asarray(n_per).copy())
 
 
 @dataclass
