@@ -127,7 +127,7 @@ def slopes(results: list[dict], key: str) -> dict[str, float]:
     return out
 
 
-def markdown(results: list[dict], machine: str) -> str:
+def markdown(results: list[dict], machine: str, ram_gib: float = 0.0, note: str = "") -> str:
     stages = sorted({s for r in results for s in r["seconds"]} | {s for r in results for s in r["peak_mb"]})
     st, sm = slopes(results, "seconds"), slopes(results, "peak_mb")
     head = ["stage"] + [f"{r['scale']:g}x time (s)" for r in results] + [f"{r['scale']:g}x peak (MB)" for r in results]
@@ -135,7 +135,8 @@ def markdown(results: list[dict], machine: str) -> str:
              f"Synthetic MovieLens-shaped data (`synthetic.write_scaled_movielens`), pipeline profile `scale` (one SASRec "
              f"epoch, one SAE epoch, published model sizes), {machine}. Peak memory: summed RSS of the stage's kernel, "
              "sampled every 0.1 s. Slope: least-squares slope of log(time or memory) against log(training interactions); "
-             f"> {SUPERLINEAR} is flagged. Timings on a shared machine are noisy.", "",
+             f"> {SUPERLINEAR} is flagged. Timings on a shared machine are noisy."
+             + (f" {note}" if note else ""), "",
              "| scale | ratings | train interactions | users | items | generate (s) | pipeline exit |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -148,7 +149,27 @@ def markdown(results: list[dict], machine: str) -> str:
         cells += [f"{r['peak_mb'][s]:,.0f}" if s in r["peak_mb"] else "—" for r in results]
         flag = lambda v: "—" if v is None else f"{v:.2f}" + (" **superlinear**" if v > SUPERLINEAR else "")  # noqa: E731
         lines.append(f"| {s} | " + " | ".join(cells + [flag(st.get(s)), flag(sm.get(s))]) + " |")
+    lines += ["", *findings(results, st, ram_gib)]
     return "\n".join(lines) + "\n"
+
+
+def findings(results: list[dict], time_slopes: dict[str, float], ram_gib: float) -> list[str]:
+    """Plain sentences under the table: the largest peak against the machine's memory, the stages whose time
+    grows faster than the data, and any scale whose pipeline did not finish."""
+    out = []
+    big = max(results, key=lambda r: r["scale"])
+    if big["peak_mb"]:
+        stage, mb = max(big["peak_mb"].items(), key=lambda kv: kv[1])
+        fits = mb / 1024 <= ram_gib
+        out.append(f"- Largest peak at {big['scale']:g}x: {mb / 1024:.1f} GB in {stage}, "
+                   + ("within" if fits else "**over**") + f" the machine's {ram_gib:.0f} GiB.")
+    fast = {s: v for s, v in time_slopes.items() if v > SUPERLINEAR}
+    out.append("- Time growing faster than linearly (slope > 1.15): "
+               + (", ".join(f"{s} ({v:.2f})" for s, v in sorted(fast.items())) if fast else "none") + ".")
+    failed = [f"{r['scale']:g}x (exit {r['rc']})" for r in results if r["rc"] != 0]
+    if failed:
+        out.append("- **Did not finish:** " + ", ".join(failed) + "; their rows hold the stages that did.")
+    return out
 
 
 def figure(results: list[dict], path: Path) -> None:
@@ -181,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks_scaling.md")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per scale before its pipeline is stopped")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--note", default="", help="a sentence printed under the first table (e.g. what else ran)")
     args = ap.parse_args(argv)
     results_path = args.work / "results.json"
     done = {r["scale"]: r for r in json.loads(results_path.read_text())} if results_path.exists() else {}
@@ -189,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(json.dumps(sorted(done.values(), key=lambda r: r["scale"]), indent=1))
     results = sorted(done.values(), key=lambda r: r["scale"])
     machine = f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
-    md = markdown(results, machine)
+    md = markdown(results, machine, psutil.virtual_memory().total / 2**30, args.note)
     print("\n" + md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig_path = args.out.with_suffix(".png")

@@ -3,6 +3,7 @@ small scale so the test is fast; read through the real data path."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,26 @@ def test_fast_reader_leaves_bad_lines_to_the_line_reader(tmp_path, bad, line):
     f.write_bytes(b"1::1::5::956703932\n" + bad)
     with pytest.raises(sources.DataError, match=f"line {line}"):
         sources.read_ratings(tmp_path)
+
+
+def test_scaling_table_states_memory_against_ram_and_superlinear_stages():
+    """bench_scale's Markdown: slopes from the log-log fit (time x16 for 4x the data -> slope 2, flagged;
+    memory x30 -> 2.45), the largest peak held against the machine's memory, and a scale that failed named."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).parents[1] / "benchmarks" / "bench_scale.py")
+    bs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bs)
+    res = [{"scale": 1.0, "ratings": 10, "train": 100, "users": 1, "items": 1, "generate_s": 0.1, "rc": 0,
+            "seconds": {"05_x": 10.0, "06_y": 5.0}, "peak_mb": {"05_x": 1024.0, "06_y": 512.0}},
+           {"scale": 4.0, "ratings": 40, "train": 400, "users": 4, "items": 4, "generate_s": 0.2, "rc": 1,
+            "seconds": {"05_x": 160.0, "06_y": 20.0}, "peak_mb": {"05_x": 30 * 1024.0, "06_y": 2048.0}}]
+    assert bs.slopes(res, "seconds") == pytest.approx({"05_x": 2.0, "06_y": 1.0})
+    md = bs.markdown(res, "2 CPUs", ram_gib=24, note="Ran alone.")
+    assert "| 05_x | 10.0 | 160.0 | 1,024 | 30,720 | 2.00 **superlinear** | 2.45 **superlinear** |" in md
+    assert "Ran alone." in md
+    assert "- Largest peak at 4x: 30.0 GB in 05_x, **over** the machine's 24 GiB." in md
+    assert "- Time growing faster than linearly (slope > 1.15): 05_x (2.00)." in md
+    assert "- **Did not finish:** 4x (exit 1)" in md
+    ok = bs.markdown([res[0], {**res[1], "rc": 0, "peak_mb": {"05_x": 2048.0}}], "2 CPUs", ram_gib=24)
+    assert "within the machine's 24 GiB" in ok and "Did not finish" not in ok
