@@ -35,18 +35,19 @@ class Ranked:
 
 
 def rank_pass(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr, k: int | None = 10,
-              ref: torch.Tensor | None = None, batch_size: int = 256) -> Ranked:
-    """Target ranks, top-k ids and (given the reference's masked scores `ref`) the per-row catalog KL of
-    user vectors `h`, from one score matrix built in train.rank_targets' batches and never held whole.
+              ref_h: torch.Tensor | None = None, batch_size: int = 256) -> Ranked:
+    """Target ranks, top-k ids and (given the reference's user vectors `ref_h`) the per-row catalog KL of
+    user vectors `h`, from score matrices built in train.rank_targets' batches and never held whole.
     The ranks are rank_targets' (same batches, same products); the top-k and KL rows are those of the one
     product over all rows that `_masked_scores` makes: a short last batch is scored inside a full-size
-    window for them, because a matrix product of a few rows may take another kernel (other roundings)."""
+    window for them, because a matrix product of a few rows may take another kernel (other roundings).
+    The reference's scores are rebuilt the same way, batch by batch, so no (n, n_items) matrix is kept."""
     indptr, known = mask_csr
     n = len(inst)
     W = item_emb.to(h.dtype)
     ranks = np.empty(n, dtype=np.int64)
     top = torch.empty((n, k), dtype=torch.long) if k else None
-    kl = torch.empty(n, dtype=torch.float64) if ref is not None else None
+    kl = torch.empty(n, dtype=torch.float64) if ref_h is not None else None
     for s in range(0, n, batch_size):
         e = min(s + batch_size, n)
         sc = h[s:e] @ W.T
@@ -55,13 +56,14 @@ def rank_pass(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_csr
         ranks[s:e] = metrics.ranks_from_scores(sc, t).numpy()
         if top is None and kl is None:
             continue
-        if e - s < batch_size < n:
-            w0 = e - batch_size
+        w0 = e - batch_size if e - s < batch_size < n else s
+        if w0 != s:
             sc = metrics.mask_known(h[w0:e] @ W.T, inst.user[w0:e], indptr, known, inplace=True)[s - w0:]
         if top is not None:
             top[s:e] = sc.topk(k, dim=1).indices
         if kl is not None:
-            kl[s:e] = metrics.catalog_kl_rows(ref[s:e], sc)
+            ref = metrics.mask_known(ref_h[w0:e] @ W.T, inst.user[w0:e], indptr, known, inplace=True)[s - w0:]
+            kl[s:e] = metrics.catalog_kl_rows(ref, sc)
     return Ranked(ranks, top, kl)
 
 
@@ -70,22 +72,21 @@ class Reference:
     """SASRec's own side of every fidelity number on one split, computed once for all SAEs and noise draws."""
 
     ranks: np.ndarray                  # target ranks
-    scores: torch.Tensor               # masked (n, n_items) scores
-    top: torch.Tensor                  # (n, k) top-k item ids of `scores`
+    h: torch.Tensor                    # SASRec's user vectors: `rank_pass` rebuilds their scores batch by batch
+    top: torch.Tensor                  # (n, k) top-k item ids of the masked scores
     ablated: float                     # the metric with the mean training user in place of every h_u
     weights: np.ndarray | None = None  # metrics.bootstrap_weights of the split (NDCG@k metrics)
 
 
 def reference(item_emb: torch.Tensor, h: torch.Tensor, h_mean: torch.Tensor, inst: Instances, mask_csr,
-              metric: str = "NDCG@10", k: int = 10, ranks: np.ndarray | None = None,
-              scores: torch.Tensor | None = None) -> Reference:
-    """SASRec's ranks and masked scores (computed unless given), their top-k, the mean-user ablation and the
-    bootstrap resamples of the split."""
-    ranks = rank_targets(item_emb, h, inst, mask_csr) if ranks is None else ranks
-    scores = _masked_scores(item_emb, h, inst, mask_csr) if scores is None else scores
+              metric: str = "NDCG@10", k: int = 10, ranks: np.ndarray | None = None) -> Reference:
+    """SASRec's ranks (computed unless given) and top-k, the mean-user ablation and the bootstrap resamples
+    of the split."""
+    own = rank_pass(item_emb, h, inst, mask_csr, k)
+    ranks = own.ranks if ranks is None else ranks
     abl = metrics.ranking_metrics(rank_pass(item_emb, h_mean.expand_as(h), inst, mask_csr, k=None).ranks)[metric]
     w = metrics.bootstrap_weights(len(ranks)) if metric.startswith("NDCG@") else None
-    return Reference(ranks, scores, scores.topk(k, dim=1).indices, abl, w)
+    return Reference(ranks, h, own.top, abl, w)
 
 
 SCORE_BLOCK = 2 ** 27  # score entries per block of sasrec_outputs; instances x items grows as data squared
@@ -103,9 +104,9 @@ def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mea
              ref: Reference | None = None, sae: Ranked | None = None) -> dict[str, float]:
     """Retention (with a paired-bootstrap 95% interval over the instances), metric recovered against the
     mean-user ablation, top-k overlap and catalog KL. SASRec's side (`reference`) and the SAE's ranks, top-k
-    and KL rows (`rank_pass` against ref.scores) are computed here unless the caller already has them."""
+    and KL rows (`rank_pass` against ref.h) are computed here unless the caller already has them."""
     ref = reference(item_emb, h, h_mean, inst, mask_csr, metric, k) if ref is None else ref
-    sae = rank_pass(item_emb, h_hat, inst, mask_csr, k, ref=ref.scores) if sae is None else sae
+    sae = rank_pass(item_emb, h_hat, inst, mask_csr, k, ref_h=ref.h) if sae is None else sae
     ret = retention(ref.ranks, sae.ranks, metric, weights=ref.weights)
     r_orig, r_sae, r_abl = ret[f"{metric}_orig"], ret[f"{metric}_sae"], ref.ablated
     return {
@@ -300,16 +301,15 @@ def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:
     out = Path(cfg.run_dir) / "activations"
     paths = {}
     for s in ("train", "dev", "test"):
-        idx, val = encode_sparse(sae, ctx.h[s])
-        order = np.argsort(-val, axis=1, kind="stable")
-        idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+        idx, val = encode_sparse(sae, ctx.h[s])   # each row already sorted by value, largest first
         inst = ctx.inst[s]
         k = idx.shape[1]
+        flat = (pa.array(idx.astype(np.int32, copy=False).ravel()), pa.array(val.astype(np.float32, copy=False).ravel()))
         table = pa.table({"instance": np.arange(len(inst)), "user_id": inst.user, "position": inst.position,
-                          "item_id": inst.item,
-                          "latents": pa.FixedSizeListArray.from_arrays(pa.array(idx.astype(np.int32).ravel()), k),
-                          "values": pa.FixedSizeListArray.from_arrays(pa.array(val.astype(np.float32).ravel()), k)})
+                          "item_id": inst.item, "latents": pa.FixedSizeListArray.from_arrays(flat[0], k),
+                          "values": pa.FixedSizeListArray.from_arrays(flat[1], k)})
         paths[s] = artifacts.write_parquet(out / f"{s}.parquet", table)
+        del idx, val, flat, table
     artifacts.write_json(out / "activations.json", {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key})
     return paths
 
@@ -352,7 +352,7 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
     for name, sae in saes.items():
         recon = {s: reconstruct(sae, ctx.h[s]) for s in ("dev", "test")}
         ranked = {"dev": rank_pass(E, recon["dev"], ctx.inst["dev"], ctx.mask, k=None),
-                  "test": rank_pass(E, recon["test"], ctx.inst["test"], ctx.mask, ref=ref.scores)}
+                  "test": rank_pass(E, recon["test"], ctx.inst["test"], ctx.mask, ref_h=ref.h)}
         row = {s: metrics.ranking_metrics(r.ranks) for s, r in ranked.items()}
         x_hat = recon["test"]
         if name == "main":  # stage 03 wrote its codes

@@ -386,7 +386,17 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def _fingerprint(x: Tensor) -> str:
-    return hashlib.blake2b(x.detach().cpu().contiguous().numpy().tobytes(), digest_size=8).hexdigest()
+    return hashlib.blake2b(memoryview(x.detach().cpu().contiguous().numpy()).cast("B"), digest_size=8).hexdigest()
+
+
+def _total_variance(x: Tensor, block: int = 2 ** 27) -> float:
+    """Sum of squared deviations from the mean in float64; past `block` entries in row blocks, so a large x
+    gets no float64 copy (up to ML-1M and Grocery's sizes one block: the sums computed as always)."""
+    if x.numel() <= block:
+        return float(((x.double() - x.double().mean(0)) ** 2).sum())
+    parts = torch.split(x, max(1, block // x.shape[1]))
+    mean = sum(p.double().sum(0) for p in parts) / len(x)
+    return float(sum(((p.double() - mean) ** 2).sum() for p in parts))
 
 
 def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict] | None = None,
@@ -428,7 +438,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
         sae.b_dec.data.copy_(x.mean(0))
     opt = torch.optim.Adam([{"params": [sae.W_enc, sae.W_dec, sae.b_dec], "weight_decay": cfg.l2},
                             {"params": [sae.b_enc], "weight_decay": 0.0}], lr=cfg.lr, fused=True)
-    total_var = float(((x.double() - x.double().mean(0)) ** 2).sum())
+    total_var = _total_variance(x)
     # without lr decay nothing depends on `epochs`, so a finished run can be extended; with it, the schedule does
     key = {k: v for k, v in cfg.to_dict().items() if k != "epochs" or cfg.lr_decay > 0}
     meta = {"sae": key, "n": n, "data": _fingerprint(x) if out_dir else "", "init_b_dec": init_b_dec,

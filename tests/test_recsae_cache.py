@@ -88,9 +88,9 @@ def test_rank_pass_equals_rank_targets_and_full_scores():
     ctx = _ctx()
     E = ctx.model.item_emb.weight.detach()
     inst, h = ctx.inst["train"], ctx.h["train"]                           # 40 instances: batches of 37 + 3
-    ref = metrics.mask_known(torch.randn(40, E.shape[0], generator=torch.Generator().manual_seed(1)), inst.user,
-                             *ctx.mask)
-    got = recsae.rank_pass(E, h, inst, ctx.mask, k=4, ref=ref, batch_size=37)
+    ref_h = torch.randn(40, h.shape[1], generator=torch.Generator().manual_seed(1))
+    ref = metrics.mask_known(ref_h @ E.T, inst.user, *ctx.mask)
+    got = recsae.rank_pass(E, h, inst, ctx.mask, k=4, ref_h=ref_h, batch_size=37)
     full = metrics.mask_known(h @ E.T, inst.user, *ctx.mask)
     assert np.array_equal(got.ranks, rank_targets(E, h, inst, ctx.mask, batch_size=37))
     assert torch.equal(got.top, full.topk(4, dim=1).indices)

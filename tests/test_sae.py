@@ -408,3 +408,18 @@ def test_noise_aware_patience_counts_from_the_selected_epoch():
     assert len(aware.history) == 6 and aware.best_epoch == 6
     raw = run(False)
     assert len(raw.history) == 3 and raw.best_epoch == 2
+
+
+def test_total_variance_in_blocks_and_fingerprint_without_a_copy():
+    """Up to `block` entries the sum is the one-expression float64 sum; past it, row blocks give the same
+    value to float64 rounding (no float64 copy of a large x); the fingerprint hashes the same bytes as before."""
+    import hashlib
+
+    from recsae_utils.sae import _fingerprint, _total_variance
+
+    x = torch.randn(3001, 16, generator=torch.Generator().manual_seed(0)) * 3 + 5
+    whole = float(((x.double() - x.double().mean(0)) ** 2).sum())
+    assert _total_variance(x) == whole
+    assert _total_variance(x, block=16 * 100) == pytest.approx(whole, rel=1e-12)
+    assert _total_variance(torch.ones(10, 4), block=8) == 0.0
+    assert _fingerprint(x) == hashlib.blake2b(x.numpy().tobytes(), digest_size=8).hexdigest()
