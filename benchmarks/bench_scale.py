@@ -1,7 +1,7 @@
 """Scaling: wall time and peak memory of every pipeline stage at 1x, 4x, 16x ML-1M's size.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_scale.py [--scales 1,4,16] [--until 06] [--work /tmp/recsae_scale]
-        [--out reports/benchmarks_scaling.md] [--timeout 3600]
+        [--out reports/benchmarks_scaling.md] [--timeout 3600] [--note TEXT] [--report-only]
 
 For each scale: writes MovieLens-shaped synthetic data (recsae_utils.synthetic.write_scaled_movielens;
 users and movies both x scale, so about scale million ratings) under --work, then runs the real pipeline
@@ -161,7 +161,7 @@ def findings(results: list[dict], time_slopes: dict[str, float], ram_gib: float)
     if big["peak_mb"]:
         stage, mb = max(big["peak_mb"].items(), key=lambda kv: kv[1])
         fits = mb / 1024 <= ram_gib
-        out.append(f"- Largest peak at {big['scale']:g}x: {mb / 1024:.1f} GB in {stage}, "
+        out.append(f"- Largest peak at {big['scale']:g}x: {mb / 1024:.1f} GiB in {stage}, "
                    + ("within" if fits else "**over**") + f" the machine's {ram_gib:.0f} GiB.")
     fast = {s: v for s, v in time_slopes.items() if v > SUPERLINEAR}
     out.append("- Time growing faster than linearly (slope > 1.15): "
@@ -202,11 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "benchmarks_scaling.md")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per scale before its pipeline is stopped")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report-only", action="store_true", help="run nothing: rewrite --out from --work's results.json")
     ap.add_argument("--note", default="", help="a sentence printed under the first table (e.g. what else ran)")
     args = ap.parse_args(argv)
     results_path = args.work / "results.json"
     done = {r["scale"]: r for r in json.loads(results_path.read_text())} if results_path.exists() else {}
-    for s in [float(x) for x in args.scales.split(",")]:
+    for s in [] if args.report_only else [float(x) for x in args.scales.split(",")]:
         done[s] = run_scale(s, args.work, args.until, args.timeout, args.seed)
         results_path.write_text(json.dumps(sorted(done.values(), key=lambda r: r["scale"]), indent=1))
     results = sorted(done.values(), key=lambda r: r["scale"])
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig_path = args.out.with_suffix(".png")
     figure(results, fig_path)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")  # every number, for scripts
     args.out.write_text(md + f"\n![time and peak memory against training interactions]({fig_path.name})\n")
     print(f"wrote {args.out} and {fig_path}; raw results in {results_path}")
     return 0

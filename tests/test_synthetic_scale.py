@@ -117,7 +117,7 @@ def test_scaling_table_states_memory_against_ram_and_superlinear_stages():
     md = bs.markdown(res, "2 CPUs", ram_gib=24, note="Ran alone.")
     assert "| 05_x | 10.0 | 160.0 | 1,024 | 30,720 | 2.00 **superlinear** | 2.45 **superlinear** |" in md
     assert "Ran alone." in md
-    assert "- Largest peak at 4x: 30.0 GB in 05_x, **over** the machine's 24 GiB." in md
+    assert "- Largest peak at 4x: 30.0 GiB in 05_x, **over** the machine's 24 GiB." in md
     assert "- Time growing faster than linearly (slope > 1.15): 05_x (2.00)." in md
     assert "- **Did not finish:** 4x (exit 1)" in md
     ok = bs.markdown([res[0], {**res[1], "rc": 0, "peak_mb": {"05_x": 2048.0}}], "2 CPUs", ram_gib=24)
