@@ -110,8 +110,11 @@ def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: floa
     """Firing frequency per latent from the (n, k) indices of active latents, plus dead/dense fractions;
     `active` (n, k) bool keeps only the slots that fired (padded codes)."""
     n = latent_idx.shape[0]
-    ids = latent_idx.reshape(-1).long() if active is None else latent_idx[active].long()
-    counts = torch.bincount(ids, minlength=n_latents).double()
+    counts = torch.zeros(n_latents, dtype=torch.float64)
+    for s in range(0, n, 1 << 16):  # row blocks: no int64 copy of a large code table (counts are exact)
+        b = latent_idx[s:s + (1 << 16)]
+        ids = b.reshape(-1).long() if active is None else b[active[s:s + (1 << 16)]].long()
+        counts += torch.bincount(ids, minlength=n_latents).double()
     freq = (counts / max(n, 1)).numpy()
     return {"freq": freq, "dead_fraction": float((counts == 0).double().mean()),
             "dense_fraction": float((counts / max(n, 1) > dense_threshold).double().mean()),

@@ -376,6 +376,7 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
                                                      ranks_orig=ranks_h["test"], top_orig=ref.top))
         row["config"] = sae.cfg.to_dict()
         ev[name] = row
+        del idx_train, val_train, active   # before the next SAE's codes: one set of train codes at a time
     return ev
 
 

@@ -571,6 +571,14 @@ def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.n
     """(indices int32 (n, w), values float32 (n, w)), each row sorted by value, largest first. w = k for
     "topk"; for the threshold families w is the most active latents of any row (<= k_max), and shorter
     rows end in (index 0, value 0) padding, which readers take as "not firing" (value 0)."""
+    if sae.cfg.family == "topk" and len(x):  # fixed width: written in place, no second copy at the end
+        idx_all, val_all = np.empty((len(x), sae.k), np.int32), np.empty((len(x), sae.k), np.float32)
+        for s in range(0, len(x), batch_size):
+            vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
+            vals, order = vals.sort(dim=1, descending=True)
+            idx_all[s:s + len(idx)] = idx.gather(1, order).int().cpu().numpy()
+            val_all[s:s + len(idx)] = vals.float().cpu().numpy()
+        return idx_all, val_all
     idx_out, val_out = [], []
     for s in range(0, len(x), batch_size):
         vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))

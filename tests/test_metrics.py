@@ -167,3 +167,15 @@ def test_ranks_numpy_count_equals_torch_sum_and_weights_reused():
     assert metrics.paired_ratio_ci(a, b, weights=w) == metrics.paired_ratio_ci(a, b)
     with pytest.raises(ValueError, match="weights have shape"):
         metrics.paired_ratio_ci(a, b, weights=w[:, :10])
+
+
+def test_firing_stats_counts_across_row_blocks():
+    """Past one row block (65,536 rows) the counts are summed block by block: the same as one bincount,
+    also with an `active` mask."""
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 50, (70_001, 3), generator=g, dtype=torch.int32)
+    active = torch.rand(70_001, 3, generator=g) > 0.3
+    fs = metrics.firing_stats(idx, 60, active=active)
+    want = torch.bincount(idx[active].long(), minlength=60).double() / 70_001
+    assert np.array_equal(fs["freq"], want.numpy()) and fs["dead_fraction"] == 10 / 60
+    assert np.array_equal(metrics.firing_stats(idx, 60)["freq"], (torch.bincount(idx.reshape(-1).long(), minlength=60).double() / 70_001).numpy())
