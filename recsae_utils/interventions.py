@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .metrics import mask_known, ndcg_per_instance, ranks_from_scores
+from .metrics import BLOCK_ENTRIES, mask_known, ndcg_per_instance, ranks_from_scores, row_blocks
 
 BETAS = (0.1, 0.25, 0.5, 1.0, 2.0)  # steering doses as a fraction of the median ||h_u||
 
@@ -392,7 +392,7 @@ def ablation(ctx: SteeringContext, units: Sequence[int], labels: np.ndarray, con
 
 def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndarray,
                  factors: Sequence[float] = (1.0, 0.5, 0.0, -0.5, -1.0), k: int = 10, max_rows: int = 0,
-                 seed: int = 0, block: int = 2 ** 27) -> pd.DataFrame:
+                 seed: int = 0, block: int = BLOCK_ENTRIES) -> pd.DataFrame:
     """Scale the given (popularity-flagged) latents by each factor on every instance, or on a seeded sample
     of `max_rows` (0 = all) (1 = unedited, 0 = suppressed, < 0 = reversed); mean popularity percentile of
     the top-k (`item_pct` per item id) against NDCG@k of the target and the share of the top-k replaced.
@@ -401,8 +401,7 @@ def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndar
     n = len(ctx.h)
     rows = np.arange(n) if not 0 < max_rows < n else \
         np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
-    step = max(1, block // max(ctx.E.shape[0], 1))
-    blocks = [rows[s:s + step] for s in range(0, len(rows), step)]
+    blocks = [rows[b] for b in row_blocks(len(rows), ctx.E.shape[0], block)]
 
     def ranked(h: Tensor) -> tuple[Tensor, Tensor]:
         tops, ranks = [], []

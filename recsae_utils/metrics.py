@@ -9,6 +9,14 @@ import numpy as np
 import torch
 
 TOPK = (5, 10, 20, 50)
+BLOCK_ENTRIES = 2 ** 27  # entries of one working array (e.g. rows x items scores) past which work goes in row
+                         # blocks; ML-1M and Grocery fit in one block, so their sums are computed as one array
+
+
+def row_blocks(n: int, width: int, block: int = BLOCK_ENTRIES) -> list[slice]:
+    """Slices over n rows of `width` entries each, at most `block` entries per slice (at least one row)."""
+    rows = max(1, block // max(width, 1))
+    return [slice(s, s + rows) for s in range(0, n, rows)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -111,9 +119,9 @@ def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: floa
     `active` (n, k) bool keeps only the slots that fired (padded codes)."""
     n = latent_idx.shape[0]
     counts = torch.zeros(n_latents, dtype=torch.float64)
-    for s in range(0, n, 1 << 16):  # row blocks: no int64 copy of a large code table (counts are exact)
-        b = latent_idx[s:s + (1 << 16)]
-        ids = b.reshape(-1).long() if active is None else b[active[s:s + (1 << 16)]].long()
+    for r in row_blocks(n, 1, 1 << 16):  # row blocks: no int64 copy of a large code table (counts are exact)
+        b = latent_idx[r]
+        ids = b.reshape(-1).long() if active is None else b[active[r]].long()
         counts += torch.bincount(ids, minlength=n_latents).double()
     freq = (counts / max(n, 1)).numpy()
     return {"freq": freq, "dead_fraction": float((counts == 0).double().mean()),

@@ -89,14 +89,13 @@ def reference(item_emb: torch.Tensor, h: torch.Tensor, h_mean: torch.Tensor, ins
     return Reference(ranks, h, own.top, abl, w)
 
 
-SCORE_BLOCK = 2 ** 27  # score entries per block of sasrec_outputs; instances x items grows as data squared
+SCORE_BLOCK = metrics.BLOCK_ENTRIES  # score entries per block of sasrec_outputs; instances x items grows as data squared
 
 
 def _row_blocks(n: int, n_items: int) -> list[slice]:
     """Row blocks over which the (n, n_items) masked scores are built one at a time (one block up to ML-1M
     and Grocery's sizes, so their results are computed exactly as before)."""
-    rows = max(1, SCORE_BLOCK // max(n_items, 1))
-    return [slice(s, s + rows) for s in range(0, n, rows)]
+    return metrics.row_blocks(n, n_items, SCORE_BLOCK)
 
 
 def fidelity(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tensor, h_mean: torch.Tensor,

@@ -71,6 +71,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import artifacts, ddp
+from .metrics import BLOCK_ENTRIES
 from .config import RunConfig
 from .progress import step as progress_step
 from .train import _load_state, _state_tensors, early_stop_now
@@ -389,7 +390,7 @@ def _fingerprint(x: Tensor) -> str:
     return hashlib.blake2b(memoryview(x.detach().cpu().contiguous().numpy()).cast("B"), digest_size=8).hexdigest()
 
 
-def _total_variance(x: Tensor, block: int = 2 ** 27) -> float:
+def _total_variance(x: Tensor, block: int = BLOCK_ENTRIES) -> float:
     """Sum of squared deviations from the mean in float64; past `block` entries in row blocks, so a large x
     gets no float64 copy (up to ML-1M and Grocery's sizes one block: the sums computed as always)."""
     if x.numel() <= block:
@@ -571,20 +572,21 @@ def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.n
     """(indices int32 (n, w), values float32 (n, w)), each row sorted by value, largest first. w = k for
     "topk"; for the threshold families w is the most active latents of any row (<= k_max), and shorter
     rows end in (index 0, value 0) padding, which readers take as "not firing" (value 0)."""
-    if sae.cfg.family == "topk" and len(x):  # fixed width: written in place, no second copy at the end
-        idx_all, val_all = np.empty((len(x), sae.k), np.int32), np.empty((len(x), sae.k), np.float32)
+    def batches():  # each batch's (ids int32, values float32), sorted by value within each row
         for s in range(0, len(x), batch_size):
             vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
             vals, order = vals.sort(dim=1, descending=True)
-            idx_all[s:s + len(idx)] = idx.gather(1, order).int().cpu().numpy()
-            val_all[s:s + len(idx)] = vals.float().cpu().numpy()
+            yield s, idx.gather(1, order).int().cpu(), vals.float().cpu()
+
+    if sae.cfg.family == "topk" and len(x):  # fixed width: written in place, no second copy at the end
+        idx_all, val_all = np.empty((len(x), sae.k), np.int32), np.empty((len(x), sae.k), np.float32)
+        for s, i, v in batches():
+            idx_all[s:s + len(i)], val_all[s:s + len(i)] = i.numpy(), v.numpy()
         return idx_all, val_all
     idx_out, val_out = [], []
-    for s in range(0, len(x), batch_size):
-        vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
-        vals, order = vals.sort(dim=1, descending=True)
-        idx_out.append(idx.gather(1, order).int().cpu())
-        val_out.append(vals.float().cpu())
+    for _, i, v in batches():
+        idx_out.append(i)
+        val_out.append(v)
     if not idx_out:
         return np.zeros((0, sae.k), np.int32), np.zeros((0, sae.k), np.float32)
     w = max(v.shape[1] for v in val_out)
