@@ -74,7 +74,7 @@ from . import artifacts, ddp
 from .metrics import BLOCK_ENTRIES
 from .config import RunConfig
 from .progress import step as progress_step
-from .train import _load_state, _state_tensors, early_stop_now
+from .train import _load_state, _state_tensors, early_stop_now, flush_denormals
 
 
 FAMILIES = ("topk", "batchtopk", "matryoshka")
@@ -400,6 +400,7 @@ def _total_variance(x: Tensor, block: int = BLOCK_ENTRIES) -> float:
     return float(sum(((p.double() - mean) ** 2).sum() for p in parts))
 
 
+@flush_denormals()
 def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict] | None = None,
             select_key: str = "NDCG@5", out_dir: str | Path | None = None, progress: bool = True,
             init_b_dec: bool = True, tie_se: float = 1.0) -> FitResult:

@@ -182,6 +182,21 @@ def torch_threads(n: int, device: torch.device):
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat subnormal floats as zero inside the block, then restore; every training loop is decorated with it.
+
+    Adam's second moments and small gradients drift into the subnormal range after a few epochs, and x86
+    CPUs compute on subnormals many times slower: SASRec's epochs doubled in length from epoch 5 on
+    (reports/benchmarks.md). Values that small change no ranking."""
+    flushing = torch.set_flush_denormal(True)  # False where the CPU cannot flush; then nothing changes
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
 def early_stop_now(history: list[float], patience: int) -> bool:
     """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
     value is more than `patience` epochs old."""
@@ -229,6 +244,7 @@ def _load_state(model: SASRec, opt: torch.optim.Optimizer, t: dict[str, torch.Te
                             "exp_avg_sq": t[f"adam.{n}.exp_avg_sq"].to(p.device).clone()}
 
 
+@flush_denormals()
 def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, model_cfg: SASRecConfig | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
                  on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
