@@ -85,6 +85,7 @@ class RunConfig:
     dict_rows: int = 1_000_000        # training instances behind the concept dictionaries (stages 05-06): a seeded
                                       # uniform sample when there are more (0 = all); ML-1M and Grocery have fewer,
                                       # so they use all; bounds memory at 16x ML-1M (benchmarks/bench_scale.py)
+    concept_min_items: int = 30       # stage 07's yardstick: a metadata value with this many items is a concept
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
@@ -124,7 +125,7 @@ PROFILES = {
     "full": {},
     "tiny": {"seeds": [0], "max_epochs": 4, "early_stop": 2, "batch_size": 64, "sae_latents": 64, "sae_k": 4,
              "sae_alt_latents": 32, "sae_alt_k": 2, "sae_epochs": 3, "sae_dead_window": 2000, "sae_lr": 1e-3, "sae_batch_size": 64,
-             "top_n": 10},
+             "top_n": 10, "concept_min_items": 5},
     # benchmarks/bench_scale.py: the published model sizes with bounded work (1 SASRec epoch, 1 SAE epoch)
     "scale": {"seeds": [0], "max_epochs": 1, "early_stop": 1, "sae_epochs": 1},
 }
@@ -246,7 +247,8 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
     if cfg.profile not in PROFILES:
         bad("profile", f"unknown profile; choose one of {sorted(PROFILES)}")
     for name in ("history_max", "d_model", "batch_size", "max_epochs", "early_stop", "sae_latents",
-                 "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens"):
+                 "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens",
+                 "concept_min_items"):
         if getattr(cfg, name) < 1:
             bad(name, "must be a positive integer")
     for name in ("lr", "sae_lr"):

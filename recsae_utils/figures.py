@@ -543,3 +543,34 @@ def steering_card(card: pd.DataFrame, title: str):
     ax.set_title(_wrap(title, 110, 2), fontsize=9, loc="left")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# The concept yardstick (stage 07)
+
+
+def yardstick_tradeoff(steer: pd.DataFrame, variant: str = "target"):
+    """Median concept gain of the top 10 against the median NDCG@10 lost, one line per method through the
+    matched-KL targets (`yardstick.steering_table`): what each direction buys for the harm it does."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.6))
+    st = steer[steer["variant"] == variant] if steer is not None and len(steer) else None
+    if st is None or not len(st):
+        _empty(ax)
+        return fig
+    st = st.assign(lost=1 - st["ndcg_after"] / st["ndcg_before"])
+    g = st.groupby(["method", "kl_target"], sort=False)[["gain", "lost"]].median().reset_index()
+    sae_like = {"sae_in", "sae_out", "sae_multi3", "sae_multi5"}
+    for c, (m, t) in enumerate(g.groupby("method", sort=False)):
+        style = "-" if m in sae_like else "--" if m in ("diffmean", "probe", "item_dir") else ":"
+        ax.plot(t["lost"], t["gain"], style, marker="o", ms=3, color=f"C{c % 10}", label=m)
+        last = t.iloc[-1]
+        ax.annotate(f"KL {last['kl_target']:g}", (last["lost"], last["gain"]), fontsize=5.5, color="0.4",
+                    xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel("NDCG@10 lost (1 − steered / unedited, median over concepts)")
+    ax.set_ylabel("concept share gain of the top 10")
+    ax.axhline(0, color="0.7", lw=0.6)
+    ax.legend(fontsize="x-small", ncol=2, loc="upper left", title="method (solid: SAE, dashed: supervised)",
+              title_fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -45,6 +45,7 @@ STAGE_FIELDS = {
     "04": [],
     "05": ["top_n", "item_pool", "labeler", "llm_model", "llm_budget_tokens"],
     "06": ["seed"],
+    "07": ["seed", "concept_min_items"],
 }
 
 

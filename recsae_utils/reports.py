@@ -14,7 +14,7 @@ import numpy as np
 from . import artifacts
 from .tables import (SAE_NAMES, detection_table, fence, fidelity_cell, fidelity_table, fmt, interventions_section, md,
                      pct, pm, recommendation_table, sae_test_table, sae_vs_raw, sasrec_table, size_text, table,
-                     variant_comparison, window_pivot)
+                     variant_comparison, window_pivot, yardstick_finding, yardstick_table)
 
 
 # Reference numbers (shared/spec/protocol.md §5): ReChorus SASRec, authors' run scripts, full ranking.
@@ -230,6 +230,9 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     iv = steering_finding(s.get("interventions"))
     if iv:
         out.append(iv)
+    yd = yardstick_finding(s.get("yardstick"))
+    if yd:
+        out.append(yd)
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
     if browser is not None and browser.exists():
         mb = browser.stat().st_size / 1e6
@@ -387,10 +390,12 @@ FIGURES = [("data_overview", "Item popularity and history lengths (train)"),
            ("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
            ("user_profile", "A user's concept profile"), ("movie_profile", "An item's concepts"),
            ("dose_response", "Steering dose-response: SAE vs baselines"),
-           ("steering_card", "A user's top 10 before and after steering one latent")]
+           ("steering_card", "A user's top 10 before and after steering one latent"),
+           ("yardstick_tradeoff", "Concept gain against NDCG@10 lost at matched KL, per method")]
 
 CSV_NOTES = {"latents": "firing, flags, label, window read", "labels": "names and descriptions",
-             "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view"}
+             "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view",
+             "yardstick": "steering per concept and method"}
 
 
 def _dataset(s: dict, report_dir) -> str:
@@ -472,6 +477,10 @@ def write_report(report_dir: str | Path) -> Path:
                        + md(textwrap.shorten(expl[0], 160, placeholder=" …")) + "\n")
     if (s.get("interventions") or {}).get("models"):
         out.append(interventions_section(s["interventions"]))
+    if (s.get("yardstick") or {}).get("table"):
+        out.append("## How the concepts compare\n\n" + yardstick_table(s["yardstick"])
+                   + f"\nWhat each column means: {_link(rd, 'yardstick.md')}; per concept: "
+                   + _link(rd, "concepts/yardstick.csv") + ".\n")
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
         out.append("## Figures\n\nAlso as PDF (`figures/<name>.pdf`).\n\n"

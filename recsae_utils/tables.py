@@ -286,3 +286,36 @@ def interventions_section(iv: dict) -> str:
         out.append(f"**De-biasing** (the {iv.get('steering_card', {}).get('n_flagged', '?')} popularity-flagged "
                    f"latents scaled; popularity percentile of the top 10 / NDCG@10): {pts}.\n")
     return "\n".join(out)
+
+
+YARDSTICK_COLUMNS = (("gain@KL0.1", "gain KL 0.1"), ("gain@KL0.3", "gain KL 0.3"), ("ndcg_kept@KL0.3", "NDCG@10 kept"),
+                     ("auroc_k1", "AUROC k=1"), ("auroc_k4", "AUROC k=4"), ("io_overlap", "in–out overlap"))
+
+
+def yardstick_table(y: dict) -> str:
+    """Methods x the yardstick's measures (`comparison.method_table` rows from summary.json), medians over
+    concepts; '–' where a measure does not apply to a method."""
+    rows = [[md(r["name"])] + [fmt(r.get(c), 3) for c, _ in YARDSTICK_COLUMNS] for r in y.get("table", [])]
+    return table(["method"] + [h for _, h in YARDSTICK_COLUMNS], rows, "l" + "r" * len(YARDSTICK_COLUMNS))
+
+
+def yardstick_finding(y: dict | None) -> str:
+    """One Key-findings line: which direction steers best per unit of disruption, how far the SAE is from
+    DiffMean (output side and the input side a label finds), probing against raw dimensions, agreement."""
+    if not y or not y.get("median_gain"):
+        return ""
+    g = y["median_gain"]["target"]
+    at = lambda m: (g.get(m) or {}).get("0.3")
+    best = max((m for m in g if at(m) is not None), key=at)
+    r, pr, ag, fa = y["ratios_at_kl0.3"], y["probing_auroc"], y["agreement"], y["faithfulness"]
+    sae_best = max((at(m) for m in ("sae_out", "sae_multi3", "sae_multi5") if at(m) is not None), default=None)
+    return (f"Yardstick ({y['n_concepts']} metadata concepts, steering at matched catalogue KL 0.3): median top-10 "
+            f"concept gain DiffMean {fmt(at('diffmean'), 3)}, probe {fmt(at('probe'), 3)}, best SAE (output side) "
+            f"{fmt(sae_best, 3)} = {fmt(r.get('sae_best_out_vs_diffmean'), 2)}× DiffMean, the SAE latent a label finds "
+            f"(input side) {fmt(at('sae_in'), 3)} = {fmt(r.get('sae_in_vs_diffmean'), 2)}×, raw dimension "
+            f"{fmt(at('raw'), 3)}, random direction {fmt(at('random'), 3)} (best overall: {md(best)}); k-sparse "
+            f"probing AUROC at k = 1 SAE {fmt((pr.get('sae') or {}).get('1'), 3)} vs raw {fmt((pr.get('raw') or {}).get('1'), 3)}; "
+            f"a specific latent's top-20 items by activation and by what it promotes overlap "
+            f"{fmt(ag['sae']['io_overlap_median'], 2)} (median); deleting an explanation's 3 cited concepts moves the "
+            f"item down {fmt(fa.get('median_drop_cited'), 1)} ranks (median) against "
+            f"{fmt(fa.get('median_drop_control'), 1)} for 3 matched others.")
