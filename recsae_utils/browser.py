@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .yardstick import IO_DISAGREE
 
 MAX_ITEMS = 20        # per latent and per ordering (count, strength): the union is kept
 MAX_GENRES = 10       # genre rows per latent (those present in its top slots, largest share first)
@@ -292,7 +293,7 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
     # per-latent scalar columns
     stat_cols = {"n_fire": ("nf", None), "freq": ("f", 4), "mean_act": ("ma", 4), "max_act": ("mx", 4),
                  "n_top": ("nt", None), "pop_spearman": ("sp", 3), "popularity_pct": ("pp", 3),
-                 "coverage": ("cov", 3)}
+                 "coverage": ("cov", 3), "io_overlap": ("io", 2)}
     lat: dict[int, dict] = {j: {"id": j} for j in ids}
     if lat_df is not None:
         for col, (short, dig) in stat_cols.items():
@@ -394,7 +395,7 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         "title": title or "Concept browser", "n_latents": len(ids),
         "n_live": int(sum(1 for r in lat.values() if (r.get("nf") or 0) > 0 or "it" in r)),
         "has_stats": lat_df is not None, "genres": list(genre_index), "score_cols": score_cols,
-        "items": item_map, "latents": [lat[j] for j in ids], "users": user_map, "movies": movie_map,
+        "io_disagree": IO_DISAGREE, "items": item_map, "latents": [lat[j] for j in ids], "users": user_map, "movies": movie_map,
         "n_items": n_items, "words": {"item": noun, "items": _plural(noun), "genre": genre_noun,
                                       "genres": _plural(genre_noun)},
     }

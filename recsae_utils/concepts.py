@@ -240,7 +240,19 @@ def concept_run(ctx, built: dict[str, Built], labels_df: pd.DataFrame, sc: dict[
     tables["detection_by_window"] = sweep
     tables["scores_best_window"] = best
     tables["latents"]["reads_window"] = best.set_index("latent")["window"].reindex(np.arange(d.m)).to_numpy()
+    tables["latents"]["io_overlap"] = io_overlaps(d, sae_model.W_dec.detach(), ctx.model.item_emb.weight.detach())
     return ConceptRun(d, labels_df, sc["sae"], tables, sc, judge_df)
+
+
+def io_overlaps(d: ConceptDictionary, W_dec, E) -> np.ndarray:
+    """(m,) per live latent, the share of its top-20 items by activation count that are also among the top 20
+    its decoder direction promotes (`yardstick.io_overlap`); NaN for a latent that never fires."""
+    from .yardstick import io_overlap, top_by_count
+
+    out = np.full(d.m, np.nan)
+    live = np.asarray(d.live, dtype=np.int64)
+    out[live] = io_overlap(top_by_count(d.tables.counts), W_dec, E, live)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -401,6 +401,21 @@ def pca_basis(h_train: Tensor) -> Tensor:
 # Input-output agreement
 
 
+IO_DISAGREE = 0.1   # a latent sharing fewer of its top-20 items between its two sides is flagged (cards, browser)
+
+
+def top_by_count(counts, top: int = IO_TOP) -> list[np.ndarray]:
+    """Per latent, its `top` items by activation count (`dictionary.ItemTables.counts`, (m, n_items) sparse),
+    most first, ties by item id: what its card lists "by count"."""
+    C = sp.csr_matrix(counts)
+    out = []
+    for j in range(C.shape[0]):
+        s = slice(C.indptr[j], C.indptr[j + 1])
+        items, cnt = C.indices[s], C.data[s]
+        out.append(items[np.lexsort((items, -cnt))][:top])
+    return out
+
+
 def io_overlap(top_in: list, D: Tensor, E: Tensor, units: np.ndarray, top: int = IO_TOP) -> np.ndarray:
     """Per unit: the share of its top-`top` items by activation (`top_in[j]`, its training firings) that are
     also among its top-`top` items by W_dec[j] . e_i (the output side)."""

@@ -781,3 +781,17 @@ def test_home_list_puts_specific_concepts_first_in_chromium(chrome, world, tmp_p
     bg = [i for i, t in enumerate(texts) if "background (generic)" in t]
     assert len(bg) == 2 and bg == list(range(len(texts) - 2, len(texts)))     # the two generic ones, last
     assert not _errors(chrome), _errors(chrome)
+
+
+def test_sides_flag_in_browser_data(world):
+    """A latent whose input and output sides disagree carries its overlap into the page, which flags it below
+    IO_DISAGREE; a latent without the column gets no 'io' key."""
+    from recsae_utils.yardstick import IO_DISAGREE
+
+    lat = world["tables"]["latents"].copy()
+    lat["io_overlap"] = np.where(lat["latent"] == 0, 0.05, 0.6)
+    data = browser.browser_data({**world["tables"], "latents": lat}, items=world["items"])
+    by_id = {r["id"]: r for r in data["latents"]}
+    assert by_id[0]["io"] == 0.05 < data["io_disagree"] == IO_DISAGREE
+    assert all(r["io"] == 0.6 for j, r in by_id.items() if j != 0)
+    assert "io" not in browser.browser_data(world["tables"], items=world["items"])["latents"][0]

@@ -150,3 +150,11 @@ def test_matched_controls_pick_nearest_activation():
     cited = np.array([[2, -1, -1]])
     ctrl = FA.matched_controls(zi, zv, cited, np.zeros(10, bool))
     assert ctrl.tolist() == [[3, -1, -1]]                         # 0.45 is nearest to 0.5; 5 is inactive
+
+
+def test_top_by_count_orders_by_count_then_id():
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(np.array([[0, 5, 1, 5, 0], [0, 0, 0, 0, 0]]))
+    top = Y.top_by_count(counts, top=2)
+    assert top[0].tolist() == [1, 3] and top[1].tolist() == []

@@ -260,6 +260,9 @@
       if (D.has_stats && !(l.nf > 0)) flags.appendChild(el("span", "flag dead", "dead (never fires)"));
       if (l.gen) flags.appendChild(el("span", "flag generic", "generic"));
       if (l.pop) flags.appendChild(el("span", "flag popularity", "popularity"));
+      if (l.io !== undefined && l.io !== null && l.io < D.io_disagree)
+        flags.appendChild(el("span", "flag sides", "input \u2260 output: " + fmt(l.io * 20, 0) +
+                             " of its top 20 items by activation are among the 20 it promotes"));
       card.appendChild(flags);
       var st = el("div"); st.id = "card-stats";
       var parts = [];
