@@ -293,12 +293,34 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     return df
 
 
+def random_units(d: int, n_random: int, seed: int) -> Tensor:
+    """(n_random, d) the seeded random unit directions of the steerability null."""
+    return F.normalize(torch.randn(n_random, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+def random_kls(ctx: SteeringContext, rows: np.ndarray, n_random: int = 100, betas: Sequence[float] = BETAS,
+               seed: int = 0, chunk: int = 10) -> np.ndarray:
+    """(len(betas), n_random): mean catalogue KL over `rows` of each seeded random direction (`random_units`,
+    as `random_tops` draws them) at each dose, KL = lse(S0 + t p) - lse(S0) - t <softmax(S0), p> per row."""
+    S0 = _base(ctx, np.asarray(rows), 1)[0]
+    P = ctx.E @ random_units(ctx.E.shape[1], n_random, seed).T            # (n_items, R)
+    lse0, pa = torch.logsumexp(S0, 1), torch.softmax(S0, 1) @ P           # (N,), (N, R)
+    out = np.zeros((len(betas), n_random))
+    for i, b in enumerate(betas):
+        t = float(b) * ctx.h_norm
+        for c0 in range(0, n_random, chunk):
+            c = slice(c0, min(c0 + chunk, n_random))
+            s = S0[None] + t * P[:, c].T[:, None, :]                       # (Rc, N, n)
+            out[i, c] = (torch.logsumexp(s, -1) - lse0 - t * pa[:, c].T).double().mean(1).numpy()
+    return out
+
+
 def random_tops(ctx: SteeringContext, rows: np.ndarray, n_random: int = 100, beta: float = 1.0, seed: int = 0,
                 k: int = 10, chunk: int = 10) -> tuple[Tensor, Tensor]:
     """Top-k of `rows` unedited (N, k) and steered by `beta` along each of n_random seeded random unit
     directions (n_random, N, k). They do not depend on the model, so a stage ranks them once for all."""
     S0, top0, _, _ = _base(ctx, np.asarray(rows), k)
-    U = F.normalize(torch.randn(n_random, ctx.E.shape[1], generator=torch.Generator().manual_seed(seed)), dim=1)
+    U = random_units(ctx.E.shape[1], n_random, seed)
     buf = torch.empty(min(chunk, n_random) * S0.numel(), dtype=S0.dtype)
     tops = [_steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k, buf=buf)[1]
             for c0 in range(0, n_random, chunk)]
@@ -339,6 +361,38 @@ def steerability(dose: pd.DataFrame, rand: np.ndarray, units: Sequence[int], bet
     g = at.to_numpy()
     return pd.DataFrame({"unit": np.asarray(units), "gain": g, "random_q": thr,
                          "steerable": np.where(np.isnan(g), False, g > thr)})
+
+
+def steerability_matched_kl(dose: pd.DataFrame, rand_gain: np.ndarray, rand_kl: np.ndarray, units: Sequence[int],
+                            betas: Sequence[float] = BETAS, beta: float = 1.0, q: float = 0.95) -> pd.DataFrame:
+    """`steerability` with the null drawn at matched disruption: each random direction is taken at the dose
+    where its catalogue KL equals the unit's own KL at `beta` (log-log interpolation between the doses
+    `betas`, KL ~ dose^2 below the smallest), its label gain interpolated there (in log dose; linear in the
+    dose from 0 below the smallest; held at the largest dose's gain above it, counted in `beyond`).
+    rand_gain: (len(betas), R, L) `random_gains` per dose; rand_kl: (len(betas), R) `random_kls`."""
+    at = dose[np.isclose(dose["beta"], beta)].set_index("unit").reindex(np.asarray(units))
+    g, kap = at["label_gain"].to_numpy(), at["kl"].to_numpy()
+    lb = np.log(np.asarray(betas, dtype=np.float64))
+    lk = np.log(np.clip(rand_kl, 1e-30, None))                            # (B, R), increasing in the dose
+    x = np.log(np.where(np.isfinite(kap) & (kap > 0), kap, np.nan))
+    L, (B, R) = len(g), lk.shape
+    cols = np.arange(L)
+    null, beyond = np.full((R, L), np.nan), np.zeros(L, bool)
+    for r in range(R):                                                    # vectorised over units
+        G = rand_gain[:, r, :]                                            # (B, L)
+        lbs = np.interp(x, lk[:, r], lb)                                  # the dose of equal KL (clamped)
+        j = np.clip(np.searchsorted(lb, lbs) - 1, 0, B - 2)
+        w = (lbs - lb[j]) / (lb[j + 1] - lb[j])
+        val = G[j, cols] * (1 - w) + G[j + 1, cols] * w
+        below, above = x <= lk[0, r], x >= lk[-1, r]
+        val = np.where(below, G[0] * np.exp((x - lk[0, r]) / 2), val)    # dose ratio = sqrt(KL ratio)
+        val = np.where(above, G[-1], val)
+        beyond |= above
+        null[r] = np.where(np.isnan(x), np.nan, val)
+    with np.errstate(all="ignore"):
+        thr = np.nanquantile(null, q, axis=0) if R else np.full(L, np.nan)
+    return pd.DataFrame({"unit": np.asarray(units), "gain": g, "kl": kap, "random_q_kl": thr, "beyond": beyond,
+                         "steerable_kl": np.where(np.isnan(g) | np.isnan(thr), False, g > thr)})
 
 
 # ---------------------------------------------------------------------------------------------------

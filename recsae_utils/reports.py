@@ -353,7 +353,11 @@ def steering_finding(iv: dict | None) -> str:
             + ("meets" if share >= STEERABLE_AIM else "**short of**") + f" the ≥ {STEERABLE_AIM:.0%} aim"
             + (f"; baselines {', '.join(base)}" + (" (the SAE leads)" if beats else " (**the SAE does not lead**)")
                if base else "")
-            + (f"; median label-share gain {', '.join(gains)}" if gains else "") + "." + _why(iv))
+            + (f"; median label-share gain {', '.join(gains)}" if gains else "") + "."
+            + (" Against random directions at each latent's own catalogue KL instead of its norm: "
+               + ", ".join(f"{md(n)} {pct(m['steerable_share_matched_kl'])}" for n, m in ms.items()
+                           if m.get("steerable_share_matched_kl") is not None) + " steerable."
+               if sae.get("steerable_share_matched_kl") is not None else "") + _why(iv))
 
 
 def _why(iv: dict) -> str:

@@ -125,10 +125,13 @@ class ModelResult:
 
 def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, dic: DI.ConceptDictionary,
             n_units: int = N_UNITS, n_random: int = N_RANDOM, seed: int = 0,
-            rand_tops: tuple | None = None, span: torch.Tensor | None = None) -> ModelResult:
+            rand_tops: tuple | None = None, span: torch.Tensor | None = None, rand_grid: dict | None = None,
+            rand_kl: np.ndarray | None = None) -> ModelResult:
     """Label the model's units from its dictionary `dic`, pick them, dose-response on `rows` and the
     calibrated steerability. `rand_tops` (`interventions.random_tops(sctx, rows, n_random, seed=seed + 1)`)
-    and `span` (`item_span(sctx.E)`) are the same for every model: a stage computes them once."""
+    and `span` (`item_span(sctx.E)`) are the same for every model: a stage computes them once. With
+    `rand_grid` ({beta: random_tops at that dose}) and `rand_kl` (`interventions.random_kls` at I.BETAS) the
+    steerability is also judged against random directions at the unit's own KL (`steerable_kl`)."""
     ul = unit_labels(dic)
     feats = dic.feats
     eligible = pick_units(ul.freq, ul.labels, len(d.D), seed)
@@ -144,6 +147,11 @@ def measure(sctx: I.SteeringContext, rows: np.ndarray, d: Directions, dic: DI.Co
     dose = I.dose_response(sctx, rows, d.D, units, inactive, labels, conc)
     rand = I.random_gains(sctx, rows, inactive, labels, n_random=n_random, seed=seed + 1, tops=rand_tops)
     steer = I.steerability(dose, rand, units)
+    if rand_grid is not None and rand_kl is not None:
+        gains = np.stack([I.random_gains(sctx, rows, inactive, labels, n_random=n_random, beta=b, seed=seed + 1,
+                                         tops=rand_grid[b]) for b in I.BETAS])
+        kl = I.steerability_matched_kl(dose, gains, rand_kl, units)
+        steer = steer.merge(kl[["unit", "kl", "random_q_kl", "beyond", "steerable_kl"]], on="unit", how="left")
     return ModelResult(units, len(eligible), dose, steer, ul, labels, conc,
                        alignment(sctx.E, d.D[torch.from_numpy(units)], labels, steer["gain"].to_numpy(), span=span))
 
@@ -260,7 +268,10 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
-    rand_tops = I.random_tops(sctx, rows, n_random=n_random, seed=seed + 1)   # the null: the same for every model
+    # the null, the same for every model: random directions at every dose and their KL (matched-KL control)
+    rand_grid = {b: I.random_tops(sctx, rows, n_random=n_random, beta=b, seed=seed + 1) for b in I.BETAS}
+    rand_tops = rand_grid[1.0]
+    rand_kl = I.random_kls(sctx, rows, n_random, I.BETAS, seed=seed + 1)
     span = item_span(sctx.E)
     secs["setup"] = time.time() - t0
     results, dics = {}, {}
@@ -268,7 +279,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
         t1 = time.time()
         dics[k] = DI.build_dictionaries(d.idx_train, d.val_train, ctx.inst["train"].hist, ctx.ds.items, len(d.D),
                                         top_n=cfg.top_n, item_pool=cfg.item_pool)   # stage 05's tables and flags
-        results[k] = measure(sctx, rows, d, dics[k], n_units, n_random, seed, rand_tops, span)
+        results[k] = measure(sctx, rows, d, dics[k], n_units, n_random, seed, rand_tops, span, rand_grid, rand_kl)
         secs[k] = time.time() - t1
         progress.step(f"interventions: {MODEL_NAMES[k]}: {len(results[k].units)} units, steerable "
                       f"{results[k].steer['steerable'].mean() if len(results[k].steer) else float('nan'):.3f} "
@@ -307,6 +318,10 @@ def summary(res: StageResult) -> dict:
         per = lambda col: {f"{b:g}": _f(v) for b, v in zip(t["beta"], t[col])} if len(t) else {}
         models[name] = {"n_units": int(len(r.units)), "eligible_units": int(r.eligible),
                         "steerable_share": _f(r.steer["steerable"].mean()) if len(r.steer) else None,
+                        "steerable_share_matched_kl": _f(r.steer["steerable_kl"].mean())
+                        if "steerable_kl" in r.steer and len(r.steer) else None,
+                        "matched_kl_beyond_share": _f(r.steer["beyond"].mean())
+                        if "beyond" in r.steer and len(r.steer) else None,
                         "label_before": _f(t["label_before"].iloc[0]) if len(t) else None,
                         "concept_before": _f(t["concept_before"].iloc[0]) if len(t) else None,
                         "label_gain": per("label_gain"), "label_gain_q25": per("label_gain_q25"),

@@ -267,13 +267,14 @@ def interventions_section(iv: dict) -> str:
     rows = []
     for n, m in (iv.get("models") or {}).items():
         g = m.get("label_gain") or {}
-        rows.append([f"{n} ({m['n_units']})", pct(m.get("steerable_share"))] + [fmt(g.get(b), 3) for b in betas]
+        rows.append([f"{n} ({m['n_units']})", pct(m.get("steerable_share")), pct(m.get("steerable_share_matched_kl"))]
+                    + [fmt(g.get(b), 3) for b in betas]
                     + [fmt((m.get("concept_share") or {}).get("2"), 3), fmt((m.get("ndcg@10") or {}).get("1"), 3)])
     out = ["## Interventions: steering along a latent\n",
            "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); medians across units of "
            "the top 10's label-share gain (labels from each unit's training firings).\n",
-           table(["model (units)", "steerable"] + [f"gain β={b}" for b in betas] + ["concept share β=2", "NDCG@10 β=1"],
-                 rows, "lr" + "r" * (len(betas) + 2))]
+           table(["model (units)", "steerable", "at matched KL"] + [f"gain β={b}" for b in betas]
+                 + ["concept share β=2", "NDCG@10 β=1"], rows, "lrr" + "r" * (len(betas) + 2))]
     ab = iv.get("ablation") or {}
     if ab.get("n_units"):
         out.append(f"**Ablation** of {ab['n_units']:,} SAE latents where they fire: {fmt(ab['concept_left'], 2)} of "

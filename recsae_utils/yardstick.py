@@ -1,6 +1,6 @@
 """The concept yardstick (stage 07, notebooks/07_yardstick.ipynb): per metadata concept, one direction per
 method, each chosen on the training split only, compared the way the field compares concept methods
-(docs/metrics.md, "Concept yardstick").
+(docs/yardstick.md).
 
 Concepts are metadata values with support (an ML-1M genre or decade, a Grocery category), `MIN_ITEMS`
 items or more. A training instance is positive when its target item carries the concept (variant

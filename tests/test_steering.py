@@ -118,3 +118,37 @@ def test_alignment_known_answers():
     one = ST.alignment(E, U[:1], labels[:, :1], q=2)
     assert one["in_span"] == pytest.approx(1.0, abs=1e-3) and one["label_cos"] == pytest.approx(1.0, abs=1e-9)
     assert 2 / 8 - 0.1 < ST.random_in_span(8, E, q=2) < 2 / 8 + 0.1   # q of d dimensions by chance
+
+
+def test_steerability_matched_kl_interpolates_the_null():
+    """Random directions whose KL and gain grow with the dose: a unit at a random direction's KL of dose 1 is
+    judged against that direction's gain at dose 1; below the smallest dose the dose scales as sqrt(KL)."""
+    import pandas as pd
+
+    from recsae_utils import interventions as I
+
+    betas = (0.5, 1.0, 2.0)
+    rand_kl = np.array([[0.1, 0.1], [0.4, 0.4], [1.6, 1.6]])          # (B, R): KL = 0.4 beta^2
+    gain = np.array([[0.05, 0.05], [0.1, 0.1], [0.2, 0.2]])[:, :, None].repeat(2, 2)  # (B, R, L): 0.1 beta
+    dose = pd.DataFrame({"unit": [7, 8], "beta": [1.0, 1.0], "label_gain": [0.11, 0.09], "kl": [0.4, 0.025]})
+    out = I.steerability_matched_kl(dose, gain, rand_kl, [7, 8], betas)
+    assert out["random_q_kl"].tolist() == pytest.approx([0.1, 0.025])   # KL 0.025 = 0.4 * 0.25^2: dose 0.25
+    assert out["steerable_kl"].tolist() == [True, True] and not out["beyond"].any()
+
+
+def test_random_kls_equal_a_direct_softmax_kl():
+    from recsae_utils.metrics import mask_known
+
+    ctx = planted_ctx()
+    rows = np.arange(40)
+    got = I.random_kls(ctx, rows, n_random=3, betas=(0.5, 1.0), seed=4)
+    U = I.random_units(ctx.E.shape[1], 3, 4)
+    S0 = mask_known(ctx.h[rows] @ ctx.E.T, ctx.users[rows], *ctx.mask)
+    for i, b in enumerate((0.5, 1.0)):
+        for r in range(3):
+            S1 = S0 + b * ctx.h_norm * (ctx.E @ U[r])
+            p, q = torch.log_softmax(S0.double(), 1), torch.log_softmax(S1.double(), 1)
+            ok = torch.isfinite(p)
+            direct = (p.exp() * torch.where(ok, p - q, torch.zeros_like(p))).sum(1).mean()
+            assert got[i, r] == pytest.approx(float(direct), rel=1e-3)
+    assert (got[1] > got[0]).all()                                     # KL grows with the dose
