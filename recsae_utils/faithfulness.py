@@ -1,5 +1,5 @@
-"""Do explanations name what drives a recommendation? A deletion test and a semantic check (docs/metrics.md,
-"Concept yardstick").
+"""Do explanations name what drives a recommendation? A deletion test and a semantic check
+(docs/yardstick.md).
 
 For each held-out instance, its recommendation (the top item of the SAE's reconstructed scores, as
 `explain.explain_recommendations` ranks them) is explained by its specific concepts in the order a reader
