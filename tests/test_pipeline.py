@@ -253,16 +253,20 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     assert "**Variants**" in (rep / "README.md").read_text()
     assert "**SAE against the raw dimensions**" in (rep / "README.md").read_text()
     assert (rep / "concept_browser.html").exists()
-    assert len(list((rep / "notebooks").glob("*.ipynb"))) == 6
-    assert "| ml-1m | 05_label_concepts | ran |" in out1 and "| ml-1m | 06_interventions | ran |" in out1
+    assert len(list((rep / "notebooks").glob("*.ipynb"))) == 7
+    assert "| ml-1m | 05_label_concepts | ran |" in out1 and "| ml-1m | 07_yardstick | ran |" in out1
+    y = summary["yardstick"]
+    assert y["n_concepts"] > 0 and {"diffmean", "sae_out", "random"} <= set(y["median_gain"]["target"])
+    assert (rep / "concepts" / "yardstick.csv").exists() and (rep / "figures" / "yardstick_tradeoff.png").exists()
+    assert "## How the concepts compare" in (rep / "README.md").read_text()
     iv = summary["interventions"]
     assert set(iv["models"]) == {"SAE", "raw h_u dimensions", "random SAE"} and len(iv["steering_card"]["after"]) == 10
     assert "## Interventions" in (rep / "README.md").read_text() or not iv["models"]["SAE"]["n_units"]
 
     out2, secs = make_all()
-    assert out2.count("| reused |") == 6 and "| ran |" not in out2, out2
+    assert out2.count("| reused |") == 7 and "| ran |" not in out2, out2
     assert secs < 60
 
     out3, _ = make_all({"RECSAE_TOP_N": "5"})  # a stage-05 parameter: only that stage reruns
     assert "| ml-1m | 04_evaluate | reused |" in out3 and "| ml-1m | 05_label_concepts | ran |" in out3
-    assert "| ml-1m | 06_interventions | ran |" in out3
+    assert "| ml-1m | 06_interventions | ran |" in out3 and "| ml-1m | 07_yardstick | ran |" in out3

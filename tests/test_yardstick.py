@@ -158,3 +158,22 @@ def test_top_by_count_orders_by_count_then_id():
     counts = sp.csr_matrix(np.array([[0, 5, 1, 5, 0], [0, 0, 0, 0, 0]]))
     top = Y.top_by_count(counts, top=2)
     assert top[0].tolist() == [1, 3] and top[1].tolist() == []
+
+
+def test_yardstick_finding_and_table_read_the_summary():
+    from recsae_utils.tables import yardstick_finding, yardstick_table
+
+    g = {m: {"0.3": v} for m, v in (("diffmean", 0.24), ("probe", 0.2), ("sae_in", 0.06), ("sae_out", 0.18),
+                                     ("sae_multi3", 0.12), ("raw", 0.08), ("random", 0.11), ("item_dir", 0.3))}
+    y = {"n_concepts": 26, "median_gain": {"target": g},
+         "ratios_at_kl0.3": {"sae_best_out_vs_diffmean": 0.75, "sae_in_vs_diffmean": 0.25},
+         "probing_auroc": {"sae": {"1": 0.6}, "raw": {"1": 0.7}}, "agreement": {"sae": {"io_overlap_median": 0.05}},
+         "faithfulness": {"median_drop_cited": 12.0, "median_drop_control": 3.0},
+         "table": [{"name": "DiffMean <b>", "gain@KL0.3": 0.24, "auroc_k1": None}]}
+    line = yardstick_finding(y)
+    assert "DiffMean 0.240" in line and "best SAE (output side) 0.180 = 0.75× DiffMean" in line
+    assert "(input side) 0.060 = 0.25×" in line and "best overall: item_dir" in line
+    assert "SAE 0.600 vs raw 0.700" in line and "down 12.0 ranks" in line
+    tab = yardstick_table(y)
+    assert "<b>" not in tab and "| 0.240 |" in tab
+    assert yardstick_finding(None) == "" and yardstick_finding({}) == ""
