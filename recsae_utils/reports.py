@@ -354,9 +354,9 @@ def steering_finding(iv: dict | None) -> str:
             + (f"; baselines {', '.join(base)}" + (" (the SAE leads)" if beats else " (**the SAE does not lead**)")
                if base else "")
             + (f"; median label-share gain {', '.join(gains)}" if gains else "") + "."
-            + (" Against random directions at each latent's own catalogue KL instead of its norm: "
+            + (" At each latent's own KL instead of norm: "
                + ", ".join(f"{md(n)} {pct(m['steerable_share_matched_kl'])}" for n, m in ms.items()
-                           if m.get("steerable_share_matched_kl") is not None) + " steerable."
+                           if m.get("steerable_share_matched_kl") is not None) + "."
                if sae.get("steerable_share_matched_kl") is not None else "") + _why(iv))
 
 
@@ -385,21 +385,15 @@ def variant_winner(sae: dict) -> str:
             f"{pct(o['health']['dead_fraction'])} vs {pct(r['health']['dead_fraction'])}).")
 
 
-FIGURES = [("data_overview", "Item popularity and history lengths (train)"),
-           ("sasrec_training", "SASRec training loss and dev NDCG@5"),
-           ("sasrec_vs_recsae", "SASRec vs RecSAE across K: test metrics and the SAE's ratio to SASRec"),
-           ("sae_training", "SAE fitting: dev FVU and plugged-in dev NDCG@5 per epoch"),
-           ("sae_firing_frequency", "Firing frequency of the latents (train)"),
-           ("label_scores", "Label scores: SAE vs raw h_u dimensions vs random SAE"),
+FIGURES = [("data_overview", "Data"), ("sasrec_training", "SASRec training"),
+           ("sasrec_vs_recsae", "SASRec vs RecSAE across K"), ("sae_training", "SAE fitting"),
+           ("sae_firing_frequency", "Firing frequencies"), ("label_scores", "Label scores vs baselines"),
            ("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
-           ("user_profile", "A user's concept profile"), ("movie_profile", "An item's concepts"),
-           ("dose_response", "Steering dose-response: SAE vs baselines"),
-           ("steering_card", "A user's top 10 before and after steering one latent"),
-           ("yardstick_tradeoff", "Concept gain against NDCG@10 lost at matched KL, per method")]
+           ("user_profile", "A user's concepts"), ("movie_profile", "An item's concepts"),
+           ("dose_response", "Steering dose-response"), ("steering_card", "A steering card"),
+           ("yardstick_tradeoff", "Concept gain vs NDCG@10 lost at matched KL")]
 
-CSV_NOTES = {"latents": "firing, flags, label, window read", "labels": "names and descriptions",
-             "detection_by_window": "the window sweep", "sae_vs_raw": "SAE vs raw dims per view",
-             "yardstick": "steering per concept and method"}
+CSV_SHOWN = ("detection_by_window", "labels", "latents", "sae_vs_raw", "yardstick")  # linked from the README
 
 
 def _dataset(s: dict, report_dir) -> str:
@@ -462,19 +456,9 @@ def write_report(report_dir: str | Path) -> Path:
                    + ("all of each latent's training firings" if not pool else f"each latent's {pool} strongest training firings")
                    + (". Metadata: what a label names (genres, decade, popularity band); exemplars: plus its items"
                       if meta else "") + ".\n")
-        pivot = window_pivot(s)
-        if pivot:
-            vs, _ = sae_vs_raw(c["detection_by_window"], DETECTION_AIM)
-            _write_csv(rd / "concepts" / "sae_vs_raw.csv", vs)
-            out.append("**SAE against the raw dimensions**: the lead in median balanced accuracy by history window (w "
-                       "most recent items; per-latent: chosen on training data) and positives.\n\n" + pivot)
-        ex = c.get("examples") or []
-        if ex:
-            rows = [[e["latent"], e["name"], pct(e["freq"]), fmt(e["bal_acc_random"], 3), fmt(e["auc_random"], 3)]
-                    for e in ex[:2]]
-            out.append(f"### {min(2, len(ex))} example concepts (best scored; all in "
-                       f"{_link(rd, 'concepts/labels.csv')})\n\n"
-                       + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
+        if write_detection_md(rd, s):
+            out.append(f"By history window and on each latent's upper half (exemplar vocabulary), with example "
+                       f"concepts: {_link(rd, 'detection.md')}.\n")
         expl = (c.get("specificity") or {}).get("explanations") or c.get("explanations") or []   # specific first
         if expl:
             out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
@@ -482,18 +466,18 @@ def write_report(report_dir: str | Path) -> Path:
     if (s.get("interventions") or {}).get("models"):
         out.append(interventions_section(s["interventions"]))
     if (s.get("yardstick") or {}).get("table"):
-        out.append("## How the concepts compare\n\n" + yardstick_table(s["yardstick"])
-                   + f"\nWhat each column means: {_link(rd, 'yardstick.md')}; per concept: "
-                   + _link(rd, "concepts/yardstick.csv") + ".\n")
+        out.append(f"## How the concepts compare\n\nMedians over concepts; all columns: {_link(rd, 'yardstick.md')}, "
+                   f"per concept: {_link(rd, 'concepts/yardstick.csv')}.\n\n"
+                   + yardstick_table(s["yardstick"], short=True))
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
         out.append("## Figures\n\nAlso as PDF (`figures/<name>.pdf`).\n\n"
                    + "\n".join(f"![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
     files = sorted((rd / "concepts").glob("*.csv")) if (rd / "concepts").exists() else []
     out.append("## Files\n\n"
-               + "; ".join(f"[{md(p.stem)}](concepts/{p.name}) ({md(CSV_NOTES[p.stem])})" for p in files
-                           if p.stem in CSV_NOTES)
-               + (f"; and {sum(p.stem not in CSV_NOTES for p in files)} more tables in [concepts/](concepts/).\n\n"
+               + ", ".join(f"[{md(p.stem)}](concepts/{p.name})" for p in files
+                           if p.stem in CSV_SHOWN)
+               + (f"; and {sum(p.stem not in CSV_SHOWN for p in files)} more tables in [concepts/](concepts/).\n\n"
                   if files else "") + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
@@ -504,8 +488,9 @@ def write_report(report_dir: str | Path) -> Path:
                    + ", ".join(f"{md(k)} {md(v)[:12]}…" for k, v in (run.get("data") or {}).items()) + ".\n")
         st = run.get("stages", [])
         if st:
-            out.append(table(["stage", "status", "seconds"],
-                             [[r["stage"], r["status"], f"{r['seconds']:.1f}"] for r in st], "llr"))
+            out.append("Stages (seconds; status where not run): " + ", ".join(
+                f"{md(r['stage'])} {r['seconds']:.1f}" + ("" if r["status"] == "ran" else f" ({md(r['status'])})")
+                for r in st) + ".\n")
     return artifacts.write_text(rd / "README.md", "\n".join(out))
 
 
@@ -515,6 +500,32 @@ def write_sasrec_md(report_dir: str | Path, s: dict | None = None) -> str:
     t = sasrec_table(s)
     artifacts.write_text(Path(report_dir) / "sasrec.md", f"# SASRec on {_dataset(s, report_dir)}\n\n{t}")
     return t
+
+
+def write_detection_md(report_dir: str | Path, s: dict) -> str:
+    """detection.md from summary.json: the SAE's lead over the raw dimensions by history window (the exemplar
+    vocabulary's sweep) and the best-scored example concepts; '' (no file) when the run has neither."""
+    rd, c = Path(report_dir), s.get("concepts") or {}
+    out = []
+    pivot = window_pivot(s)
+    if pivot:
+        vs, _ = sae_vs_raw(c["detection_by_window"], DETECTION_AIM)
+        _write_csv(rd / "concepts" / "sae_vs_raw.csv", vs)
+        out.append("**SAE against the raw dimensions**: the lead in median balanced accuracy by history window (w "
+                   "most recent items; per-latent: chosen on training data) and positives, with the exemplar "
+                   "signature (a label's items as well as what it names; the README's headline is metadata-only).\n\n"
+                   + pivot)
+    ex = c.get("examples") or []
+    if ex:
+        rows = [[e["latent"], e["name"], pct(e["freq"]), fmt(e["bal_acc_random"], 3), fmt(e["auc_random"], 3)]
+                for e in ex[:2]]
+        out.append(f"## {min(2, len(ex))} example concepts (best scored; all in concepts/labels.csv)\n\n"
+                   + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
+    if not out:
+        return ""
+    text = f"# Detection on {_dataset(s, rd)}\n\n" + "\n".join(out)
+    artifacts.write_text(rd / "detection.md", text)
+    return text
 
 
 def write_recsae_md(report_dir: str | Path, s: dict | None = None) -> str:

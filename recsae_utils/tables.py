@@ -263,7 +263,7 @@ def window_pivot(s: dict) -> str:
 def interventions_section(iv: dict) -> str:
     """Medians across units per dose: label-share gain, concept-item share and NDCG@10 of the steered top 10,
     then ablation and de-biasing in one sentence each."""
-    betas = [f"{b:g}" for b in iv.get("betas", [])]
+    betas = [f"{b:g}" for b in iv.get("betas", []) if b >= 0.5]   # the smaller doses: dose_response figure
     rows = []
     for n, m in (iv.get("models") or {}).items():
         g = m.get("label_gain") or {}
@@ -271,8 +271,8 @@ def interventions_section(iv: dict) -> str:
                     + [fmt(g.get(b), 3) for b in betas]
                     + [fmt((m.get("concept_share") or {}).get("2"), 3), fmt((m.get("ndcg@10") or {}).get("1"), 3)])
     out = ["## Interventions: steering along a latent\n",
-           "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); medians across units of "
-           "the top 10's label-share gain (labels from each unit's training firings).\n",
+           "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); median label-share gain "
+           "of the top 10.\n",
            table(["model (units)", "steerable", "at matched KL"] + [f"gain β={b}" for b in betas]
                  + ["concept share β=2", "NDCG@10 β=1"], rows, "lrr" + "r" * (len(betas) + 2))]
     ab = iv.get("ablation") or {}
@@ -291,13 +291,21 @@ def interventions_section(iv: dict) -> str:
 
 YARDSTICK_COLUMNS = (("gain@KL0.1", "gain KL 0.1"), ("gain@KL0.3", "gain KL 0.3"), ("ndcg_kept@KL0.3", "NDCG@10 kept"),
                      ("auroc_k1", "AUROC k=1"), ("auroc_k4", "AUROC k=4"), ("io_overlap", "in–out overlap"))
+YARDSTICK_SHORT = {"diffmean": "DiffMean", "probe": "probe", "sae_in": "SAE by label (input)",
+                   "sae_out": "SAE by output", "sae_multi3": "SAE top-3 (code)", "sae_multi5": "SAE top-5 (code)",
+                   "raw": "raw dimension", "random": "random direction", "random_sae_in": "random SAE (input)",
+                   "random_sae_out": "random SAE (output)", "item_dir": "item direction", "pca": "PCA",
+                   "full_probe": "probe on all h_u"}
 
 
-def yardstick_table(y: dict) -> str:
+def yardstick_table(y: dict, short: bool = False) -> str:
     """Methods x the yardstick's measures (`comparison.method_table` rows from summary.json), medians over
-    concepts; '–' where a measure does not apply to a method."""
-    rows = [[md(r["name"])] + [fmt(r.get(c), 3) for c, _ in YARDSTICK_COLUMNS] for r in y.get("table", [])]
-    return table(["method"] + [h for _, h in YARDSTICK_COLUMNS], rows, "l" + "r" * len(YARDSTICK_COLUMNS))
+    concepts; '–' where a measure does not apply to a method. `short`: the README's version (short method
+    names, KL 0.3 and AUROC k=1 only; yardstick.md has every column)."""
+    cols = [c for c in YARDSTICK_COLUMNS if not short or c[0] in ("gain@KL0.3", "ndcg_kept@KL0.3", "auroc_k1")]
+    name = (lambda r: YARDSTICK_SHORT.get(r["method"], r["method"])) if short else (lambda r: r["name"])
+    rows = [[md(name(r))] + [fmt(r.get(c), 3) for c, _ in cols] for r in y.get("table", [])]
+    return table(["method"] + [h for _, h in cols], rows, "l" + "r" * len(cols))
 
 
 def yardstick_finding(y: dict | None) -> str:
@@ -307,16 +315,13 @@ def yardstick_finding(y: dict | None) -> str:
         return ""
     g = y["median_gain"]["target"]
     at = lambda m: (g.get(m) or {}).get("0.3")
-    best = max((m for m in g if at(m) is not None), key=at)
     r, pr, ag, fa = y["ratios_at_kl0.3"], y["probing_auroc"], y["agreement"], y["faithfulness"]
     sae_best = max((at(m) for m in ("sae_out", "sae_multi3", "sae_multi5") if at(m) is not None), default=None)
-    return (f"Yardstick ({y['n_concepts']} metadata concepts, steering at matched catalogue KL 0.3): median top-10 "
-            f"concept gain DiffMean {fmt(at('diffmean'), 3)}, probe {fmt(at('probe'), 3)}, best SAE (output side) "
-            f"{fmt(sae_best, 3)} = {fmt(r.get('sae_best_out_vs_diffmean'), 2)}× DiffMean, the SAE latent a label finds "
-            f"(input side) {fmt(at('sae_in'), 3)} = {fmt(r.get('sae_in_vs_diffmean'), 2)}×, raw dimension "
-            f"{fmt(at('raw'), 3)}, random direction {fmt(at('random'), 3)} (best overall: {md(best)}); k-sparse "
-            f"probing AUROC at k = 1 SAE {fmt((pr.get('sae') or {}).get('1'), 3)} vs raw {fmt((pr.get('raw') or {}).get('1'), 3)}; "
-            f"a specific latent's top-20 items by activation and by what it promotes overlap "
-            f"{fmt(ag['sae']['io_overlap_median'], 2)} (median); deleting an explanation's 3 cited concepts moves the "
-            f"item down {fmt(fa.get('median_drop_cited'), 1)} ranks (median) against "
-            f"{fmt(fa.get('median_drop_control'), 1)} for 3 matched others.")
+    return (f"Yardstick ({y['n_concepts']} concepts; median top-10 concept gain at matched catalogue KL 0.3): "
+            f"DiffMean {fmt(at('diffmean'), 3)}, probe {fmt(at('probe'), 3)}, best SAE output side {fmt(sae_best, 3)} "
+            f"({fmt(r.get('sae_best_out_vs_diffmean'), 2)}× DiffMean), the latent its label finds {fmt(at('sae_in'), 3)} "
+            f"({fmt(r.get('sae_in_vs_diffmean'), 2)}×), raw dimension {fmt(at('raw'), 3)}, random direction "
+            f"{fmt(at('random'), 3)}; probing AUROC at k = 1 SAE {fmt((pr.get('sae') or {}).get('1'), 3)}, raw "
+            f"{fmt((pr.get('raw') or {}).get('1'), 3)}; top-20 items by activation vs by output overlap "
+            f"{fmt(ag['sae']['io_overlap_median'], 2)}; an explanation's 3 cited concepts deleted: median rank drop "
+            f"{fmt(fa.get('median_drop_cited'), 1)} (3 matched others {fmt(fa.get('median_drop_control'), 1)}).")

@@ -251,7 +251,7 @@ def test_make_all_then_rerun_reuses_everything(tmp_path, tiny_root):
     assert fid["retention_dev_ci_low"] <= fid["retention_dev"] <= fid["retention_dev_ci_high"]
     assert 0 < fid["noise_matched_retention"] and 0 <= fid["noise_matched_top10_overlap"] <= 1
     assert "**Variants**" in (rep / "README.md").read_text()
-    assert "**SAE against the raw dimensions**" in (rep / "README.md").read_text()
+    assert "**SAE against the raw dimensions**" in (rep / "detection.md").read_text()
     assert (rep / "concept_browser.html").exists()
     assert len(list((rep / "notebooks").glob("*.ipynb"))) == 7
     assert "| ml-1m | 05_label_concepts | ran |" in out1 and "| ml-1m | 07_yardstick | ran |" in out1

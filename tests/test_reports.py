@@ -80,7 +80,8 @@ def test_report_on_the_real_summaries(tmp_path, ds):
         assert len(t) <= 15                                            # the long tables live in CSV files
         assert len({_cells(line) for line in t}) == 1, t[0]
     assert f"| SAE | {int(sc['SAE']['n_scored']):,} |" in readme
-    assert "**SAE against the raw dimensions**" in readme and "**Variants**" in readme
+    assert "**Variants**" in readme and "(detection.md)" in readme      # the window sweep lives in detection.md
+    assert "**SAE against the raw dimensions**" in (rd / "detection.md").read_text()
     assert (rd / "concepts" / "sae_vs_raw.csv").exists() and "(concepts/sae_vs_raw.csv)" in readme
     # one source: sasrec.md and recsae.md come from the same table functions, from summary.json
     rec = tables.recommendation_table(s)
@@ -128,13 +129,17 @@ def test_hostile_titles_and_genres_are_escaped(tmp_path):
     s["concepts"]["labeler"] = HOSTILE_TITLE
     s["data"]["manifest"]["protocol"] = HOSTILE_GENRE
     run = dict(run, command="make all ```\n<script>alert(1)</script>")
-    readme = reports.write_report(_folder(tmp_path, s, "ml-1m", run)).read_text()
-    html = mistune.create_markdown(escape=False, plugins=["table"])(readme)
-    for tag in ("<img", "<b ", "<b>", "<script", 'href="javascript'):
-        assert tag not in html, tag
-    assert "&lt;img src=x onerror=alert(1)&gt;" in readme and "\\| col new row" in readme
-    for t in _tables(readme):
-        assert len({_cells(line) for line in t}) == 1, t
+    path = reports.write_report(_folder(tmp_path, s, "ml-1m", run))
+    readme = path.read_text()
+    detection = (path.parent / "detection.md").read_text()           # the example concepts live here
+    for text in (readme, detection):
+        html = mistune.create_markdown(escape=False, plugins=["table"])(text)
+        for tag in ("<img", "<b ", "<b>", "<script", 'href="javascript'):
+            assert tag not in html, tag
+        for t in _tables(text):
+            assert len({_cells(line) for line in t}) == 1, t
+    assert "&lt;img src=x onerror=alert(1)&gt;" in readme                # the labeler and the explanation
+    assert "&lt;img src=x onerror=alert(1)&gt;" in detection and "\\| col new row" in detection
 
 
 def test_md_escapes_markup_and_keeps_plain_text():

@@ -171,9 +171,9 @@ def test_yardstick_finding_and_table_read_the_summary():
          "faithfulness": {"median_drop_cited": 12.0, "median_drop_control": 3.0},
          "table": [{"name": "DiffMean <b>", "gain@KL0.3": 0.24, "auroc_k1": None}]}
     line = yardstick_finding(y)
-    assert "DiffMean 0.240" in line and "best SAE (output side) 0.180 = 0.75× DiffMean" in line
-    assert "(input side) 0.060 = 0.25×" in line and "best overall: item_dir" in line
-    assert "SAE 0.600 vs raw 0.700" in line and "down 12.0 ranks" in line
+    assert "DiffMean 0.240" in line and "best SAE output side 0.180 (0.75× DiffMean)" in line
+    assert "the latent its label finds 0.060 (0.25×)" in line and "random direction 0.110" in line
+    assert "SAE 0.600, raw 0.700" in line and "median rank drop 12.0 (3 matched others 3.0)" in line
     tab = yardstick_table(y)
     assert "<b>" not in tab and "| 0.240 |" in tab
     assert yardstick_finding(None) == "" and yardstick_finding({}) == ""
