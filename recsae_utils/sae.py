@@ -74,7 +74,7 @@ from . import artifacts, ddp
 from .metrics import BLOCK_ENTRIES
 from .config import RunConfig
 from .progress import step as progress_step
-from .train import _load_state, _state_tensors, early_stop_now, flush_denormals
+from .train import _load_state, _state_tensors, check_finite_loss, early_stop_now, flush_denormals
 
 
 FAMILIES = ("topk", "batchtopk", "matryoshka")
@@ -527,6 +527,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
                 sums += torch.stack([loss.detach().double(), ((xb - x_hat) ** 2).sum().double(),
                                      aux.detach().double()]).cpu()
         sums = ddp.all_sum(sums)
+        check_finite_loss(float(sums[0]) / n_batches, f"SAE fit ({cfg.n_latents} latents, k={cfg.k}, {cfg.variant})",
+                          epoch, f"RECSAE_SAE_LR={cfg.lr:g}")
         if not openai:
             dead_prev = ~fired
         dead_now = (sae.since_fired >= cfg.dead_window) if openai else ~fired

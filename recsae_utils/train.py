@@ -197,6 +197,19 @@ def flush_denormals():
             torch.set_flush_denormal(False)
 
 
+class TrainingDiverged(ArithmeticError):
+    """The training loss became NaN or infinite: every later number would be meaningless."""
+
+
+def check_finite_loss(loss: float, what: str, epoch: int, setting: str) -> None:
+    """Stop a training whose loss is not finite, naming the model, the epoch and the setting to lower, before
+    a diverged epoch is evaluated or saved (its NaN scores would otherwise rank every target first)."""
+    if not np.isfinite(loss):
+        raise TrainingDiverged(f"{what} diverged at epoch {epoch}: the training loss is {loss}. Lower the "
+                               f"learning rate ({setting}) or look for NaN in its input, and rerun; nothing of "
+                               "this epoch was saved.")
+
+
 def early_stop_now(history: list[float], patience: int) -> bool:
     """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
     value is more than `patience` epochs old."""
@@ -326,9 +339,11 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             opt.step()
             loss_sum += loss.detach().double()
         train_s = time.time() - te
+        loss_mean = float(ddp.all_sum(loss_sum).cpu()) / len(bar)
+        check_finite_loss(loss_mean, f"SASRec (seed {cfg.seed})", epoch, f"RECSAE_LR={cfg.lr:g}")
         te = time.time()
         dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(ddp.all_sum(loss_sum).cpu()) / len(bar), "dev": dev,
+        row = {"epoch": epoch, "loss": loss_mean, "dev": dev,
                "train_seconds": train_s, "eval_seconds": time.time() - te}
         history.append(row)
         crit.append(dev[cfg.main_metric])

@@ -136,3 +136,12 @@ def test_run_only_fields_stay_out_of_the_config_key():
     assert a.to_dict() == b.to_dict() and "compile" not in a.to_dict()
     with pytest.raises(ValueError, match="compile"):
         train.TrainConfig(compile="yes")
+
+
+def test_a_diverged_training_stops_naming_the_epoch_and_the_setting(tmp_path, tiny_ds, tiny_inst):
+    """RECSAE_LR=1e6 used to train on with loss nan, report dev NDCG@5 1.0000 and save the epoch."""
+    cfg = train.TrainConfig(**{**CFG.to_dict(), "lr": 1e6})
+    with pytest.raises(train.TrainingDiverged, match=r"SASRec \(seed 0\) diverged at epoch 1: .*loss is nan.*RECSAE_LR=1e\+06"):
+        train.train_sasrec(tiny_ds, tiny_inst, cfg, out_dir=tmp_path, progress=False)
+    assert not list(tmp_path.glob("*.safetensors"))                         # nothing of the diverged epoch kept
+
