@@ -451,8 +451,9 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     best_per: np.ndarray | None = None  # per-instance selection metric of the best epoch (noise-aware rule)
     dead_prev: Tensor | None = None  # reference: latents not in any top-k during the previous epoch
     out = Path(out_dir) if out_dir else None
-    if out and (out / "sae_last.safetensors").exists():
-        tensors, saved = artifacts.load_weights(out / "sae_last.safetensors")
+    resume = artifacts.load_resumable(out / "sae_last.safetensors", out / "sae.safetensors") if out else None
+    if resume is not None:
+        tensors, saved = resume[0]
         if saved.get("meta") == meta:  # another config or other data: start over
             _load_state(sae, opt, tensors)
             best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
