@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import artifacts
+from .redaction import redact
 
 ENV_PREFIX = "RECSAE_"
 # old names of fields' variables, still accepted
@@ -88,6 +89,8 @@ class RunConfig:
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
+    llm_time_limit: int = 3600        # seconds each LLM step of stage 05 (labels, then judge) may take: requests
+                                      # not sent by then fail and the run is degraded (a hanging server is bounded)
     seed: int = 0                     # seed of every stage after SASRec training
     device: str = "auto"              # torch work (SASRec training, SAE fits): "auto" = CUDA when present, else CPU
     ablations: bool = False           # opt-in comparisons the headline does not need: the reference-code SAE
@@ -162,8 +165,9 @@ def progress_file() -> Path | None:
 
 
 def given_environment() -> dict[str, str]:
-    """The RECSAE_* variables (and OPENAI_BASE_URL) as set: the command recorded in run.json. Never the key."""
-    return {k: v for k, v in os.environ.items()
+    """The RECSAE_* variables (and OPENAI_BASE_URL) as set: the command recorded in run.json. Never the key,
+    nor credentials inside a URL (redaction.redact)."""
+    return {k: redact(v) for k, v in os.environ.items()
             if (k.startswith(ENV_PREFIX) and k != "RECSAE_PROGRESS") or k == "OPENAI_BASE_URL"}
 
 
@@ -246,7 +250,8 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
     if cfg.profile not in PROFILES:
         bad("profile", f"unknown profile; choose one of {sorted(PROFILES)}")
     for name in ("history_max", "d_model", "batch_size", "max_epochs", "early_stop", "sae_latents",
-                 "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens"):
+                 "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens",
+                 "llm_time_limit"):
         if getattr(cfg, name) < 1:
             bad(name, "must be a positive integer")
     for name in ("lr", "sae_lr"):
