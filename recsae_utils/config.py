@@ -40,6 +40,8 @@ SAE_VARIANTS = ("openai", "reference")
 SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
 LABELERS = ("offline", "openai")
 LOCATIONS = ("data_dir", "run_root", "report_root")
+SEED_MAX = 2 ** 32 - 1   # numpy's legacy seeding (np.random.seed, SASRec's seed_everything) takes no more
+INT_MAX = 2 ** 63 - 1
 
 
 class ConfigError(ValueError):
@@ -268,6 +270,15 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("sae_alt_k", f"must lie in 1..sae_alt_latents ({cfg.sae_alt_latents})")
     if not cfg.seeds or any(s < 0 for s in cfg.seeds):
         bad("seeds", "must be one or more non-negative integers, e.g. 0,1,2")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        bad("seeds", "names a seed twice; each seed trains one model, so list each once, e.g. 0,1,2")
+    for name, values in (("seeds", cfg.seeds), ("seed", [cfg.seed])):
+        if any(v > SEED_MAX for v in values):
+            bad(name, f"seeds must lie in 0..{SEED_MAX} (numpy's seed range)")
+    for f in fields(RunConfig):
+        v = getattr(cfg, f.name)
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_MAX:
+            bad(f.name, f"too large: at most {INT_MAX} (a 64-bit integer)")
     if cfg.sae_variant not in SAE_VARIANTS:
         bad("sae_variant", f"choose one of {', '.join(SAE_VARIANTS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
@@ -293,6 +304,11 @@ def load(dataset: str = "ml-1m", profile: str | None = None, **overrides) -> Run
     then validated (ConfigError naming the variable, the value and what is allowed)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     _check_unknown(env)
+    for var in sorted({_var(n) for n in LOCATIONS} | set(ALIASES) | {"RECSAE_CACHE_DIR"}):
+        if var in env and not env[var].strip():  # empty used to mean unset: RECSAE_DATA_DIR= then downloaded
+            what = ("unset it to download MovieLens-1M, or name the folder holding the data" if var == "RECSAE_DATA_DIR"
+                    else "unset it for the default, or name a folder")
+            raise ConfigError(f"{var}={env[var]!r}: set but empty; {what}")
     source = {}
     if not profile:
         profile = env.get("RECSAE_PROFILE") or "full"

@@ -499,17 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", default=None, help="stop after this stage number, e.g. 02")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
+    from .sources import DataError, resolve_source
+
     try:
-        for ds in args.datasets:  # every setting checked before the first stage starts
-            config.load(ds, args.profile)
+        for ds in args.datasets:  # every setting, and where each dataset's input is, checked before stage 01
+            cfg = config.load(ds, args.profile)
+            resolve_source(cfg.data_source, cfg.dataset)
     except config.ConfigError as e:
         print(f"recsae: invalid setting: {e}", file=sys.stderr)
+        return 2
+    except DataError as e:  # e.g. a data folder that exists but holds no dataset
+        print(f"recsae: bad input: {e}", file=sys.stderr)
         return 2
     AS_GIVEN.update(config.export_locations())  # notebooks run in notebooks/: hand them absolute paths
     rows = []
     t0 = time.time()
     for ds in args.datasets:
-        rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
+        try:
+            rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
+        except DataError as e:  # the input changed under the run (the stage keys fingerprint it)
+            print(f"recsae: bad input: {e}", file=sys.stderr)
+            return 2
     print("\n| dataset | stage | status | seconds |\n|---|---|---|---:|")
     for r in rows:
         print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
