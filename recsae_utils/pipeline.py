@@ -243,6 +243,17 @@ def checkpoints(run_dir: Path) -> dict[str, str]:
             if not p.stem.endswith("_last")}
 
 
+def changed_checkpoints(state: dict, now: dict[str, str]) -> set[str]:
+    """The recorded checkpoints whose file differs now from what the last stage that recorded it saw (a later
+    stage may rewrite what an earlier one recorded, e.g. an SAE refitted with another lr: that is no change).
+    Each stage that recorded one of them, the earliest first, then runs again."""
+    latest: dict[str, str] = {}
+    for name in sorted(state):
+        if isinstance(state[name], dict):
+            latest.update(state[name].get("checkpoints", {}))
+    return {f for f, h in latest.items() if now.get(f) != h}
+
+
 KEEP_ON_FORCE = (".lock", "labels/llm_cache")  # the lock we hold; the LLM answers and token ledger (never stale)
 
 
@@ -289,7 +300,7 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
     params = {"dataset": dataset, "profile": cfg.profile}
     nbs = [nb for nb in notebooks(notebook_dir) if not (until and nb.name[:2] > until)]
     keys = stage_keys(cfg, nbs)
-    now = checkpoints(run_dir)
+    changed = changed_checkpoints(state, checkpoints(run_dir))
     rows = []
     stale = force
     for nb in nbs:
@@ -297,7 +308,7 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
         t0 = time.time()
         done = state.get(nb.name)
         if not stale and isinstance(done, dict) and done.get("key") == keys[nb.name] and out_nb.exists() \
-                and all(now.get(f) == h for f, h in done.get("checkpoints", {}).items()):
+                and not changed & set(done.get("checkpoints", {})):
             status = "reused"
         else:
             stale = True  # this stage rewrites what every later stage read

@@ -341,6 +341,15 @@ def test_a_changed_checkpoint_reruns_the_stages_that_saw_it_and_force_starts_afr
                     "model/a.safetensors", "stages.json"]
 
 
+def test_changed_checkpoints_known_answers():
+    """A later stage may rewrite what an earlier one recorded (an SAE refitted at another lr in the same
+    folder): only a file that differs from its latest record counts, so a plain rerun then reuses all."""
+    state = {"02_b.ipynb": {"key": "k2", "checkpoints": {"s": "1", "a": "old"}},
+             "03_c.ipynb": {"key": "k3", "checkpoints": {"s": "1", "a": "new", "b": "2"}}, "04_d.ipynb": "old-format"}
+    assert pipeline.changed_checkpoints(state, {"s": "1", "a": "new", "b": "2", "later": "9"}) == set()
+    assert pipeline.changed_checkpoints(state, {"s": "X", "a": "new"}) == {"s", "b"}   # replaced, and deleted
+
+
 def test_a_stage_with_nonfinite_headline_numbers_is_not_done(small_run):
     """A diverged model scored NDCG 1.0 and its stages were recorded done; now a NaN headline fails the stage."""
     nbs, run, rep = small_run
