@@ -257,13 +257,13 @@ def changed_checkpoints(state: dict, now: dict[str, str]) -> set[str]:
 KEEP_ON_FORCE = (".lock", "labels/llm_cache")  # the lock we hold; the LLM answers and token ledger (never stale)
 
 
-def clear_run_folder(run_dir: Path) -> list[Path]:
-    """--force: delete everything in the run folder but KEEP_ON_FORCE, so every model is trained again and
-    no cache is trusted; returns what it removed."""
-    run_dir = Path(run_dir)
-    keep = {run_dir / k for k in KEEP_ON_FORCE}
+def clear_run_folder(run_dir: Path, also_keep: tuple[Path, ...] = ()) -> list[Path]:
+    """--force: delete everything in the run folder but KEEP_ON_FORCE (and `also_keep`, e.g. a report folder
+    inside it), so every model is trained again and no cache is trusted; returns what it removed."""
+    run_dir = Path(run_dir).resolve()
+    keep = {run_dir / k for k in KEEP_ON_FORCE} | {Path(k).resolve() for k in also_keep}
     removed = []
-    for p in sorted(run_dir.rglob("*"), key=lambda q: len(q.parts)):
+    for p in sorted(run_dir.rglob("*"), key=lambda q: (len(q.parts), str(q))):
         if p in keep or any(k.is_relative_to(p) or p.is_relative_to(k) for k in keep) or not os.path.lexists(p):
             continue
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -293,7 +293,7 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (cfg.report_dir, run_dir):  # temp files of writes a kill interrupted (we hold both locks)
         artifacts.remove_stale_temp(folder)
-    if force and (removed := clear_run_folder(run_dir)):
+    if force and (removed := clear_run_folder(run_dir, also_keep=(cfg.report_dir,))):
         log(f"[{dataset}] --force: removed {', '.join(map(str, removed))} from {run_dir} (kept: the LLM cache)")
     state_path = run_dir / "stages.json"
     state = artifacts.read_json(state_path) if state_path.exists() else {}

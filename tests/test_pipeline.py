@@ -339,6 +339,11 @@ def test_a_changed_checkpoint_reruns_the_stages_that_saw_it_and_force_starts_afr
     left = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert left == [".lock", "a.txt", "labels/llm_cache/ab12.json", "labels/llm_cache/token_ledger.json",
                     "model/a.safetensors", "stages.json"]
+    (run / "reports" / "x.md").parent.mkdir()                                    # a report folder inside it is kept
+    (run / "reports" / "x.md").write_text("report")
+    assert pipeline.clear_run_folder(run, also_keep=(run / "reports",)) == [
+        Path(p) for p in ("a.txt", "executing", "model", "stages.json")]
+    assert (run / "reports" / "x.md").exists() and (run / "labels" / "llm_cache" / "ab12.json").exists()
 
 
 def test_changed_checkpoints_known_answers():
