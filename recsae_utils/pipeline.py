@@ -461,7 +461,8 @@ def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable
     progress_file.write_text("", encoding="utf-8")
     tail = _Tail(progress_file, emit)
     config.set_progress_file(progress_file)
-    kernel_dir = Path(tempfile.mkdtemp(prefix="recsae-kernel-"))  # short: a socket path has at most ~100 bytes
+    remove_dead_kernel_dirs()
+    kernel_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))  # short: a socket path has at most ~100 bytes
     # IPC transport: the kernel is local, and ipykernel's warning about unencrypted TCP says nothing a user
     # could act on
     kernel = {"transport": "ipc", "ip": str(kernel_dir / "kernel-ipc"), "connection_file": str(kernel_dir / "kernel.json")}
@@ -484,6 +485,27 @@ def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable
     with artifacts.atomic_path(out_nb) as tmp:
         shutil.copyfile(tmp_nb, tmp)
     tmp_nb.unlink()
+
+
+KERNEL_DIR_PREFIX = "recsae-kernel-"
+
+
+def remove_dead_kernel_dirs() -> list[Path]:
+    """Delete the kernel folders (`_execute`) that killed runs left in the temp folder: each is named by its
+    run's pid, and one whose process is gone belongs to no live run."""
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*-*"):
+        pid = d.name[len(KERNEL_DIR_PREFIX):].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
 
 
 def _keep_failed(tmp_nb: Path, failed: Path) -> str:

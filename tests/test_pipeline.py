@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -182,6 +183,8 @@ def test_killed_stage_is_redone_and_a_second_run_is_refused(small_run):
         assert second.returncode != 0 and f"is in use by pid {first.pid} (" in err and "recsae_utils.pipeline" in err
         assert (run / "hanging").exists() and first.poll() is None
         assert not list(nbs.glob("kernel-ipc*"))                                # sockets in a folder of the run's own
+        kernel_dirs = list(Path(tempfile.gettempdir()).glob(f"{pipeline.KERNEL_DIR_PREFIX}{first.pid}-*"))
+        assert len(kernel_dirs) == 1 and (kernel_dirs[0] / "kernel.json").exists()
     finally:
         os.killpg(first.pid, signal.SIGKILL)                                     # the run and its kernel
         first.wait()
@@ -194,6 +197,7 @@ def test_killed_stage_is_redone_and_a_second_run_is_refused(small_run):
     assert "| ml-1m | 01_a | reused |" in out and "| ml-1m | 02_b | ran |" in out, out + err
     assert "[ml-1m] 02 · step 2/2" in out
     assert "without encryption" not in err, err                                  # no kernel warning noise
+    assert not kernel_dirs[0].exists()                                           # the killed run's, cleared
 
 
 def test_lock_names_the_other_process(tmp_path):
