@@ -158,14 +158,37 @@ def save_weights(path: str | os.PathLike, tensors: dict, config: dict) -> Path:
     return path
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (cut short, damaged, not safetensors): the message names it."""
+
+
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
     """(tensors, config). The config comes from the weights file; files written before it carried one
-    have only the JSON beside them, which is then read."""
-    from safetensors import safe_open
+    have only the JSON beside them, which is then read. A damaged file raises CheckpointError naming it
+    (safetensors' own error, e.g. "incomplete metadata", names no file)."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    with safe_open(str(path), "pt") as f:  # one open: tensors and config from the same file
-        meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["config"]) if "config" in meta else read_json(path.with_suffix(".json"))
+    try:
+        with safe_open(str(path), "pt") as f:  # one open: tensors and config from the same file
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        config = json.loads(meta["config"]) if "config" in meta else read_json(path.with_suffix(".json"))
+    except (SafetensorError, ValueError, OSError) as e:
+        if isinstance(e, FileNotFoundError) and not path.exists():
+            raise
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it, or rerun "
+                              "the pipeline (it trains a damaged model again)") from None
     return tensors, config
+
+
+def load_resumable(last: str | os.PathLike, best: str | os.PathLike) -> tuple[tuple, tuple | None] | None:
+    """(load_weights(last), load_weights(best) or None) of a training's resume point, or None when there is
+    none or either file is damaged (the training then starts over instead of failing on it)."""
+    if not Path(last).exists():
+        return None
+    try:
+        return load_weights(last), (load_weights(best) if Path(best).exists() else None)
+    except CheckpointError as e:
+        print(f"note: {e}: starting this training over", flush=True)
+        return None

@@ -123,7 +123,7 @@ def _domain(ctx) -> str:
 def _llm(cfg) -> labeling.LLMConfig:
     # one cache folder for labels and judge: one token budget (its ledger lives there) across both and reruns
     return labeling.LLMConfig(model=cfg.llm_model, budget_tokens=cfg.llm_budget_tokens, seed=cfg.seed,
-                              cache_dir=str(Path(cfg.run_dir) / "labels" / "llm_cache"))
+                              cache_dir=str(Path(cfg.run_dir) / "labels" / "llm_cache"), time_limit=cfg.llm_time_limit)
 
 
 def labels(cfg, ctx, sae: Built, progress: bool = True) -> pd.DataFrame:

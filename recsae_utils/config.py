@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import artifacts
+from .redaction import redact
 
 ENV_PREFIX = "RECSAE_"
 # old names of fields' variables, still accepted
@@ -39,6 +40,8 @@ SAE_VARIANTS = ("openai", "reference")
 SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
 LABELERS = ("offline", "openai")
 LOCATIONS = ("data_dir", "run_root", "report_root")
+SEED_MAX = 2 ** 32 - 1   # numpy's legacy seeding (np.random.seed, SASRec's seed_everything) takes no more
+INT_MAX = 2 ** 63 - 1
 
 
 class ConfigError(ValueError):
@@ -89,6 +92,8 @@ class RunConfig:
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
+    llm_time_limit: int = 3600        # seconds each LLM step of stage 05 (labels, then judge) may take: requests
+                                      # not sent by then fail and the run is degraded (a hanging server is bounded)
     seed: int = 0                     # seed of every stage after SASRec training
     device: str = "auto"              # torch work (SASRec training, SAE fits): "auto" = CUDA when present, else CPU
     ablations: bool = False           # opt-in comparisons the headline does not need: the reference-code SAE
@@ -163,8 +168,9 @@ def progress_file() -> Path | None:
 
 
 def given_environment() -> dict[str, str]:
-    """The RECSAE_* variables (and OPENAI_BASE_URL) as set: the command recorded in run.json. Never the key."""
-    return {k: v for k, v in os.environ.items()
+    """The RECSAE_* variables (and OPENAI_BASE_URL) as set: the command recorded in run.json. Never the key,
+    nor credentials inside a URL (redaction.redact)."""
+    return {k: redact(v) for k, v in os.environ.items()
             if (k.startswith(ENV_PREFIX) and k != "RECSAE_PROGRESS") or k == "OPENAI_BASE_URL"}
 
 
@@ -248,7 +254,7 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("profile", f"unknown profile; choose one of {sorted(PROFILES)}")
     for name in ("history_max", "d_model", "batch_size", "max_epochs", "early_stop", "sae_latents",
                  "sae_alt_latents", "sae_samples", "sae_batch_size", "sae_dead_window", "top_n", "llm_budget_tokens",
-                 "concept_min_items"):
+                 "concept_min_items", "llm_time_limit"):
         if getattr(cfg, name) < 1:
             bad(name, "must be a positive integer")
     for name in ("lr", "sae_lr"):
@@ -265,6 +271,15 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("sae_alt_k", f"must lie in 1..sae_alt_latents ({cfg.sae_alt_latents})")
     if not cfg.seeds or any(s < 0 for s in cfg.seeds):
         bad("seeds", "must be one or more non-negative integers, e.g. 0,1,2")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        bad("seeds", "names a seed twice; each seed trains one model, so list each once, e.g. 0,1,2")
+    for name, values in (("seeds", cfg.seeds), ("seed", [cfg.seed])):
+        if any(v > SEED_MAX for v in values):
+            bad(name, f"seeds must lie in 0..{SEED_MAX} (numpy's seed range)")
+    for f in fields(RunConfig):
+        v = getattr(cfg, f.name)
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_MAX:
+            bad(f.name, f"too large: at most {INT_MAX} (a 64-bit integer)")
     if cfg.sae_variant not in SAE_VARIANTS:
         bad("sae_variant", f"choose one of {', '.join(SAE_VARIANTS)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
@@ -290,6 +305,11 @@ def load(dataset: str = "ml-1m", profile: str | None = None, **overrides) -> Run
     then validated (ConfigError naming the variable, the value and what is allowed)."""
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
     _check_unknown(env)
+    for var in sorted({_var(n) for n in LOCATIONS} | set(ALIASES) | {"RECSAE_CACHE_DIR"}):
+        if var in env and not env[var].strip():  # empty used to mean unset: RECSAE_DATA_DIR= then downloaded
+            what = ("unset it to download MovieLens-1M, or name the folder holding the data" if var == "RECSAE_DATA_DIR"
+                    else "unset it for the default, or name a folder")
+            raise ConfigError(f"{var}={env[var]!r}: set but empty; {what}")
     source = {}
     if not profile:
         profile = env.get("RECSAE_PROFILE") or "full"

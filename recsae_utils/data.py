@@ -14,6 +14,7 @@ text encodings and empty splits are errors; exact duplicate lines are dropped wi
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,19 @@ class Dataset:
         out["users"] = self.n_users - 1
         out["items"] = self.n_items - 1
         return out
+
+
+def content_hash(ds: Dataset) -> str:
+    """sha256 of the three splits' (user_id, item_id, time) columns: what SASRec trains on and the instances
+    are built from. Trained models and caches are keyed on it, not on split sizes: an edit that keeps the
+    sizes (two movies swapped in one user's lines) changes it."""
+    h = hashlib.sha256()
+    for s in SPLITS:
+        df = ds.split(s)
+        h.update(f"{s}:{len(df)}\0".encode())
+        for c in ("user_id", "item_id", "time"):
+            h.update(np.ascontiguousarray(df[c].to_numpy(), dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def ml1m_topk_splits(ratings: pd.DataFrame, min_rating: int = 4, core: int = 5,

@@ -30,6 +30,63 @@ BETAS = (0.1, 0.25, 0.5, 1.0, 2.0)  # steering doses as a fraction of the median
 
 
 # ---------------------------------------------------------------------------------------------------
+# Arguments: every public function checks its own, so a bad one is a clear error, never a wrong table (a
+# NaN dose ranked items by NaN scores, latent 1.5 became latent 1, k = -3 failed deep in torch)
+
+
+def check_ids(ids, n: int, what: str) -> list[int]:
+    """`ids` as ints in 0..n-1: a fraction (1.5), a non-number or an id out of range is a ValueError naming
+    `what`; integral floats (3.0, as read from a table) are accepted."""
+    a = np.asarray(ids).ravel()
+    if a.dtype.kind in "iu":  # the common case, checked at once (rows and units run to thousands)
+        if a.size and not (a.min() >= 0 and a.max() < n):
+            j = int(a[(a < 0) | (a >= n)][0])
+            raise ValueError(f"{what}: id {j} is outside 0..{n - 1}")
+        return a.astype(np.int64).tolist()
+    out = []
+    for j in a.astype(object):
+        integral = isinstance(j, (int, np.integer)) or (isinstance(j, (float, np.floating)) and float(j).is_integer())
+        if isinstance(j, (bool, np.bool_)) or not integral:
+            raise ValueError(f"{what}: {j!r} is not an integer id")
+        if not 0 <= int(j) < n:
+            raise ValueError(f"{what}: id {int(j)} is outside 0..{n - 1}")
+        out.append(int(j))
+    return out
+
+
+def check_finite(values, what: str) -> list[float]:
+    """`values` as floats, each finite: a NaN or infinite dose, factor or value is a ValueError naming `what`."""
+    out = []
+    for v in np.asarray(values, dtype=object).ravel():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: {v!r} is not a number") from None
+        if isinstance(v, (bool, np.bool_)) or not np.isfinite(f):
+            raise ValueError(f"{what}: {v!r} is not a finite number")
+        out.append(f)
+    return out
+
+
+def check_count(x, what: str, low: int = 1, high: int | None = None) -> int:
+    """An integer in low..high (k, a sample size, a chunk), else a ValueError naming `what`."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or not low <= x <= (high if high is not None else x):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{what} must be an integer {bound}, got {x!r}")
+    return int(x)
+
+
+def _check_edit(edit: "Edit", m: int) -> None:
+    check_ids(list(edit.set_to), m, "set_to latent")
+    check_ids(list(edit.scale), m, "scale latent")
+    check_ids(list(edit.ablate), m, "ablate latent")
+    check_ids(list(edit.steer), m, "steer latent")
+    check_finite(list(edit.set_to.values()), "set_to value")
+    check_finite(list(edit.scale.values()), "scale factor")
+    check_finite(list(edit.steer.values()), "steer dose (beta)")
+
+
+# ---------------------------------------------------------------------------------------------------
 # Edits and full ranking
 
 
@@ -49,11 +106,11 @@ def edit_h(h: Tensor, z_idx: Tensor, z_val: Tensor, W_dec: Tensor, edit: Edit, n
     All edited latents are handled at once: z'_j = a_j z_j + b_j (ablate a=b=0, scale a=f, set a=0 b=v)."""
     h = torch.as_tensor(h)
     W = torch.as_tensor(W_dec).to(h.dtype)
-    code = [*edit.set_to, *edit.scale, *edit.ablate]
+    _check_edit(edit, len(W))
+    check_finite([norm], "norm")
+    code = [int(j) for j in [*edit.set_to, *edit.scale, *edit.ablate]]
     if len(set(code)) != len(code):
         raise ValueError(f"a latent is edited twice in {edit}")
-    if bad := [j for j in [*code, *edit.steer] if not 0 <= int(j) < len(W)]:
-        raise ValueError(f"latents {bad} outside 0..{len(W) - 1}")
     out = h.clone()
     if code:
         lat = torch.tensor(code, dtype=torch.long)
@@ -65,7 +122,7 @@ def edit_h(h: Tensor, z_idx: Tensor, z_val: Tensor, W_dec: Tensor, edit: Edit, n
         cur = ((zi[:, :, None] == lat) * zv[:, :, None]).sum(1)          # (B, n_edited) current z_j
         out = out + (cur * (a - 1) + b) @ W[lat]
     if edit.steer:
-        s = torch.tensor(list(edit.steer), dtype=torch.long)
+        s = torch.tensor([int(j) for j in edit.steer], dtype=torch.long)
         beta = torch.tensor([float(v) for v in edit.steer.values()], dtype=h.dtype)
         out = out + norm * (beta @ F.normalize(W[s], dim=1))
     return out
@@ -81,6 +138,7 @@ class Ranking:
 def rank_all(item_emb: Tensor, h: Tensor, users: np.ndarray, mask: tuple, targets: np.ndarray | None = None,
              k: int = 10) -> Ranking:
     """Scores h @ E^T with ReChorus masking (metrics.mask_known), top-k items and target ranks."""
+    check_count(k, "k", 1, len(item_emb) - 1)
     E = torch.as_tensor(item_emb).to(h.dtype)
     s = h @ E.T
     t = None if targets is None else s.gather(1, torch.as_tensor(np.asarray(targets), dtype=torch.long)[:, None])[:, 0]
@@ -135,9 +193,13 @@ def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = 
               ) -> pd.DataFrame:
     """Top-k of the user's last held-out instance before and after the edit, side by side. `rank_before`
     is the after-item's rank in the unedited ranking (`change` > 0: it moved up)."""
-    rows = np.flatnonzero(ctx.users == user)
+    check_count(k, "k", 1, len(ctx.E) - 1)
+    if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer)):
+        raise ValueError(f"user must be an integer user id, got {user!r}")
+    lo, hi = (int(ctx.users.min()), int(ctx.users.max())) if len(ctx.users) else (0, -1)
+    rows = np.flatnonzero(ctx.users == user) if lo <= int(user) <= hi else np.zeros(0, np.int64)  # no int64 overflow
     if rows.size == 0:
-        raise ValueError(f"user {user} has no instance in this steering context")
+        raise ValueError(f"user {user} has no instance in this steering context (its user ids lie in {lo}..{hi})")
     r = rows[-1:]
     e = Edit(set_to or {}, scale or {}, ablate, steer or {})
     h1 = edit_h(ctx.h[r], ctx.z_idx[r], ctx.z_val[r], ctx.W_dec, e, ctx.h_norm)
@@ -167,7 +229,7 @@ def item_sets(n_items: int, sets: Sequence[Sequence[int]]) -> np.ndarray:
     """(n_items, L) bool: column l marks the items of sets[l] (e.g. a latent's concept items)."""
     lens = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
     out = np.zeros((n_items, len(sets)), dtype=bool)
-    flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in sets]) if lens.sum() else np.zeros(0, np.int64)
+    flat = np.asarray([j for s in sets for j in check_ids(s, n_items, "item id")], dtype=np.int64)  # -1 wrapped
     out[flat, np.repeat(np.arange(len(sets)), lens)] = True
     return out
 
@@ -196,6 +258,11 @@ def _check(ctx: SteeringContext, rows: np.ndarray, n_units: int, inactive: np.nd
     for t in item_tables:
         if t is not None and np.shape(t) != (len(ctx.E), n_units):
             raise ValueError(f"item table has shape {np.shape(t)}, expected (n_items, units) = {(len(ctx.E), n_units)}")
+
+
+def _rows(ctx: SteeringContext, rows) -> np.ndarray:
+    """Row indices of the context as an int64 array (each in range)."""
+    return np.asarray(check_ids(rows, len(ctx.h), "row"), dtype=np.int64)
 
 
 def _base(ctx: SteeringContext, rows: np.ndarray, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -242,7 +309,9 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     each unit's label items and concept items. One row per (unit, beta): label/concept share of the top-k
     before and after, NDCG@k of the target before and after, catalog KL from the unedited ranking, and the
     share of the top-k replaced."""
-    rows, units = np.asarray(rows), np.asarray(units)
+    rows, units = _rows(ctx, rows), np.asarray(check_ids(units, len(D), "unit"), dtype=np.int64)
+    check_finite(betas, "beta")
+    check_count(chunk, "chunk")
     _check(ctx, rows, len(units), inactive, labels, concepts)
     S0, top0, t0, rank0 = _base(ctx, rows, k)
     P = ctx.E @ F.normalize(torch.as_tensor(D, dtype=torch.float32)[units], dim=1).T  # (n_items, L)
@@ -319,7 +388,10 @@ def random_tops(ctx: SteeringContext, rows: np.ndarray, n_random: int = 100, bet
                 k: int = 10, chunk: int = 10) -> tuple[Tensor, Tensor]:
     """Top-k of `rows` unedited (N, k) and steered by `beta` along each of n_random seeded random unit
     directions (n_random, N, k). They do not depend on the model, so a stage ranks them once for all."""
-    S0, top0, _, _ = _base(ctx, np.asarray(rows), k)
+    check_count(n_random, "n_random", 0)
+    check_count(chunk, "chunk")
+    check_finite([beta], "beta")
+    S0, top0, _, _ = _base(ctx, _rows(ctx, rows), k)
     U = random_units(ctx.E.shape[1], n_random, seed)
     buf = torch.empty(min(chunk, n_random) * S0.numel(), dtype=S0.dtype)
     tops = [_steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k, buf=buf)[1]
@@ -333,7 +405,11 @@ def random_gains(ctx: SteeringContext, rows: np.ndarray, inactive: np.ndarray, l
     """(n_random, L): label-share gain at `beta` of seeded random unit directions, for every unit's label
     on that unit's own inactive instances (the null distribution of `steerability`). `tops`: the
     `random_tops` of the same rows and arguments when the caller ranked them already."""
-    rows = np.asarray(rows)
+    rows = _rows(ctx, rows)
+    check_count(n_random, "n_random", 0)
+    check_count(chunk, "chunk")
+    check_count(k, "k", 1, len(ctx.E) - 1)
+    check_finite([beta], "beta")
     _check(ctx, rows, np.shape(labels)[1], inactive, labels)
     top0, tops = random_tops(ctx, rows, n_random, beta, seed, k, chunk) if tops is None else tops
     if tops.shape != (n_random, len(rows), k):
@@ -356,6 +432,9 @@ def steerability(dose: pd.DataFrame, rand: np.ndarray, units: Sequence[int], bet
                  q: float = 0.95) -> pd.DataFrame:
     """Per unit: label gain at `beta`, the q-quantile of the random directions' gains for its label
     (`random_gains`, columns in `units` order) and steerable = gain > that quantile."""
+    check_finite([beta], "beta")
+    if not 0 < q < 1:
+        raise ValueError(f"q must lie strictly between 0 and 1, got {q!r}")
     at = dose[np.isclose(dose["beta"], beta)].set_index("unit")["label_gain"].reindex(np.asarray(units))
     thr = np.nanquantile(rand, q, axis=0)
     g = at.to_numpy()
@@ -404,6 +483,10 @@ def ablation(ctx: SteeringContext, units: Sequence[int], labels: np.ndarray, con
     """Zero each unit on (up to max_rows seeded) instances where it fires; count how many of its concept
     and label items leave the top-k. Control, on the same instance: zero instead the active latent at the
     next activation rank (the previous one for the last rank), counting the same unit's items."""
+    units = check_ids(units, len(ctx.W_dec), "unit")
+    check_count(max_rows, "max_rows")
+    check_count(chunk, "chunk")
+    check_count(k, "k", 1, len(ctx.E) - 1)
     rng = np.random.default_rng(seed)
     zi, zv = ctx.z_idx.numpy(), ctx.z_val.numpy()
     order = np.argsort(-zv, axis=1, kind="stable")
@@ -452,6 +535,10 @@ def debias_curve(ctx: SteeringContext, latents: Sequence[int], item_pct: np.ndar
     the top-k (`item_pct` per item id) against NDCG@k of the target and the share of the top-k replaced.
     Scores are built in row blocks of at most `block` entries and only each row's top-k and target rank are
     kept, so memory is bounded at any size and the curve does not depend on the block size."""
+    latents = check_ids(latents, len(ctx.W_dec), "latent")
+    factors = check_finite(factors, "factor")
+    check_count(max_rows, "max_rows", 0)
+    check_count(k, "k", 1, len(ctx.E) - 1)
     n = len(ctx.h)
     rows = np.arange(n) if not 0 < max_rows < n else \
         np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
@@ -485,7 +572,10 @@ def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: flo
                chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """One instance's top-k before (k,) and after steering each latent alone by beta * median||h_u|| (L, k):
     the browser's per-latent example, one score row per latent in chunks."""
-    lat = torch.as_tensor(np.asarray(latents, dtype=np.int64))
+    lat = torch.as_tensor(np.asarray(check_ids(latents, len(ctx.W_dec), "latent"), dtype=np.int64))
+    row = check_ids([row], len(ctx.h), "row")[0]
+    check_finite([beta], "beta")
+    check_count(chunk, "chunk")
     S0, top0, _, _ = _base(ctx, np.array([row]), k)
     after = []
     for c0 in range(0, len(lat), chunk):

@@ -38,6 +38,9 @@ from .llm import LLMConfig, LLMError, Reply, Requester, api_key, cache_key, reda
 log = logging.getLogger(__name__)
 
 MAX_NAME_WORDS = 8
+MAX_NAME_CHARS = 80            # a label longer than these is cut, with TRUNCATED at the end
+MAX_DESCRIPTION_CHARS = 400
+TRUNCATED = " [truncated]"
 MAX_HISTORY = 9          # §4.2/4.3: at most 9 history items before the recommended one
 LABEL_COLUMNS = ["latent", "name", "description", "labeler", "status", "prompt_tokens", "completion_tokens", "error"]
 JUDGE_COLUMNS = ["latent", "recall", "specificity", "confidence", "interpretable", "n_pos", "n_neg"]
@@ -139,7 +142,8 @@ def build_judge_messages(label: dict | str, probe: dict, domain: str = "movies")
 
 def parse_label(content: str | None) -> dict | None:
     """{"name", "description"} from an answer, or None when it is not usable JSON.
-    Tolerates code fences and text around one JSON object; trims names past 8 words."""
+    Tolerates code fences and text around one JSON object; trims names past 8 words and cuts names and
+    descriptions past MAX_NAME_CHARS / MAX_DESCRIPTION_CHARS, marked " [truncated]"."""
     if not content:
         return None
     text = re.sub(r"^```(?:json)?\s*|\s*```$", "", content.strip())
@@ -153,9 +157,14 @@ def parse_label(content: str | None) -> dict | None:
             continue
         if isinstance(obj, dict) and isinstance(obj.get("name"), str) and obj["name"].strip():
             desc = obj.get("description")
-            return {"name": " ".join(obj["name"].split()[:MAX_NAME_WORDS]),
-                    "description": desc.strip() if isinstance(desc, str) else ""}
+            return {"name": _shorten(" ".join(obj["name"].split()[:MAX_NAME_WORDS]), MAX_NAME_CHARS),
+                    "description": _shorten(desc.strip(), MAX_DESCRIPTION_CHARS) if isinstance(desc, str) else ""}
     return None
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, the cut marked: a label is a table cell, not a page."""
+    return text if len(text) <= limit else text[:limit - len(TRUNCATED)].rstrip() + TRUNCATED
 
 
 def parse_score(content: str | None) -> float:

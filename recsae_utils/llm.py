@@ -17,7 +17,7 @@ llama.cpp) with a disk cache, a token budget kept across runs, bounded concurren
 - Concurrency: a thread pool (works inside Jupyter, whose event loop rules out asyncio.run).
 
 The API key is read from OPENAI_API_KEY only; every string written to disk, logged or raised passes
-through `redact`.
+through `redaction.redact` (the key, and credentials in the base URL or echoed by the server).
 """
 from __future__ import annotations
 
@@ -26,16 +26,19 @@ import json
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import artifacts
+from . import artifacts, redaction
+from .redaction import redact  # noqa: F401 (labeling re-exports it)
 
 log = logging.getLogger(__name__)
 
 LEDGER = "token_ledger.json"
+RETRY_WAIT_MAX = 60.0  # seconds: the longest wait of the openai client between two attempts (a Retry-After)
 
 
 class LLMError(RuntimeError):
@@ -58,6 +61,9 @@ class LLMConfig:
     cache_dir: str | None = None      # cache + token ledger; None: <out_dir>/llm_cache. Share it to share the budget
     dry_run: bool = False             # write the prompts, send nothing
     json_mode: bool = True            # ask label requests for response_format=json_object
+    time_limit: float = 3600.0        # seconds one step (all labels, or all judge requests) may take; requests
+                                      # not sent by then fail as `time_limit` (a hanging server cost 6 x 30 s each)
+    max_reply_chars: int = 4000       # a longer reply means the server ignores max_tokens: LLMError, nothing kept
 
 
 @dataclass
@@ -68,6 +74,7 @@ class Reply:
     completion_tokens: int = 0
     error: str = ""
     kind: str = ""                   # why it failed: http_<code> | timeout | invalid_response | stopped | budget
+                                     # | time_limit
 
 
 def cache_key(cfg: LLMConfig, messages: list[dict], response_format: dict | None, max_tokens: int) -> str:
@@ -80,12 +87,6 @@ def cache_key(cfg: LLMConfig, messages: list[dict], response_format: dict | None
 
 def api_key() -> str | None:
     return os.environ.get("OPENAI_API_KEY") or None
-
-
-def redact(text: str) -> str:
-    """Remove the API key (if any) from text bound for a file, a log or an exception."""
-    key = api_key()
-    return text.replace(key, "<redacted>") if key else text
 
 
 def estimate_tokens(text: str) -> int:
@@ -156,9 +157,10 @@ class Requester:
         self.ledger = TokenLedger(self.cache_dir / LEDGER, cfg.budget_tokens)
         self.client = openai.OpenAI(api_key=api_key(), base_url=cfg.base_url or os.environ.get("OPENAI_BASE_URL"),
                                     max_retries=cfg.max_retries, timeout=cfg.timeout)
-        self.base_url = str(self.client.base_url)
+        self.base_url = redaction.url(str(self.client.base_url))  # for messages and meta files: no user-info
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.deadline = time.monotonic() + cfg.time_limit
         self.tokens_used = 0
         self.n_sent = 0
         self._key_locks: dict[str, threading.Lock] = {}
@@ -199,6 +201,10 @@ class Requester:
                 log.warning("ignoring unreadable cache file %s", path.name)
         if self.stop.is_set():
             return Reply(None, "failed", error="run stopped", kind="stopped")
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            return Reply(None, "failed", error=f"time limit of {self.cfg.time_limit:g} s for this step reached "
+                                               "(RECSAE_LLM_TIME_LIMIT)", kind="time_limit")
         estimate = estimate_tokens(_prompt_text(messages)) + max_tokens
         if not self.ledger.reserve(estimate):
             return Reply(None, "skipped_budget", error="token budget spent", kind="budget")
@@ -209,16 +215,22 @@ class Requester:
         with self.lock:
             self.n_sent += 1
         err: Exception | None = None
-        try:
-            resp = self.client.chat.completions.create(**kwargs)
-        except openai.APIError as e:
+        # the client's retries may take (attempts x timeout + its waits); with less time left, one attempt that
+        # ends by the step's time limit
+        worst = (self.cfg.max_retries + 1) * self.cfg.timeout + self.cfg.max_retries * RETRY_WAIT_MAX
+        client = self.client if left >= worst else self.client.with_options(max_retries=0, timeout=left)
+        try:  # the reply is read in here too: a 200 that is not a chat completion (an HTML page) is a failure
+            resp = client.chat.completions.create(**kwargs)
+            content = resp.choices[0].message.content if resp.choices else None
+            usage, served = resp.usage, resp.model
+            if content is not None and not isinstance(content, str):
+                raise TypeError(f"message content is {type(content).__name__}, not text")
+        except (openai.APIError, AttributeError, TypeError, IndexError, KeyError, ValueError) as e:
             err = e
         if err is not None:   # handled outside the except block: no chained exception holding the request
             self.ledger.settle(estimate, 0, self.task)
             return self._failure(err)
 
-        content = resp.choices[0].message.content if resp.choices else None
-        usage = resp.usage
         if usage is not None and usage.prompt_tokens is not None:
             pt, ct = int(usage.prompt_tokens), int(usage.completion_tokens or 0)
         else:
@@ -226,9 +238,15 @@ class Requester:
         with self.lock:
             self.tokens_used += pt + ct
         self.ledger.settle(estimate, pt + ct, self.task)   # ledger first: a kill in between over-counts, never under
+        if content is not None and len(content) > self.cfg.max_reply_chars:
+            self.stop.set()
+            raise LLMError(f"the LLM server at {self.base_url} (model {self.cfg.model!r}) ignored max_tokens="
+                           f"{max_tokens}: a reply of {len(content):,} characters (at most {self.cfg.max_reply_chars:,} "
+                           "are accepted, LLMConfig.max_reply_chars). Stopped, so that the token budget is not spent "
+                           "on such replies; the reply was not kept.")
         if valid(content):
             artifacts.write_json(path, {"request": kwargs, "content": content, "prompt_tokens": pt,
-                                        "completion_tokens": ct, "served_model": resp.model})
+                                        "completion_tokens": ct, "served_model": served})
         return Reply(content, "ok", pt, ct)
 
     def _failure(self, err: Exception) -> Reply:
@@ -257,8 +275,11 @@ class Requester:
             fatal = f"{where} rejected the request (HTTP {err.status_code}).{hint} Server said: {said}"
         elif isinstance(err, openai.APIStatusError):   # 429, 5xx, 408, 409 after the client's retries
             return Reply(None, "failed", error=f"HTTP {err.status_code} after {tries}", kind=f"http_{err.status_code}")
-        else:                                          # e.g. a reply that is not a chat completion
+        elif isinstance(err, openai.APIError):         # e.g. a body the client could not decode
             return Reply(None, "failed", error=f"invalid response: {said}", kind="invalid_response")
+        else:                                          # a 200 whose body is not a chat completion (an HTML page)
+            return Reply(None, "failed", error=f"invalid response: not a chat completion ({type(err).__name__}: "
+                                               f"{said[:120]})", kind="invalid_response")
         self.stop.set()
         raise LLMError(fatal)
 

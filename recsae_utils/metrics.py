@@ -46,11 +46,23 @@ def ranks_from_scores(scores: torch.Tensor, target_scores: torch.Tensor) -> torc
 
     `scores` must already hold -inf for the masked columns, the target's own column included;
     `target_scores` is the target's unmasked score (ReChorus keeps the target in column 0). On the CPU numpy
-    counts the comparison: the same integers, far faster than torch's sum over a boolean matrix."""
+    counts the comparison: the same integers, far faster than torch's sum over a boolean matrix.
+
+    A NaN compares False with everything, so a diverged model's targets would all rank first (NDCG 1.0):
+    a NaN or +inf score, or a target score that is not finite, is an error instead (-inf marks masked items)."""
     if scores.device.type == "cpu" and target_scores.device.type == "cpu":
-        ge = scores.detach().numpy() >= target_scores.detach().numpy()[:, None]
-        return torch.from_numpy(1 + np.count_nonzero(ge, axis=1).astype(np.int64))
+        s, t = scores.detach().numpy(), target_scores.detach().numpy()
+        if not (np.isfinite(t).all() and (s < np.inf).all()):  # NaN < inf is False
+            raise ValueError(_nonfinite_message(np.isnan(s).sum() + np.isposinf(s).sum(), (~np.isfinite(t)).sum()))
+        return torch.from_numpy(1 + np.count_nonzero(s >= t[:, None], axis=1).astype(np.int64))
+    if not (torch.isfinite(target_scores).all() and (scores < float("inf")).all()):
+        raise ValueError(_nonfinite_message(int((~(scores < float("inf"))).sum()), int((~torch.isfinite(target_scores)).sum())))
     return 1 + (scores >= target_scores[:, None]).sum(dim=1)
+
+
+def _nonfinite_message(n_scores: int, n_targets: int) -> str:
+    return (f"cannot rank: {int(n_scores)} item score(s) are NaN or +inf and {int(n_targets)} target score(s) are "
+            "not finite (the model or the SAE diverged, or its input holds NaN); a NaN would rank every target first")
 
 
 def ndcg_per_instance(ranks: np.ndarray | torch.Tensor, k: int = 10) -> np.ndarray:

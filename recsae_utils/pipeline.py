@@ -1,14 +1,15 @@
 """`make all`: run the numbered notebooks headless with papermill, dataset by dataset.
 
 Each stage is one notebook. Its key hashes the notebook, the source of the recsae_utils modules it really
-uses (its imports, followed through the package), its config fields, the data and the key of the stage
-before it; so a change in browser.py reruns stages 05-06 (both use it) and one in sae.py stages 03-06.
+uses (its imports, followed through the package), the config fields that code reads (`stage_fields`), the
+data's fingerprint and the key of the stage before it; so a change in browser.py reruns stages 05-06 (both use it) and one in sae.py stages 03-06.
 
 What a rerun trusts: a stage counts as done only when it finished. Its key goes into
 runs/<dataset>/stages.json after the notebook ran to the end, and the executed notebook moves into
 reports/<dataset>/notebooks/ only then; a stage that fails (its executed copy goes to
 runs/<dataset>/failed/) or is killed leaves no key, so the next run redoes it and everything after it,
-and reports/ keeps the last good notebook. One run at a time per run folder: runs/<dataset>/.lock.
+and reports/ keeps the last good notebook. One run at a time per run folder and per report folder:
+runs/<dataset>/.lock and reports/<dataset>/.lock.
 
     python -m recsae_utils.pipeline ml-1m grocery [--profile tiny] [--force]
 """
@@ -17,36 +18,28 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
+import math
 import os
 import shutil
+import stat
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import artifacts, config
+from .redaction import redact
 
 NOTEBOOK_DIR = artifacts.repo_root() / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
-
-
-# The config fields each stage reads (with everything upstream): a change reruns that stage and the
-# ones after it, nothing before.
-STAGE_FIELDS = {
-    "01": ["dataset", "data_dir", "history_max"],
-    "02": ["seeds", "d_model", "lr", "l2", "batch_size", "max_epochs", "early_stop"],
-    "03": ["sae_latents", "sae_k", "sae_alt_latents", "sae_alt_k", "sae_samples", "sae_epochs", "sae_lr", "sae_batch_size",
-           "sae_variant", "sae_dead_window", "sae_aux_coef", "sae_aux_relu", "sae_lr_decay", "sae_l2", "seed"],
-    "04": [],
-    "05": ["top_n", "item_pool", "labeler", "llm_model", "llm_budget_tokens"],
-    "06": ["seed"],
-    "07": ["seed", "concept_min_items"],
-}
 
 
 class StageFailed(SystemExit):
@@ -76,14 +69,24 @@ def notebook_code(nb: Path) -> str:
     return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=256)
+def _scan(source: str) -> tuple[tuple[ast.AST, ...], frozenset[str]]:
+    """(import statements, names read as `cfg.<name>`) of a source, once per text: every stage's key reads
+    the same modules, and walking their syntax trees is most of a key's cost."""
+    nodes = list(ast.walk(ast.parse(source)))
+    imports = tuple(n for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return imports, frozenset(n.attr for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                              and n.value.id == "cfg")
+
+
 def _imports(source: str, where: str, in_package: bool) -> set[str]:
     """Modules of the package that `source` imports anywhere (top level or inside functions)."""
     try:
-        tree = ast.parse(source)
+        nodes = _scan(source)[0]
     except SyntaxError as e:
         raise SyntaxError(f"{where}: cannot read its imports: {e}") from None
     found = {"__init__"}  # importing anything from the package runs its __init__
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for a in node.names:
                 parts = a.name.split(".")
@@ -146,15 +149,29 @@ def _data_hash(cfg: config.RunConfig) -> str:
     return source_fingerprint(cfg.data_source, cfg.dataset)
 
 
+def stage_fields(nb: Path, read: Callable[[Path], str] = _read_source, modules: list[str] | None = None) -> list[str]:
+    """The config fields a stage reads, derived from its code rather than listed by hand (a list missed
+    sae_family, ablations and dict_rows, so changing them reused stale stages): every `cfg.<field>` in the
+    notebook and in the package modules it runs (`code_hash`), the RunConfig being named `cfg` throughout.
+    config.py itself is left out (its validation reads every field), and so are the locations: where
+    files live changes no result, and the data's own fingerprint is in every key. A module-level scan can
+    only over-count (a field read by a function the stage never calls reruns it needlessly, never stale).
+    `modules`: code_hash(nb, read)[1] when the caller has it."""
+    names = {f.name for f in dataclasses.fields(config.RunConfig)} - set(config.LOCATIONS)
+    modules = code_hash(nb, read)[1] if modules is None else modules
+    sources = [notebook_code(nb)] + [read(PACKAGE_DIR / f"{m}.py") for m in modules if m != "config"]
+    return sorted(names & set().union(*(_scan(src)[1] for src in sources)))
+
+
 def stage_keys(cfg: config.RunConfig, nbs: list[Path], read: Callable[[Path], str] = _read_source) -> dict[str, str]:
     """{notebook name: key}; each key chains the one before it, so a change reruns everything after it."""
     cfg_dict = cfg.to_dict()
     upstream = artifacts.config_hash([_data_hash(cfg), {"dataset": cfg.dataset, "profile": cfg.profile}])
     keys = {}
     for nb in nbs:
-        fields = {f: cfg_dict[f] for f in STAGE_FIELDS.get(nb.name[:2], list(cfg_dict))}
-        upstream = keys[nb.name] = artifacts.config_hash(
-            [upstream, nb.read_bytes().decode("utf-8"), code_hash(nb, read)[0], fields])
+        code, modules = code_hash(nb, read)
+        fields = {f: cfg_dict[f] for f in stage_fields(nb, read, modules)}
+        upstream = keys[nb.name] = artifacts.config_hash([upstream, nb.read_bytes().decode("utf-8"), code, fields])
     return keys
 
 
@@ -163,19 +180,29 @@ def stage_keys(cfg: config.RunConfig, nbs: list[Path], read: Callable[[Path], st
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold runs/<dataset>/.lock for the whole dataset run; a second run on the same folder is refused
-    with the other process's pid and command (two writers would silently mix their results)."""
+def run_lock(run_dir: Path, what: str = "run folder") -> Iterator[None]:
+    """Hold <folder>/.lock for the whole dataset run; a second run on the same folder is refused with the
+    other process's pid and command (two writers would silently mix their results). The lock file is
+    opened without following a symlink and must be a regular file: a planted link would make the pid line
+    overwrite whatever it points to."""
     path = Path(run_dir) / ".lock"
-    f = open(path, "a+", encoding="utf-8")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:  # ELOOP: a symlink
+        raise SystemExit(f"\n{path}: cannot open the lock file ({e.strerror}); it must be a regular file, not a "
+                         f"symlink: remove it and rerun.\n") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SystemExit(f"\n{path}: the lock file is not a regular file: remove it and rerun.\n")
+    f = os.fdopen(fd, "r+", encoding="utf-8")
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process (pid not yet written)"
-            raise SystemExit(f"\n{run_dir} is in use by {holder}.\nOne run per run folder: wait for it to "
-                             f"finish, stop it, or give this run its own folder (RECSAE_RUN_ROOT).\n") from None
+            raise SystemExit(f"\n{run_dir} is in use by {holder}.\nOne run per {what}: wait for it to finish, "
+                             f"stop it, or give this run its own folder ({_OWN_FOLDER[what]}).\n") from None
         argv = list(sys.argv)
         if argv and argv[0] == __file__:
             argv[0] = "python -m recsae_utils.pipeline"
@@ -189,6 +216,61 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         f.close()  # closing releases the lock
 
 
+_OWN_FOLDER = {"run folder": "RECSAE_RUN_ROOT", "report folder": "RECSAE_REPORT_ROOT"}
+
+
+@contextlib.contextmanager
+def dataset_locks(cfg: config.RunConfig) -> Iterator[None]:
+    """The run folder's lock and the report folder's (one lock when they are the same folder): two runs
+    with their own run folders but one report folder would otherwise each write half of one report."""
+    with run_lock(cfg.run_dir):
+        if cfg.report_dir.resolve() == cfg.run_dir.resolve():
+            yield
+        else:
+            with run_lock(cfg.report_dir, "report folder"):
+                yield
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a finished stage left in the run folder
+
+
+def checkpoints(run_dir: Path) -> dict[str, str]:
+    """{path under run_dir: sha256} of the trained models there (`*.safetensors`, not the `*_last` resume
+    files). A finished stage records them: a checkpoint replaced or damaged since (a torchrun job, a copy, a
+    disk error) makes that stage and every later one run again instead of reporting on other weights."""
+    return {str(p.relative_to(run_dir)): artifacts.file_sha256(p) for p in sorted(Path(run_dir).rglob("*.safetensors"))
+            if not p.stem.endswith("_last")}
+
+
+def changed_checkpoints(state: dict, now: dict[str, str]) -> set[str]:
+    """The recorded checkpoints whose file differs now from what the last stage that recorded it saw (a later
+    stage may rewrite what an earlier one recorded, e.g. an SAE refitted with another lr: that is no change).
+    Each stage that recorded one of them, the earliest first, then runs again."""
+    latest: dict[str, str] = {}
+    for name in sorted(state):
+        if isinstance(state[name], dict):
+            latest.update(state[name].get("checkpoints", {}))
+    return {f for f, h in latest.items() if now.get(f) != h}
+
+
+KEEP_ON_FORCE = (".lock", "labels/llm_cache")  # the lock we hold; the LLM answers and token ledger (never stale)
+
+
+def clear_run_folder(run_dir: Path, also_keep: tuple[Path, ...] = ()) -> list[Path]:
+    """--force: delete everything in the run folder but KEEP_ON_FORCE (and `also_keep`, e.g. a report folder
+    inside it), so every model is trained again and no cache is trusted; returns what it removed."""
+    run_dir = Path(run_dir).resolve()
+    keep = {run_dir / k for k in KEEP_ON_FORCE} | {Path(k).resolve() for k in also_keep}
+    removed = []
+    for p in sorted(run_dir.rglob("*"), key=lambda q: (len(q.parts), str(q))):
+        if p in keep or any(k.is_relative_to(p) or p.is_relative_to(k) for k in keep) or not os.path.lexists(p):
+            continue
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        removed.append(p.relative_to(run_dir))
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------------
 # Running the stages
 
@@ -200,7 +282,7 @@ def _say(message: str) -> None:
 def run_dataset(dataset: str, profile: str | None = None, force: bool = False, log=_say,
                 until: str | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[dict]:
     cfg = config.load(dataset, profile)
-    with run_lock(cfg.run_dir):
+    with dataset_locks(cfg):
         rows = _run_stages(cfg, force, log, until, notebook_dir)
     return rows
 
@@ -209,19 +291,24 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
     dataset, run_dir = cfg.dataset, cfg.run_dir
     out_dir = cfg.report_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (cfg.report_dir, run_dir):  # temp files of writes a kill interrupted (we hold the lock)
+    for folder in (cfg.report_dir, run_dir):  # temp files of writes a kill interrupted (we hold both locks)
         artifacts.remove_stale_temp(folder)
+    if force and (removed := clear_run_folder(run_dir, also_keep=(cfg.report_dir,))):
+        log(f"[{dataset}] --force: removed {', '.join(map(str, removed))} from {run_dir} (kept: the LLM cache)")
     state_path = run_dir / "stages.json"
     state = artifacts.read_json(state_path) if state_path.exists() else {}
     params = {"dataset": dataset, "profile": cfg.profile}
     nbs = [nb for nb in notebooks(notebook_dir) if not (until and nb.name[:2] > until)]
     keys = stage_keys(cfg, nbs)
+    changed = changed_checkpoints(state, checkpoints(run_dir))
     rows = []
     stale = force
     for nb in nbs:
         out_nb = out_dir / nb.name
         t0 = time.time()
-        if not stale and state.get(nb.name) == keys[nb.name] and out_nb.exists():
+        done = state.get(nb.name)
+        if not stale and isinstance(done, dict) and done.get("key") == keys[nb.name] and out_nb.exists() \
+                and not changed & set(done.get("checkpoints", {})):
             status = "reused"
         else:
             stale = True  # this stage rewrites what every later stage read
@@ -229,14 +316,23 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
                 del state[later]
             artifacts.write_json(state_path, state)  # no key while it runs: a kill leaves it undone
             log(f"[{dataset}] {nb.name} ...")
-            _execute(nb, out_nb, params, run_dir, lambda line, s=nb.name[:2]: log(f"[{dataset}] {s} · {line}"))
+            before = _summary(cfg.report_dir)
+
+            def finite_headlines(before=before) -> None:
+                after = _summary(cfg.report_dir)
+                if bad := nonfinite_headlines({k: v for k, v in after.items() if before.get(k) != v}):
+                    raise StageFailed(f"it ran to the end, but headline numbers it wrote to summary.json are not "
+                                      f"finite: {', '.join(bad)}")
+
+            _execute(nb, out_nb, params, run_dir, lambda line, s=nb.name[:2]: log(f"[{dataset}] {s} · {line}"),
+                     finite_headlines)
             problems = degraded(cfg.report_dir)
             if problems:  # finished, but left work undone (failed labels, a spent budget): a rerun redoes it
                 status = "degraded"
                 for p in problems:
                     log(f"[{dataset}] {nb.name}: DEGRADED: {p}")
             else:
-                state[nb.name] = keys[nb.name]
+                state[nb.name] = {"key": keys[nb.name], "checkpoints": checkpoints(run_dir)}
                 artifacts.write_json(state_path, state)
                 status = "ran"
         secs = time.time() - t0
@@ -247,6 +343,32 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
 
     write_report(cfg.report_dir)
     return rows
+
+
+# summary.json entries that no finished stage may leave NaN or infinite (everything under each path): a
+# diverged model's numbers must fail its stage, not become a report
+HEADLINES = ("sasrec.dev", "sasrec.test", "recsae.dev", "recsae.test", "sae.main.health", "sae.main.fidelity.retention")
+
+
+def _summary(report_dir: Path) -> dict:
+    path = Path(report_dir) / "summary.json"
+    return artifacts.read_json(path) if path.exists() else {}
+
+
+def nonfinite_headlines(summary: dict) -> list[str]:
+    """The HEADLINES numbers of `summary` (sections as in summary.json) that are NaN or infinite, as dotted paths."""
+    def walk(value, path: str) -> list[str]:
+        if isinstance(value, dict):
+            return [p for k, v in value.items() for p in walk(v, f"{path}.{k}")]
+        return [f"{path} = {value}"] if isinstance(value, float) and not math.isfinite(value) else []
+
+    out = []
+    for head in HEADLINES:
+        value = summary
+        for part in head.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out += walk(value, head)
+    return out
 
 
 def degraded(report_dir: Path) -> list[str]:
@@ -273,13 +395,18 @@ def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
         rev = ""
     manifest = cfg.run_dir / "data" / "manifest.json"
     env = {**config.given_environment(), **AS_GIVEN}
-    artifacts.write_json(cfg.report_dir / "run.json", {
+    write_redacted_json(cfg.report_dir / "run.json", {
         "command": f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()))} make all DATASETS={cfg.dataset}".strip(),
         "argv": sys.argv, "config": cfg.to_dict(), "git_commit": rev,
         "data": artifacts.read_json(manifest).get("source_sha256") if manifest.exists() else None,
         "stages": rows, "python": platform.python_version(), "torch": torch.__version__,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
     })
+
+
+def write_redacted_json(path: Path, record: dict) -> None:
+    """JSON with no secret in it (redaction.redact): run.json holds the command line and the environment."""
+    artifacts.write_text(path, redact(artifacts.to_json(record)))
 
 
 AS_GIVEN: dict[str, str] = {}  # location variables as the user typed them (main() makes them absolute)
@@ -315,9 +442,15 @@ class _Tail(threading.Thread):
         self.poll()
 
 
-def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable[[str], None]) -> None:
-    """Run `nb` into a temp copy in the run folder; on success move it to `out_nb`, on failure to
-    <run_dir>/failed/ (a half-executed notebook never replaces the last good one in reports/)."""
+def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable[[str], None],
+             accept: Callable[[], None] = lambda: None) -> None:
+    """Run `nb` into a temp copy in the run folder; when it ran to the end and `accept()` raises nothing,
+    move it to `out_nb`, else to <run_dir>/failed/ (a half-executed notebook never replaces the last good
+    one in reports/).
+
+    The kernel's sockets and connection file live in a temp folder of this run alone, removed at the end:
+    in the default place, `kernel-ipc-N` in the working directory (notebooks/, shared by every run of the
+    checkout), two runs starting together took the same sockets."""
     import papermill as pm
     from traitlets.config import Config
 
@@ -328,28 +461,67 @@ def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable
     progress_file.write_text("", encoding="utf-8")
     tail = _Tail(progress_file, emit)
     config.set_progress_file(progress_file)
+    remove_dead_kernel_dirs()
+    kernel_dir = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))  # short: a socket path has at most ~100 bytes
+    # IPC transport: the kernel is local, and ipykernel's warning about unencrypted TCP says nothing a user
+    # could act on
+    kernel = {"transport": "ipc", "ip": str(kernel_dir / "kernel-ipc"), "connection_file": str(kernel_dir / "kernel.json")}
     tail.start()
     try:
-        # IPC transport: the kernel is local, and ipykernel's warning about unencrypted TCP says nothing a
-        # user could act on
         pm.execute_notebook(str(nb), str(tmp_nb), parameters=params, cwd=str(nb.parent), progress_bar=False,
-                            kernel_name="python3", config=Config({"KernelManager": {"transport": "ipc"}}))
-    except Exception as e:  # a cell's error, or the kernel died
-        failed = run_dir / "failed" / nb.name
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        if tmp_nb.exists():
-            os.replace(tmp_nb, failed)
+                            kernel_name="python3", config=Config({"KernelManager": kernel}))
+        accept()
+    except (Exception, StageFailed) as e:  # a cell's error, the kernel died, or the results are not acceptable
+        kept = _keep_failed(tmp_nb, run_dir / "failed" / nb.name)
         where = (f"cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError)
-                 else f"{type(e).__name__}: {e}")
-        raise StageFailed(f"\nNotebook failed: {nb.name} (executed copy: {failed}; reports/ keeps the last good "
-                          f"one; the next run redoes this stage)\n  {where}\n") from None
+                 else str(e).strip() if isinstance(e, StageFailed) else f"{type(e).__name__}: {e}")
+        raise StageFailed(f"\nNotebook failed: {nb.name} ({kept}; reports/ keeps the last good one; the next run "
+                          f"redoes this stage)\n  {where}\n") from None
     finally:
         tail.finish()
         config.set_progress_file(None)
         progress_file.unlink(missing_ok=True)
+        shutil.rmtree(kernel_dir, ignore_errors=True)
     with artifacts.atomic_path(out_nb) as tmp:
         shutil.copyfile(tmp_nb, tmp)
     tmp_nb.unlink()
+
+
+KERNEL_DIR_PREFIX = "recsae-kernel-"
+
+
+def remove_dead_kernel_dirs() -> list[Path]:
+    """Delete the kernel folders (`_execute`) that killed runs left in the temp folder: each is named by its
+    run's pid, and one whose process is gone belongs to no live run."""
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*-*"):
+        pid = d.name[len(KERNEL_DIR_PREFIX):].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
+
+
+def _keep_failed(tmp_nb: Path, failed: Path) -> str:
+    """Copy a failed stage's executed notebook to `failed` atomically, only if it is whole (papermill writes
+    it in place, so a full disk can cut it short); says where it went, or why there is none."""
+    if not tmp_nb.exists():
+        return "no executed copy: the kernel wrote none"
+    try:
+        json.loads(tmp_nb.read_text(encoding="utf-8"))
+        with artifacts.atomic_path(failed) as tmp:
+            shutil.copyfile(tmp_nb, tmp)
+    except (OSError, ValueError) as e:
+        return f"no executed copy: {tmp_nb} is cut short or cannot be copied ({type(e).__name__}; disk full?)"
+    finally:
+        tmp_nb.unlink(missing_ok=True)
+    return f"executed copy: {failed}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,17 +532,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", default=None, help="stop after this stage number, e.g. 02")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
+    from .sources import DataError, resolve_source
+
     try:
-        for ds in args.datasets:  # every setting checked before the first stage starts
-            config.load(ds, args.profile)
+        for ds in args.datasets:  # every setting, and where each dataset's input is, checked before stage 01
+            cfg = config.load(ds, args.profile)
+            resolve_source(cfg.data_source, cfg.dataset)
     except config.ConfigError as e:
         print(f"recsae: invalid setting: {e}", file=sys.stderr)
+        return 2
+    except DataError as e:  # e.g. a data folder that exists but holds no dataset
+        print(f"recsae: bad input: {e}", file=sys.stderr)
         return 2
     AS_GIVEN.update(config.export_locations())  # notebooks run in notebooks/: hand them absolute paths
     rows = []
     t0 = time.time()
     for ds in args.datasets:
-        rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
+        try:
+            rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
+        except DataError as e:  # the input changed under the run (the stage keys fingerprint it)
+            print(f"recsae: bad input: {e}", file=sys.stderr)
+            return 2
     print("\n| dataset | stage | status | seconds |\n|---|---|---|---:|")
     for r in rows:
         print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")

@@ -16,3 +16,10 @@ def step(message: str) -> None:
             f.write(message.replace("\n", " ") + "\n")
     except OSError:
         pass  # progress is a courtesy: it never stops a stage
+
+
+def note(message: str) -> None:
+    """A remark about the input (a non-official archive, dropped duplicates): printed where the code runs (the
+    notebook) and also sent to the pipeline's terminal, where it used to be missing."""
+    print(message, flush=True)
+    step(message)

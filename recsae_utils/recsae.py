@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import artifacts, metrics, progress
-from .data import Dataset, Instances
+from .data import Dataset, Instances, content_hash
 from .model import SASRec
 from .sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, random_sae, reconstruct
 from .train import pick_device, rank_targets, user_vectors
@@ -198,7 +198,8 @@ class StageInputs:
 
 def stage_inputs(cfg) -> StageInputs:
     """Dataset, instances, the frozen SASRec (first seed; trained if missing) and its h_u for every
-    train/dev/test instance, computed once in batches and cached as .npy keyed by the checkpoint."""
+    train/dev/test instance, computed once in batches and cached as .npy keyed by the checkpoint's content
+    and the data's (`sasrec_key`, which every later cache of the run folder is keyed on too)."""
     from . import data, train
 
     ds = data.prepare(cfg)
@@ -209,10 +210,16 @@ def stage_inputs(cfg) -> StageInputs:
     for p in model.parameters():
         p.requires_grad_(False)
     ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
-    key = artifacts.file_sha256(ckpt)[:16]
+    key = sasrec_key(ckpt, ds)
     t0 = time.time()
     h = cached_hu(model, inst, Path(cfg.run_dir) / "hu", key)
     return StageInputs(ds, inst, model, h, data.user_item_csr(ds), key, time.time() - t0)
+
+
+def sasrec_key(ckpt: str | Path, ds: Dataset) -> str:
+    """The key of everything computed from a SASRec checkpoint (h_u, SAE fits, codes, rankings): the file's
+    content and the data's, since h_u are these weights applied to these instances."""
+    return artifacts.config_hash([artifacts.file_sha256(ckpt), content_hash(ds)])
 
 
 def cached_hu(model: SASRec, inst: dict, out: Path, key: str) -> dict[str, torch.Tensor]:
@@ -274,7 +281,12 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
         d = artifacts.read_json(done)
-        return FitResult(load_sae(out / "sae.safetensors"), d["history"], d["best_epoch"], d["seconds"])
+        try:
+            return FitResult(load_sae(out / "sae.safetensors"), d["history"], d["best_epoch"], d["seconds"])
+        except artifacts.CheckpointError as e:  # damaged: fit it again, from scratch
+            progress.step(f"{e}; fitting it again")
+            for f in out.glob("sae*.safetensors"):
+                f.unlink()
     item_emb = ctx.model.item_emb.weight.detach()
     h_dev = ctx.h["dev"]
 
@@ -309,8 +321,13 @@ def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:
                           "values": pa.FixedSizeListArray.from_arrays(flat[1], k)})
         paths[s] = artifacts.write_parquet(out / f"{s}.parquet", table)
         del idx, val, flat, table
-    artifacts.write_json(out / "activations.json", {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key})
+    artifacts.write_json(out / "activations.json", _activations_meta(sae, ctx))
     return paths
+
+
+def _activations_meta(sae: TopKSAE, ctx: StageInputs) -> dict:
+    """What the activation tables are of: the SAE's config and weights, and SASRec's key (checkpoint and data)."""
+    return {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key, "weights": _weights_key(sae, ctx.sasrec_key)}
 
 
 def load_activations(path: str | Path) -> tuple[np.ndarray, np.ndarray, "pd.DataFrame"]:
@@ -476,7 +493,7 @@ def activation_arrays(cfg, ctx: StageInputs, sae: TopKSAE,
     missing or belong to another SAE/SASRec)."""
     out = Path(cfg.run_dir) / "activations"
     meta = out / "activations.json"
-    if not (meta.exists() and artifacts.read_json(meta) == {"sae": sae.cfg.to_dict(), "sasrec": ctx.sasrec_key}):
+    if not (meta.exists() and artifacts.read_json(meta) == _activations_meta(sae, ctx)):
         write_activations(cfg, ctx, sae)
     return {s: load_activations(out / f"{s}.parquet")[:2] for s in splits}
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts, progress, stability
+from . import progress, stability
 from .cards import latent_cards, offline_label
 from .dictionary import ConceptDictionary, build_dictionaries
-from .recsae import StageInputs, cached_hu, fit_stage
+from .recsae import StageInputs, cached_hu, fit_stage, sasrec_key
 from .sae import TopKSAE, encode_sparse
 from .train import load_sasrec
 
@@ -59,7 +59,7 @@ def other_sasrec(cfg, ctx: StageInputs, seed: int) -> StageInputs:
     model = load_sasrec(ckpt).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    key = artifacts.file_sha256(ckpt)[:16]
+    key = sasrec_key(ckpt, ctx.ds)
     h = cached_hu(model, ctx.inst, Path(cfg.run_dir) / "hu" / f"seed{seed}", key)
     return replace(ctx, model=model, h=h, sasrec_key=key)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts
+from .redaction import redact
 from .tables import (SAE_NAMES, detection_table, fence, fidelity_cell, fidelity_table, fmt, interventions_section, md,
                      pct, pm, recommendation_table, sae_test_table, sae_vs_raw, sasrec_table, size_text, table,
                      variant_comparison, window_pivot, yardstick_finding, yardstick_table)
@@ -482,7 +483,7 @@ def write_report(report_dir: str | Path) -> Path:
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
     if run:
-        out.append("## How this was made\n\n" + fence(str(run.get("command", ""))))
+        out.append("## How this was made\n\n" + fence(redact(str(run.get("command", "")))))
         out.append(f"Code `{md(str(run.get('git_commit', ''))[:12])}`, Python {md(run.get('python'))}, "
                    f"torch {md(run.get('torch'))}; input sha256 "
                    + ", ".join(f"{md(k)} {md(v)[:12]}…" for k, v in (run.get("data") or {}).items()) + ".\n")

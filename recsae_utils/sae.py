@@ -45,8 +45,8 @@ Families. "topk" (the default) is everything above. The two others need the "ope
     z_j   = pre_j if pre_j > theta else 0,   theta <- (1 - threshold_beta) theta + threshold_beta min_{S, z>0} z
   (theta = an exponential moving average, over training steps, of the smallest positive selected value;
   it starts at the first batch's value). The number of active latents then varies per sample: it is
-  capped at k_max (the k_max largest are kept; default 4k) and the codes are padded to the widest row of
-  the batch with (index, value 0) slots, which every reader of codes takes as "not firing". An SAE that
+  capped at k_max (the k_max largest are kept; default 4k) and every code has k_max slots, the unused ones
+  (index, value 0), which every reader of codes takes as "not firing". An SAE that
   never trained (theta = 0, the random baseline) encodes with the per-sample top-k instead.
 "matryoshka" (Bussmann et al. 2025; Nabeshima 2024): BatchTopK codes, and nested prefixes
   p_1 < ... < p_G = n_latents of the dictionary each reconstruct x on their own,
@@ -74,7 +74,7 @@ from . import artifacts, ddp
 from .metrics import BLOCK_ENTRIES
 from .config import RunConfig
 from .progress import step as progress_step
-from .train import _load_state, _state_tensors, early_stop_now, flush_denormals
+from .train import _load_state, _state_tensors, check_finite_loss, early_stop_now, flush_denormals
 
 
 FAMILIES = ("topk", "batchtopk", "matryoshka")
@@ -302,10 +302,10 @@ class BatchTopKSAE(TopKSAE):
             return batch_topk(pre, self.k * len(pre))
         if self.threshold <= 0:  # never trained: the per-sample top-k of the same budget
             return _topk(pre, self.k)[1], None
+        # k_max slots whatever the batch: a width that depended on the rows (the most active row) gave the dev
+        # and test codes of one SAE different widths, which no caller can stack
         vals, idx = pre.topk(self.k_max, dim=1)  # sorted, so the kept slots come first
-        keep = vals > self.threshold
-        width = max(int(keep.sum(1).max()) if len(pre) else 0, 1)
-        return idx[:, :width], keep[:, :width]
+        return idx, vals > self.threshold
 
     @torch.no_grad()
     def update_threshold_(self, vals: Tensor) -> None:
@@ -451,8 +451,9 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     best_per: np.ndarray | None = None  # per-instance selection metric of the best epoch (noise-aware rule)
     dead_prev: Tensor | None = None  # reference: latents not in any top-k during the previous epoch
     out = Path(out_dir) if out_dir else None
-    if out and (out / "sae_last.safetensors").exists():
-        tensors, saved = artifacts.load_weights(out / "sae_last.safetensors")
+    resume = artifacts.load_resumable(out / "sae_last.safetensors", out / "sae.safetensors") if out else None
+    if resume is not None:
+        tensors, saved = resume[0]
         if saved.get("meta") == meta:  # another config or other data: start over
             _load_state(sae, opt, tensors)
             best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -527,6 +528,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
                 sums += torch.stack([loss.detach().double(), ((xb - x_hat) ** 2).sum().double(),
                                      aux.detach().double()]).cpu()
         sums = ddp.all_sum(sums)
+        check_finite_loss(float(sums[0]) / n_batches, f"SAE fit ({cfg.n_latents} latents, k={cfg.k}, {cfg.variant})",
+                          epoch, f"RECSAE_SAE_LR={cfg.lr:g}")
         if not openai:
             dead_prev = ~fired
         dead_now = (sae.since_fired >= cfg.dead_window) if openai else ~fired
@@ -571,8 +574,8 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
 @torch.no_grad()
 def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(indices int32 (n, w), values float32 (n, w)), each row sorted by value, largest first. w = k for
-    "topk"; for the threshold families w is the most active latents of any row (<= k_max), and shorter
-    rows end in (index 0, value 0) padding, which readers take as "not firing" (value 0)."""
+    "topk" (and an untrained threshold SAE); for the threshold families w = k_max whatever the rows, and
+    shorter rows end in value-0 padding, which readers take as "not firing"."""
     def batches():  # each batch's (ids int32, values float32), sorted by value within each row
         for s in range(0, len(x), batch_size):
             vals, idx = sae.encode(x[s:s + batch_size].to(sae.W_enc.device))
@@ -588,8 +591,9 @@ def encode_sparse(sae: TopKSAE, x: Tensor, batch_size: int = 8192) -> tuple[np.n
     for _, i, v in batches():
         idx_out.append(i)
         val_out.append(v)
-    if not idx_out:
-        return np.zeros((0, sae.k), np.int32), np.zeros((0, sae.k), np.float32)
+    if not idx_out:  # no rows: the width an encoding of rows would have
+        w = sae.encode(x[:0].to(sae.W_enc.device))[1].shape[1]
+        return np.zeros((0, w), np.int32), np.zeros((0, w), np.float32)
     w = max(v.shape[1] for v in val_out)
     idx_out = [F.pad(i, (0, w - i.shape[1])) for i in idx_out]
     val_out = [F.pad(v, (0, w - v.shape[1])) for v in val_out]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import artifacts
 from .config import DATASETS, cache_dir
+from .progress import note
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 ML1M_MD5 = "c4d9eecfca2ab87c1945afe126590906"
@@ -128,7 +129,7 @@ def _extract_zip(zpath: Path, cache: Path) -> Path:
     name is extracted anew. An archive other than GroupLens's official one is used with a printed note."""
     md5 = _md5(zpath)
     if md5 != ML1M_MD5:
-        print(f"note: {zpath} is not the official ml-1m.zip (md5 {md5}, official {ML1M_MD5}); using it as given")
+        note(f"note: {zpath} is not the official ml-1m.zip (md5 {md5}, official {ML1M_MD5}); using it as given")
     out = cache / f"ml-1m-{md5}"
     if (out / "ratings.dat").exists():
         return out
@@ -177,7 +178,7 @@ def _decode(path: Path, raw: bytes) -> str:
                             f"({m.group().decode('utf-8')!r}) but line {line_l} is not UTF-8 (latin-1?); "
                             "save the whole file in one encoding") from None
         return raw.decode("latin-1")
-    print(f"note: {path} is UTF-8, not latin-1 as GroupLens ships it: read as UTF-8")
+    note(f"note: {path} is UTF-8, not latin-1 as GroupLens ships it: read as UTF-8")
     return text
 
 
@@ -284,7 +285,7 @@ def _drop_duplicates(path: Path, df: pd.DataFrame) -> pd.DataFrame:
     either choice changes labels and the day split."""
     dup = df.duplicated().to_numpy()
     if dup.any():
-        print(f"{path}: dropped {int(dup.sum()):,} exact duplicate line(s) (first: line {np.flatnonzero(dup)[0] + 1})")
+        note(f"note: {path}: dropped {int(dup.sum()):,} exact duplicate line(s) (first: line {np.flatnonzero(dup)[0] + 1})")
         df = df[~dup]
     rep = df.duplicated(["user", "movie"], keep=False).to_numpy()
     if rep.any():

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import artifacts, ddp
-from .data import Dataset, Instances, user_item_csr
+from .data import Dataset, Instances, content_hash, user_item_csr
 from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
 from .model import SASRec, SASRecConfig
 from .progress import step as progress_step
@@ -197,6 +197,19 @@ def flush_denormals():
             torch.set_flush_denormal(False)
 
 
+class TrainingDiverged(ArithmeticError):
+    """The training loss became NaN or infinite: every later number would be meaningless."""
+
+
+def check_finite_loss(loss: float, what: str, epoch: int, setting: str) -> None:
+    """Stop a training whose loss is not finite, naming the model, the epoch and the setting to lower, before
+    a diverged epoch is evaluated or saved (its NaN scores would otherwise rank every target first)."""
+    if not np.isfinite(loss):
+        raise TrainingDiverged(f"{what} diverged at epoch {epoch}: the training loss is {loss}. Lower the "
+                               f"learning rate ({setting}) or look for NaN in its input, and rerun; nothing of "
+                               "this epoch was saved.")
+
+
 def early_stop_now(history: list[float], patience: int) -> bool:
     """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
     value is more than `patience` epochs old."""
@@ -280,18 +293,18 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
     best_state = None
     best_epoch = 0
     start_epoch = 1
-    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": ds.name}
+    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": ds.name, "data": content_hash(ds)}
     out = Path(out_dir) if out_dir else None
-    if out and (out / "sasrec_last.safetensors").exists():
-        tensors, saved = artifacts.load_weights(out / "sasrec_last.safetensors")
-        if saved.get("model") == meta["model"] and saved.get("train") == meta["train"]:
+    resume = artifacts.load_resumable(out / "sasrec_last.safetensors", out / "sasrec.safetensors") if out else None
+    if resume is not None:
+        (tensors, saved), best = resume
+        if all(saved.get(k) == meta[k] for k in ("model", "train", "data")):  # else another config or data: start over
             _load_state(model, opt, tensors)
             history, best_epoch = saved["history"], saved["best_epoch"]
             spent = saved.get("seconds", sum(r["train_seconds"] + r["eval_seconds"] for r in history))
             crit = [row["dev"][cfg.main_metric] for row in history]
             start_epoch = len(history) + 1
-            if (out / "sasrec.safetensors").exists():
-                best_state = {k: v for k, v in artifacts.load_weights(out / "sasrec.safetensors")[0].items()}
+            best_state = best[0] if best is not None else None
     done = bool(crit) and early_stop_now(crit, cfg.early_stop)
     n, bs = len(tr), cfg.batch_size
     # decided from the config alone, so a resumed run takes the same path as an uninterrupted one
@@ -326,9 +339,11 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             opt.step()
             loss_sum += loss.detach().double()
         train_s = time.time() - te
+        loss_mean = float(ddp.all_sum(loss_sum).cpu()) / len(bar)
+        check_finite_loss(loss_mean, f"SASRec (seed {cfg.seed})", epoch, f"RECSAE_LR={cfg.lr:g}")
         te = time.time()
         dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
-        row = {"epoch": epoch, "loss": float(ddp.all_sum(loss_sum).cpu()) / len(bar), "dev": dev,
+        row = {"epoch": epoch, "loss": loss_mean, "dev": dev,
                "train_seconds": train_s, "eval_seconds": time.time() - te}
         history.append(row)
         crit.append(dev[cfg.main_metric])
@@ -379,7 +394,9 @@ def run_seeds(cfg, ds: Dataset, inst: dict[str, Instances], progress: bool = Tru
     """Train one model per seed in cfg.seeds (reusing finished ones), evaluate dev and test.
 
     Returns {seed: {"model", "history", "best_epoch", "seconds", "dev", "test"}}. A finished seed leaves
-    `done.json` beside its checkpoint; an unfinished one resumes from `sasrec_last.safetensors`."""
+    `done.json` beside its checkpoint, keyed on the training config and the data's content
+    (`data.content_hash`); an unfinished one resumes from `sasrec_last.safetensors`; a damaged checkpoint is
+    trained again."""
     base, shape = train_config(cfg)
     mask = user_item_csr(ds)
     out = {}
@@ -388,11 +405,17 @@ def run_seeds(cfg, ds: Dataset, inst: dict[str, Instances], progress: bool = Tru
         mc = SASRecConfig(n_items=ds.n_items, **shape)
         d = Path(cfg.run_dir) / "sasrec" / f"seed{seed}"
         done = d / "done.json"
-        key = artifacts.config_hash([tc.to_dict(), mc.to_dict(), ds.manifest.get("counts")])
+        key = artifacts.config_hash([tc.to_dict(), mc.to_dict(), content_hash(ds)])
+        model = None
         if done.exists() and artifacts.read_json(done).get("key") == key:
             res = artifacts.read_json(done)
-            model = load_sasrec(d / "sasrec.safetensors")
-        else:
+            try:
+                model = load_sasrec(d / "sasrec.safetensors")
+            except (artifacts.CheckpointError, FileNotFoundError) as e:  # damaged or gone: train it again
+                progress_step(f"SASRec seed {seed}: {e}; training it again")
+                for f in d.glob("sasrec*.safetensors"):
+                    f.unlink()
+        if model is None:
             r = train_sasrec(ds, inst, tc, mc, out_dir=d, progress=progress)
             model = r.model
             res = {"key": key, "history": r.history, "best_epoch": r.best_epoch, "seconds": r.seconds,

@@ -8,8 +8,9 @@ deterministic functions of the prompt:
 - judge request (prompt has "Recommended next:"): "8" if the probe text shares a genre word with the
   explanation, else "0".
 Scriptable behaviour: per-request delay, failing the first N chat requests with a status code (and a
-Retry-After header), malformed JSON for given latents (once or always), a `usage`-free mode, a record
-of every request body, and the tokens it served (what a provider would bill).
+Retry-After header), malformed JSON for given latents (once or always), a `usage`-free mode, 200 answers
+that are HTML pages, overlong labels, a record of every request body, and the tokens it served (what a
+provider would bill).
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class FakeLLM:
         self.malformed_once: set[int] = set()    # latents whose first (non-repair) answer is bad JSON
         self.malformed_always: set[int] = set()  # latents whose every answer is bad JSON
         self.omit_usage = False
+        self.html = False                   # answer 200 with an HTML page (a proxy's login or error page)
+        self.reply_chars = 0                # > 0: pad each label's description to this many characters
         self.tokens = 0                     # prompt + completion tokens of every answer served
         self.requests: list[dict] = []      # every chat body that passed auth and model checks
         self.n_http = 0                     # every chat POST, failed ones included
@@ -87,6 +90,8 @@ class FakeLLM:
             self.malformed_once.clear()
             self.malformed_always.clear()
             self.omit_usage = False
+            self.html = False
+            self.reply_chars = 0
 
     # -- answers -----------------------------------------------------------------------------------
     def answer(self, body: dict) -> str:
@@ -103,7 +108,8 @@ class FakeLLM:
             return '{"name": "Broken answer", "description": "no closing brace'
         found = genres_in(users[0])
         genre = found[0] if found else "Mixed"
-        return json.dumps({"name": f"{genre} movies", "description": f"Sequences led by {genre} titles."})
+        desc = f"Sequences led by {genre} titles."
+        return json.dumps({"name": f"{genre} movies", "description": desc.ljust(self.reply_chars, "!")})
 
 
 class _Server(ThreadingHTTPServer):
@@ -185,6 +191,14 @@ class _Handler(BaseHTTPRequestHandler):
             code = "rate_limit_exceeded" if llm.fail_status == 429 else None
             headers = {} if llm.retry_after is None else {"Retry-After": str(llm.retry_after)}
             return self._error(llm.fail_status, "scripted failure", "server_error", code, headers)
+        if llm.html:
+            page = b"<html><body><h1>Please sign in</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
         content = llm.answer(body)
         prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
         completion_tokens = len(content) // 4 + 1

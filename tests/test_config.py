@@ -195,3 +195,41 @@ def test_ablations_are_opt_in(clean_env):
     assert plan["reference"] == (2048, 32, "reference") and list(plan)[:2] == ["main", "alt"]
     clean_env.setenv("RECSAE_SAE_VARIANT", "reference")
     assert recsae.fit_plan(config.load("ml-1m"))["openai"] == (2048, 32, "openai")
+
+
+def test_empty_locations_duplicate_and_huge_seeds_are_errors(clean_env, tmp_path):
+    """RECSAE_DATA_DIR= (empty) was taken as unset and MovieLens was downloaded; RECSAE_SEEDS=0,0 became one
+    seed; a seed of 10**20 passed and failed in stage 02."""
+    for var in ("RECSAE_DATA_DIR", "RECSAE_RUN_ROOT", "RECSAE_REPORT_DIR", "RECSAE_CACHE_DIR"):
+        clean_env.setenv(var, "  ")
+        with pytest.raises(config.ConfigError, match=f"{var}='  ': set but empty"):
+            config.load("ml-1m")
+        clean_env.delenv(var)
+    clean_env.setenv("RECSAE_SEEDS", "0,0")
+    with pytest.raises(config.ConfigError, match=r"RECSAE_SEEDS=\[0, 0\]: names a seed twice"):
+        config.load("ml-1m")
+    clean_env.setenv("RECSAE_SEEDS", f"0,{10 ** 20}")
+    with pytest.raises(config.ConfigError, match=r"seeds must lie in 0..4294967295"):
+        config.load("ml-1m")
+    clean_env.setenv("RECSAE_SEEDS", f"0,{2 ** 32 - 1}")
+    assert config.load("ml-1m").seeds == [0, 2 ** 32 - 1]
+    clean_env.setenv("RECSAE_SEED", str(2 ** 32))
+    with pytest.raises(config.ConfigError, match=r"RECSAE_SEED=4294967296: seeds must lie"):
+        config.load("ml-1m")
+    clean_env.delenv("RECSAE_SEED")
+    clean_env.setenv("RECSAE_SAE_SAMPLES", str(10 ** 30))
+    with pytest.raises(config.ConfigError, match="RECSAE_SAE_SAMPLES=.*too large"):
+        config.load("ml-1m")
+
+
+def test_an_empty_data_folder_is_a_one_line_error(clean_env, tmp_path):
+    """An existing but empty data folder ended `make all` in a 27-line traceback."""
+    (tmp_path / "empty").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSAE_")}
+    r = subprocess.run([sys.executable, "-m", "recsae_utils.pipeline", "ml-1m", "--profile", "tiny"], cwd=ROOT,
+                       env={**env, "RECSAE_DATA_DIR": str(tmp_path / "empty"), "RECSAE_RUN_ROOT": str(tmp_path / "r"),
+                            "RECSAE_REPORT_ROOT": str(tmp_path / "p"), "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (f"recsae: bad input: {tmp_path / 'empty'}: holds neither "
+                                                      "ml-1m/ratings.dat nor ml-1m.zip (RECSAE_DATA_DIR / data_dir)")
+    assert "Traceback" not in r.stdout + r.stderr and not (tmp_path / "r").exists()

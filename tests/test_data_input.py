@@ -36,8 +36,14 @@ def test_other_zip_under_the_same_name_is_used(tmp_path, capsys):
     cfg = _cfg(dd, tmp_path / "runs")
     _zip(a, dd / "ml-1m.zip")
     key_a, fp_a = pipeline._data_hash(cfg), sources.source_fingerprint(dd, "ml-1m")
-    ds_a = data.prepare(cfg, cache=cache)
+    terminal = tmp_path / "progress.txt"
+    config.set_progress_file(terminal)
+    try:
+        ds_a = data.prepare(cfg, cache=cache)
+    finally:
+        config.set_progress_file(None)
     assert "not the official ml-1m.zip" in capsys.readouterr().out  # a non-official archive is named
+    assert "not the official ml-1m.zip" in terminal.read_text()     # on the pipeline's terminal too
     assert ds_a.manifest["source_fingerprint"] == fp_a == f"zip md5:{sources._md5(dd / 'ml-1m.zip')}"
     _zip(b, dd / "ml-1m.zip")  # same name, same cache and run folder, other data
     fp_b = sources.source_fingerprint(dd, "ml-1m")
@@ -124,12 +130,20 @@ def test_empty_split_is_an_error(tmp_path):
 
 
 def test_exact_duplicate_lines_are_dropped_with_a_count(tmp_path, tiny_ds, capsys):
+    """The count is printed in the notebook and, since issue 20, also on the pipeline's terminal (its
+    progress file): the note used to exist only inside the executed notebook."""
     folder = synthetic.write_tiny_movielens(tmp_path / "ml-1m")
     text = (folder / "ratings.dat").read_text()
     n = text.count("\n")
     (folder / "ratings.dat").write_text(text + text)  # the file twice
-    ds = data.build_ml1m(folder)
+    terminal = tmp_path / "progress.txt"
+    config.set_progress_file(terminal)
+    try:
+        ds = data.build_ml1m(folder)
+    finally:
+        config.set_progress_file(None)
     assert f"dropped {n:,} exact duplicate line(s) (first: line {n + 1})" in capsys.readouterr().out
+    assert terminal.read_text() == f"note: {folder / 'ratings.dat'}: dropped {n:,} exact duplicate line(s) (first: line {n + 1})\n"
     assert ds.counts() == tiny_ds.counts()
     for s in data.SPLITS:  # same rows, same order as the clean file
         assert ds.split(s).equals(tiny_ds.split(s))

@@ -243,3 +243,53 @@ def test_steered_topk_copy_and_logsumexp_keep_the_numbers():
     s, (val, top) = _steered(S0, shift, 4, values=True, buf=torch.empty(s_ref.numel() + 3))
     assert s.stride() == s_ref.stride() and torch.equal(val, val_ref) and torch.equal(top, top_ref)
     assert torch.equal(_logsumexp_(s, val[..., :1]), lse_ref)
+
+
+def test_every_public_intervention_checks_its_arguments():
+    """A NaN or infinite dose returned a ranking, latent 1.5 silently became latent 1, k=-3 failed deep in
+    torch, and a user id of 10**19 wrapped around (10**30: a bare OverflowError). Each is now a clear error."""
+    ctx = planted_ctx()
+    user = int(ctx.users[4])
+    ok = I.recommend(ctx, user=user, steer={5: 1.0}, k=3)
+    assert len(ok) == 3 and I.recommend(ctx, user=np.int64(user), steer={5.0: 1.0}, k=3).equals(ok)  # 5.0 is latent 5
+    bad_calls = {
+        r"steer dose \(beta\): nan is not a finite": dict(steer={5: float("nan")}),
+        r"steer dose \(beta\): inf is not a finite": dict(steer={5: float("inf")}),
+        r"steer latent: 1.5 is not an integer id": dict(steer={1.5: 1.0}),
+        r"steer latent: id 32 is outside 0..31": dict(steer={32: 1.0}),
+        r"ablate latent: id -1 is outside": dict(ablate=[-1]),
+        r"scale factor: 'x' is not a number": dict(scale={3: "x"}),
+        r"set_to value: nan": dict(set_to={3: float("nan")}),
+        r"k must be an integer 1..199, got -3": dict(k=-3),
+        r"k must be an integer 1..199, got 2.5": dict(k=2.5),
+    }
+    for message, kw in bad_calls.items():
+        with pytest.raises(ValueError, match=message):
+            I.recommend(ctx, user=user, **kw)
+    for u in (10 ** 19, 10 ** 30, -(10 ** 30), 0):
+        with pytest.raises(ValueError, match=rf"user {u} has no instance in this steering context \(its user ids lie in 1..300\)"):
+            I.recommend(ctx, user=u)
+    with pytest.raises(ValueError, match="user must be an integer user id, got 4.5"):
+        I.recommend(ctx, user=4.5)
+    rows, units = np.arange(20), [5, 6]
+    inactive, labels = np.ones((20, 2), bool), np.zeros((200, 2), bool)
+    with pytest.raises(ValueError, match=r"beta: nan is not a finite"):
+        I.dose_response(ctx, rows, ctx.W_dec, units, inactive, labels, betas=(0.5, float("nan")))
+    with pytest.raises(ValueError, match=r"unit: 1.5 is not an integer id"):
+        I.dose_response(ctx, rows, ctx.W_dec, [5, 1.5], inactive, labels)
+    with pytest.raises(ValueError, match=r"row: id 300 is outside 0..299"):
+        I.random_gains(ctx, np.arange(299, 301), inactive[:2], labels)
+    with pytest.raises(ValueError, match=r"factor: inf is not a finite"):
+        I.debias_curve(ctx, [5], np.zeros(200), factors=(1.0, float("inf")))
+    with pytest.raises(ValueError, match=r"latent: id 99 is outside 0..31"):
+        I.steer_each(ctx, 0, [3, 99])
+    with pytest.raises(ValueError, match=r"beta: nan"):
+        I.browser_examples(ctx, [3], beta=float("nan"))
+    with pytest.raises(ValueError, match=r"unit: id 40 is outside"):
+        I.ablation(ctx, [40], labels, labels)
+    with pytest.raises(ValueError, match=r"item id: id -1 is outside 0..199"):         # -1 used to mark the last item
+        I.item_sets(200, [[1, 2], [-1]])
+    with pytest.raises(ValueError, match=r"beta: inf"):
+        I.random_tops(ctx, rows, n_random=2, beta=float("inf"))
+    with pytest.raises(ValueError, match=r"k must be an integer 1..199, got 0"):
+        I.rank_all(ctx.E, ctx.h[:2], ctx.users[:2], ctx.mask, k=0)

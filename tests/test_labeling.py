@@ -480,3 +480,56 @@ def test_unreachable_server_stops(monkeypatch, tmp_path):
     with pytest.raises(LLMError, match="cannot reach"):
         label_latents([make_card(i) for i in range(50)], cfg(base_url=f"http://127.0.0.1:{port}/v1", max_retries=1),
                       tmp_path, progress=False)
+
+
+# --- issue 20: a 200 that is not a chat completion, a hanging server, overlong labels, credentials in the URL ---
+
+def test_a_200_html_page_is_an_invalid_response_not_a_crash(llm, tmp_path):
+    """The reply was read outside the error mapping: a 200 HTML page (a proxy's sign-in page) crashed
+    labelling with "'str' object has no attribute 'choices'"."""
+    llm.html = True
+    with pytest.raises(LLMError, match=r"no latent got a label.*3 of 3 labels failed \(invalid_response: 3\)"):
+        label_latents([make_card(i) for i in range(3)], cfg(max_retries=0), tmp_path, progress=False)
+    meta = read_meta(tmp_path / "labels_meta.json")
+    assert meta["failures_by_kind"] == {"invalid_response": 3} and cached(tmp_path / "llm_cache") == []
+    assert "not a chat completion" in pd.read_parquet(tmp_path / "labels.parquet")["error"].iloc[0]
+    llm.reset()                                          # a rerun against a healthy server labels them all
+    assert (label_latents([make_card(i) for i in range(3)], cfg(), tmp_path, progress=False)["status"] == "ok").all()
+
+
+def test_a_hanging_server_costs_at_most_the_time_limit(llm, tmp_path):
+    """Each request waited 6 attempts x 30 s: 2,048 latents took hours before the stage failed. The step now
+    ends by its time limit; what was not answered fails as time_limit (or timeout) and a rerun asks again."""
+    llm.delay = 3.0
+    t0 = time.time()
+    with pytest.raises(LLMError, match=r"no latent got a label.*9 of 9 labels failed \((time_limit: 7, timeout: 2|"
+                                       r"timeout: 2, time_limit: 7)\)"):
+        label_latents([make_card(i) for i in range(9)], cfg(time_limit=1.0, concurrency=2), tmp_path, progress=False)
+    assert time.time() - t0 < 2.5 and llm.n_http == 2
+
+
+def test_an_overlong_label_is_refused_and_long_fields_are_cut(llm, tmp_path):
+    """A 100 KB label was accepted: it spent 2.39M tokens of a 2M budget and filled a README row."""
+    llm.reply_chars = 100_000
+    with pytest.raises(LLMError, match=r"ignored max_tokens=120: a reply of 100,0\d\d characters"):
+        label_latents([make_card(i) for i in range(6)], cfg(concurrency=1), tmp_path, progress=False)
+    assert llm.n_http == 1 and cached(tmp_path / "llm_cache") == []
+    lab = labeling.parse_label(json.dumps({"name": "W" * 300, "description": "d" * 5000}))
+    assert len(lab["name"]) == labeling.MAX_NAME_CHARS and lab["name"].endswith(" [truncated]")
+    assert len(lab["description"]) == labeling.MAX_DESCRIPTION_CHARS and lab["description"].endswith(" [truncated]")
+
+
+def test_credentials_in_the_base_url_are_never_shown(llm, tmp_path, monkeypatch):
+    """http://alice:S3CRETPASS@host: httpx sends the user-info as Basic auth, the server echoed it in its
+    401, and the URL was printed in the error (and written to the reports)."""
+    from recsae_utils import redaction
+
+    url = llm.base_url.replace("http://", "http://alice:S3CRETPASS@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(LLMError, match="HTTP 401") as ei:
+        label_latents([make_card(0)], cfg(max_retries=0), tmp_path, progress=False)
+    text = str(ei.value)
+    assert "S3CRETPASS" not in text and "YWxpY2U6UzNDUkVUUEFTUw" not in text and "alice" not in text
+    assert "<redacted>@127.0.0.1" in text and "Basic <redacted>" in text
+    assert redaction.redact(f"GET {url} Authorization: Bearer abc.def-123 {KEY}") == \
+        f"GET {redaction.url(url)} Authorization: Bearer <redacted> <redacted>"

@@ -179,3 +179,15 @@ def test_firing_stats_counts_across_row_blocks():
     want = torch.bincount(idx[active].long(), minlength=60).double() / 70_001
     assert np.array_equal(fs["freq"], want.numpy()) and fs["dead_fraction"] == 10 / 60
     assert np.array_equal(metrics.firing_stats(idx, 60)["freq"], (torch.bincount(idx.reshape(-1).long(), minlength=60).double() / 70_001).numpy())
+
+
+def test_ranks_of_nonfinite_scores_are_an_error_never_rank_one():
+    """A NaN compares False with everything: `scores >= target` counted nothing, so a diverged model ranked
+    every target first (NDCG 1.0). -inf (a masked item) stays allowed."""
+    scores = torch.tensor([[float("-inf"), 2.0, 1.0, 0.5], [float("-inf"), 0.1, 3.0, 0.2]])
+    assert metrics.ranks_from_scores(scores, torch.tensor([1.5, 0.2])).tolist() == [2, 3]   # ties count against
+    for bad_scores, bad_target in ((float("nan"), 1.0), (float("inf"), 1.0), (0.0, float("nan")), (0.0, float("-inf"))):
+        s = scores.clone()
+        s[0, 3] = bad_scores
+        with pytest.raises(ValueError, match="cannot rank: .*NaN"):
+            metrics.ranks_from_scores(s, torch.tensor([bad_target, 0.2]))

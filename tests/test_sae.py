@@ -423,3 +423,27 @@ def test_total_variance_in_blocks_and_fingerprint_without_a_copy():
     assert _total_variance(x, block=16 * 100) == pytest.approx(whole, rel=1e-12)
     assert _total_variance(torch.ones(10, 4), block=8) == 0.0
     assert _fingerprint(x) == hashlib.blake2b(x.numpy().tobytes(), digest_size=8).hexdigest()
+
+
+def test_a_nonfinite_loss_stops_the_fit_naming_the_epoch_and_the_setting(tmp_path):
+    x = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
+    x[5, 3] = float("nan")
+    cfg = S.SAEConfig(d_in=8, n_latents=16, k=2, batch_size=64, epochs=2, lr=1e-3)
+    with pytest.raises(ArithmeticError, match=r"SAE fit \(16 latents, k=2, openai\) diverged at epoch 1.*RECSAE_SAE_LR=0.001"):
+        S.fit_sae(x, cfg, out_dir=tmp_path, progress=False)
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_a_damaged_resume_point_starts_the_fit_over(tmp_path):
+    """A cut-short sae_last.safetensors failed every rerun with safetensors' 'incomplete metadata' and no file
+    name; it is now named in a note and the fit starts over, ending with a fresh fit's weights."""
+    x = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
+    cfg = S.SAEConfig(d_in=8, n_latents=16, k=2, batch_size=64, epochs=2, lr=1e-3)
+    fresh = S.fit_sae(x, cfg, out_dir=tmp_path / "a", progress=False)
+    last = tmp_path / "a" / "sae_last.safetensors"
+    last.write_bytes(last.read_bytes()[:30])
+    from recsae_utils import artifacts
+    with pytest.raises(artifacts.CheckpointError, match=f"{last}: unreadable checkpoint"):
+        artifacts.load_weights(last)
+    again = S.fit_sae(x, cfg, out_dir=tmp_path / "a", progress=False)
+    assert len(again.history) == 2 and all(torch.equal(v, again.sae.state_dict()[k]) for k, v in fresh.sae.state_dict().items())

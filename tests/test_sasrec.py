@@ -136,3 +136,53 @@ def test_run_only_fields_stay_out_of_the_config_key():
     assert a.to_dict() == b.to_dict() and "compile" not in a.to_dict()
     with pytest.raises(ValueError, match="compile"):
         train.TrainConfig(compile="yes")
+
+
+def test_a_diverged_training_stops_naming_the_epoch_and_the_setting(tmp_path, tiny_ds, tiny_inst):
+    """RECSAE_LR=1e6 used to train on with loss nan, report dev NDCG@5 1.0000 and save the epoch."""
+    cfg = train.TrainConfig(**{**CFG.to_dict(), "lr": 1e6})
+    with pytest.raises(train.TrainingDiverged, match=r"SASRec \(seed 0\) diverged at epoch 1: .*loss is nan.*RECSAE_LR=1e\+06"):
+        train.train_sasrec(tiny_ds, tiny_inst, cfg, out_dir=tmp_path, progress=False)
+    assert not list(tmp_path.glob("*.safetensors"))                         # nothing of the diverged epoch kept
+
+
+def test_a_data_edit_that_keeps_the_split_sizes_trains_again(tmp_path, tiny_ds, tiny_inst, monkeypatch):
+    """run_seeds keyed its finished model on the config and the split counts, and the resume point on the
+    config alone: swapping two movies in one user's lines left a byte-identical, stale SASRec (issue 20)."""
+    from recsae_utils import config, recsae
+
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path / "a"))
+    cfg = config.load("ml-1m", "tiny", seeds="0", max_epochs=2)
+    train.run_seeds(cfg, tiny_ds, tiny_inst, progress=False)
+    ckpt = cfg.run_dir / "sasrec" / "seed0" / "sasrec.safetensors"
+    before = ckpt.read_bytes()
+    tr = tiny_ds.train.copy()
+    u = tr.user_id.iloc[0]
+    rows = np.flatnonzero(tr.user_id.to_numpy() == u)[:2]
+    tr.loc[rows, "item_id"] = tr.loc[rows[::-1], "item_id"].to_numpy()       # same sizes, other sequence
+    edited = data.Dataset(tiny_ds.name, tr, tiny_ds.dev, tiny_ds.test, tiny_ds.items, dict(tiny_ds.manifest))
+    assert edited.counts() == tiny_ds.counts() and data.content_hash(edited) != data.content_hash(tiny_ds)
+    inst = data.build_instances(edited)
+    assert recsae.sasrec_key(ckpt, edited) != recsae.sasrec_key(ckpt, tiny_ds)   # h_u caches follow the data too
+    rerun = train.run_seeds(cfg, edited, inst, progress=False)[0]["model"]
+    assert ckpt.read_bytes() != before
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path / "fresh"))
+    fresh = train.run_seeds(config.load("ml-1m", "tiny", seeds="0", max_epochs=2), edited, inst, progress=False)[0]
+    for k, v in fresh["model"].state_dict().items():                          # exactly a fresh run's model
+        assert torch.equal(v, rerun.state_dict()[k]), k
+
+
+def test_a_damaged_checkpoint_names_its_file_and_is_trained_again(tmp_path, tiny_ds, tiny_inst, monkeypatch):
+    """A truncated checkpoint gave safetensors' 'incomplete metadata' with no file name, and a rerun failed
+    on it again."""
+    from recsae_utils import config
+
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path))
+    cfg = config.load("ml-1m", "tiny", seeds="0", max_epochs=2)
+    good = train.run_seeds(cfg, tiny_ds, tiny_inst, progress=False)[0]
+    ckpt = cfg.run_dir / "sasrec" / "seed0" / "sasrec.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:20])
+    with pytest.raises(artifacts.CheckpointError, match=f"{ckpt}: unreadable checkpoint"):
+        train.load_sasrec(ckpt)
+    again = train.run_seeds(cfg, tiny_ds, tiny_inst, progress=False)[0]
+    assert again["test"] == good["test"] and train.load_sasrec(ckpt) is not None
