@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_stage_code_follows_the_imports():
     mods = {nb.name[:2]: set(pipeline.code_hash(nb)[1]) for nb in pipeline.notebooks()}
     assert {s for s, m in mods.items() if "browser" in m} == {"05"}
-    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05", "06"}      # through recsae
-    assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05", "06"}
+    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05", "06", "07"}      # through recsae
+    assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05", "06", "07"}
+    assert {s for s, m in mods.items() if "yardstick" in m} == {"05", "06", "07"}   # browser, concepts, comparison
     assert {"labeling", "figures"} <= mods["05"]                                 # imports inside functions
     assert "pipeline" not in set().union(*mods.values())
 
@@ -51,10 +52,11 @@ def test_stage_keys_change_only_where_the_code_is_used(monkeypatch, tmp_path):
     def changed(keys):
         return {n[:2] for n in keys if keys[n] != base[n]}
 
-    assert changed(edited("browser")) == {"05", "06"}                          # and the stages after it
-    assert changed(edited("sae")) == {"03", "04", "05", "06"}
-    assert changed(edited("train")) == {"02", "03", "04", "05", "06"}
-    assert changed(edited("config")) == {"01", "02", "03", "04", "05", "06"}
+    assert changed(edited("browser")) == {"05", "06", "07"}                    # and the stages after it
+    assert changed(edited("sae")) == {"03", "04", "05", "06", "07"}
+    assert changed(edited("train")) == {"02", "03", "04", "05", "06", "07"}
+    assert changed(edited("config")) == {"01", "02", "03", "04", "05", "06", "07"}
+    assert changed(edited("faithfulness")) == {"07"}
     assert changed(edited("pipeline")) == set()
     assert pipeline.stage_keys(cfg, nbs) == base                                 # stable
 
