@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .dictionary import ItemFeatures
+from .interventions import rank_all, signed_basis
 from .metrics import ndcg_per_instance, ranks_from_scores
 
 MIN_ITEMS = 30                    # items a concept needs
@@ -200,7 +201,7 @@ def concept_directions(E: Tensor, h_train: Tensor, pos: np.ndarray, items: np.nd
     if "probe" in methods:
         out["probe"] = torch.as_tensor(probe_directions(np.asarray(h_train)[probe_rows], pos[probe_rows]))
     if "raw" in methods:
-        basis = torch.cat([torch.eye(d), -torch.eye(d)]).double()
+        basis = signed_basis(d).double()
         picked["raw"] = best_by_output(output_scores(E, basis, items))
         out["raw"] = basis[picked["raw"]]
     if "random" in methods:
@@ -231,8 +232,6 @@ class Rows:
 
 def steering_rows(E: Tensor, h: Tensor, users: np.ndarray, targets: np.ndarray, mask: tuple) -> Rows:
     """Masked scores of h against the item table with ReChorus masking, and what steering compares against."""
-    from .interventions import rank_all
-
     E = torch.as_tensor(E).float()
     r = rank_all(E, torch.as_tensor(h).float(), users, mask, targets, k=TOP)
     tg = torch.as_tensor(np.asarray(targets), dtype=torch.long)
@@ -349,9 +348,8 @@ def class_mean_gap(X, pos: np.ndarray) -> np.ndarray:
         return np.nan_to_num(np.abs(gap) / sd, nan=0.0, posinf=0.0)
 
 
-def _columns(X, rows: np.ndarray | None, cols: np.ndarray) -> np.ndarray:
-    Xr = X if rows is None else X[rows]
-    return Xr[:, cols].toarray() if sp.issparse(Xr) else np.asarray(Xr)[:, cols]
+def _columns(X, cols: np.ndarray) -> np.ndarray:
+    return X[:, cols].toarray() if sp.issparse(X) else np.asarray(X)[:, cols]
 
 
 def _auroc(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray, y_te: np.ndarray) -> float:
@@ -372,10 +370,11 @@ def ksparse_probing(X_train, pos_train: np.ndarray, X_test, pos_test: np.ndarray
     (concept, k) with the units picked."""
     gap = class_mean_gap(X_train, pos_train)
     order = np.argsort(-gap, axis=0, kind="stable")[:max(ks)]              # (kmax, C)
+    X_fit = X_train[rows]                                                  # the training sample, sliced once
     out = []
     for c in range(pos_train.shape[1]):
         cols = order[:, c]
-        Xtr, Xte = _columns(X_train, rows, cols), _columns(X_test, None, cols)
+        Xtr, Xte = _columns(X_fit, cols), _columns(X_test, cols)
         for k in ks:
             out.append({"concept": names[c] if names else c, "k": k, "units": cols[:k].tolist(),
                         "auroc": _auroc(Xtr[:, :k], pos_train[rows, c], Xte[:, :k], pos_test[:, c])})
