@@ -108,8 +108,7 @@
 
     // ---------------------------------------------------------------- main pane: a profile or a card
     function showPane(which) {
-      $("card").hidden = which !== "card";
-      $("profile").hidden = which !== "profile";
+      ["card", "profile", "playground"].forEach(function (p) { $(p).hidden = which !== p; });
       $("hint").hidden = which !== null;
       var pane = which && $(which);
       if (pane) {
@@ -421,16 +420,28 @@
       if (p.has("q")) { s.value = p.get("q"); showResults(s.value); openFirst(); }
       if (p.has("latent")) openCard(Number(p.get("latent")));
       if (p.has("user")) { $("user-q").value = p.get("user"); showUser(p.get("user")); }
+      if (p.has("playground") && PG) openPlayground(p.get("playground"));
       if (p.has("item") || p.has("movie")) {
         var v = p.has("item") ? p.get("item") : p.get("movie");
         $("movie-q").value = v;
         showMovie(v);
       }
     }
+    // ---------------------------------------------------------------- the steering playground (playground.js)
+    var PG = D.pg ? recsaePlayground.init(D, { $: $, el: el, clear: clear, title: title, itemNote: itemNote, name: name,
+                                                norm: norm, matchTitles: matchTitles, search: search, words: W }) : null;
+    function openPlayground(user) {
+      showPane("playground");
+      if (user) { $("pg-user").value = user; PG.pickUser(user); }
+    }
+    if (PG) {
+      $("pg-panel").hidden = false;
+      $("pg-open").addEventListener("click", function () { openPlayground(); });
+    }
     window.addEventListener("hashchange", fromHash);
     showResults("");
     fromHash();
     document.body.setAttribute("data-ready", "1");
-    window.recsaeBrowser = { search: search, openCard: openCard, showUser: showUser, showMovie: showMovie };
+    window.recsaeBrowser = { search: search, openCard: openCard, showUser: showUser, showMovie: showMovie, playground: PG };
   }
 })();
