@@ -13,8 +13,8 @@ import numpy as np
 
 from . import artifacts
 from .redaction import redact
-from .tables import (SAE_NAMES, detection_table, fence, fidelity_cell, fidelity_table, fmt, interventions_section, md,
-                     pct, pm, recommendation_table, sae_test_table, sae_vs_raw, sasrec_table, size_text, table,
+from .tables import (SAE_NAMES, detection_table, fence, fidelity_cell, fidelity_table, fmt, headline_table,
+                     interventions_section, md, pct, pm, recommendation_table, sae_test_table, sae_vs_raw, sasrec_table, size_text, table,
                      variant_comparison, window_pivot, yardstick_finding, yardstick_table)
 
 
@@ -570,6 +570,24 @@ def diff_summaries(a, b, path: str = "") -> list[tuple[str, object, object]]:
     return [] if same else [(path, a, b)]
 
 
+README_BLOCK = ("<!-- headline table: written by `python -m recsae_utils.reports readme` from reports/*/summary.json -->",
+                "<!-- end of headline table -->")
+
+
+def readme_table(readme: str | Path, report_root: str | Path, datasets: tuple[str, ...] = ("ml-1m", "grocery")) -> str:
+    """README's text with its headline table rewritten from the committed summaries (`tables.headline_table`),
+    between the README_BLOCK markers, so the front page never holds a number the reports do not."""
+    text = Path(readme).read_text(encoding="utf-8")
+    start, end = (text.find(m) for m in README_BLOCK)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no headline-table markers {README_BLOCK}")
+    found = {d: read_summary(Path(report_root) / d) for d in datasets if (Path(report_root) / d / "summary.json").exists()}
+    if not found:
+        raise ValueError(f"{report_root}: none of {list(datasets)} has a summary.json")
+    block = README_BLOCK[0] + "\n" + headline_table(found) + "\n"
+    return text[:start] + block + text[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """`diff A B`: A and B are summary.json files or report folders; prints the differences as a table and
     exits 1 if any. `write DIR`: rewrite DIR's README.md, sasrec.md and recsae.md from its summary.json."""
@@ -583,7 +601,14 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("b")
     w = sub.add_parser("write", help="write the report of a report folder from its summary.json")
     w.add_argument("report_dir")
+    r = sub.add_parser("readme", help="rewrite README.md's headline table from the committed summaries")
+    r.add_argument("readme", nargs="?", default="README.md")
+    r.add_argument("--reports", default="reports")
     args = ap.parse_args(argv)
+    if args.cmd == "readme":
+        Path(args.readme).write_text(readme_table(args.readme, args.reports), encoding="utf-8")
+        print(f"{args.readme}: headline table rewritten from {args.reports}/*/summary.json")
+        return 0
     if args.cmd == "write":
         print(write_report(args.report_dir))
         return 0

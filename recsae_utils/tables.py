@@ -167,6 +167,18 @@ def recommendation_table(s: dict) -> str:
     return table(["row"] + METRIC_KEYS, rows)
 
 
+def headline_table(summaries: dict[str, dict]) -> str:
+    """The front page's table: per dataset, SASRec and the default SAE plugged in (test, full ranking) and
+    what the SAE keeps of NDCG@10 (with its paired-bootstrap interval) and of h_u's variance."""
+    rows = []
+    for name, s in summaries.items():
+        sr, rs, main = s["sasrec"]["test"], (s.get("recsae") or {}).get("test", {}), s["sae"]["main"]
+        rows.append([name] + [fmt(sr.get(k)) for k in ("HR@10", "NDCG@10")] + [fmt(rs.get(k)) for k in ("HR@10", "NDCG@10")]
+                    + [fidelity_cell(main["fidelity"], "retention"), fmt(main["health"]["explained_variance"])])
+    return table(["dataset", "SASRec HR@10", "SASRec NDCG@10", "with SAE HR@10", "with SAE NDCG@10",
+                  "NDCG@10 retention [95% CI]", "explained variance"], rows)
+
+
 def sasrec_table(s: dict) -> str:
     """Every SASRec seed on test and dev, the mean and spread, and the reference (sasrec.md)."""
     sr = s["sasrec"]

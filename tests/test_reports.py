@@ -358,3 +358,23 @@ def test_stability_goes_on_the_default_sae_line(tmp_path, share):
     assert ("(meets the 50% aim" in line) == (share >= 0.5) and ("(**short of** the 50% aim" in line) == (share < 0.5)
     assert "share 0.55 of top items, 40.0% their concept" in line and "80.0% at ≥ 0.7" in line
     assert "another SASRec seed: 5.0% at activation correlation ≥ 0.9" in line
+
+
+def test_readme_headline_table_is_the_committed_reports(tmp_path):
+    """The front page's table is what `python -m recsae_utils.reports readme` writes from the committed
+    summaries: a report regenerated without rewriting the README fails here."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert reports.readme_table(readme, ROOT / "reports") == text
+    s = json.loads((ROOT / "reports" / "ml-1m" / "summary.json").read_text())
+    assert tables.fmt(s["sasrec"]["test"]["NDCG@10"]) in text and tables.fmt(s["recsae"]["test"]["NDCG@10"]) in text
+    # a changed number is rewritten, the rest of the README kept
+    (tmp_path / "ml-1m").mkdir()
+    s["recsae"]["test"]["NDCG@10"] = 0.5
+    (tmp_path / "ml-1m" / "summary.json").write_text(json.dumps(s))
+    new = reports.readme_table(readme, tmp_path)
+    assert "| ml-1m |" in new and "0.5000" in new and "| grocery |" not in new
+    assert new.split(reports.README_BLOCK[1])[1] == text.split(reports.README_BLOCK[1])[1]
+    (tmp_path / "bad.md").write_text("no markers here")
+    with pytest.raises(ValueError, match="markers"):
+        reports.readme_table(tmp_path / "bad.md", ROOT / "reports")
