@@ -14,7 +14,7 @@ from .dictionary import ENRICH_ALPHA, ENRICH_MIN_OR, ENRICH_MIN_SHARE, GENERIC_F
 
 CARD_TOP_ITEMS = 20        # items per card
 CARD_EXAMPLES = 5          # example sequences per card
-CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (protocol.md §4.2)
+CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (the reference's prompt; docs/protocol.md)
 CARD_MAX_ENRICH = 8        # enrichment entries per card (enriched ones only, significant first)
 LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label

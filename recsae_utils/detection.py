@@ -193,8 +193,8 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     strong_q > 0 asks the question only of each latent's strong firings: positives are held-out activations
     at or above the latent's own training q-quantile (`strong_thresholds`; the threshold calibration uses the
     same strong training firings), negatives stay the non-activating sequences, and weaker activations are
-    on neither side. The reference judges labels on each latent's top activations only (protocol.md §4.1:
-    decile level >= 5, top 10 by strength); q = 0.5 is the closest whole-population analogue."""
+    on neither side. The reference judges labels on each latent's top activations only (decile level >= 5,
+    top 10 by strength; docs/protocol.md); q = 0.5 is the closest whole-population analogue."""
     m = d.m
     if signatures is None:
         signatures = latent_cards(d, n_examples=0)

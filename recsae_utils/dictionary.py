@@ -1,5 +1,5 @@
 """The concept dictionary: what each SAE latent fires on, in items, genres, decades and popularity, built once
-from TRAINING instances. Definitions follow shared/spec/metrics.md ("Concepts and labels") and protocol.md §4.
+from TRAINING instances. Definitions: docs/metrics.md ("Concepts").
 
 Inputs are plain arrays: the SAE's TopK code of every instance as `idx` (n, k) latent indices and `val`
 (n, k) activations (0 = not active), the history windows `hist` (n, L) most recent first (0 = padding),

@@ -1,7 +1,7 @@
 """Interventions on the SAE code of SASRec's user vector: edit latents, re-rank every item, measure.
 
-An edit changes the code z of an instance and adds only the change to h_u (shared/spec/metrics.md,
-"Specificity and interventions"):  h' = h + sum_j (z'_j - z_j) W_dec[j].  The SAE's reconstruction error
+An edit changes the code z of an instance and adds only the change to h_u (docs/metrics.md,
+"Interventions"):  h' = h + sum_j (z'_j - z_j) W_dec[j].  The SAE's reconstruction error
 h - x_hat stays in h', so a zero edit is exactly SASRec's own ranking, not the SAE's reconstruction.
 Steering adds beta * median||h_u|| * W_dec[j] / ||W_dec[j]|| whether latent j fires or not: a latent's
 typical activation is far smaller than ||h_u||, so doses are stated as a fraction of the median ||h_u||.

@@ -1,4 +1,4 @@
-"""Concept labels for SAE latents, and the RecSAE simulation score that checks them (protocol.md §4).
+"""Concept labels for SAE latents, and the RecSAE simulation score that checks them (docs/protocol.md).
 
 Two steps, both through the LLM client in `llm.py` (cache, token budget, retries, concurrency):
 - `label_latents`: each latent card (top items, enrichments, examples; built by `concepts.py`) becomes
@@ -117,7 +117,7 @@ def _repair_messages(messages: list[dict], bad: str) -> list[dict]:
 
 def build_judge_messages(label: dict | str, probe: dict, domain: str = "movies") -> list[dict]:
     """Chat messages asking the judge for the latent's activation (0-10) on the probe's last item,
-    given only the label (RecSAE simulation, protocol.md §4.3)."""
+    given only the label (RecSAE simulation, docs/protocol.md)."""
     if isinstance(label, dict):
         label = f"{label.get('name') or ''}. {label.get('description') or ''}".strip(" .") + "."
     system = (

@@ -1,7 +1,7 @@
 """RecSAE: the SAE (recsae_utils.sae) plugged into SASRec. The notebook stages 03-05 live here: SASRec's
 h_u cached once per checkpoint, the SAE fits (selected on the plugged-in dev NDCG@5), the sparse
 activation tables, and the evaluation: recommendation metrics with the reconstruction in place of h_u,
-reconstruction health, and ranking-native fidelity (shared/spec/metrics.md)."""
+reconstruction health, and ranking-native fidelity (docs/metrics.md)."""
 from __future__ import annotations
 
 import hashlib

@@ -18,7 +18,7 @@ from .tables import (SAE_NAMES, detection_table, fence, fidelity_cell, fidelity_
                      variant_comparison, window_pivot, yardstick_finding, yardstick_table)
 
 
-# Reference numbers (shared/spec/protocol.md §5): ReChorus SASRec, authors' run scripts, full ranking.
+# Reference numbers (docs/protocol.md, "Reference numbers"): ReChorus SASRec, authors' run scripts, full ranking.
 REFERENCE = {
     "ml-1m": {
         "sasrec.test": {"HR@5": .1061, "NDCG@5": .0704, "HR@10": .1611, "NDCG@10": .0882, "HR@20": .2321,

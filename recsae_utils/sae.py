@@ -1,4 +1,4 @@
-"""TopK sparse autoencoder on SASRec's user vector h_u (Gao et al. 2024; RecSAE = protocol.md §3), and two
+"""TopK sparse autoencoder on SASRec's user vector h_u (Gao et al. 2024; RecSAE: docs/protocol.md), and two
 other families trained by the same loop (SAEConfig.family, below).
 
     z     = TopK_k( ReLU(W_enc (x - b_dec) + b_enc) )           k non-zeros out of n_latents
