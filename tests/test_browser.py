@@ -927,6 +927,16 @@ def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_i
     assert got["after"] == got["before"] and got["kl"] == 0
     assert chrome.js("Array.from(document.querySelectorAll('.pg-slider input')).map(i => Number(i.value))") == [0, 0]
     assert not _errors(chrome), _errors(chrome)
+    # a card sends its latent to the playground; #playground=<user> opens it on that user
+    _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri() + f"#playground={users[1]}")
+    assert _main_pane(chrome, "#playground")["shown"] and chrome.js("window.recsaeBrowser.playground.state.user") == users[1]
+    chrome.js("location.hash = 'latent=5'")
+    chrome.wait("!document.getElementById('card').hidden && document.getElementById('card').dataset.latent === '5'")
+    chrome.click("#card-playground")
+    assert _main_pane(chrome, "#playground")["shown"]
+    _pg_slide(chrome, 5, 1.0)
+    assert _pg_shown(chrome)["after"] == I.recommend(ctx, users[1], steer={5: 1.0})["item_after"].tolist()
+    assert not _errors(chrome), _errors(chrome)
 
 
 @pytest.mark.parametrize("layers,heads", [(1, 1), (2, 2)])

@@ -240,6 +240,17 @@
       var card = $("card");
       clear(card);
       card.setAttribute("data-latent", String(j));
+      cardHeader(card, l, j, fromProfile);
+      cardStats(card, l);
+      if (D.score_cols.length) cardScores(card, l);
+      cardItems(card, l);
+      cardPromoted(card, l);
+      cardSteering(card, l);
+      if (PG) cardToPlayground(card, j);
+      showPane("card");
+      return true;
+    }
+    function cardHeader(card, l, j, fromProfile) {   // back button, title, labeler, description, flags
       if (fromProfile) {
         var back = el("button", "back", "\u2190 back to " + $("profile-title").textContent);
         back.id = "card-back";
@@ -263,6 +274,8 @@
         flags.appendChild(el("span", "flag sides", "input \u2260 output: " + fmt(l.io * 20, 0) +
                              " of its top 20 items by activation are among the 20 it promotes"));
       card.appendChild(flags);
+    }
+    function cardStats(card, l) {   // firing frequency, activations, popularity, coverage
       var st = el("div"); st.id = "card-stats";
       var parts = [];
       if (l.f !== undefined) parts.push("fires on " + pct(l.f, 2) + " of histories" + (l.nf !== undefined ? " (" + l.nf + ")" : ""));
@@ -272,22 +285,24 @@
       if (l.cov !== undefined) parts.push("coverage " + pct(l.cov));
       st.textContent = parts.join(" \u00b7 ");
       card.appendChild(st);
-      if (D.score_cols.length) {
-        var tbl = null;
-        if (l.sc) {  // name/value chips that wrap (balanced accuracy >= 0.8 in green)
-          tbl = el("div", "score-grid");
-          D.score_cols.forEach(function (c, k) {
-            var v = l.sc[k], chip = el("span", "score");
-            chip.appendChild(el("span", "k", c));
-            var val = el("span", "v", fmt(v, 3));
-            if (/^bal_acc/.test(c) && v !== null && v >= 0.8) val.className += " good";
-            val.setAttribute("data-score", c);
-            chip.appendChild(val);
-            tbl.appendChild(chip);
-          });
-        }
-        section(card, "card-scores", "Scores", tbl, "no score for this latent");
+    }
+    function cardScores(card, l) {
+      var tbl = null;
+      if (l.sc) {  // name/value chips that wrap (balanced accuracy >= 0.8 in green)
+        tbl = el("div", "score-grid");
+        D.score_cols.forEach(function (c, k) {
+          var v = l.sc[k], chip = el("span", "score");
+          chip.appendChild(el("span", "k", c));
+          var val = el("span", "v", fmt(v, 3));
+          if (/^bal_acc/.test(c) && v !== null && v >= 0.8) val.className += " good";
+          val.setAttribute("data-score", c);
+          chip.appendChild(val);
+          tbl.appendChild(chip);
+        });
       }
+      section(card, "card-scores", "Scores", tbl, "no score for this latent");
+    }
+    function cardItems(card, l) {   // top items by count and by strength, genre and decade mix
       var it = l.it || [];
       var cols = el("div", "cols");
       var byCount = it.slice().sort(function (a, b) { return (b[2] - a[2]) || (b[3] - a[3]) || (a[1] - b[1]); }).slice(0, 20);
@@ -300,6 +315,8 @@
               (l.ge && l.ge.length) ? enrichTable(l.ge, "genre") : null);
       if (HAS_DECADES) section(cols2, "card-decades", "Decade mix", (l.de && l.de.length) ? enrichTable(l.de, "decade") : null);
       card.appendChild(cols2);
+    }
+    function cardPromoted(card, l) {   // the output side
       var pr = null;
       if (l.pr && l.pr.length) {
         pr = el("ol"); pr.className = "promoted";
@@ -311,6 +328,8 @@
       }
       section(card, "card-promoted", "Promoted " + W.items + " (output side: turning the latent up pushes these)", pr,
               "no promoted-items table given");
+    }
+    function cardSteering(card, l) {
       var sv = null;
       if (l.st) {  // precomputed: one example user's top 10 before and after steering this latent alone
         sv = el("div", "cols");
@@ -329,8 +348,13 @@
       }
       if (HAS_STEER) section(card, "card-steering", "Steering: user " + (l.st ? l.st.u : "") + "'s top 10 before and after adding this latent's direction (" +
               (l.st ? fmt(l.st.b, 2) : "") + " \u00d7 median \u2016h_u\u2016)", sv, "no steering example for this latent");
-      showPane("card");
-      return true;
+    }
+    function cardToPlayground(card, j) {
+      var b = el("button", "back", "steer with this concept in the playground");
+      b.id = "card-playground";
+      b.type = "button";
+      b.addEventListener("click", function () { PG.addConcept(j); openPlayground(); });
+      card.appendChild(b);
     }
 
     // ---------------------------------------------------------------- user / item profiles (main pane)
@@ -400,24 +424,41 @@
       });
     }
 
+    // ---------------------------------------------------------------- the steering playground (playground.js)
+    var PG = D.pg ? recsaePlayground.init(D, { $: $, el: el, clear: clear, title: title, itemNote: itemNote, name: name,
+                                                norm: norm, matchTitles: matchTitles, search: search, words: W }) : null;
+    function openPlayground(user) {
+      showPane("playground");
+      if (user) { $("pg-user").value = user; PG.pickUser(user); }
+    }
+
     // ---------------------------------------------------------------- wiring
-    $("page-title").textContent = D.title;
-    document.title = D.title;
-    $("meta").textContent = D.n_latents + " latents (" + D.n_live + " live) \u00b7 " +
-      D.n_items + " " + W.items + " \u00b7 " + Object.keys(D.users).length + " users" +
-      (D.score_cols.length ? " \u00b7 scores: " + D.score_cols.slice(0, 4).join(", ") : "");
-    $("search").placeholder = "label words, latent id, or a " + W.item + " id or title";
-    $("movie-q").placeholder = W.item + " id or title";
-    var s = $("search");
-    s.addEventListener("input", function () { showResults(s.value); });
-    s.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { showResults(s.value); openFirst(); } });
-    $("user-q").addEventListener("input", function () { showUser($("user-q").value); });
-    $("movie-q").addEventListener("input", function () { showMovie($("movie-q").value); });
-    function fromHash() {
+    function showMeta() {
+      $("page-title").textContent = D.title;
+      document.title = D.title;
+      $("meta").textContent = D.n_latents + " latents (" + D.n_live + " live) \u00b7 " +
+        D.n_items + " " + W.items + " \u00b7 " + Object.keys(D.users).length + " users" +
+        (D.score_cols.length ? " \u00b7 scores: " + D.score_cols.slice(0, 4).join(", ") : "");
+      $("search").placeholder = "label words, latent id, or a " + W.item + " id or title";
+      $("movie-q").placeholder = W.item + " id or title";
+    }
+    function wireInputs() {
+      var s = $("search");
+      s.addEventListener("input", function () { showResults(s.value); });
+      s.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { showResults(s.value); openFirst(); } });
+      $("user-q").addEventListener("input", function () { showUser($("user-q").value); });
+      $("movie-q").addEventListener("input", function () { showMovie($("movie-q").value); });
+      if (PG) {
+        $("pg-panel").hidden = false;
+        $("pg-open").addEventListener("click", function () { openPlayground(); });
+      }
+      window.addEventListener("hashchange", fromHash);
+    }
+    function fromHash() {   // #q=, #latent=, #user=, #playground=, #item= (or #movie=): as if typed
       var h = location.hash.replace(/^#/, "");
       if (!h) return;
       var p = new URLSearchParams(h);
-      if (p.has("q")) { s.value = p.get("q"); showResults(s.value); openFirst(); }
+      if (p.has("q")) { $("search").value = p.get("q"); showResults(p.get("q")); openFirst(); }
       if (p.has("latent")) openCard(Number(p.get("latent")));
       if (p.has("user")) { $("user-q").value = p.get("user"); showUser(p.get("user")); }
       if (p.has("playground") && PG) openPlayground(p.get("playground"));
@@ -427,18 +468,8 @@
         showMovie(v);
       }
     }
-    // ---------------------------------------------------------------- the steering playground (playground.js)
-    var PG = D.pg ? recsaePlayground.init(D, { $: $, el: el, clear: clear, title: title, itemNote: itemNote, name: name,
-                                                norm: norm, matchTitles: matchTitles, search: search, words: W }) : null;
-    function openPlayground(user) {
-      showPane("playground");
-      if (user) { $("pg-user").value = user; PG.pickUser(user); }
-    }
-    if (PG) {
-      $("pg-panel").hidden = false;
-      $("pg-open").addEventListener("click", function () { openPlayground(); });
-    }
-    window.addEventListener("hashchange", fromHash);
+    showMeta();
+    wireInputs();
     showResults("");
     fromHash();
     document.body.setAttribute("data-ready", "1");
