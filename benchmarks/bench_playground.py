@@ -61,7 +61,9 @@ def main() -> None:
     a.out.write_text(browser.render_html(D), encoding="utf-8")
     before, after = a.page.stat().st_size, a.out.stat().st_size
     print(f"page: {before / 1e6:.3f} MB committed -> {after / 1e6:.3f} MB with the playground "
-          f"({len(pg['users'])} of {pg['n_users_all']} users, SASRec weights included)")
+          f"({len(pg['users'])} of {pg['n_users_all']} users, SASRec weights included); "
+          f"{'within' if after <= browser.PLAYGROUND_BUDGET_MB * 1e6 else 'over'} the "
+          f"{browser.PLAYGROUND_BUDGET_MB:g} MB budget (over it, write_browser leaves the playground out)")
     parts = {k: len(json.dumps(v)) for k, v in pg.items() if isinstance(v, (str, dict))}
     print("playground block, characters before gzip:", parts)
 

@@ -72,6 +72,8 @@ DESC_CHARS = 480      # a description is cut (at a '; ' or '. ') after this many
                       # labels.csv keeps every description whole
 MAX_PROFILE = 10      # latents per user / per movie
 SIG_DIGITS = 4        # significant digits of floats in the JSON
+PLAYGROUND_BUDGET_MB = 4.0   # a page with the steering playground stays within this (issue 25); over it, the
+                             # page is written without the playground (said on the console)
 
 USER_COLUMNS = ("user", "user_id", "instance")
 VALUE_COLUMNS = ("activation", "value", "strength")
@@ -466,12 +468,15 @@ def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | 
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
                   items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str | None = None,
                   genre_noun: str | None = None, compress: bool = True,
-                  steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None) -> Path:
+                  steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None,
+                  playground_budget_mb: float = PLAYGROUND_BUDGET_MB) -> Path:
     """Write the single-file HTML concept browser to `path` (atomically) and return the path.
 
     noun / genre_noun: the dataset's words for an item and for its genre-like attribute; None = from `items`
     ("movie" / "genre" when it has titles, else "item" / "category", as for Grocery). compress=False embeds
-    plain JSON (larger; readable without DecompressionStream)."""
+    plain JSON (larger; readable without DecompressionStream). playground: `playground.playground_data`
+    output; a page that would be larger than `playground_budget_mb` with it is written without it, and the
+    console says so (its arrays grow with the catalogue: Grocery's item table alone is over 1 MB)."""
     titled = items is None or "title" in items.columns
     noun = noun or ("movie" if titled else "item")
     genre_noun = genre_noun or ("genre" if titled else "category")
@@ -480,6 +485,11 @@ def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_html(data, compress=compress).encode("utf-8", errors="replace")
+    if playground is not None and len(text) > playground_budget_mb * 1e6:
+        print(f"concept browser: the steering playground is left out of {path.name}: with it the page would be "
+              f"{len(text) / 1e6:.2f} MB, over the {playground_budget_mb:g} MB budget")
+        return write_browser(path, tables, labels, scores, users, movies, title, items=items, max_items=max_items,
+                             noun=noun, genre_noun=genre_noun, compress=compress, steering=steering)
     with artifacts.atomic_path(path) as tmp:
         Path(tmp).write_bytes(text)
         Path(tmp).chmod(0o644)   # a page to share and open, not a private temp file

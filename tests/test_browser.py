@@ -889,6 +889,17 @@ def test_playground_data_round_trips(world, tiny_ds, tiny_inst):
         pgm.playground_data(ctx, users=[int(users.max()) + 1000])
 
 
+def test_playground_left_out_over_its_budget(world, tiny_ds, tiny_inst, tmp_path, capsys):
+    """Over the size budget the page is written without the playground, and the console says so."""
+    _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
+    with_pg = _embedded(_pg_page(world, tmp_path, pg).read_text(encoding="utf-8"))
+    assert with_pg["pg"]["users"] == pg["users"] and len(with_pg["items"]) == tiny_ds.n_items - 1
+    p = browser.write_browser(tmp_path / "small.html", world["tables"], world["labels"], items=world["items"],
+                              playground=pg, playground_budget_mb=0.01)
+    assert "pg" not in _embedded(p.read_text(encoding="utf-8"))
+    assert "steering playground is left out of small.html" in capsys.readouterr().out
+
+
 def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_inst, tmp_path):
     """A user picked by id, two concepts on sliders: the page's top 10, each item's earlier rank and the KL
     are interventions.recommend's for the same edit; moving a slider back and the reset restore the list."""

@@ -200,7 +200,7 @@ var recsaePlayground = (function () {
         state.base = userVector(Mo, state.user);
         if (!state.base) { setNote("user " + state.user + " is not in the playground's sample (" + P.users.length + " of " + P.n_users_all + " users; e.g. " + P.users.slice(0, 5).join(", ") + ")", "error"); return refresh(); }
       }
-      setNote(state.base ? "steering the " + describeBase() : "pick a user or type a history", "note");
+      setNote(state.base ? "the top 10 of " + describeBase() : "pick a user or type a history", "note");
       refresh();
     }
     function refresh() {
@@ -311,7 +311,9 @@ var recsaePlayground = (function () {
       Object.keys(state.doses).forEach(function (j) {
         var row = el("div", "pg-slider"), input = el("input"), val = el("span", "pg-dose");
         row.setAttribute("data-latent", j);
-        row.appendChild(el("span", "pg-name", "#" + j + " " + ui.name(Number(j))));
+        var nm = el("span", "pg-name", "#" + j + " " + ui.name(Number(j)));
+        nm.title = nm.textContent;
+        row.appendChild(nm);
         input.type = "range";
         input.min = DOSE_MIN; input.max = DOSE_MAX; input.step = DOSE_STEP;
         input.value = state.doses[j];
