@@ -238,6 +238,13 @@ var recsaePlayground = (function () {
       return tbl;
     }
 
+    function pickable(li, pick) {   // a list entry picked by a click or Enter
+      li.tabIndex = 0;
+      li.addEventListener("click", pick);
+      li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") pick(); });
+      return li;
+    }
+
     // who: a user id, or a typed history
     function pickUser(raw) {
       var t = String(raw || "").trim();
@@ -277,10 +284,7 @@ var recsaePlayground = (function () {
         var li = el("li", "movie-choice", ui.title(t[0]));
         li.setAttribute("data-item", String(t[0]));
         li.appendChild(el("span", "why", ui.itemNote(t[0])));
-        li.tabIndex = 0;
-        li.addEventListener("click", function () { addItem(t[0]); });
-        li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") addItem(t[0]); });
-        ol.appendChild(li);
+        ol.appendChild(pickable(li, function () { addItem(t[0]); }));
       });
     }
 
@@ -292,10 +296,7 @@ var recsaePlayground = (function () {
       ui.search(raw).slice(0, 12).forEach(function (r) {
         var li = el("li", "result", "#" + r.j + " " + ui.name(r.j));
         li.setAttribute("data-latent", String(r.j));
-        li.tabIndex = 0;
-        li.addEventListener("click", function () { addConcept(r.j); });
-        li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") addConcept(r.j); });
-        ol.appendChild(li);
+        ol.appendChild(pickable(li, function () { addConcept(r.j); }));
       });
     }
     function addConcept(j) {
