@@ -34,16 +34,13 @@ def half(x) -> np.ndarray:
     return np.asarray(torch.as_tensor(x).detach().float().cpu(), dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-def pick_users(users: np.ndarray, max_users: int = MAX_USERS, seed: int = 0, always=()) -> np.ndarray:
-    """Sorted distinct user ids of the context: all of them when they fit, else `always` plus a seeded sample."""
+def pick_users(users: np.ndarray, max_users: int = MAX_USERS, seed: int = 0) -> np.ndarray:
+    """Sorted distinct user ids of the context: all of them when they fit, else a seeded sample."""
     ids = np.unique(np.asarray(users, dtype=np.int64))
     check_count(max_users, "max_users", 1)
     if len(ids) <= max_users:
         return ids
-    keep = np.intersect1d(np.asarray(list(always), dtype=np.int64), ids)
-    rest = np.setdiff1d(ids, keep)
-    n = max(0, max_users - len(keep))
-    return np.sort(np.concatenate([keep, np.random.default_rng(seed).choice(rest, n, replace=False)]))
+    return np.sort(np.random.default_rng(seed).choice(ids, max_users, replace=False))
 
 
 def sasrec_weights(model: SASRec) -> dict:
