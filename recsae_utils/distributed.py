@@ -85,9 +85,9 @@ def _disk_state(folder: Path) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train the run's SASRec seeds (train.run_seeds) and fit its SAEs (recsae.fit_stage) over all ranks.
+    """Train the run's SASRec seeds (train.run_seeds) and fit its SAEs (stages.fit_stage) over all ranks.
     The checkpoints and done.json files are those `make all` writes, so its stages 02-03 then reuse them."""
-    from . import config, data, pipeline, recsae, train
+    from . import config, data, pipeline, stages, train
 
     ap = argparse.ArgumentParser(prog="torchrun ... -m recsae_utils.distributed", description=main.__doc__)
     ap.add_argument("dataset")
@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             barrier()
             if "sae" in stages:
                 with main_first():  # rank 0 computes and caches h_u, the others load it
-                    ctx = recsae.stage_inputs(cfg)
+                    ctx = stages.stage_inputs(cfg)
                 agree(_disk_state(Path(cfg.run_dir) / "sae"), "the SAE checkpoints")
-                for name, (m, k, variant) in recsae.fit_plan(cfg).items():
-                    res = recsae.fit_stage(cfg, ctx, m, k, variant, progress=rank == 0)
+                for name, (m, k, variant) in stages.fit_plan(cfg).items():
+                    res = stages.fit_stage(cfg, ctx, m, k, variant, progress=rank == 0)
                     last = res.history[res.best_epoch - 1] if res.best_epoch else {}
                     say(f"SAE {name} ({m} latents, k={k}, {variant}): best epoch {res.best_epoch}, "
                         f"train FVU {last.get('train_fvu', float('nan')):.4f}", flush=True)
