@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--stages", default="sasrec,sae", help="comma-separated: sasrec, sae")
     args = ap.parse_args(argv)
-    stages = set(args.stages.split(","))
-    if not stages or stages - {"sasrec", "sae"}:
+    chosen = set(args.stages.split(","))
+    if not chosen or chosen - {"sasrec", "sae"}:
         ap.error(f"--stages {args.stages!r}: choose from sasrec, sae")
     rank, world = init()
     say = print if rank == 0 else (lambda *a, **k: None)
@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             with main_first():
                 ds = data.prepare(cfg)
             inst = data.build_instances(ds, cfg.history_max)
-            sasrec_cfg = cfg if "sasrec" in stages else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
+            sasrec_cfg = cfg if "sasrec" in chosen else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
             agree(_disk_state(Path(cfg.run_dir) / "sasrec"), "the SASRec checkpoints")
             for seed, r in train.run_seeds(sasrec_cfg, ds, inst, progress=rank == 0).items():
                 say(f"SASRec seed {seed}: best epoch {r['best_epoch']}, test {r['test']}", flush=True)
             barrier()
-            if "sae" in stages:
+            if "sae" in chosen:
                 with main_first():  # rank 0 computes and caches h_u, the others load it
                     ctx = stages.stage_inputs(cfg)
                 agree(_disk_state(Path(cfg.run_dir) / "sae"), "the SAE checkpoints")
