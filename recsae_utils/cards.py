@@ -76,17 +76,35 @@ def _context(d: ConceptDictionary, j: int, top_items: np.ndarray) -> str:
     return "; ".join(parts)
 
 
+def item_entry(d: ConceptDictionary, i: int, **extra) -> dict:
+    """One item as cards and labelers see it: title, year, genres (categories), popularity percentile among
+    training slots ('pct') and co-purchase community (None where the dataset has none)."""
+    meta = d.meta
+    comm = meta.get("community")
+    return {"item_id": int(i), "title": meta["title"][i], "year": meta["year"][i], "genres": list(meta["genres"][i]),
+            "pct": float(d.item_pct[i]), "community": None if comm is None or comm[i] < 0 else int(comm[i]), **extra}
+
+
+def _ranked(d: ConceptDictionary, j: int, key: str, n: int) -> list[dict]:
+    """Latent j's top n items by activation count (ties: strength, item id) or by strength."""
+    t = d.tables
+    a, b = t.ptr[j], t.ptr[j + 1]
+    item, count, strength = t.item[a:b], t.count[a:b], t.strength[a:b]
+    o = np.lexsort((item, -strength, -count)) if key == "count" else np.lexsort((item, -count, -strength))
+    return [item_entry(d, int(item[k]), count=int(count[k]), strength=float(strength[k])) for k in o[:n]]
+
+
 def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
                  n_examples: int = CARD_EXAMPLES) -> list[dict]:
-    """One JSON-ready dict per live latent in the schema the LLM labeler consumes (see module tests)."""
-    t, meta = d.tables, d.meta
-    title, year, genres = meta["title"], meta["year"], meta["genres"]
+    """One JSON-ready dict per live latent in the schema the LLM labeler consumes (see module tests):
+    top items by shrunk lift ('top_items'), by activation count ('top_by_count') and by strength
+    ('top_by_strength'), enrichments, popularity and example sequences."""
+    t = d.tables
     cards = []
     for j in d.live.tolist():
         a, b = t.ptr[j], min(t.ptr[j + 1], t.ptr[j] + n_items)
         its = t.item[a:b]
-        top_items = [{"item_id": int(i), "title": title[i], "year": year[i], "genres": list(genres[i]),
-                      "count": int(c), "strength": float(s), "lift": float(lf)}
+        top_items = [item_entry(d, i, count=int(c), strength=float(s), lift=float(lf))
                      for i, c, s, lf in zip(its.tolist(), t.count[a:b].tolist(), t.strength[a:b].tolist(),
                                             t.lift[a:b].tolist())]
         ne = min(n_examples, int(d.top.count[j]))
@@ -99,6 +117,7 @@ def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
         cards.append({
             "latent": int(j), "n_fire": int(d.stats.n_fire[j]), "freq": float(d.stats.freq[j]),
             "n_pool": int(t.n_top[j]), "top_items": top_items,
+            "top_by_count": _ranked(d, j, "count", n_items), "top_by_strength": _ranked(d, j, "strength", n_items),
             "genre_enrichment": _enrich_entries(d, j, "genre", "genre"),
             "decade_enrichment": _enrich_entries(d, j, "decade", "decade"),
             "popularity_pct": float(pp) if np.isfinite(pp) else 50.0,
