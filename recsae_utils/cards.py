@@ -18,6 +18,7 @@ CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (protocol.md Â
 CARD_MAX_ENRICH = 8        # enrichment entries per card (enriched ones only, significant first)
 LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
+LABEL_MAX_COMMUNITIES = 1  # co-purchase communities named in an offline label (datasets with co-purchase lists)
 LABEL_MAX_ITEMS = 20       # exemplar items named in an offline label's description (and in its signature)
 LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
 LABEL_P = 1e-8             # a label names a genre / decade only with one-sided Fisher p below this (1e-3
@@ -120,6 +121,7 @@ def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
             "top_by_count": _ranked(d, j, "count", n_items), "top_by_strength": _ranked(d, j, "strength", n_items),
             "genre_enrichment": _enrich_entries(d, j, "genre", "genre"),
             "decade_enrichment": _enrich_entries(d, j, "decade", "decade"),
+            "community_enrichment": _enrich_entries(d, j, "community", "community"),
             "popularity_pct": float(pp) if np.isfinite(pp) else 50.0,
             "context": _context(d, j, its),
             "examples": examples,
@@ -175,7 +177,8 @@ def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> d
       log-likelihood ratio of the item being in a sequence;
     - genres (categories): up to LABEL_MAX_GENRES significantly enriched ones (p < ENRICH_ALPHA, odds ratio
       >= ENRICH_MIN_OR, largest odds ratio first), weight log(odds ratio);
-    - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way;
+    - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way; co-purchase communities likewise
+      (LABEL_MAX_COMMUNITIES; datasets with also-bought / also-viewed lists);
     - popularity band from popularity_pct: 'popular' (>= POP_HIGH), 'niche' (<= POP_LOW), else 'mid'.
       For popular/niche the weight is theta = Langevin^-1((pct - 50) / 50), the log-likelihood slope of a
       tilted-uniform model of item popularity percentiles, so it sits on the same per-slot log-odds scale
@@ -190,6 +193,8 @@ def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> d
     g = sorted(g, key=lambda e: (-e["odds_ratio"], str(e["genre"])))[:LABEL_MAX_GENRES]
     dd = _significant(card.get("decade_enrichment", []))
     dd = sorted(dd, key=lambda e: (-e["odds_ratio"], int(e["decade"])))[:LABEL_MAX_DECADES]
+    cc = _significant(card.get("community_enrichment", []))
+    cc = sorted(cc, key=lambda e: (-e["odds_ratio"], int(e["community"])))[:LABEL_MAX_COMMUNITIES]
     pct = float(card.get("popularity_pct", 50.0))
     band = "popular" if pct >= POP_HIGH else "niche" if pct <= POP_LOW else "mid"
     theta = _langevin_inv((pct - 50.0) / 50.0) if band != "mid" else 0.0
@@ -197,6 +202,7 @@ def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> d
             "items": {e["item_id"]: math.log(e["lift_shrunk"]) for e in label_exemplars(card)},
             "genres": {str(e["genre"]): math.log(e["odds_ratio"]) for e in g},
             "decades": {int(e["decade"]): math.log(e["odds_ratio"]) for e in dd},
+            "communities": {int(e["community"]): math.log(e["odds_ratio"]) for e in cc},
             "popularity": {"band": band, "pct": pct, "weight": theta}}
 
 
@@ -237,12 +243,13 @@ def label_concept(card: Mapping[str, Any]) -> list[dict]:
                  "weight": math.log(e["odds_ratio"])} for e in ok[:n]]
 
     parts = strong(card.get("genre_enrichment"), "genre", LABEL_MAX_GENRES) \
-        + strong(card.get("decade_enrichment"), "decade", LABEL_MAX_DECADES)
+        + strong(card.get("decade_enrichment"), "decade", LABEL_MAX_DECADES) \
+        + strong(card.get("community_enrichment"), "community", LABEL_MAX_COMMUNITIES)
     pct = float(card.get("popularity_pct", 50.0))
     if popularity_odds_ratio(pct) >= LABEL_MIN_OR:
         parts.append({"kind": "popularity", "value": "popular" if pct > 50 else "niche",
                       "odds_ratio": popularity_odds_ratio(pct), "weight": _langevin_inv((pct - 50.0) / 50.0)})
-    order = {"genre": 0, "decade": 1, "popularity": 2}
+    order = {"genre": 0, "decade": 1, "community": 2, "popularity": 3}
     return sorted(parts, key=lambda p: (-p["odds_ratio"], order[p["kind"]], str(p["value"])))
 
 
@@ -256,6 +263,7 @@ def metadata_signature(card: Mapping[str, Any]) -> dict:
     return {"latent": int(card["latent"]), "items": {},
             "genres": {str(p["value"]): p["weight"] for p in parts if p["kind"] == "genre"},
             "decades": {int(p["value"]): p["weight"] for p in parts if p["kind"] == "decade"},
+            "communities": {int(p["value"]): p["weight"] for p in parts if p["kind"] == "community"},
             "popularity": {"band": pop[0]["value"] if pop else "mid", "pct": pct,
                            "weight": pop[0]["weight"] if pop else 0.0}}
 
@@ -267,6 +275,8 @@ def _and(words: list[str]) -> str:
 def _part_text(p: Mapping[str, Any]) -> str:
     """'1990s', 'Western'; a category known only by its id (Grocery) reads 'category 12'."""
     v = str(p["value"])
+    if p["kind"] == "community":
+        return f"co-purchase group {v}"
     return f"{v}s" if p["kind"] == "decade" else f"category {v}" if v.isdigit() else v
 
 

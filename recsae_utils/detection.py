@@ -51,6 +51,9 @@ def signature_matrix(signatures: Sequence[Mapping], feats: ItemFeatures, m: int)
         for dec, w in s["decades"].items():
             if f"decade:{int(dec)}" in col:
                 W[col[f"decade:{int(dec)}"], j] = w
+        for c, w in (s.get("communities") or {}).items():   # co-purchase communities (communities.py)
+            if f"community:{int(c)}" in col:
+                W[col[f"community:{int(c)}"], j] = w
         W[-1, j] = s["popularity"]["weight"]
     return W
 
