@@ -467,11 +467,11 @@ def parts_from_text(text: str, vocab: Vocabulary, items: Sequence[Mapping] = ())
     parts: list[Part] = []
     if vocab.has_titles:
         for g, pat in GENRE_WORDS.items():
-            if ("genre", g) in vocab.base and re.search(rf"(?<![\w-])(?:{pat})", low):
+            if (not vocab.base or ("genre", g) in vocab.base) and re.search(rf"(?<![\w-])(?:{pat})", low):
                 parts.append(Part("genre", g, g))
     for m in re.finditer(r"\b(?:(1[89]\d)0|(20[0-2])0|'?([0-9])0)s\b", low):
         dec = int((m.group(1) or m.group(2)) + "0") if (m.group(1) or m.group(2)) else 1900 + 10 * int(m.group(3))
-        if ("decade", dec) in vocab.base and Part("decade", dec, f"{dec}s") not in parts:
+        if (not vocab.base or ("decade", dec) in vocab.base) and Part("decade", dec, f"{dec}s") not in parts:
             parts.append(Part("decade", dec, f"{dec}s"))
     names = set(find_series([it.get("title") for it in items])) | set(FRANCHISES)
     for s in sorted(names):

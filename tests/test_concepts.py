@@ -358,8 +358,8 @@ def planted():
     return d, (hh, ih, vh)
 
 
-CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "genre_enrichment", "decade_enrichment", "popularity_pct",
-             "context", "examples"}
+CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "top_by_count", "top_by_strength", "genre_enrichment",
+             "decade_enrichment", "community_enrichment", "popularity_pct", "context", "examples"}
 
 
 def test_cards_follow_the_schema(planted, tiny):
@@ -374,7 +374,8 @@ def test_cards_follow_the_schema(planted, tiny):
         assert c["context"] == ""
         assert 0 < len(c["top_items"]) <= 20
         for it in c["top_items"]:
-            assert set(it) == {"item_id", "title", "year", "genres", "count", "strength", "lift"}
+            assert set(it) == {"item_id", "title", "year", "genres", "pct", "community", "count", "strength", "lift"}
+            assert it["community"] is None and 0 <= it["pct"] <= 100
             assert isinstance(it["item_id"], int) and isinstance(it["title"], str) and isinstance(it["year"], int)
             assert isinstance(it["genres"], list) and all(isinstance(g, str) for g in it["genres"])
             assert isinstance(it["count"], int) and isinstance(it["strength"], float)
@@ -382,6 +383,10 @@ def test_cards_follow_the_schema(planted, tiny):
             assert set(e) == {"genre", "odds_ratio", "p_value"} and e["odds_ratio"] > 1
         for e in c["decade_enrichment"]:
             assert set(e) == {"decade", "odds_ratio", "p_value"} and isinstance(e["decade"], int)
+        counts = [it["count"] for it in c["top_by_count"]]
+        assert counts == sorted(counts, reverse=True) and len(counts) == len(c["top_items"])
+        strengths = [it["strength"] for it in c["top_by_strength"]]
+        assert strengths == sorted(strengths, reverse=True) and c["community_enrichment"] == []
         assert 0 < len(c["examples"]) <= 5
         acts = [x["activation"] for x in c["examples"]]
         assert acts == sorted(acts, reverse=True)
