@@ -6,7 +6,8 @@ has one value. Its item_meta also lists, per item, items also bought (`r_complem
 many lists name the pair); Louvain modularity communities of that graph (networkx, fixed seed, so the
 same graph always gives the same communities) are groups of items bought together: a vocabulary with
 many values, which labels, the yardstick and detection use like genres (`dictionary.item_features` adds
-them as the 'community' kind). Community ids are ordered by size, largest first (ties: smallest item id).
+them as the 'community' kind). The resolution (RESOLUTION) is raised above Louvain's usual 1.0 so that the
+communities are small enough for a label to name. Community ids are ordered by size, largest first (ties: smallest item id).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import pandas as pd
 LIST_COLUMNS = ("r_complement", "r_substitute")   # also bought, also viewed
 MIN_SIZE = 2            # a community of one item names nothing
 NAME_ITEMS = 3          # items (or title words) in a community's name
+RESOLUTION = 3.0        # Louvain resolution: on Grocery 47 communities (median 157 items, 41 with >= 30) rather than
+                        # 25 at 1.0 (largest 1,287 items, too coarse to name); 10.0 gives 124 and a slower yardstick
 _CACHE: dict[str, np.ndarray] = {}
 
 
@@ -51,7 +54,7 @@ def copurchase_edges(items: pd.DataFrame, n_items: int) -> dict[tuple[int, int],
 
 
 def find_communities(edges: dict[tuple[int, int], int], n_items: int, seed: int = 0,
-                     resolution: float = 1.0) -> np.ndarray:
+                     resolution: float = RESOLUTION) -> np.ndarray:
     """(n_items,) community id per item (-1: in no community of MIN_SIZE or more): Louvain on the weighted
     graph, seeded; ids by size, largest first, ties by smallest member."""
     import networkx as nx

@@ -38,6 +38,10 @@ MIN_LIFT = 1.5         # a genre / decade / category / popularity part is named 
 THREAD_LIFT = 1.0      # ... a thread of a mixed label above its base share
 MAX_PARTS = 3          # parts of a plain label
 NAME_TITLES = 3        # exemplar titles in a name (those that carry the label)
+POPULAR_PCT = 90.0     # an item is "among the most consumed" at this popularity percentile of training slots (the top
+                       # 10% of consumption): every latent's top items by count are popular, so the median would name all
+NICHE_PCT = 50.0       # ... and "niche" below the median
+POPULARITY_TEXT = {"popular": "most-consumed items", "niche": "niche items"}
 
 FRANCHISES: dict[str, tuple[str, ...]] = {   # titles as short_title() writes them, lower case
     "James Bond": ("dr. no", "from russia with love", "goldfinger", "thunderball", "you only live twice",
@@ -190,7 +194,7 @@ def carries(item: Mapping[str, Any], part: Part, series_of: Mapping[int, str] | 
         return item.get("community") is not None and int(item["community"]) == int(v)
     if k == "popularity":
         pct = item.get("pct")
-        return pct is not None and ((pct >= 50) if v == "popular" else (pct < 50))
+        return pct is not None and ((pct >= POPULAR_PCT) if v == "popular" else (pct < NICHE_PCT))
     raise ValueError(f"unknown part kind {k!r}")
 
 
@@ -256,15 +260,16 @@ def _candidate_parts(items: list[Mapping], vocab: Vocabulary) -> list[tuple[Part
         if it.get("community") is not None:
             keys.append(("community", int(it["community"])))
         if it.get("pct") is not None:
-            keys.append(("popularity", "popular" if it["pct"] >= 50 else "niche"))
+            if it["pct"] >= POPULAR_PCT or it["pct"] < NICHE_PCT:
+                keys.append(("popularity", "popular" if it["pct"] >= POPULAR_PCT else "niche"))
         for k in keys:
             seen.setdefault(k, np.zeros(n, bool))[i] = True
     for (kind, value), mask in sorted(seen.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         if kind == "genre" and not vocab.has_titles:
             kind = "category"
         text = (f"{value}s" if kind == "decade" else f"category {value}" if kind == "category"
-                else vocab.community_names.get(value, f"co-purchase group {value}") if kind == "community"
-                else f"{value} items" if kind == "popularity" else str(value))
+                else f"co-purchase group {value}" if kind == "community"
+                else POPULARITY_TEXT[value] if kind == "popularity" else str(value))
         out.append((Part(kind, value, text), mask))
     return out
 
@@ -384,8 +389,8 @@ def vocabulary_of(d) -> Vocabulary:
         kind = "genre" if (k == "genre" and has_titles) else "category" if k == "genre" else k
         base[(kind, v if kind == "decade" else (int(v) if kind == "community" else str(v)))] = s
     pct = np.asarray(d.item_pct, dtype=np.float64)[:len(w)]
-    base[("popularity", "popular")] = float(w[pct >= 50].sum() / tot)
-    base[("popularity", "niche")] = 1.0 - base[("popularity", "popular")]
+    base[("popularity", "popular")] = float(w[pct >= POPULAR_PCT].sum() / tot)
+    base[("popularity", "niche")] = float(w[pct < NICHE_PCT].sum() / tot)
     return Vocabulary(base, has_titles, d.meta.get("vocabulary_note", ""), dict(d.meta.get("community_names", {})))
 
 
@@ -436,6 +441,9 @@ def shared_label(card: Mapping[str, Any], vocab: Vocabulary, generic_freq: float
         desc = f"Its top {n} items by activation count fall into two threads: {stem[len('mixed: '):]}."
     else:
         desc = f"{int(mask.sum())} of its top {n} items by activation count are {stem}."
+    groups = [vocab.community_names[p.value] for p in parts if p.kind == "community" and p.value in vocab.community_names]
+    if groups:
+        desc += " " + "; ".join(groups) + "."
     if out_stem:
         desc += f" Its decoder direction promotes other items: {out_stem}."
     if ex:
@@ -481,7 +489,7 @@ def parts_from_text(text: str, vocab: Vocabulary, items: Sequence[Mapping] = ())
         parts.append(Part("community", int(m.group(1)), m.group(0)))
     for m in re.finditer(r"\bcategory (\w+)", low):
         parts.append(Part("category", m.group(1), m.group(0)))
-    if re.search(r"\b(popular|blockbuster\w*|mainstream|hits?)\b", low) and "not popular" not in low:
+    if re.search(r"\b(popular|blockbuster\w*|mainstream|hits?|most-consumed)\b", low) and "not popular" not in low:
         parts.append(Part("popularity", "popular", "popular"))
     elif re.search(r"\b(niche|obscure|lesser-known|rare)\b", low):
         parts.append(Part("popularity", "niche", "niche"))
