@@ -366,8 +366,10 @@ def stem_of(name: str) -> str:
         s = s.split(":")[0]
     s = re.sub(r"\s+\(e\.g\. [^()]*\)$", "", s)
     s = re.sub(r"\s+\((?![^()]*\d+/\d+)[^()]*\)$", "", s)
-    s = re.sub(r"\s*\(\d+/\d+\)", "", s)
-    return s.strip()
+    s = re.sub(r"\s*\(\d+/\d+\)", "", s).strip()
+    if s.startswith("mixed: ") and " and " in s:      # the same two threads in either order: one stem
+        s = "mixed: " + " and ".join(sorted(s[len("mixed: "):].split(" and ", 1)))
+    return s
 
 
 OUTPUT_SEP = "; decoder promotes: "

@@ -180,6 +180,7 @@ def test_nothing_shared_says_so_and_stems():
     lab = shared_label(card(5, its), VOCAB)
     assert lab["mode"] == "none" and lab["name"].startswith("no clear shared") and lab["parts"] == []
     assert stem_of("Western, 1990s (Tombstone, Unforgiven, Maverick)") == "Western, 1990s"
+    assert stem_of("mixed: War (4/10) and Comedy (3/10) (e.g. Glory)") == stem_of("mixed: Comedy (4/10) and War (3/10)")
     assert stem_of("generic (12% of histories): Comedy (7/10), 1990s (e.g. Big, Heat)") == "Comedy, 1990s"
     assert stem_of("no clear genre/decade/popularity signal: Tombstone, Heat") == "no clear genre/decade/popularity signal"
 
