@@ -1,4 +1,4 @@
-"""Latent cards and the offline labeler: what a labeler (offline or an LLM, `labeling.py`) is shown about a
+"""Latent cards and the enrichment labeler: what a labeler (offline or an LLM, `labeling.py`) is shown about a
 latent, and the deterministic metadata label with the signature that the detection score tests
 (`detection.py`). Only the training-side dictionary (`dictionary.py`) is read here.
 """
@@ -170,7 +170,7 @@ def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> li
 
 def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> dict:
     """The signature a detection score tests, in one of two vocabularies (VOCABULARIES):
-    'metadata' is `metadata_signature`, only what the offline label's name states; 'exemplars' (the default,
+    'metadata' is `metadata_signature`, only what the enrichment label's name states; 'exemplars' (the default,
     the study's original signature) weighs, besides genres, decades and popularity, the exemplar items:
     - exemplar items (`label_exemplars`: up to LABEL_MAX_ITEMS of the card's top items by shrunk lift with
       count >= EXEMPLAR_MIN_COUNT and shrunk lift >= EXEMPLAR_MIN_LIFT), weight log(shrunk lift), the
@@ -254,7 +254,7 @@ def label_concept(card: Mapping[str, Any]) -> list[dict]:
 
 
 def metadata_signature(card: Mapping[str, Any]) -> dict:
-    """The 'metadata' vocabulary: the signature of exactly what the offline label's name states
+    """The 'metadata' vocabulary: the signature of exactly what the enrichment label's name states
     (`label_concept`), no items; a person reading the label could apply it. Same schema and weights as
     `label_signature` (log odds ratios, popularity theta); a latent with no clear signal gets an empty one."""
     parts = label_concept(card)
