@@ -397,7 +397,7 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
            "generic_latents": int(run.d.generic.sum()), "popularity_latents": int(run.d.popularity_flag.sum()),
            "generic_slot_share": generic_slot_share(run.d),
            "labeler": cfg.labeler, "label_status": run.labels["status"].value_counts().to_dict(),
-           "labelers": run.labels["labeler"].value_counts().to_dict(),
+           "labelers": run.labels["labeler"].value_counts().to_dict(), "labels_note": labeling.provenance(run.labels),
            "label_vocabulary_note": run.d.meta.get("vocabulary_note", ""),
            "scores": {k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                       for k, row in scores_df.to_dict(orient="index").items()},

@@ -378,6 +378,16 @@ def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike,
     return df
 
 
+def provenance(labels_df: pd.DataFrame) -> str:
+    """One sentence for reports: who made these labels (with counts), and that the original study's came from
+    ChatGPT."""
+    def by(k: str) -> str:
+        return f"the LLM {k[len('openai:'):]}" if k.startswith("openai:") else f"the offline labeler {k} (no LLM)"
+
+    who = "; ".join(f"{n:,} by {by(str(k))}" for k, n in labels_df["labeler"].value_counts().items())
+    return f"Labels: {who}. The original study's labels came from ChatGPT."
+
+
 # ---------------------------------------------------------------------------------------------------
 # Simulation score (LLM as judge)
 # ---------------------------------------------------------------------------------------------------

@@ -574,3 +574,5 @@ def test_limit_labels_n_latents_by_llm_and_the_rest_offline(llm, tmp_path):
     meta = json.loads((tmp_path / "labels_meta.json").read_text())
     assert meta["limit"] == 2 and meta["labelers"] == {f"openai:{MODEL}": 2, labeling.OFFLINE_LABELER: 3}
     assert meta["llm_median_precision"] == pytest.approx(0.7)
+    assert labeling.provenance(df) == (f"Labels: 3 by the offline labeler offline-shared (no LLM); 2 by the LLM {MODEL}. "
+                                       "The original study's labels came from ChatGPT.")
