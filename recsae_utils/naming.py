@@ -35,7 +35,7 @@ MIN_SHARE = 0.6        # a plain label's parts must hold jointly for at least th
 THREAD_SHARE = 0.3     # a thread of a "mixed" label holds at least this share ...
 SERIES_MIN = 2         # ... a series at least this many items
 MIN_LIFT = 1.5         # a genre / decade / category / popularity part is named only at this lift over its base share
-THREAD_LIFT = 1.0      # ... a thread of a mixed label above its base share
+THREAD_LIFT = 1.2      # ... a thread of a mixed label at this lift; the two strongest (share x log lift) are named
 MAX_PARTS = 3          # parts of a plain label
 NAME_TITLES = 3        # exemplar titles in a name (those that carry the label)
 POPULAR_PCT = 90.0     # an item is "among the most consumed" at this popularity percentile of training slots (the top
@@ -289,7 +289,8 @@ def _named_ok(part: Part, mask: np.ndarray, vocab: Vocabulary) -> bool:
 def shared_parts(items: Sequence[Mapping], vocab: Vocabulary) -> tuple[list[Part], str, np.ndarray]:
     """What the top items share: (parts, mode, mask of the items that carry the label). Mode 'all': the most
     informative set of up to MAX_PARTS parts held jointly by >= MIN_SHARE of the items; else 'any': the two
-    threads (each >= THREAD_SHARE, a series >= SERIES_MIN items) covering most items; else ([], 'none')."""
+    strongest threads (`_strength`; each >= THREAD_SHARE at lift > THREAD_LIFT, a series >= SERIES_MIN items), one
+    not inside the other; else ([], 'none')."""
     items = list(items)[:TOP]
     n = len(items)
     cands = [(p, m) for p, m in _candidate_parts(items, vocab) if _named_ok(p, m, vocab)]
@@ -318,13 +319,21 @@ def shared_parts(items: Sequence[Mapping], vocab: Vocabulary) -> tuple[list[Part
     for (p1, m1), (p2, m2) in itertools.combinations(threads, 2):
         if (m2 & ~m1).sum() == 0 or (m1 & ~m2).sum() == 0:
             continue            # one thread inside the other: not two threads
-        key = ((m1 | m2).sum(), _info(p1, vocab) + _info(p2, vocab))
+        key = (_strength(p1, m1, vocab) + _strength(p2, m2, vocab), (m1 | m2).sum())
         if pkey is None or key > pkey:
             pair, pkey = ((p1, m1), (p2, m2)), key
     if pair is not None:
         pair = sorted(pair, key=lambda pm: (-pm[1].sum(), _order(pm[0])))
         return [p for p, _ in pair], "any", pair[0][1] | pair[1][1]
     return [], "none", np.zeros(n, bool)
+
+
+def _strength(p: Part, mask: np.ndarray, vocab: Vocabulary) -> float:
+    """How strongly the top items hold a thread: share x log(lift over its base share); a series without a
+    base counts as a rare thing (lift 1 / 0.01)."""
+    share = float(mask.mean())
+    lift = vocab.lift(p, share)
+    return share * math.log(lift if math.isfinite(lift) else share / 0.01)
 
 
 def _order(p: Part) -> tuple:

@@ -111,17 +111,18 @@ def test_1009_names_no_decade_that_two_items_hold():
 
 
 def test_898_says_the_comedy_share():
-    """#898 read 'Comedy (Schindler's List, ...)' with 4 of 10 comedies: now a mixed label with both threads."""
+    """#898 read 'Comedy (Schindler's List, ...)' with 4 of 10 comedies: now a mixed label with the two strongest
+    threads (share x log lift: War and the 1980s say more than Drama and Comedy, near their base shares)."""
     its = [item("Schindler's List", 1993, ["Drama", "War"]), item("Groundhog Day", 1993, ["Comedy", "Romance"]),
            item("Fargo", 1996, ["Crime", "Drama", "Thriller"]), item("Clerks", 1994, ["Comedy"]),
            item("Glory", 1989, ["Action", "Drama", "War"]), item("Airplane!", 1980, ["Comedy"]),
            item("Platoon", 1986, ["Drama", "War"]), item("Tootsie", 1982, ["Comedy", "Romance"]),
            item("Das Boot", 1981, ["Action", "Drama", "War"]), item("Apollo 13", 1995, ["Adventure"])]
     lab = shared_label(card(898, its), VOCAB)
-    assert lab["mode"] == "any" and lab["name"].startswith("mixed: ") and "Comedy (4/10)" in lab["name"]
-    assert "Drama (5/10)" in lab["name"]
+    assert lab["mode"] == "any" and lab["name"].startswith("mixed: 1980s (5/10) and War (4/10) (e.g. ")
+    assert "Comedy" not in stem_of(lab["name"])
     rows = naming.label_precision_rows([card(898, its)], {898: lab}, VOCAB)
-    assert rows[0]["precision"] == pytest.approx(0.9)                       # either thread counts
+    assert rows[0]["precision"] == pytest.approx(0.6)                       # either thread counts
 
 
 def test_460_disney_classics():
