@@ -1,13 +1,14 @@
 """Key findings: at most ten plain lines, every number from summary.json, each saying what fell short as
 plainly as what held; an aim that holds by construction is named as such and never counted as met
-(`aim_verdict`), every number that depends on a vocabulary names it, and the report's shorthand is glossed
-(`GLOSSARY`). The dataset README (`reports.write_report`) opens with them."""
+(`aim_verdict`), every number that depends on a vocabulary names it, and shorthand is written out in plain
+words. The dataset README (`reports.write_report`) opens with them."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from .tables import SAE_NAMES, fidelity_cell, md, pct, pm, sae_vs_raw, size_text, variant_comparison, yardstick_finding
+from .tables import (SAE_NAMES, fidelity_cell, fmt, md, pct, pm, sae_vs_raw, size_text, variant_comparison,
+                     yardstick_finding)
 
 DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
 METADATA_AIM = 0.10         # issue 13's aim for what a label names (metadata only): SAE >= raw h_u dims + 0.10
@@ -54,7 +55,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         dead = h["dead_fraction"] * r["config"]["n_latents"]
         line = (f"{SAE_NAMES[name][0].upper() + SAE_NAMES[name][1:]} ({size_text(r['config'])}): NDCG@10 retention {fidelity_cell(f, 'retention')}"
                 f"{verdict}, explained variance {h['explained_variance']:.4f}, dead latents {int(round(dead)):,} "
-                f"({pct(h['dead_fraction'])}), dense {pct(h['dense_fraction'])}")
+                f"({pct(h['dead_fraction'])}), dense (firing on > 10% of inputs) {pct(h['dense_fraction'])}")
         if "noise_matched_retention" in f:
             line += f"; noise of the same size keeps retention {f['noise_matched_retention']:.4f}"
         if name == "main":
@@ -74,28 +75,18 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                 out.append(text)
         st = c.get("label_status") or {}
         failed = sum(v for k, v in st.items() if k != "ok")
-        out.append(f"Labels ({md(c['labeler'])}): {int(st.get('ok', 0)):,} ok"
+        out.append(f"Labels ({labeler_text(c['labeler'])}): {int(st.get('ok', 0)):,} ok"
                    + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents"
                    + (f" ({int(c['n_latents']):,} in all)" if c["n_latents"] != c["live_latents"] else "") + "; "
                    f"{c['generic_latents']} flagged generic" + generic_slots_text(c.get("generic_slot_share"))
                    + f", {c['popularity_latents']} popularity-driven"
-                   + coherence_text(c.get("coherence") or {}) + ".")
+                   + coherence_text(c.get("coherence") or {}) + "."
+                   + precision_text(c.get("label_precision"), c["labeler"], (s.get("data") or {}).get("manifest", {}).get("dataset")))
         spec = c.get("specificity")
         if spec:
-            views = [(v, spec[v]) for v in ("user", "movie", "explanation") if v in spec]
-            titled = (s.get("data") or {}).get("manifest", {}).get("dataset", "ml-1m") == "ml-1m"
-            noun = {} if titled else {"movie": "item"}             # Grocery has items, not movies
-            worst = max(r["after"] for _, r in views)
-            out.append(f"Specific concepts first: generic latents among the top {spec['top']} concepts shown "
-                       + ", ".join(f"{noun.get(v, v)}s {pct(r['before'])} → {pct(r['after'])}" for v, r in views)
-                       + (" (meets" if worst <= GENERIC_SHARE_AIM else " (**short of**")
-                       + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim), generic ones shown apart"
-                       + ("; the top concepts shown carry {} of a recommended item's positive contribution (was {})"
-                          .format(pct(spec["explanation"]["value_share_after"]),
-                                  pct(spec["explanation"]["value_share_before"])) if "explanation" in spec else "")
-                       + ".")
+            out.append(specificity_text(spec, (s.get("data") or {}).get("manifest", {}).get("dataset", "ml-1m")))
         for problem in (c.get("degraded") or [])[:2]:   # first: a degraded stage must not read as success
             out.insert(0, f"**Degraded**: {md(problem)}.")
     iv = steering_finding(s.get("interventions"))
@@ -116,12 +107,90 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     return out[:MAX_FINDINGS]
 
 
+
 def generic_slots_text(share: float | None) -> str:
-    """' (x% of active slots, meets/short of the aim)' for the labels line; '' when the run predates it."""
+    """' (generic latents hold x% of all firings ..., meets/short of the aim)' for the labels line; '' when the
+    run predates it."""
     if share is None:
         return ""
-    return f" ({share:.1%} of slots; " + ("meets" if share <= GENERIC_SLOT_AIM else "**short of**") \
-        + f" ≤ {GENERIC_SLOT_AIM:.0%})"
+    return (f" (together {share:.1%} of all latent firings in the training codes; "
+            + aim_verdict(share, GENERIC_SLOT_AIM, higher=False) + f" the ≤ {GENERIC_SLOT_AIM:.0%} aim)")
+
+
+def aim_verdict(value: float, goal: float, higher: bool = True, by_construction: bool = False) -> str:
+    """'meets' / '**short of**' an aim, or, for an aim that holds by construction (`tautological`), words that
+    say so: such an aim is never counted as met."""
+    if by_construction:
+        return "**holds by construction, not counted as met:**"
+    return "meets" if (value >= goal if higher else value <= goal) else "**short of**"
+
+
+def tautological(before: list[float], after: list[float], bound: float) -> bool:
+    """An aim that holds by construction: every view lands exactly on the bound the method forces (0.0 when
+    the method shows the counted things apart, 1.0 when it keeps only them) although the views before it did
+    not. A measured improvement is never exactly at the bound in every view."""
+    return bool(after) and all(a == bound for a in after) and any(b != bound for b in before)
+
+
+SCORE_SHARE_LOW = 0.5   # the specific concepts shown carry under half of what they explain: flagged as low
+
+
+def specificity_text(spec: dict, dataset: str = "ml-1m") -> str:
+    """The specific-first views: the generic share among the top concepts shown (an aim that holds by
+    construction when generic latents are shown apart, flagged by `tautological`), and what the shown
+    concepts carry of the score, flagged when under SCORE_SHARE_LOW."""
+    views = [(v, spec[v]) for v in ("user", "movie", "explanation") if v in spec]
+    noun = {} if dataset == "ml-1m" else {"movie": "item"}             # Grocery has items, not movies
+    what = {"user": "a user's activation", "movie": "a movie's strength", "item": "an item's strength",
+            "explanation": "a recommended item's positive contribution"}
+    after, before = [r["after"] for _, r in views], [r["before"] for _, r in views]
+    taut = tautological(before, after, 0.0)
+    was = ", ".join(f"{noun.get(v, v)}s {pct(r['before'])} → {pct(r['after'])}" for v, r in views)
+    line = (f"Specific concepts first: generic latents among the top {spec['top']} concepts shown {was} ("
+            + (f"0 by construction, as they are shown apart: the ≤ {GENERIC_SHARE_AIM:.0%} aim is not counted as met"
+               if taut else aim_verdict(max(after), GENERIC_SHARE_AIM, higher=False)
+               + f" the ≤ {GENERIC_SHARE_AIM:.0%} aim; generic ones shown apart") + ")")
+    carried = [(v, r) for v, r in views if r.get("value_share_after") is not None]
+    if carried:
+        low = [v for v, r in carried if r["value_share_after"] < SCORE_SHARE_LOW]
+        line += (f"; the specific concepts shown carry "
+                 + ", ".join(f"{pct(r['value_share_after'])} of {what[noun.get(v, v)]} (was {pct(r['value_share_before'])})"
+                             for v, r in carried)
+                 + (f" (**low**, under {SCORE_SHARE_LOW:.0%}: the rest is generic latents"
+                    + (" and the bias" if "explanation" in low else "") + ")" if low else ""))
+    return line + "."
+
+
+def labeler_text(labeler: str) -> str:
+    """Which labeler made the labels, and that the original study's came from ChatGPT."""
+    how = ("deterministic, from metadata; no LLM labelled these latents" if str(labeler).startswith("offline")
+           else "an LLM through the openai package")
+    return f"made by the {md(labeler)} labeler ({how}; the original study's labels came from ChatGPT)"
+
+
+PRECISION_AIMS = {"share_ge_0.6": 0.8, "share_no_signal": 0.10, "distinct": 0.70}   # issue 23, ML-1M
+
+
+def precision_text(lp: dict | None, labeler: str, dataset: str | None = None) -> str:
+    """' Label precision ...' (the share of a latent's top 10 items by activation count that carry what its
+    label names) per labeler or baseline; '' when the summary has none. Verdicts against PRECISION_AIMS for the
+    labels' own labeler on ML-1M (the aims are ML-1M's)."""
+    if not lp:
+        return ""
+    own = labeler if labeler in lp else next((k for k in lp if str(k).startswith("SAE")), next(iter(lp)))
+    parts = []
+    for name, r in lp.items():
+        n = r.get("n_specific") or 0
+        text = (f"{md(name)} median {fmt(r.get('median'), 2)}, ≥ 0.6 {pct(r.get('share_ge_0.6'))}, no clear signal "
+                f"{pct(r.get('share_no_signal'))}, {int(r.get('n_distinct_stems', 0)):,} distinct labels of {int(n):,}")
+        if name == own and dataset == "ml-1m" and n:
+            ge, ns, dist = r.get("share_ge_0.6"), r.get("share_no_signal"), r["n_distinct_stems"] / n
+            text += (f" ({aim_verdict(ge, PRECISION_AIMS['share_ge_0.6'])} ≥ 80% at ≥ 0.6, "
+                     f"{aim_verdict(ns, PRECISION_AIMS['share_no_signal'], higher=False)} ≤ 10% no signal, "
+                     f"{aim_verdict(dist, PRECISION_AIMS['distinct'])} ≥ 70% distinct)")
+        parts.append(text)
+    return (" Label precision (share of a specific latent's top 10 items by activation count that carry what its "
+            "label names): " + "; ".join(parts) + ".")
 
 
 STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds
@@ -161,7 +230,8 @@ def detection_finding(c: dict) -> str:
     if len(rows) < 2 or rows[0][0] != "SAE":
         return ""
     meta = all("metadata" in r for _, r in rows)
-    head = "Detection (whole history, all firings" + ("; metadata-only labels [with exemplars])" if meta else ")")
+    head = "Detection (whole history, all firings" + ("; metadata-only labels, i.e. what a label names [with its "
+                                                      "example items])" if meta else ")")
 
     def val(r, key):
         return r["metadata"][key] if meta else r[key]
@@ -189,7 +259,7 @@ def detection_finding(c: dict) -> str:
             + (" (the SAE leads both baselines)" if leads else " (**the SAE does not lead both baselines**)"))
     up = {n: (r.get("metadata_upper_half") or {}).get(med) for n, r in rows}
     if meta and all(v is not None for v in up.values()):
-        line += "; upper half " + ", ".join(f"{short.get(n, md(n))} {up[n]:.3f}" for n, _ in rows)
+        line += "; on each latent's stronger half of firings " + ", ".join(f"{short.get(n, md(n))} {up[n]:.3f}" for n, _ in rows)
     return line + "."
 
 
@@ -236,8 +306,9 @@ def _why(iv: dict) -> str:
     w, rnd = ((iv.get("models") or {}).get("SAE") or {}).get("why") or {}, iv.get("random_in_span")
     if "in_span" not in w or rnd is None:
         return ""
-    return (f" Why: the SAE's directions keep {pct(w['in_span'])} of their norm in the item table's "
-            f"{iv.get('span', 20)} main directions (random directions {pct(rnd)}), their median cosine with their "
+    return (f" Why: the SAE's directions keep {pct(w['in_span'])} of their norm in the item embeddings' "
+            f"{iv.get('span', 20)} leading principal directions (random directions {pct(rnd)}), their median cosine "
+            "with their "
             f"label's item direction is {w['label_cos']:.3f}"
             + (f", and a latent's gain follows that cosine (Spearman {w['gain_vs_label_cos_spearman']:.2f})"
                if w.get("gain_vs_label_cos_spearman") is not None else "") + ".")
@@ -250,7 +321,9 @@ def variant_winner(sae: dict) -> str:
     if not m:
         return ""
     o, r = sae["main"], sae["reference"]
-    return (f"**Variants**: {m.group(1)} wins {m.group(2)} of 3 at the same size (openai vs reference code: "
+    win, lose = ("openai", "reference code's") if m.group(1) == "openai" else ("reference code's", "openai")
+    return (f"**Variants** (same size): the {win} SAE variant beats the {lose} on {m.group(2)} of 3 measures (openai, "
+            f"the default = Gao et al.'s TopK; reference = the RecSAE code's quirks): "
             f"explained variance {o['health']['explained_variance']:.4f} vs {r['health']['explained_variance']:.4f}, "
             f"retention {o['fidelity']['retention']:.4f} vs {r['fidelity']['retention']:.4f}, dead "
             f"{pct(o['health']['dead_fraction'])} vs {pct(r['health']['dead_fraction'])}).")
