@@ -216,7 +216,7 @@ def write_report(report_dir: str | Path) -> Path:
                    + ("; vocabularies as under Key findings" if meta else "") + ".\n")
         if write_detection_md(rd, s):
             out.append(f"By history window and on each latent's stronger half of firings, in the exemplar vocabulary "
-                       f"(higher than the metadata-only numbers above), with example concepts: {_link(rd, 'detection.md')}.\n")
+                       f"(not the metadata-only numbers above), with example concepts: {_link(rd, 'detection.md')}.\n")
         expl = (c.get("specificity") or {}).get("explanations") or c.get("explanations") or []   # specific first
         if expl:
             out.append("A recommendation explained (all in " + _link(rd, "concepts/explanations.csv") + "): "
