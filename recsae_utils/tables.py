@@ -284,10 +284,36 @@ def interventions_section(iv: dict) -> str:
                    f"{fmt(ab['label_left_control'], 2)} when the next-ranked active latent is zeroed instead.\n")
     deb = iv.get("debias") or []
     if deb:
-        pts = "; ".join(f"×{d['factor']:g} {fmt(d['popularity_pct'], 1)} / {fmt(d['ndcg@10'], 4)}" for d in deb)
-        out.append(f"**De-biasing** (the {iv.get('steering_card', {}).get('n_flagged', '?')} popularity-flagged "
-                   f"latents scaled; popularity percentile of the top 10 / NDCG@10): {pts}.\n")
+        out.append(debias_text(deb, iv.get("steering_card", {}).get("n_flagged", "?")))
     return "\n".join(out)
+
+
+DEBIAS_GROUPS = {"all": "all together", "pro-popularity": "pro-popularity only (activation rises with popularity)",
+                 "anti-popularity": "anti-popularity only (activation falls with popularity)"}
+
+
+def debias_text(deb: list[dict], n_flagged) -> str:
+    """The de-biasing paragraph: per group of popularity-flagged latents (all, and split by the sign of their
+    popularity correlation when the summary has it), popularity percentile of the top 10 / NDCG@10 per
+    factor, and which way suppressing them (factor 1 -> 0) moves popularity, in words."""
+    groups: dict[str, list[dict]] = {}
+    for d in deb:
+        groups.setdefault(d.get("latents", "all"), []).append(d)
+    parts = []
+    for g, rows in groups.items():
+        pts = "; ".join(f"×{d['factor']:g} {fmt(d['popularity_pct'], 1)} / {fmt(d['ndcg@10'], 4)}" for d in rows)
+        by = {d["factor"]: d["popularity_pct"] for d in rows}
+        move = ""
+        if 1.0 in by and 0.0 in by and by[0.0] != by[1.0]:
+            move = (f" (suppressing them **{'raises' if by[0.0] > by[1.0] else 'lowers'}** popularity "
+                    f"{abs(by[0.0] - by[1.0]):.1f} points)")
+        n = rows[0].get("n_latents")
+        parts.append(f"{md(DEBIAS_GROUPS.get(g, g))}{'' if n is None else f', {int(n)}'}: {pts}{move}")
+    split = len(groups) > 1
+    return (f"**De-biasing** (the {n_flagged} popularity-flagged latents scaled by a factor; popularity percentile "
+            "of the top 10 / NDCG@10" + ("; split by the sign of each latent's popularity correlation, since "
+                                         "scaling both kinds together mixes opposite effects" if split else "")
+            + "): " + ". ".join(parts) + ".\n")
 
 
 YARDSTICK_COLUMNS = (("gain@KL0.1", "gain KL 0.1"), ("gain@KL0.3", "gain KL 0.3"), ("ndcg_kept@KL0.3", "NDCG@10 kept"),
