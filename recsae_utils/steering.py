@@ -232,13 +232,6 @@ def card_latent(items: pd.DataFrame, res: ModelResult, titles=CARD_TITLES) -> tu
     return int(live[np.argmax(overlap)]), f"top items overlap {int(overlap.max())} of {len(titles)} titles"
 
 
-def card_user(sctx: I.SteeringContext, rows: np.ndarray, latent: int) -> int:
-    """The first sampled test user on whose instance the latent is inactive (any sampled user otherwise)."""
-    act = ((sctx.z_idx[rows] == latent) & (sctx.z_val[rows] > 0)).any(1).numpy()
-    r = rows[~act][0] if (~act).any() else rows[0]
-    return int(sctx.users[r])
-
-
 # ---------------------------------------------------------------------------------------------------
 # The whole stage
 
@@ -293,11 +286,12 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     secs["ablation_debias"] = time.time() - t1
     progress.step(f"interventions: ablation of {len(ab)} units, de-biasing with {len(flag)} flagged latents")
     latent, why = card_latent(ctx.ds.items, s)
-    user = card_user(sctx, rows, latent)
+    row = I.example_row(sctx)                     # the browser's steering examples use the same instance
+    user = int(sctx.users[row])
     card = I.recommend(sctx, user, steer={latent: 1.0})
     lab = [feats.names[c] for c in s.ul.labels[latent]]
     info = {"latent": latent, "label": ", ".join(n.split(":", 1)[1] for n in lab) or "(no label)", "chosen_by": why,
-            "user": user, "beta": 1.0, "n_flagged": int(len(flag)),
+            "user": user, "instance": f"test instance {row}, user {user}'s last held-out one, as in the browser", "beta": 1.0, "n_flagged": int(len(flag)),
             "top_items": [str(ctx.ds.items.set_index("item_id").get("title", pd.Series(dtype=str)).get(i, i))
                           for i in s.ul.top_count[latent][:5].tolist()]}
     secs["total"] = time.time() - t0
