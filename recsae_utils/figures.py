@@ -495,13 +495,14 @@ def score_name(column: str) -> str:
 
 
 def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = "auc_random",
-                        only_signed: bool = False, min_pos: int | None = None):
+                        only_signed: bool = False, min_pos: int | None = None, vocabulary: str | None = None):
     """Distributions of one label score per model (e.g. 'SAE', 'raw dimensions', 'random SAE'): violins
     (boxes for tiny groups) on the left, ECDFs on the right. Reference lines: chance (0.5) for AUC /
     balanced accuracy, and the 0.8 'interpretable' line when a balanced-accuracy column is shown.
     only_signed=True keeps latents with a label signature ('has_signature') only. A latent counts only with
     at least `min_pos` held-out positives (default: the rule of `score_summary`), so the figure's n is the
-    summary table's n_scored."""
+    summary table's n_scored. `vocabulary` (e.g. 'exemplars: what a label names plus its example items')
+    goes into the title: the scores depend on it."""
     min_pos = MIN_POS_SUMMARY if min_pos is None else min_pos
     set_style()
     plt = _plt()
@@ -550,7 +551,8 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
         ax_e.axvline(0.8, color="C3", linestyle="--", linewidth=1, gid="threshold-0.8", label="0.8 (interpretable)")
     handles, labs = ax_e.get_legend_handles_labels()
     fig.legend(handles, labs, loc="outside lower center", ncols=2, frameon=False, fontsize=7)
-    ax_v.set_title("distribution by model", loc="left")
+    ax_v.set_title("distribution by model" + (f" (label vocabulary: {vocabulary})" if vocabulary else ""),
+                   loc="left")
     ax_e.set_title("cumulative distribution", loc="left")
     return fig
 

@@ -152,7 +152,7 @@ FIGURES = [("data_overview", "Data"), ("sasrec_training", "SASRec training"),
            ("dose_response", "Steering dose-response"), ("steering_card", "A steering card"),
            ("yardstick_tradeoff", "Concept gain vs NDCG@10 lost at matched KL")]
 
-CSV_SHOWN = ("detection_by_window", "labels", "latents", "sae_vs_raw", "yardstick")  # linked from the README
+CSV_SHOWN = ("detection_by_window", "labels", "latent_top_items", "latents", "sae_vs_raw", "yardstick")  # README links
 
 
 def _dataset(s: dict, report_dir) -> str:
@@ -236,7 +236,10 @@ def write_report(report_dir: str | Path) -> Path:
                + ", ".join(f"[{md(p.stem)}](concepts/{p.name})" for p in files
                            if p.stem in CSV_SHOWN)
                + (f"; and {sum(p.stem not in CSV_SHOWN for p in files)} more tables in [concepts/](concepts/).\n\n"
-                  if files else "") + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
+                  if files else "")
+               + (_link(rd, "concepts/poster_views.md", "poster_views.md") + ": the original study's views beside ours; "
+                  if (rd / "concepts" / "poster_views.md").exists() else "")
+               + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
     if run:

@@ -426,3 +426,15 @@ def test_detection_md_names_its_vocabulary(tmp_path, ds):
     assert (f"{sae['median_bal_acc_random']:.3f} with exemplars against "
             f"{sae['metadata']['median_bal_acc_random']:.3f} from what its labels name alone") in text
     assert "in the exemplar vocabulary (not the metadata-only numbers above)" in (rd / "README.md").read_text()
+
+
+def test_files_link_the_original_study_views(tmp_path):
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    rd = _folder(tmp_path, s, "ml-1m", run)
+    (rd / "concepts").mkdir()
+    (rd / "concepts" / "latent_top_items.csv").write_text("latent,view,rank,item,title,value\n")
+    assert "poster_views" not in reports.write_report(rd).read_text()
+    (rd / "concepts" / "poster_views.md").write_text("# x\n")
+    readme = reports.write_report(rd).read_text()
+    assert "[poster_views.md](concepts/poster_views.md): the original study's views beside ours" in readme
+    assert "[latent_top_items](concepts/latent_top_items.csv)" in readme
