@@ -8,13 +8,7 @@ import pandas as pd
 from recsae_utils import dictionary as dic, poster
 
 # the 4-sequence world of test_concepts: latent 0 fires on inst0 (3.0), inst1 (2.0), inst2 (1.0)
-HIST = np.array([[1, 2, 0], [2, 3, 0], [1, 3, 4], [4, 1, 0]])
-IDX = np.array([[0, 1], [0, 1], [0, 1], [1, 0]])
-VAL = np.array([[3.0, 0.0], [2.0, 0.0], [1.0, 0.5], [5.0, 0.0]])
-ITEMS = pd.DataFrame({"item_id": [1, 2, 3, 4], "title": ["A (1995)", "B (1995)", "C (2001)", "D (1972)"],
-                      "year": [1995, 1995, 2001, 1972],
-                      "genres": [["Comedy"], ["Comedy", "Drama"], ["Drama"], ["Horror"]],
-                      "popularity": [30, 20, 20, 10]})
+from test_concepts import HIST, IDX, ITEMS, VAL  # noqa: E402
 
 
 def test_top_items_by_count_and_by_strength_known_answer():
