@@ -343,7 +343,8 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
     ax.set_xlabel(axis + ("" if n_all == len(cols) else
                           f" ({len(cols)} of {n_all}: the most often significantly enriched here)"))
     ax.set_ylabel("")
-    plt.setp(ax.get_xticklabels(), rotation=55, ha="right", rotation_mode="anchor", fontsize=7 if len(cols) > 12 else None)
+    plt.setp(ax.get_xticklabels(), rotation=55, ha="right", rotation_mode="anchor",
+             fontsize=7 if len(cols) > 12 else None)
     plt.setp(ax.get_yticklabels(), rotation=0, fontsize=7)
     ax.set_title(f"{axis.capitalize()} enrichment of each latent's firings, {_pool_text(d, lat, short=True)} "
                  "(* = significant)", loc="left", wrap=True)

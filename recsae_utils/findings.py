@@ -83,7 +83,8 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                    f"{c['generic_latents']} flagged generic" + generic_slots_text(c.get("generic_slot_share"))
                    + f", {c['popularity_latents']} popularity-driven"
                    + coherence_text(c.get("coherence") or {}) + "."
-                   + precision_text(c.get("label_precision"), c["labeler"], (s.get("data") or {}).get("manifest", {}).get("dataset")))
+                   + precision_text(c.get("label_precision"), c["labeler"],
+                                    (s.get("data") or {}).get("manifest", {}).get("dataset")))
         spec = c.get("specificity")
         if spec:
             out.append(specificity_text(spec, (s.get("data") or {}).get("manifest", {}).get("dataset", "ml-1m")))
@@ -154,8 +155,8 @@ def specificity_text(spec: dict, dataset: str = "ml-1m") -> str:
     if carried:
         low = [v for v, r in carried if r["value_share_after"] < SCORE_SHARE_LOW]
         line += (f"; the specific concepts shown carry "
-                 + ", ".join(f"{pct(r['value_share_after'])} of {what[noun.get(v, v)]} (was {pct(r['value_share_before'])})"
-                             for v, r in carried)
+                 + ", ".join(f"{pct(r['value_share_after'])} of {what[noun.get(v, v)]} "
+                             f"(was {pct(r['value_share_before'])})" for v, r in carried)
                  + (f" (**low**, under {SCORE_SHARE_LOW:.0%}: the rest is generic latents"
                     + (" and the bias" if "explanation" in low else "") + ")" if low else ""))
     return line + "."

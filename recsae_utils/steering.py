@@ -291,7 +291,8 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     card = I.recommend(sctx, user, steer={latent: 1.0})
     lab = [feats.names[c] for c in s.ul.labels[latent]]
     info = {"latent": latent, "label": ", ".join(n.split(":", 1)[1] for n in lab) or "(no label)", "chosen_by": why,
-            "user": user, "instance": f"test instance {row}, user {user}'s last held-out one, as in the browser", "beta": 1.0, "n_flagged": int(len(flag)),
+            "user": user, "instance": f"test instance {row}, user {user}'s last held-out one, as in the browser",
+            "beta": 1.0, "n_flagged": int(len(flag)),
             "top_items": [str(ctx.ds.items.set_index("item_id").get("title", pd.Series(dtype=str)).get(i, i))
                           for i in s.ul.top_count[latent][:5].tolist()]}
     secs["total"] = time.time() - t0

@@ -323,3 +323,18 @@ def test_debias_split_by_the_sign_of_popularity_correlation():
            "(suppressing them **raises** popularity 3.0 points)" in text
     old = tables.debias_text([{"factor": 1.0, "popularity_pct": 90.0, "ndcg@10": 0.1}], 12)   # older summaries
     assert old.startswith("**De-biasing** (the 12 popularity-flagged") and "split" not in old
+
+
+def test_example_row_is_the_instance_the_card_and_the_browser_share():
+    """The steering card (`recommend` for a user: that user's last instance) and the browser's examples (a
+    row) show the same instance: the first test user's last one."""
+    ctx = planted_ctx()
+    users = ctx.users.copy()
+    users[:3] = users[0]                                  # the first user has three instances: rows 0, 1, 2
+    ctx = dataclasses.replace(ctx, users=users)
+    row = I.example_row(ctx)
+    assert row == 2
+    ex = I.browser_examples(ctx, [5], row=row)[5]
+    rec = I.recommend(ctx, int(users[0]), steer={5: 1.0})
+    assert ex["user"] == int(users[0]) and ex["after"] == rec.item_after.tolist()
+    assert ex["before"] == rec.item_before.tolist()
