@@ -75,7 +75,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                 out.append(text)
         st = c.get("label_status") or {}
         failed = sum(v for k, v in st.items() if k != "ok")
-        out.append(f"Labels ({labeler_text(c['labeler'])}): {int(st.get('ok', 0)):,} ok"
+        out.append(f"Labels, {labeler_text(c['labeler'])}: {int(st.get('ok', 0)):,} ok"
                    + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents"
