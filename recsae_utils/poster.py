@@ -141,8 +141,9 @@ def poster_views(summary: dict, top: pd.DataFrame, user_view: pd.DataFrame, movi
     split = f" ({md(uv['split'].iloc[0])} instance)" if len(uv) and "split" in uv else ""
     vcol = "activation" if "activation" in uv else "value"
     out.append(f"## 2 · User {user}'s concepts{split}\n\nThe study printed the user's top latents by activation; "
-               "ours in the same order beside them, then ours as the profiles and the browser show them (specific "
-               "first, ranked by activation × log(1 / firing frequency)).\n\n"
+               "ours in the same order beside them (among the specific and generic concepts the profile holds), then "
+               "ours as the profiles and the browser show them (specific first, ranked by activation × log(1 / "
+               "firing frequency)).\n\n"
                + _side_by_side(STUDY["user_latents"], STUDY["user_values"], uv, vcol, "activation", lab, kind)
                + _specific_line(uv, lab))
     ids = list(dict.fromkeys(STUDY["user_latents"] + STUDY["movie_latents"] + STUDY["generic_latents"]))
