@@ -280,7 +280,8 @@ def write_detection_md(report_dir: str | Path, s: dict) -> str:
     if ex:
         rows = [[e["latent"], e["name"], pct(e["freq"]), fmt(e["bal_acc_random"], 3), fmt(e["auc_random"], 3)]
                 for e in ex[:2]]
-        out.append(f"## {min(2, len(ex))} example concepts (best scored in the exemplar vocabulary; all in concepts/labels.csv)\n\n"
+        out.append(f"## {min(2, len(ex))} example concepts (best scored in the exemplar vocabulary; all in "
+                   "concepts/labels.csv)\n\n"
                    + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
     if not out:
         return ""
