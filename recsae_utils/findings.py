@@ -260,7 +260,8 @@ def detection_finding(c: dict) -> str:
             + (" (the SAE leads both baselines)" if leads else " (**the SAE does not lead both baselines**)"))
     up = {n: (r.get("metadata_upper_half") or {}).get(med) for n, r in rows}
     if meta and all(v is not None for v in up.values()):
-        line += "; on each latent's stronger half of firings " + ", ".join(f"{short.get(n, md(n))} {up[n]:.3f}" for n, _ in rows)
+        line += "; on each latent's stronger half of firings " + ", ".join(f"{short.get(n, md(n))} {up[n]:.3f}"
+                                                                           for n, _ in rows)
     return line + "."
 
 

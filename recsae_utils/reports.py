@@ -237,7 +237,8 @@ def write_report(report_dir: str | Path) -> Path:
                            if p.stem in CSV_SHOWN)
                + (f"; and {sum(p.stem not in CSV_SHOWN for p in files)} more tables in [concepts/](concepts/).\n\n"
                   if files else "")
-               + (_link(rd, "concepts/poster_views.md", "poster_views.md") + ": the original study's views beside ours; "
+               + (_link(rd, "concepts/poster_views.md", "poster_views.md")
+                  + ": the original study's views beside ours; "
                   if (rd / "concepts" / "poster_views.md").exists() else "")
                + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
