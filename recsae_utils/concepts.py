@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, labeling, progress, stages
+from . import artifacts, labeling, poster, progress, stages
 from .cards import latent_cards
 from .coherence import coherence_summary, genre_coherence
 from .detection import (STRONG_Q, WINDOWS, detection_scores, metadata_scores, raw_dimension_codes, raw_dimension_k,
@@ -412,6 +412,7 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
         out["coherence"] = vocabulary_summary(out["scores"], vocab, run.tables.get("detection_by_window", pd.DataFrame()))
     if specificity is not None:
         out["specificity"] = {**specificity, "explanations": render_explanations(expl, n_reasons=3)}
+    out["poster"] = poster.save_poster_views(cfg.report_dir, run.d, run.labels, user_view, movie_view, cfg.labeler)
     if run.judge is not None:
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
                         "mean_confidence": float(run.judge["confidence"].mean())}
