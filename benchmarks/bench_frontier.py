@@ -6,7 +6,7 @@ For each family (topk, batchtopk, matryoshka) x (width, k) in the grid it fits a
 h_u (the run's SAE settings from config.load, "openai" variant; --samples bounds the training vectors, a
 seeded subset; the epoch with the lowest train FVU is kept, no dev selection, so dev and test stay
 untouched), then measures:
-  - NDCG@10 retention on dev and test with paired-bootstrap intervals (recsae.retention) and test EV;
+  - NDCG@10 retention on dev and test with paired-bootstrap intervals (fidelity.retention) and test EV;
   - dead latents (never a value > 0 on the dictionary rows) and mean L0 (active = value > 0);
   - the share of active slots held by generic latents (the dictionary's generic flag, as specificity.py);
   - detection against the raw h_u dimensions at the same firing rate: median balanced accuracy (random
@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_steering import load_run  # noqa: E402  (the run folder, read-only)
 
-from recsae_utils import artifacts, concepts, config, metrics, recsae  # noqa: E402
+from recsae_utils import artifacts, concepts, config, fidelity, metrics, stages  # noqa: E402
 from recsae_utils import detection as DT  # noqa: E402
 from recsae_utils import dictionary as DI  # noqa: E402
 from recsae_utils import interventions as I  # noqa: E402
@@ -90,7 +90,7 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     out = {}
     for s in ("dev", "test"):
         x_hat = S.reconstruct(sae, h[s])
-        ret = recsae.retention(ranks_orig[s], rank_targets(E, x_hat, inst[s], r["mask"]))
+        ret = fidelity.retention(ranks_orig[s], rank_targets(E, x_hat, inst[s], r["mask"]))
         out.update({f"retention_{s}": ret["retention"], f"retention_{s}_lo": ret["retention_ci_low"],
                     f"retention_{s}_hi": ret["retention_ci_high"]})
         if s == "test":
@@ -125,23 +125,49 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     return out
 
 
+LABEL_OFFSETS = ((3, 3), (3, -10), (-3, 3), (-3, -10), (3, 11), (3, -18), (-3, 11), (-3, -18), (8, -3), (-8, -3))
+
+
 def frontier_figure(df: pd.DataFrame, path: Path) -> None:
+    """Retention against the detection gain, one colour per family; each point's label is placed at the first
+    of LABEL_OFFSETS where it stays inside the axes and overlaps no label placed before it and no marker
+    (greedy, in drawing units)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    points = []
     for i, (fam, g) in enumerate(df.groupby("family", sort=False)):
         ax.errorbar(g["det_gain"], g["retention_test"], yerr=[g["retention_test"] - g["retention_test_lo"],
                     g["retention_test_hi"] - g["retention_test"]], fmt="o", color=f"C{i}", label=fam, capsize=2)
-        for _, row in g.iterrows():
-            ax.annotate(f"{row['width']}xk{row['k']}" + (" (reference)" if row["reference"] else ""),
-                        (row["det_gain"], row["retention_test"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        points += [(f"{row['width']}xk{row['k']}" + (" (reference)" if row["reference"] else ""), f"C{i}",
+                    (row["det_gain"], row["retention_test"])) for _, row in g.iterrows()]
     ax.set(xlabel="detection: median balanced accuracy, SAE - raw dims", ylabel="test NDCG@10 retention")
     ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    marks = [ax.transData.transform(xy) for _, _, xy in points]
+    placed = []
+    for text, color, xy in points:
+        for dx, dy in LABEL_OFFSETS:
+            a = ax.annotate(text, xy, fontsize=6, color=color, xytext=(dx, dy), textcoords="offset points",
+                            ha="left" if dx > 0 else "right")
+            box = a.get_window_extent(r).expanded(1.05, 1.1)
+            hit = any(box.overlaps(b) for b in placed) or any(box.contains(*m) for m in marks) \
+                or not (ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1))   # inside the axes
+            if not hit or (dx, dy) == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            a.remove()
     with artifacts.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
+
+
+def figure_only(out: Path) -> None:
+    """Redraw out/frontier.png from the committed out/frontier.csv (no fit, no run folder)."""
+    frontier_figure(pd.read_csv(out / "frontier.csv"), out / "frontier.png")
 
 
 def main() -> None:
@@ -160,8 +186,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="full")
     ap.add_argument("--fit-only", action="store_true", help="fit (or find) every SAE of the grid and stop")
+    ap.add_argument("--figure-only", action="store_true", help="redraw frontier.png from --out's frontier.csv")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.figure_only:
+        figure_only(out)
+        return
     run = Path(a.run_dir)
     cfg = config.load(run.name, a.profile)
     r = load_run(run, cfg)
@@ -171,7 +201,7 @@ def main() -> None:
     x = h_tr[np.sort(rng.choice(len(h_tr), a.samples, replace=False))] if 0 < a.samples < len(h_tr) else h_tr
     rows_tr = np.sort(rng.choice(len(h_tr), a.dict_rows, replace=False)) if 0 < a.dict_rows < len(h_tr) \
         else np.arange(len(h_tr))
-    base = recsae.sae_config(cfg, h_tr.shape[1], len(x), cfg.sae_latents, cfg.sae_k, "openai")
+    base = stages.sae_config(cfg, h_tr.shape[1], len(x), cfg.sae_latents, cfg.sae_k, "openai")
     if a.epochs:
         base = dataclasses.replace(base, epochs=a.epochs)
     stable = {(f, int(m), int(k)) for f, m, k in (p.split(":") for p in a.stable.split(",") if p)}

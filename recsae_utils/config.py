@@ -76,10 +76,10 @@ class RunConfig:
     sae_lr: float = 3e-3              # measured (benchmarks/bench_sae.py): EV > 0.98 after one epoch
     sae_batch_size: int = 1024
     sae_variant: str = "openai"       # 'openai' (Gao et al.) or 'reference' (RecSAE code quirks)
-    sae_family: str = "topk"          # 'topk', 'batchtopk' or 'matryoshka' (sae.py; 'reference' variant fits are always topk)
+    sae_family: str = "topk"          # 'topk', 'batchtopk' or 'matryoshka' (sae/model.py; 'reference' variant fits are always topk)
     sae_dead_window: int = 100_000    # samples without firing before a latent counts as dead (AuxK, openai)
     sae_aux_coef: float = 1 / 32      # AuxK coefficient (Gao et al.; the reference uses the same)
-    sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae.py)
+    sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae/losses.py)
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
     # concepts and labels (docs/metrics.md, "Concepts")
@@ -92,6 +92,8 @@ class RunConfig:
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
+    llm_limit: int = 0                # > 0: the LLM labels only this many latents (the most frequent specific ones),
+                                      # the rest keep offline labels (RECSAE_LLM_LIMIT, pipeline --limit N)
     llm_time_limit: int = 3600        # seconds each LLM step of stage 05 (labels, then judge) may take: requests
                                       # not sent by then fail and the run is degraded (a hanging server is bounded)
     seed: int = 0                     # seed of every stage after SASRec training
@@ -260,7 +262,7 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
     for name in ("lr", "sae_lr"):
         if not getattr(cfg, name) > 0:
             bad(name, "must be > 0")
-    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed"):
+    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed", "llm_limit"):
         if not getattr(cfg, name) >= 0:
             bad(name, "must be >= 0")
     if not 0 <= cfg.sae_lr_decay <= 1:

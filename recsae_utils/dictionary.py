@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from scipy.stats import hypergeom, rankdata
 
 from . import artifacts
+from .communities import category_note, community_names, has_lists, item_communities
 from .config import RunConfig
 
 # ----------------------------------------------------------------------------------------------------
@@ -153,7 +154,8 @@ def top_sequences(idx: np.ndarray, val: np.ndarray, m: int, top_n: int = RunConf
     return _top_from(firing_index(idx, val, m), top_n)
 
 
-def _activation_csr(idx: np.ndarray, val: np.ndarray, m: int) -> sp.csr_matrix:
+def activation_csr(idx: np.ndarray, val: np.ndarray, m: int) -> sp.csr_matrix:
+    """(n, m) CSR of an SAE's codes: row = instance, column = latent, value = activation; zero slots dropped."""
     idx, val = np.asarray(idx), np.asarray(val, dtype=np.float64)
     n, k = idx.shape
     keep = val.ravel() > 0
@@ -258,7 +260,8 @@ def firing_item_tables(f: Firing, X: sp.csr_matrix, pool: int = RunConfig.item_p
 @dataclass
 class ItemFeatures:
     """Categorical item attributes as one sparse (n_items, F) 0/1 matrix: genres (or, for datasets without
-    genres, the category column), then release decades. `kind[f]` is 'genre' or 'decade'."""
+    genres, the category column), then release decades, then co-purchase communities. `kind[f]` is 'genre',
+    'decade' or 'community'."""
 
     names: list[str]          # 'genre:Comedy', 'decade:1990', ...
     kind: np.ndarray          # (F,) 'genre' | 'decade'
@@ -279,7 +282,8 @@ def _as_list(g) -> list[str]:
 
 
 def item_features(items: pd.DataFrame, n_items: int) -> ItemFeatures:
-    """Genres (list column 'genres') or category ('i_category'), and decade of 'year' when present."""
+    """Genres (list column 'genres') or category ('i_category'), decade of 'year' when present, and co-purchase
+    community where the items carry also-bought / also-viewed lists (`communities.item_communities`)."""
     ids = items["item_id"].to_numpy().astype(np.int64)
     rows, cols, names, kinds, values = [], [], [], [], []
     source = None
@@ -310,6 +314,15 @@ def item_features(items: pd.DataFrame, n_items: int) -> ItemFeatures:
         names += [f"decade:{d}" for d in udec]
         kinds += ["decade"] * len(udec)
         values += [int(d) for d in udec]
+    if has_lists(items):  # co-purchase communities: a second vocabulary (communities.py)
+        comm = item_communities(items, n_items)
+        ok = np.flatnonzero(comm >= 0)
+        ucomm = np.unique(comm[ok])
+        rows.append(ok.astype(np.int64))
+        cols.append(np.searchsorted(ucomm, comm[ok]).astype(np.int64) + len(names))
+        names += [f"community:{k}" for k in ucomm.tolist()]
+        kinds += ["community"] * len(ucomm)
+        values += [int(k) for k in ucomm.tolist()]
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     M = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n_items, len(names)))
@@ -517,6 +530,10 @@ def _item_meta(items: pd.DataFrame, n_items: int) -> dict:
         disp[i] = t if t is not None else (f"item {i} [{c}]" if c is not None else f"item {i}")
     meta["display"] = disp
     meta["has_titles"] = any(t is not None for t in meta["title"])
+    if has_lists(items):
+        meta["community"] = item_communities(items, n_items)
+        meta["community_names"] = community_names(meta["community"], items)
+    meta["vocabulary_note"] = category_note(items)
     return meta
 
 
@@ -571,7 +588,7 @@ def promoted_items(W_dec: np.ndarray, E: np.ndarray, top: int = 10) -> tuple[np.
     return ids + 1, np.take_along_axis(ps, o, 1)
 
 
-def _label_array(labels, m: int) -> np.ndarray:
+def label_array(labels, m: int) -> np.ndarray:
     """Labels given as a sequence, a {latent: name or {'name': ...}} mapping, or None -> (m,) object array."""
     out = np.array([f"latent {j}" for j in range(m)], dtype=object)
     if labels is None:
@@ -588,7 +605,7 @@ def dictionary_tables(d: ConceptDictionary, labels=None, promoted: tuple[np.ndar
     """The dictionaries as tidy DataFrames: 'latents', 'latent_items' (count, strength, lift, rank),
     'genre_enrichment', 'decade_enrichment', and 'promoted' when `promoted_items` output is given."""
     m = d.m
-    lab = _label_array(labels, m)
+    lab = label_array(labels, m)
     out = {"latents": pd.DataFrame({
         "latent": np.arange(m), "n_fire": d.stats.n_fire, "freq": d.stats.freq, "mean_act": d.stats.mean_act,
         "max_act": d.stats.max_act, "n_top": d.top.count, "pop_spearman": d.pop_spearman,

@@ -584,6 +584,14 @@ def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: flo
     return top0[0].numpy(), (torch.cat(after).numpy() if after else np.zeros((0, k), dtype=np.int64))
 
 
+def example_row(ctx: SteeringContext) -> int:
+    """The one instance every shown steering example uses (the browser's cards and the steering card): the
+    first test user's last held-out instance, the row `recommend` uses for that user."""
+    if not len(ctx.users):
+        raise ValueError("the steering context has no instances")
+    return int(np.flatnonzero(ctx.users == ctx.users[0])[-1])
+
+
 def browser_examples(ctx: SteeringContext, latents: Sequence[int], row: int = 0, beta: float = 1.0,
                      k: int = 10) -> dict[int, dict]:
     """latent -> {user, beta, before, after} (item ids) for the concept browser's cards: every latent steered

@@ -363,7 +363,7 @@
         sv.appendChild(box);
       });
     }
-    if (HAS_STEER) section(card, "card-steering", "Steering: user " + (l.st ? l.st.u : "") + "'s top 10 before and after adding this latent's direction (" +
+    if (HAS_STEER) section(card, "card-steering", "Steering: the top 10 of user " + (l.st ? l.st.u : "") + "'s last test instance (the steering card's instance too) before and after adding this latent's direction (" +
             (l.st ? fmt(l.st.b, 2) : "") + " \u00d7 median \u2016h_u\u2016)", sv, "no steering example for this latent");
   }
   function cardToPlayground(card, j) {
