@@ -92,6 +92,8 @@ class RunConfig:
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
+    llm_limit: int = 0                # > 0: the LLM labels only this many latents (the most frequent specific ones),
+                                      # the rest keep offline labels (RECSAE_LLM_LIMIT, pipeline --limit N)
     llm_time_limit: int = 3600        # seconds each LLM step of stage 05 (labels, then judge) may take: requests
                                       # not sent by then fail and the run is degraded (a hanging server is bounded)
     seed: int = 0                     # seed of every stage after SASRec training
@@ -260,7 +262,7 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
     for name in ("lr", "sae_lr"):
         if not getattr(cfg, name) > 0:
             bad(name, "must be > 0")
-    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed"):
+    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed", "llm_limit"):
         if not getattr(cfg, name) >= 0:
             bad(name, "must be >= 0")
     if not 0 <= cfg.sae_lr_decay <= 1:
