@@ -75,7 +75,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                 out.append(text)
         st = c.get("label_status") or {}
         failed = sum(v for k, v in st.items() if k != "ok")
-        out.append(f"Labels, {labeler_text(c['labeler'])}: {int(st.get('ok', 0)):,} ok"
+        out.append(f"Labels, {labeler_text(c)}: {int(st.get('ok', 0)):,} ok"
                    + (f", **{failed:,} failed** ({md(', '.join(f'{k} {v}' for k, v in st.items() if k != 'ok'))})"
                       if failed else "")
                    + f" of {int(c['live_latents']):,} live latents"
@@ -83,7 +83,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                    f"{c['generic_latents']} flagged generic" + generic_slots_text(c.get("generic_slot_share"))
                    + f", {c['popularity_latents']} popularity-driven"
                    + coherence_text(c.get("coherence") or {}) + "."
-                   + precision_text(c.get("label_precision"), c["labeler"],
+                   + precision_text(c.get("label_precision"), c,
                                     (s.get("data") or {}).get("manifest", {}).get("dataset")))
         spec = c.get("specificity")
         if spec:
@@ -162,36 +162,49 @@ def specificity_text(spec: dict, dataset: str = "ml-1m") -> str:
     return line + "."
 
 
-def labeler_text(labeler: str) -> str:
-    """Which labeler made the labels, and that the original study's came from ChatGPT."""
-    how = ("deterministic, from metadata; no LLM labelled these latents" if str(labeler).startswith("offline")
-           else "an LLM through the openai package")
-    return f"made by the {md(labeler)} labeler ({how}; the original study's labels came from ChatGPT)"
+def labeler_text(c: dict) -> str:
+    """Which labeler made the labels (with counts when several did: `labelers`), whether an LLM was involved,
+    and that the original study's labels came from ChatGPT."""
+    who = c.get("labelers") or {c.get("labeler", "?"): None}
+    llm = [k for k in who if str(k).startswith("openai")]
+    how = ("an LLM through the openai package" if len(llm) == len(who) else
+           "deterministic, from metadata; no LLM labelled these latents" if not llm else
+           "an LLM, offline where it gave no label")
+    names = ", ".join(md(k) + (f" {int(n):,}" if n is not None and len(who) > 1 else "") for k, n in who.items())
+    return (f"made by the {names} labeler{'s' if len(who) > 1 else ''} ({how}; the original study's labels came "
+            "from ChatGPT)")
 
 
 PRECISION_AIMS = {"share_ge_0.6": 0.8, "share_no_signal": 0.10, "distinct": 0.70}   # issue 23, ML-1M
 
 
-def precision_text(lp: dict | None, labeler: str, dataset: str | None = None) -> str:
+def precision_text(lp: dict | None, c: dict, dataset: str | None = None) -> str:
     """' Label precision ...' (the share of a latent's top 10 items by activation count that carry what its
     label names) per labeler or baseline; '' when the summary has none. Verdicts against PRECISION_AIMS for the
-    labels' own labeler on ML-1M (the aims are ML-1M's)."""
+    labels the SAE was given (its entry 'SAE, <labeler>', else 'SAE') on ML-1M (the aims are ML-1M's)."""
     if not lp:
         return ""
-    own = labeler if labeler in lp else next((k for k in lp if str(k).startswith("SAE")), next(iter(lp)))
+    who = c.get("labelers") or {c.get("labeler"): 1}
+    major = max(who, key=lambda k: who[k] or 0)
+    own = f"SAE, {major}" if f"SAE, {major}" in lp else "SAE" if "SAE" in lp else next(iter(lp))
+    made = [r.get("labeler") for r in lp.values()]
+    default = max(made, key=made.count)
     parts = []
     for name, r in lp.items():
         n = r.get("n_specific") or 0
-        text = (f"{md(name)} median {fmt(r.get('median'), 2)}, ≥ 0.6 {pct(r.get('share_ge_0.6'))}, no clear signal "
-                f"{pct(r.get('share_no_signal'))}, {int(r.get('n_distinct_stems', 0)):,} distinct labels of {int(n):,}")
+        own_name = r.get("labeler") in (None, default) or str(r["labeler"]) in name
+        tag = "" if own_name else f" ({md(r['labeler'])})"
+        text = (f"{md(name)}{tag} median {fmt(r.get('median'), 2)}, ≥ 0.6 {pct(r.get('share_ge_0.6'))}, no clear "
+                f"signal {pct(r.get('share_no_signal'))}, {int(r.get('n_distinct_stems', 0)):,} distinct labels of "
+                f"{int(n):,}")
         if name == own and dataset == "ml-1m" and n:
-            ge, ns, dist = r.get("share_ge_0.6"), r.get("share_no_signal"), r["n_distinct_stems"] / n
+            ge, ns, dist = r.get("share_ge_0.6"), r.get("share_no_signal"), r.get("n_distinct_stems", 0) / n
             text += (f" ({aim_verdict(ge, PRECISION_AIMS['share_ge_0.6'])} ≥ 80% at ≥ 0.6, "
                      f"{aim_verdict(ns, PRECISION_AIMS['share_no_signal'], higher=False)} ≤ 10% no signal, "
                      f"{aim_verdict(dist, PRECISION_AIMS['distinct'])} ≥ 70% distinct)")
         parts.append(text)
     return (" Label precision (share of a specific latent's top 10 items by activation count that carry what its "
-            "label names): " + "; ".join(parts) + ".")
+            f"label names; labeler {md(default)} unless named): " + "; ".join(parts) + ".")
 
 
 STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds

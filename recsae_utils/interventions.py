@@ -585,10 +585,8 @@ def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: flo
 
 
 def example_row(ctx: SteeringContext) -> int:
-    """The one instance every shown steering example uses (the browser's cards and the steering card): the
-    first test user's last held-out instance, the row `recommend` uses for that user."""
-    if not len(ctx.users):
-        raise ValueError("the steering context has no instances")
+    """The instance the browser's cards and the steering card share: the first user's last (`recommend`'s)."""
+    check_count(len(ctx.users), "instances in the steering context", 1)
     return int(np.flatnonzero(ctx.users == ctx.users[0])[-1])
 
 

@@ -14,7 +14,7 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from recsae_utils import cards as crd, detection as det, dictionary as dic, explain as xpl, reports  # noqa: E402
-from recsae_utils.figures import concepts as F, training as T  # noqa: E402
+from recsae_utils.figures import concepts as F, interventions as FI, training as T  # noqa: E402
 
 M, K = 6, 3
 
@@ -363,9 +363,9 @@ def test_dose_response_without_the_label_panel():
     table = pd.DataFrame({"model": "SAE", "beta": [0.5, 1.0], "units": 3, "label_gain": [0.0, 0.01],
                           "label_gain_q25": 0.0, "label_gain_q75": 0.02, "concept_after": [0.1, 0.2],
                           "concept_q25": 0.05, "concept_q75": 0.3})
-    full = F.dose_response(table)
+    full = FI.dose_response(table)
     assert len(full.axes) == 2
-    one = F.dose_response(table, label_panel=False)
+    one = FI.dose_response(table, label_panel=False)
     assert len(one.axes) == 1 and one.axes[0].get_ylabel() == "concept-item share of the top 10"
     assert "category ids" in one.axes[0].get_title(loc="left")
     plt.close(full)
@@ -377,7 +377,7 @@ def test_steering_card_shows_whole_titles():
     card = pd.DataFrame({"item_before": [1, 2], "title_before": ["Heat (1995)", "Jaws (1975)"],
                          "genres_before": ["Action", "Horror"], "item_after": [3, 1], "title_after": [long, "Heat (1995)"],
                          "genres_after": ["Sci-Fi|War", "Action"]})
-    fig = F.steering_card(card, "User 1 (test instance 0), latent 5 at β = 1")
+    fig = FI.steering_card(card, "User 1 (test instance 0), latent 5 at β = 1")
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert " ".join(next(t for t in texts if t.startswith("1. Dr.")).split()) == f"1. {long}"   # wrapped, never cut
     assert "\u2026" not in "".join(texts)

@@ -398,17 +398,31 @@ def test_label_precision_and_labeler_in_key_findings(tmp_path):
     lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "a", s, "ml-1m", run)).read_text())
                if f.startswith("- Labels"))
     assert "Label precision" not in lab and "no LLM labelled these latents" in lab and "ChatGPT" in lab
-    s["concepts"]["label_precision"] = {
-        "offline": {"median": 0.7, "share_ge_0.6": 0.85, "share_no_signal": 0.2, "n_distinct_stems": 1500,
-                    "n_specific": 2000},
-        "raw h_u dimensions": {"median": 0.3, "share_ge_0.6": 0.1, "share_no_signal": 0.5, "n_distinct_stems": 40,
-                               "n_specific": 128}}
+    s["concepts"]["labelers"] = {"offline-shared": 2048}
+    s["concepts"]["label_precision"] = {                       # concepts.label_precision's keys and fields
+        "SAE": {"labeler": "offline-shared", "median": 0.7, "share_ge_0.6": 0.85, "share_no_signal": 0.2,
+                "n_distinct_stems": 1500, "n_specific": 2000},
+        "SAE, enrichment labeler": {"labeler": "offline-metadata (enrichment)", "median": 0.4, "share_ge_0.6": 0.37,
+                                    "share_no_signal": 0.21, "n_distinct_stems": 509, "n_specific": 1998},
+        "raw h_u dimensions": {"labeler": "offline-shared", "median": 0.3, "share_ge_0.6": 0.1,
+                               "share_no_signal": 0.5, "n_distinct_stems": 40, "n_specific": 128}}
     readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
     lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
-    assert ("offline median 0.70, ≥ 0.6 85.0%, no clear signal 20.0%, 1,500 distinct labels of 2,000 (meets ≥ 80% "
+    assert "made by the offline-shared labeler (deterministic, from metadata; no LLM labelled these latents" in lab
+    assert "labeler offline-shared unless named" in lab
+    assert ("SAE median 0.70, ≥ 0.6 85.0%, no clear signal 20.0%, 1,500 distinct labels of 2,000 (meets ≥ 80% "
             "at ≥ 0.6, **short of** ≤ 10% no signal, meets ≥ 70% distinct)") in lab
-    assert "raw h_u dimensions median 0.30, ≥ 0.6 10.0%, no clear signal 50.0%, 40 distinct labels of 128;" not in lab
+    assert ("SAE, enrichment labeler (offline-metadata (enrichment)) median 0.40, ≥ 0.6 37.0%, no clear signal 21.0%, "
+            "509 distinct labels of 1,998;") in lab                  # no verdicts: not the labels the SAE was given
     assert "raw h_u dimensions median 0.30, ≥ 0.6 10.0%, no clear signal 50.0%, 40 distinct labels of 128." in lab
+    s["concepts"]["labelers"] = {"openai:qwen": 2000, "offline-shared": 48}     # an LLM run: its entry gets the verdicts
+    s["concepts"]["label_precision"]["SAE, openai:qwen"] = {"labeler": "openai:qwen", "median": 0.9, "share_ge_0.6": 0.9,
+                                                           "share_no_signal": 0.05, "n_distinct_stems": 1900,
+                                                           "n_specific": 2000}
+    lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "c", s, "ml-1m", run)).read_text())
+               if f.startswith("- Labels"))
+    assert "made by the openai:qwen 2,000, offline-shared 48 labelers (an LLM, offline where it gave no label;" in lab
+    assert "SAE, openai:qwen median 0.90, ≥ 0.6 90.0%, no clear signal 5.0%, 1,900 distinct labels of 2,000 (meets" in lab
     assert len(readme.encode()) <= reports.README_BUDGET
 
 

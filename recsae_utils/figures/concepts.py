@@ -1,4 +1,5 @@
-"""Paper figures of stages 05-07 (the concept dictionaries, steering and the yardstick), in the one report style (`reports.set_style`), sized for a
+"""Paper figures of stage 05 (the concept dictionaries: cards, heatmaps, profiles, label scores; steering and
+the yardstick are in `figures.interventions`), in the one report style (`reports.set_style`), sized for a
 two-column paper (7 in wide for a full-width figure, 3.5 in for one column).
 
 Every function returns the matplotlib Figure; the caller saves it with `reports.save_figure(fig, dir,
@@ -38,7 +39,7 @@ def _plt():
     return plt
 
 
-def _wrap(s: Any, width: int = TITLE_CHARS, max_lines: int = 3) -> str:
+def wrap_text(s: Any, width: int = TITLE_CHARS, max_lines: int = 3) -> str:
     """Long titles and labels wrap onto up to `max_lines` lines (an ellipsis only beyond that)."""
     return textwrap.fill("" if s is None else str(s), width, max_lines=max_lines, placeholder=" \u2026",
                          break_on_hyphens=False)
@@ -129,7 +130,7 @@ def _score_text(sc: Mapping) -> str:
     return ", ".join(parts)
 
 
-def _empty(ax, text: str = "no data") -> None:
+def empty_panel(ax, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.5")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -148,7 +149,7 @@ def _barh(ax, labels: list[str], values, color=LAT_COLOR, annot: list[str] | Non
           maxlen: int = TITLE_CHARS):
     y = np.arange(len(values))
     bars = ax.barh(y, values, color=color, height=0.7)
-    ax.set_yticks(y, [_wrap(s, maxlen) for s in labels], fontsize=7 if any(len(str(s)) > maxlen for s in labels) else None)
+    ax.set_yticks(y, [wrap_text(s, maxlen) for s in labels], fontsize=7 if any(len(str(s)) > maxlen for s in labels) else None)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
@@ -210,7 +211,7 @@ def _pool_text(d: C.ConceptDictionary, latents, short: bool = False) -> str:
 
 
 def _profile_height(names: list[str]) -> float:
-    lines = sum(_wrap(n, PROFILE_LABEL_CHARS).count("\n") + 1 for n in names)
+    lines = sum(wrap_text(n, PROFILE_LABEL_CHARS).count("\n") + 1 for n in names)
     return 0.8 + 0.14 * lines + 0.14 * len(names)
 
 
@@ -247,8 +248,8 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         _barh(ax_s, bs["title"].tolist(), bs["strength"].to_numpy(), color="C2",
               annot=[f"lift {x:.1f}" for x in bs["lift"]], xlabel="strength (sum of activations)")
     else:
-        _empty(ax_c, "never fires")
-        _empty(ax_s, "never fires")
+        empty_panel(ax_c, "never fires")
+        empty_panel(ax_s, "never fires")
     ax_c.set_title("top movies by activation count", loc="left")
     ax_s.set_title("top movies by strength", loc="left")
 
@@ -258,7 +259,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         o = o[g_top[o] > 0]
         _paired_bars(ax_g, [str(g_names[i]) for i in o], g_top[o], g_base[o], g_sig[o], horizontal=True)
     else:
-        _empty(ax_g)
+        empty_panel(ax_g)
     ax_g.set_title("genre mix (* = enriched)", loc="left")
     _, d_vals, d_top, d_base, d_sig = _enrich_arrays(d, j, "decade")
     keep = [i for i in range(len(d_vals)) if d_top[i] > 0 or d_base[i] >= 0.01]
@@ -267,7 +268,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
                      horizontal=False)
         ax_d.tick_params(axis="x", labelrotation=90)
     else:
-        _empty(ax_d)
+        empty_panel(ax_d)
     ax_d.set_title("decade mix (* = enriched)", loc="left")
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=LAT_COLOR, label=_pool_text(d, [j])),
@@ -325,7 +326,7 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
         cols, l2, share, sig = cols[keep], l2[:, keep], share[:, keep], sig[:, keep]
     names = [f"{v}s" if kind == "decade" else str(v) for v in (d.feats.value[c] for c in cols)]
     axis = kind if kind == "decade" or d.meta.get("has_titles", True) else "category"
-    rows = [_wrap(f"{j}: {_name(labels, j)}", max_label, max_lines=4) for j in lat]
+    rows = [wrap_text(f"{j}: {_name(labels, j)}", max_label, max_lines=4) for j in lat]
     df = pd.DataFrame(l2, index=rows, columns=names)
     finite = np.isfinite(l2)
     top_abs = float(np.nanmax(np.abs(l2[finite]))) if finite.any() else 1.0
@@ -478,7 +479,7 @@ def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: 
              for j, lab in zip(rows["latent"].astype(int), labs)]
     share = [_share_text(x) for x in rows["share"]] if "share" in rows.columns else None
     annot = _key_annot(rows, "strength", "{:,.0f}", share)
-    title = f"{_wrap(title, 90, 2)}: top concepts{group_note}"
+    title = f"{wrap_text(title, 90, 2)}: top concepts{group_note}"
     if "key" in rows.columns:
         title += "\n" + RANK_NOTE.format(v="strength")
     return _profile_figure(rows, colors, names, "strength", annot, title,
@@ -555,101 +556,4 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
     ax_v.set_title("distribution by model" + (f" (label vocabulary: {vocabulary})" if vocabulary else ""),
                    loc="left")
     ax_e.set_title("cumulative distribution", loc="left")
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------
-# Interventions (stage 06)
-
-
-def dose_response(table: pd.DataFrame, label_panel: bool = True):
-    """Label-share gain and concept-item share of the top 10 against the dose (beta x median ||h_u||), median
-    across units with the interquartile range, one line per model (`steering.dose_table`). `label_panel`
-    False (a catalogue whose labels are category ids, as Grocery's): the concept-item panel alone, since a
-    label share of category ids that most items share says nothing."""
-    plt = _plt()
-    panels = (("label_gain", "label_gain_q25", "label_gain_q75", "label share gain of the top 10"),
-              ("concept_after", "concept_q25", "concept_q75", "concept-item share of the top 10"))
-    panels = panels if label_panel else panels[1:]
-    fig, axes = plt.subplots(1, len(panels), figsize=(FULL_WIDTH if label_panel else COL_WIDTH * 1.3, 2.8),
-                             squeeze=False)
-    axes = axes[0]
-    for ax, (mid, lo, hi, ylab) in zip(axes, panels):
-        if table is None or not len(table):
-            _empty(ax)
-            continue
-        for c, (name, t) in enumerate(table.groupby("model", sort=False)):
-            ax.plot(t["beta"], t[mid], marker="o", color=f"C{c}", label=f"{name} ({int(t['units'].max())})")
-            ax.fill_between(t["beta"], t[lo], t[hi], color=f"C{c}", alpha=0.2, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("dose β (× median ‖h_u‖)")
-        ax.set_ylabel(ylab)
-    if table is not None and len(table):
-        axes[0].legend(fontsize="small", title="model (units)", title_fontsize="small")
-    if not label_panel:
-        axes[0].set_title("label share gain not drawn: the labels are category ids", loc="left", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def steering_card(card: pd.DataFrame, title: str, title_chars: int = 52):
-    """One user's top 10 before and after steering one latent (`interventions.recommend` output): whole titles
-    (wrapped over up to 3 lines, never cut short) with genres; items new to the list in the latent's colour."""
-    plt = _plt()
-    old = set(card["item_before"].tolist())
-    rows = []
-    for r, row in enumerate(card.itertuples()):
-        side = []
-        for item, t, g, new in ((row.item_before, row.title_before, row.genres_before, False),
-                                (row.item_after, row.title_after, row.genres_after, row.item_after not in old)):
-            side.append((_wrap(f"{r + 1}. {t if t is not None else f'item {item}'}", title_chars, 3), g, new))
-        rows.append(side)
-    height = [0.34 * max(t.count("\n") + 1 for t, _, _ in side) + 0.36 for side in rows]   # title lines + genres
-    y = np.r_[0.0, np.cumsum(height)[:-1]]
-    total = float(sum(height))
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 0.42 * total + 1.0))
-    ax.set_axis_off()
-    ax.set_xlim(0, 2)
-    ax.set_ylim(total + 0.2, -1.0)
-    ax.text(0, -0.7, "before", weight="bold")
-    ax.text(1.02, -0.7, "after steering", weight="bold")
-    for yy, side in zip(y, rows):
-        for x, (text, g, new) in zip((0, 1.02), side):
-            ax.text(x, yy, text, fontsize=7.5, color=LAT_COLOR if new else "black", va="top")
-            if g:
-                ax.text(x + 0.05, yy + 0.34 * (text.count("\n") + 1), _wrap(g, 60, 1), fontsize=6, color="0.45",
-                        va="top")
-    ax.set_title(_wrap(title, 110, 3), fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------
-# The concept yardstick (stage 07)
-
-
-def yardstick_tradeoff(steer: pd.DataFrame, variant: str = "target"):
-    """Median concept gain of the top 10 against the median NDCG@10 lost, one line per method through the
-    matched-KL targets (`yardstick.steering_table`): what each direction buys for the harm it does."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.6))
-    st = steer[steer["variant"] == variant] if steer is not None and len(steer) else None
-    if st is None or not len(st):
-        _empty(ax)
-        return fig
-    st = st.assign(lost=1 - st["ndcg_after"] / st["ndcg_before"])
-    g = st.groupby(["method", "kl_target"], sort=False)[["gain", "lost"]].median().reset_index()
-    sae_like = {"sae_in", "sae_out", "sae_multi3", "sae_multi5"}
-    for c, (m, t) in enumerate(g.groupby("method", sort=False)):
-        style = "-" if m in sae_like else "--" if m in ("diffmean", "probe", "item_dir") else ":"
-        ax.plot(t["lost"], t["gain"], style, marker="o", ms=3, color=f"C{c % 10}", label=m)
-        last = t.iloc[-1]
-        ax.annotate(f"KL {last['kl_target']:g}", (last["lost"], last["gain"]), fontsize=5.5, color="0.4",
-                    xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel("NDCG@10 lost (1 − steered / unedited, median over concepts)")
-    ax.set_ylabel("concept share gain of the top 10")
-    ax.axhline(0, color="0.7", lw=0.6)
-    ax.legend(fontsize="x-small", ncol=2, loc="upper left", title="method (solid: SAE, dashed: supervised)",
-              title_fontsize="x-small")
-    fig.tight_layout()
     return fig
