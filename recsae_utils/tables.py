@@ -283,8 +283,7 @@ def interventions_section(iv: dict) -> str:
         rows.append([f"{n} ({m['n_units']})", pct(m.get("steerable_share")), pct(m.get("steerable_share_matched_kl"))]
                     + [fmt(g.get(b), 3) for b in betas]
                     + [fmt((m.get("concept_share") or {}).get("2"), 3), fmt((m.get("ndcg@10") or {}).get("1"), 3)])
-    out = ["## Interventions: steering along a latent\n",
-           "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); median label-share gain "
+    out = ["A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); median label-share gain "
            "of the top 10.\n",
            table(["model (units)", "steerable", "at matched KL"] + [f"gain β={b}" for b in betas]
                  + ["concept share β=2", "NDCG@10 β=1"], rows, "lrr" + "r" * (len(betas) + 2))]

@@ -253,7 +253,9 @@ def test_interventions_finding_and_section(tmp_path, share):
     assert ("**short of** the ≥ 50% aim" in found) == (share < 0.5) and "raw h_u dimensions 50.8%" in found
     assert ("**the SAE does not lead**" in found) == (share < 0.508)
     assert "6.20 MB, **over** the 3 MB budget" in found
-    assert "## Interventions" in readme and f"| SAE (300) | {100 * share:.1f}% |" in readme and "**Ablation** of 300" in readme
+    page = (rd / "interventions.md").read_text()                   # the tables live one link away
+    assert "## Interventions" in readme and "(interventions.md)" in readme and "**Ablation**" not in readme
+    assert f"| SAE (300) | {100 * share:.1f}% |" in page and "**Ablation** of 300" in page and "**De-biasing**" in page
 
 
 def test_steering_finding_states_why():
@@ -472,3 +474,31 @@ def test_readme_headline_table_is_the_committed_reports(tmp_path):
     (tmp_path / "bad.md").write_text("no markers here")
     with pytest.raises(ValueError, match="markers"):
         reports.readme_table(tmp_path / "bad.md", ROOT / "reports")
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_readme_fits_the_10_kb_budget_with_label_precision(tmp_path, ds):
+    """The repository's 10 KB README budget holds on the real summaries with four label-precision entries
+    added (as regeneration will add them): Key findings stay whole and first, the fidelity details and the
+    interventions' tables move to linked pages in the same folder, and every relative link resolves."""
+    assert reports.README_BUDGET == 10 * 1024
+    s, run = _real(ds)
+    s = copy.deepcopy(s)
+    entry = lambda who, n: {"labeler": who, "median": 0.6667, "share_ge_0.6": 0.5123, "share_no_signal": 0.1234,
+                            "n_distinct_stems": n - 123, "n_specific": n}
+    lab = s["concepts"].get("labeler", "offline-shared")
+    s["concepts"]["label_precision"] = {"SAE": entry(lab, 1998), "SAE, enrichment labeler": entry(
+        "offline-metadata (enrichment)", 1998), "random SAE": entry(lab, 2027), "raw h_u dimensions": entry(lab, 128)}
+    rd = _folder(tmp_path, s, ds, run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
+    readme = reports.write_report(rd).read_text()
+    assert len(readme.encode()) <= reports.README_BUDGET
+    found = reports.key_findings(s, rd)
+    assert _findings(readme) == [f"- {f}" for f in found] and "Label precision" in "\n".join(found)
+    assert readme.index("## Key findings") == readme.index("## ")                       # the first section
+    recsae, fid = (rd / "recsae.md").read_text(), tables.fidelity_table(s)
+    assert fid in recsae and "**Calibration.**" in recsae and "**Calibration.**" not in readme
+    assert "(recsae.md)" in readme and "(interventions.md)" in readme
+    assert "| SAE (" in (rd / "interventions.md").read_text()
+    for link in re.findall(r"\]\(([^)#:]+)\)", readme):
+        assert (rd / link).exists() or link.startswith(("figures/", "concepts/")), link  # copied folders only
