@@ -898,7 +898,10 @@ def test_playground_is_its_own_page(world, tiny_ds, tiny_inst, tmp_path, capsys)
     _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
     page = _pg_page(world, tmp_path, pg)
     assert page.parent == tmp_path and page.name == "steering_playground.html"
-    with_pg = _embedded(page.read_text(encoding="utf-8"))
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)\s*=|@import|url\(", re.sub(DATA_RE, "", text, flags=re.S), re.I)
+    assert "var recsaePlayground" in text and "var recsaePlayground" not in (tmp_path / "concept_browser.html").read_text(encoding="utf-8")
+    with_pg = _embedded(text)
     assert with_pg["pg"] == json.loads(json.dumps(pg)) and with_pg["page"] == "playground"
     assert len(with_pg["items"]) == tiny_ds.n_items - 1 and with_pg["browser_href"] == "concept_browser.html"
     assert [l["id"] for l in with_pg["latents"]] == list(range(M)) and not with_pg["users"]

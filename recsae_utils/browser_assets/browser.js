@@ -371,7 +371,7 @@
   function cardToPlayground(card, j) {   // a link: the playground is its own page
     var a = el("a", "back", "steer this: open the playground with this concept");
     a.id = "card-playground";
-    a.href = D.pg_href + "#latent=" + j;
+    a.setAttribute("href", D.pg_href + "#latent=" + j);   // a sibling page (navigation, no fetch)
     card.appendChild(a);
   }
 
@@ -448,10 +448,10 @@
     if (user) { $("pg-user").value = user; PG.pickUser(user); }
   }
   function playgroundLink() {   // the side bar's link between the two pages
-    var a = $("pg-open"), href = ON_PG ? D.browser_href : D.pg_href;
-    if (!href) return;
+    var a = $("pg-open"), to = ON_PG ? D.browser_href : D.pg_href;
+    if (!to) return;
     $("pg-panel").hidden = false;
-    a.href = href;
+    a.setAttribute("href", to);
     a.textContent = ON_PG ? "back to the concept browser" : "open the steering playground";
   }
   function playgroundPage() {   // the playground page shows the playground alone
@@ -486,7 +486,7 @@
     if (!h) return;
     var p = new URLSearchParams(h);
     if (ON_PG) return playgroundHash(p);
-    if (p.has("playground") && D.pg_href) { location.href = D.pg_href + "#playground=" + encodeURIComponent(p.get("playground")); return; }
+    if (p.has("playground") && D.pg_href) { location.assign(D.pg_href + "#playground=" + encodeURIComponent(p.get("playground"))); return; }
     if (p.has("q")) { $("search").value = p.get("q"); showResults(p.get("q")); openFirst(); }
     if (p.has("latent")) openCard(Number(p.get("latent")));
     if (p.has("user")) { $("user-q").value = p.get("user"); showUser(p.get("user")); }
