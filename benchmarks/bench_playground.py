@@ -1,14 +1,16 @@
-"""The concept browser's steering playground on a finished run: page size and float16 agreement.
+"""The steering playground on a finished run: both pages' sizes and float16 agreement.
 
-Reads a run folder (read-only) and its committed concept browser, adds the playground block
-(`playground.playground_data`: default SAE, SASRec, test instances) to the page's own payload, writes the
-page to --out and prints its size; then, for --n-edits random steering edits (1 or 2 live latents, doses in
+Reads a run folder (read-only) and its committed concept browser, builds the playground block
+(`playground.playground_data`: default SAE, SASRec, test instances), writes the two pages write_browser
+writes into the folder --out (concept_browser.html: the committed payload with the link to the playground
+and without any playground block; steering_playground.html: `browser.playground_page_data` of it) and
+prints each page's size against the per-page budget and their sum; then, for --n-edits random steering edits (1 or 2 live latents, doses in
 -2..2) on the playground's users, how often the page's float16 arrays give the same top 10 as
 `interventions.recommend` on the float32 originals. With --chromium (needs /usr/bin/chromium): the page
 itself, in headless Chromium, runs SASRec on --n-histories random typed histories, against Python's h_u.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_playground.py runs/ml-1m \
-        reports/ml-1m/concept_browser.html --out /tmp/pg/ml-1m.html
+        reports/ml-1m/concept_browser.html --out /tmp/pg/ml-1m
 """
 from __future__ import annotations
 
@@ -39,6 +41,19 @@ def page_payload(path: Path) -> dict:
     return json.loads(gzip.decompress(base64.b64decode(m.group(1))))
 
 
+def write_pages(D: dict, pg: dict, items: pd.DataFrame, out: Path) -> list[Path]:
+    """The browser page (committed payload, no playground block, a link to the playground) and the
+    playground page, as write_browser writes them, into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    D = {k: v for k, v in D.items() if k != "pg"}   # an older page may carry the playground inline
+    full = dict(D, items={**browser.browser_data({"latents": pd.DataFrame({"latent": []})}, items=items,
+                                                 all_items=True)["items"], **D["items"]})
+    pages = [out / "concept_browser.html", out / browser.PLAYGROUND_PAGE]
+    pages[0].write_text(browser.render_html(dict(D, pg_href=browser.PLAYGROUND_PAGE)), encoding="utf-8")
+    pages[1].write_text(browser.render_html(browser.playground_page_data(full, pg, pages[0].name)), encoding="utf-8")
+    return pages
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -56,17 +71,14 @@ def main() -> None:
     ctx = I.steering_context(r["E"], r["sae"], r["h"]["test"], te.user, te.item, r["mask"], r["ds"].items)
     model = train.load_sasrec(a.run / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors")
     pg = PG.playground_data(ctx, model, max_users=a.max_users)
-    D = page_payload(a.page)
-    extra = browser.browser_data({"latents": pd.DataFrame({"latent": []})}, items=r["ds"].items, playground=pg)
-    D["items"] = {**extra["items"], **D["items"]}
-    D["pg"] = pg
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(browser.render_html(D), encoding="utf-8")
-    before, after = a.page.stat().st_size, a.out.stat().st_size
-    print(f"page: {before / 1e6:.3f} MB committed -> {after / 1e6:.3f} MB with the playground "
-          f"({len(pg['users'])} of {pg['n_users_all']} users, SASRec weights included); "
-          f"{'within' if after <= browser.PLAYGROUND_BUDGET_MB * 1e6 else 'over'} the "
-          f"{browser.PLAYGROUND_BUDGET_MB:g} MB budget (over it, write_browser leaves the playground out)")
+    pages = write_pages(page_payload(a.page), pg, r["ds"].items, a.out)
+    print(f"committed page {a.page}: {a.page.stat().st_size / 1e6:.3f} MB; "
+          f"playground: {len(pg['users'])} of {pg['n_users_all']} users, SASRec weights included")
+    for p in pages:
+        mb = p.stat().st_size / 1e6
+        print(f"{p}: {mb:.3f} MB, {'within' if mb <= browser.BROWSER_BUDGET_MB else 'OVER'} the "
+              f"{browser.BROWSER_BUDGET_MB:g} MB budget per page")
+    print(f"both pages: {sum(p.stat().st_size for p in pages) / 1e6:.3f} MB")
     parts = {k: len(json.dumps(v)) for k, v in pg.items() if isinstance(v, (str, dict))}
     print("playground block, characters before gzip:", parts)
 
@@ -87,7 +99,7 @@ def main() -> None:
     print(f"{a.n_edits} random edits: identical top 10 (order too) in {same}/{a.n_edits}; "
           f"mean overlap {overlap / a.n_edits:.2f} of 10")
     if a.chromium:
-        in_chromium(a.out, model, pg, half, live, a.n_histories)
+        in_chromium(a.out / browser.PLAYGROUND_PAGE, model, pg, half, live, a.n_histories)
 
 
 def in_chromium(page: Path, model, pg: dict, half, live: np.ndarray, n: int) -> None:

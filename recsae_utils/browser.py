@@ -18,12 +18,19 @@ What the page offers (words such as "movie" / "genre" come from the dataset: `no
 - `#user-q` (user id) and `#movie-q` (item id or title): a user's top latents with values, an item's top
   latents by total strength (`#profile`, in the main pane in place of the card; rows
   `li.profile-row[data-latent]` open the card, which then offers a way back).
-- `#pg-*` (the steering playground, when `playground` data is given; `playground.py` and playground.js):
-  pick a user by id or type a history by title, add concepts by label search, one dose slider each (a
-  multiple of the median ||h_u||), and the top 10 after the edit with where each item ranked before and the
-  KL of the catalogue softmax; the page redoes `interventions.recommend` (and SASRec for a typed history).
 - The URL hash drives it too, exactly like typing: `#q=<query>` (search, then open the first result),
-  `#latent=<j>`, `#user=<id>`, `#item=<id or title>` (also `#movie=`), `#playground=<user id>`.
+  `#latent=<j>`, `#user=<id>`, `#item=<id or title>` (also `#movie=`); `#playground=<user id>` goes to the
+  playground page.
+
+The steering playground is its own page, `steering_playground.html`, written beside the browser when
+`playground` data is given (`playground.py` and playground.js; same template, scripts and payload encoding,
+its own payload: every item's title, the concept labels and the playground's arrays): pick a user by id or
+type a history by title, add concepts by label search, one dose slider each (a multiple of the median
+||h_u||), and the top 10 after the edit with where each item ranked before and the KL of the catalogue
+softmax; the page redoes `interventions.recommend` (and SASRec for a typed history). Its hash:
+`#latent=<j>` adds that concept, `#playground=<user id>` picks that user. A card's "steer this" link opens
+it on the card's latent. Each page has its own size budget (`findings.BROWSER_BUDGET_MB`); a playground
+page over it is not written (the console says so) and the browser then has no link to it.
 
 Security: every text from the data is rendered with textContent / createTextNode (the script never uses
 innerHTML); the payload is base64 (or, with compress=False, JSON whose `<`, `>`, `&`, U+2028 and U+2029
@@ -62,6 +69,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .findings import BROWSER_BUDGET_MB
 from .yardstick import IO_DISAGREE
 
 MAX_ITEMS = 20        # per latent and per ordering (count, strength): the union is kept
@@ -72,8 +80,10 @@ DESC_CHARS = 480      # a description is cut (at a '; ' or '. ') after this many
                       # labels.csv keeps every description whole
 MAX_PROFILE = 10      # latents per user / per movie
 SIG_DIGITS = 4        # significant digits of floats in the JSON
-PLAYGROUND_BUDGET_MB = 4.0   # a page with the steering playground stays within this (issue 25); over it, the
-                             # page is written without the playground (said on the console)
+PLAYGROUND_PAGE = "steering_playground.html"   # the playground's own page, beside the browser
+PLAYGROUND_LATENT_KEYS = ("id", "nm", "lb", "nf")   # what the playground page keeps of a latent: its concept search
+                                                    # finds labels by name and id (descriptions stay on the browser's
+                                                    # cards: on ML-1M they would add ~0.23 MB to this page)
 
 USER_COLUMNS = ("user", "user_id", "instance")
 VALUE_COLUMNS = ("activation", "value", "strength")
@@ -278,11 +288,12 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
                  users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, title: str = "",
                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS,
                  max_profile: int = MAX_PROFILE, noun: str = "movie", genre_noun: str = "genre",
-                 steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None) -> dict:
+                 steering: Mapping[int, Mapping] | None = None, all_items: bool = False,
+                 playground_href: str | None = None) -> dict:
     """The JSON-ready dict the page renders (see the module docstring for the inputs). `steering`: latent ->
     {user, beta, before: [item ids], after: [item ids]} (`interventions.browser_examples`), shown on its card.
-    `playground`: `playground.playground_data` output; the page then carries every item's title (any item
-    can enter a steered top 10)."""
+    all_items: carry every item's title, not just those the cards show (the playground: any item can enter
+    a steered top 10). playground_href: the playground page's address (cards link to it)."""
     lat_df = tables.get("latents")
     li = tables.get("latent_items")
     if lat_df is None and li is None:
@@ -393,8 +404,10 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
             lat[int(j)]["st"] = {"u": _text(ex["user"]), "b": _sig(ex.get("beta", 1.0)),
                                  "bf": [int(i) for i in ex["before"]], "af": [int(i) for i in ex["after"]]}
             used.update(lat[int(j)]["st"]["bf"] + lat[int(j)]["st"]["af"])
-    if playground is not None:
-        used.update(range(1, int(playground["n_items"])))
+    if all_items:
+        used.update(titles)
+        if catalog_ids := _catalogue_ids(items if items is not None else tables.get("items")):
+            used.update(catalog_ids)
     item_map = {str(i): titles.get(i, [None, ""]) for i in sorted(used)}
     # the dataset's item count (not just the items the page shows)
     catalogue = items if items is not None else tables.get("items")
@@ -409,8 +422,29 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         "n_items": n_items, "words": {"item": noun, "items": _plural(noun), "genre": genre_noun,
                                       "genres": _plural(genre_noun)},
     }
-    if playground is not None:
-        out["pg"] = dict(playground)
+    if playground_href:
+        out["pg_href"] = playground_href
+    return out
+
+
+def _catalogue_ids(catalogue: pd.DataFrame | None) -> list[int]:
+    if catalogue is None or "item_id" not in catalogue.columns:
+        return []
+    return [int(i) for i in catalogue["item_id"].unique() if int(i) > 0]
+
+
+def playground_page_data(full: dict, playground: Mapping, browser_href: str | None = None) -> dict:
+    """The playground page's payload from `browser_data(..., all_items=True)` output: its words, every item's
+    title, each latent's label (for the concept search) and the playground's arrays; no cards or profiles."""
+    n = int(playground["n_items"])
+    missing = [i for i in range(1, n) if str(i) not in full["items"]]
+    items = dict(full["items"], **{str(i): [None, ""] for i in missing})   # an id the tables do not title
+    out = {k: full[k] for k in ("title", "n_latents", "n_live", "has_stats", "genres", "io_disagree", "n_items", "words")}
+    out.update(page="playground", title=f"{full['title']}: steering playground", score_cols=[], users={}, movies={},
+               items=items, latents=[{k: l[k] for k in PLAYGROUND_LATENT_KEYS if k in l} for l in full["latents"]],
+               pg=dict(playground))
+    if browser_href:
+        out["browser_href"] = browser_href
     return out
 
 
@@ -430,7 +464,8 @@ def embed_json(obj: Any) -> str:
 
 
 ASSET_DIR = "browser_assets"   # package data: the page's template, style sheet and scripts
-SCRIPTS = ("playground.js", "browser.js")   # one inline script, in this order (browser.js starts the page)
+SCRIPTS = ("playground.js", "browser.js")   # one inline script, in this order (browser.js starts the page);
+                                            # the browser page, with no playground block, leaves out playground.js
 
 
 @functools.lru_cache(maxsize=None)
@@ -451,7 +486,7 @@ def encode_payload(data: dict) -> str:
 
 def render_html(data: dict, compress: bool = True) -> str:
     """The page for `browser_data` output: the data gzip+base64 (compress) or as escaped JSON."""
-    js = "\n".join(asset(name) for name in SCRIPTS)
+    js = "\n".join(asset(name) for name in SCRIPTS if "pg" in data or name != "playground.js")
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; "
            "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
@@ -463,34 +498,58 @@ def render_html(data: dict, compress: bool = True) -> str:
     return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], asset("browser.html"))
 
 
+def fits_budget(text: bytes, budget_mb: float = BROWSER_BUDGET_MB) -> bool:
+    """Whether a page of these bytes is within the per-file size budget (MB of 10**6 bytes, as findings counts)."""
+    return len(text) <= budget_mb * 1e6
+
+
+def write_page(path: Path, text: bytes) -> Path:
+    """Write one page atomically, readable by all (a page to share and open, not a private temp file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with artifacts.atomic_path(path) as tmp:
+        Path(tmp).write_bytes(text)
+        Path(tmp).chmod(0o644)
+    return path
+
+
+def write_playground(path: Path, full: dict, playground: Mapping, browser_name: str, compress: bool = True,
+                     budget_mb: float = BROWSER_BUDGET_MB) -> bool:
+    """Write the playground page at `path` when it fits `budget_mb`; else remove a stale one, say why on the
+    console and return False."""
+    text = render_html(playground_page_data(full, playground, browser_name), compress).encode("utf-8", errors="replace")
+    if fits_budget(text, budget_mb):
+        write_page(path, text)
+        return True
+    path.unlink(missing_ok=True)
+    print(f"concept browser: the steering playground is left out ({path.name} not written): it would be "
+          f"{len(text) / 1e6:.2f} MB, over the {budget_mb:g} MB budget per page")
+    return False
+
+
 def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | None = None,
                   scores: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
                   items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str | None = None,
                   genre_noun: str | None = None, compress: bool = True,
                   steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None,
-                  playground_budget_mb: float = PLAYGROUND_BUDGET_MB) -> Path:
+                  playground_budget_mb: float = BROWSER_BUDGET_MB) -> Path:
     """Write the single-file HTML concept browser to `path` (atomically) and return the path.
 
     noun / genre_noun: the dataset's words for an item and for its genre-like attribute; None = from `items`
     ("movie" / "genre" when it has titles, else "item" / "category", as for Grocery). compress=False embeds
     plain JSON (larger; readable without DecompressionStream). playground: `playground.playground_data`
-    output; a page that would be larger than `playground_budget_mb` with it is written without it, and the
-    console says so (its arrays grow with the catalogue: Grocery's item table alone is over 1 MB)."""
+    output; the steering playground is then written as its own page (PLAYGROUND_PAGE, beside `path`) when
+    that page stays within `playground_budget_mb`, and the browser's cards link to it; over the budget it
+    is left out and the console says so (its arrays grow with the catalogue)."""
     titled = items is None or "title" in items.columns
     noun = noun or ("movie" if titled else "item")
     genre_noun = genre_noun or ("genre" if titled else "category")
-    data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items,
-                        noun=noun, genre_noun=genre_noun, steering=steering, playground=playground)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(data, compress=compress).encode("utf-8", errors="replace")
-    if playground is not None and len(text) > playground_budget_mb * 1e6:
-        print(f"concept browser: the steering playground is left out of {path.name}: with it the page would be "
-              f"{len(text) / 1e6:.2f} MB, over the {playground_budget_mb:g} MB budget")
-        return write_browser(path, tables, labels, scores, users, movies, title, items=items, max_items=max_items,
-                             noun=noun, genre_noun=genre_noun, compress=compress, steering=steering)
-    with artifacts.atomic_path(path) as tmp:
-        Path(tmp).write_bytes(text)
-        Path(tmp).chmod(0o644)   # a page to share and open, not a private temp file
-    return path
+    kw = dict(items=items, max_items=max_items, noun=noun, genre_noun=genre_noun, steering=steering)
+    href = None
+    if playground is not None:
+        full = browser_data(tables, labels, scores, None, None, title, all_items=True, **kw)
+        if write_playground(path.parent / PLAYGROUND_PAGE, full, playground, path.name, compress, playground_budget_mb):
+            href = PLAYGROUND_PAGE
+    data = browser_data(tables, labels, scores, users, movies, title, playground_href=href, **kw)
+    return write_page(path, render_html(data, compress=compress).encode("utf-8", errors="replace"))

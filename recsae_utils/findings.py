@@ -18,6 +18,12 @@ GENERIC_SHARE_AIM = 0.10    # issue 12: at most 10% generic latents among the to
 GENERIC_SLOT_AIM = 0.20     # issue 13: generic latents hold at most 20% of the active slots (the default SAE's codes)
 
 
+def page_size(path: Path) -> str:
+    """'2.59 MB, within the 3 MB budget' for one HTML page (MB of 10**6 bytes)."""
+    mb = path.stat().st_size / 1e6
+    return f"{mb:.2f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**") + f" the {BROWSER_BUDGET_MB:g} MB budget"
+
+
 def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     """At most MAX_FINDINGS lines, every number from summary.json (the browser's size from its file),
     each saying what fell short as plainly as what held."""
@@ -99,8 +105,10 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     browser = Path(report_dir) / "concept_browser.html" if report_dir else None
     if browser is not None and browser.exists():
         mb = browser.stat().st_size / 1e6
-        line = (f"Concept browser: {mb:.2f} MB, " + ("within" if mb <= BROWSER_BUDGET_MB else "**over**")
-                + f" the {BROWSER_BUDGET_MB:g} MB budget.")
+        line = f"Concept browser: {page_size(browser)}"
+        playground = browser.parent / "steering_playground.html"   # written beside it by browser.write_browser
+        line += (f"; steering playground page: {page_size(playground)}." if playground.exists()
+                 else "; no steering playground page.")
         if len(out) >= MAX_FINDINGS:   # a full list: the size goes with the last line rather than be cut
             out[MAX_FINDINGS - 1] += " " + line
         else:

@@ -1,4 +1,4 @@
-"""The arrays behind the concept browser's steering playground, so the page can redo the edit itself.
+"""The arrays behind the steering playground page, so the page can redo the edit itself.
 
 The page (browser_assets/playground.js) recomputes `interventions.recommend` for a steering edit: it adds
 dose * median||h_u|| * W_dec[j] / ||W_dec[j]|| to h_u, scores every item with the item table, masks the
@@ -6,7 +6,8 @@ user's known items and column 0, and ranks. For a typed history it first runs SA
 (`model.SASRec.states`, slot 0) on the item table, positional table and transformer blocks. So it needs:
 the item table and the decoder rows (float16), the doses' unit (median ||h_u|| of the context), a sample of
 users with their h_u (float16) and their known items (the ReChorus mask), and SASRec's small weights
-(float32). Large arrays travel as base64 inside the browser's gzip payload; the page stays one file.
+(float32). Large arrays travel as base64 inside the playground page's gzip payload
+(`browser.write_browser` writes that page, steering_playground.html, beside the concept browser).
 
 Float16 is the only difference from Python: on the same float16-rounded arrays the page's top 10 equals
 `interventions.recommend`'s (tests/test_browser.py checks it in Chromium).
@@ -21,7 +22,7 @@ import torch
 from .interventions import SteeringContext, check_count
 from .model import SASRec
 
-MAX_USERS = 1000   # users the playground can pick by id (a seeded sample; the page's size budget decides it)
+MAX_USERS = 1000   # users the playground can pick by id (a seeded sample; the page's 3 MB budget decides it)
 
 
 def b64(a: np.ndarray, dtype: str) -> str:

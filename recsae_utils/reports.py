@@ -201,6 +201,8 @@ def write_report(report_dir: str | Path) -> Path:
                   + ": the original study's views beside ours; "
                   if (rd / "concepts" / "poster_views.md").exists() else "")
                + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
+               + (_link(rd, "steering_playground.html") + ": the steering playground (open from disk); "
+                  if (rd / "steering_playground.html").exists() else "")
                + _link(rd, "summary.json") + ": every number above; " + _link(rd, "run.json") + ": command, config, "
                "checksums; " + _link(rd, "notebooks/", "notebooks/") + ": the executed notebooks.\n")
     if run:

@@ -829,8 +829,10 @@ def _pg_world(world, tiny_ds, tiny_inst, n_layers: int, n_heads: int):
 
 
 def _pg_page(world, tmp_path, pg) -> Path:
-    return browser.write_browser(tmp_path / "pg.html", world["tables"], world["labels"], world["scores"],
-                                 items=world["items"], playground=pg)
+    """Write the browser (concept_browser.html) with playground data; return the playground's own page."""
+    browser.write_browser(tmp_path / "concept_browser.html", world["tables"], world["labels"], world["scores"],
+                          items=world["items"], playground=pg)
+    return tmp_path / browser.PLAYGROUND_PAGE
 
 
 def _pg_add_concept(cdp, j: int):
@@ -889,15 +891,29 @@ def test_playground_data_round_trips(world, tiny_ds, tiny_inst):
         pgm.playground_data(ctx, users=[int(users.max()) + 1000])
 
 
-def test_playground_left_out_over_its_budget(world, tiny_ds, tiny_inst, tmp_path, capsys):
-    """Over the size budget the page is written without the playground, and the console says so."""
+def test_playground_is_its_own_page(world, tiny_ds, tiny_inst, tmp_path, capsys):
+    """The playground page (beside the browser) carries the arrays, every item's title and the labels; the
+    browser carries neither the arrays nor the extra titles, only a link. Over the per-page budget the
+    playground page is not written (a stale one is removed), the browser has no link, the console says so."""
     _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
-    with_pg = _embedded(_pg_page(world, tmp_path, pg).read_text(encoding="utf-8"))
-    assert with_pg["pg"]["users"] == pg["users"] and len(with_pg["items"]) == tiny_ds.n_items - 1
-    p = browser.write_browser(tmp_path / "small.html", world["tables"], world["labels"], items=world["items"],
-                              playground=pg, playground_budget_mb=0.01)
-    assert "pg" not in _embedded(p.read_text(encoding="utf-8"))
-    assert "steering playground is left out of small.html" in capsys.readouterr().out
+    page = _pg_page(world, tmp_path, pg)
+    assert page.parent == tmp_path and page.name == "steering_playground.html"
+    text = page.read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)\s*=|@import|url\(", re.sub(DATA_RE, "", text, flags=re.S), re.I)
+    assert "var recsaePlayground" in text and "var recsaePlayground" not in (tmp_path / "concept_browser.html").read_text(encoding="utf-8")
+    with_pg = _embedded(text)
+    assert with_pg["pg"] == json.loads(json.dumps(pg)) and with_pg["page"] == "playground"
+    assert len(with_pg["items"]) == tiny_ds.n_items - 1 and with_pg["browser_href"] == "concept_browser.html"
+    assert [l["id"] for l in with_pg["latents"]] == list(range(M)) and not with_pg["users"]
+    assert all(set(l) <= set(browser.PLAYGROUND_LATENT_KEYS) for l in with_pg["latents"])
+    main = _embedded((tmp_path / "concept_browser.html").read_text(encoding="utf-8"))
+    plain = browser.browser_data(world["tables"], world["labels"], world["scores"], items=world["items"])
+    assert "pg" not in main and main["pg_href"] == "steering_playground.html"
+    assert main["items"] == plain["items"] and main["latents"] == plain["latents"]
+    browser.write_browser(tmp_path / "concept_browser.html", world["tables"], world["labels"], items=world["items"],
+                          playground=pg, playground_budget_mb=0.01)
+    assert not page.exists() and "pg_href" not in _embedded((tmp_path / "concept_browser.html").read_text(encoding="utf-8"))
+    assert "steering playground is left out (steering_playground.html not written)" in capsys.readouterr().out
 
 
 def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_inst, tmp_path):
@@ -907,8 +923,9 @@ def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_i
 
     _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
     _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri())
-    chrome.click("#pg-open")
-    assert _main_pane(chrome, "#playground")["shown"]
+    assert _main_pane(chrome, "#playground")["shown"]   # the page opens on the playground, the browser's panels hidden
+    assert chrome.js("document.getElementById('search-panel').hidden && document.getElementById('profiles-panel').hidden")
+    assert chrome.js("document.getElementById('pg-open').getAttribute('href')") == "concept_browser.html"
     users = pg["users"]
     checked = 0
     for user in (users[0], users[len(users) // 2], users[-1]):
@@ -938,12 +955,19 @@ def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_i
     assert got["after"] == got["before"] and got["kl"] == 0
     assert chrome.js("Array.from(document.querySelectorAll('.pg-slider input')).map(i => Number(i.value))") == [0, 0]
     assert not _errors(chrome), _errors(chrome)
-    # a card sends its latent to the playground; #playground=<user> opens it on that user
-    _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri() + f"#playground={users[1]}")
+    # #playground=<user> opens the page on that user (also from the browser's address)
+    _load(chrome, (tmp_path / "concept_browser.html").resolve().as_uri() + f"#playground={users[1]}")
+    chrome.wait("location.href.includes('steering_playground.html') && document.readyState === 'complete' && document.body && document.body.getAttribute('data-ready') === '1'")
     assert _main_pane(chrome, "#playground")["shown"] and chrome.js("window.recsaeBrowser.playground.state.user") == users[1]
-    chrome.js("location.hash = 'latent=5'")
-    chrome.wait("!document.getElementById('card').hidden && document.getElementById('card').dataset.latent === '5'")
+    # a card's "steer this" link opens the playground page with its latent on a slider
+    _load(chrome, (tmp_path / "concept_browser.html").resolve().as_uri() + "#latent=5")
+    assert chrome.js("document.getElementById('pg-open').getAttribute('href')") == "steering_playground.html"
+    assert chrome.js("document.getElementById('card-playground').getAttribute('href')") == "steering_playground.html#latent=5"
     chrome.click("#card-playground")
+    chrome.wait("location.href.includes('steering_playground.html') && document.readyState === 'complete' && document.body && document.body.getAttribute('data-ready') === '1'")
+    chrome.wait("document.querySelector('.pg-slider[data-latent=\"5\"] input') !== null")
+    chrome.js(f"location.hash = 'playground={users[1]}'")
+    chrome.wait(f"window.recsaeBrowser.playground.state.user === {users[1]}")
     assert _main_pane(chrome, "#playground")["shown"]
     _pg_slide(chrome, 5, 1.0)
     assert _pg_shown(chrome)["after"] == I.recommend(ctx, users[1], steer={5: 1.0})["item_after"].tolist()
@@ -958,7 +982,6 @@ def test_playground_typed_history_runs_sasrec_in_chromium(chrome, world, tiny_ds
 
     model, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, layers, heads)
     _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri())
-    chrome.click("#pg-open")
     items = world["items"].set_index("item_id")["title"]
     picked = [i for i in (7, 2, 11, 4) if i != world["xss_item"]]
     for i in picked:   # oldest first, each by a title search and a click

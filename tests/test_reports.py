@@ -456,6 +456,19 @@ def test_files_link_the_original_study_views(tmp_path):
     assert "[latent_top_items](concepts/latent_top_items.csv)" in readme
 
 
+def test_files_link_the_playground_page_and_state_its_size(tmp_path):
+    """The steering playground's own page is linked and sized beside the browser when it exists."""
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    rd = _folder(tmp_path, s, "ml-1m", run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 2_500_000)
+    readme = reports.write_report(rd).read_text()
+    assert "steering_playground" not in readme and "no steering playground page" in readme
+    (rd / "steering_playground.html").write_bytes(b"x" * 3_100_000)
+    readme = reports.write_report(rd).read_text()
+    assert "[steering_playground.html](steering_playground.html): the steering playground (open from disk)" in readme
+    assert "steering playground page: 3.10 MB, **over** the 3 MB budget" in readme
+
+
 def test_readme_headline_table_is_the_committed_reports(tmp_path):
     """The front page's table is what `python -m recsae_utils.reports readme` writes from the committed
     summaries: a report regenerated without rewriting the README fails here."""

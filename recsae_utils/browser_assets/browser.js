@@ -24,10 +24,12 @@
   readData().then(start).catch(fail);
 
   // The page's state: the data, its indexes, the search results, the playground (set once by start)
-  var D, LAT, W, TITLES, HITS, HAS_DECADES, HAS_STEER, PG, current = [], highlightItem = null;
+  // ON_PG: this is the steering playground's own page (steering_playground.html), not the browser
+  var D, LAT, W, TITLES, HITS, HAS_DECADES, HAS_STEER, PG, ON_PG, current = [], highlightItem = null;
 
   function start(data) {
     D = data;
+    ON_PG = D.page === "playground";
     buildIndexes();
     PG = D.pg ? recsaePlayground.init(D, { $: $, el: el, clear: clear, title: title, itemNote: itemNote, name: name,
                                            norm: norm, matchTitles: matchTitles, search: search, words: W }) : null;
@@ -263,7 +265,7 @@
     cardItems(card, l);
     cardPromoted(card, l);
     cardSteering(card, l);
-    if (PG) cardToPlayground(card, j);
+    if (D.pg_href) cardToPlayground(card, j);
     showPane("card");
     return true;
   }
@@ -366,12 +368,11 @@
     if (HAS_STEER) section(card, "card-steering", "Steering: the top 10 of user " + (l.st ? l.st.u : "") + "'s last test instance (the steering card's instance too) before and after adding this latent's direction (" +
             (l.st ? fmt(l.st.b, 2) : "") + " \u00d7 median \u2016h_u\u2016)", sv, "no steering example for this latent");
   }
-  function cardToPlayground(card, j) {
-    var b = el("button", "back", "steer with this concept in the playground");
-    b.id = "card-playground";
-    b.type = "button";
-    b.addEventListener("click", function () { PG.addConcept(j); openPlayground(); });
-    card.appendChild(b);
+  function cardToPlayground(card, j) {   // a link: the playground is its own page
+    var a = el("a", "back", "steer this: open the playground with this concept");
+    a.id = "card-playground";
+    a.setAttribute("href", D.pg_href + "#latent=" + j);   // a sibling page (navigation, no fetch)
+    card.appendChild(a);
   }
 
   // ---------------------------------------------------------------- user / item profiles (main pane)
@@ -442,17 +443,30 @@
   }
 
   // ---------------------------------------------------------------- the steering playground (playground.js)
-  function openPlayground(user) {
+  function openPlayground(user) {   // on the playground page
     showPane("playground");
     if (user) { $("pg-user").value = user; PG.pickUser(user); }
+  }
+  function playgroundLink() {   // the side bar's link between the two pages
+    var a = $("pg-open"), to = ON_PG ? D.browser_href : D.pg_href;
+    if (!to) return;
+    $("pg-panel").hidden = false;
+    a.setAttribute("href", to);
+    a.textContent = ON_PG ? "back to the concept browser" : "open the steering playground";
+  }
+  function playgroundPage() {   // the playground page shows the playground alone
+    $("search-panel").hidden = true;
+    $("profiles-panel").hidden = true;
+    $("pg-panel").querySelector("h2").textContent = "Concept browser";
+    openPlayground();
   }
 
   // ---------------------------------------------------------------- wiring
   function showMeta() {
     $("page-title").textContent = D.title;
     document.title = D.title;
-    $("meta").textContent = D.n_latents + " latents (" + D.n_live + " live) \u00b7 " +
-      D.n_items + " " + W.items + " \u00b7 " + Object.keys(D.users).length + " users" +
+    $("meta").textContent = D.n_latents + " latents (" + D.n_live + " live) \u00b7 " + D.n_items + " " + W.items +
+      (ON_PG ? " \u00b7 " + D.pg.users.length + " users to pick" : " \u00b7 " + Object.keys(D.users).length + " users") +
       (D.score_cols.length ? " \u00b7 scores: " + D.score_cols.slice(0, 4).join(", ") : "");
     $("search").placeholder = "label words, latent id, or a " + W.item + " id or title";
     $("movie-q").placeholder = W.item + " id or title";
@@ -463,24 +477,28 @@
     s.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { showResults(s.value); openFirst(); } });
     $("user-q").addEventListener("input", function () { showUser($("user-q").value); });
     $("movie-q").addEventListener("input", function () { showMovie($("movie-q").value); });
-    if (PG) {
-      $("pg-panel").hidden = false;
-      $("pg-open").addEventListener("click", function () { openPlayground(); });
-    }
+    playgroundLink();
+    if (ON_PG) playgroundPage();
     window.addEventListener("hashchange", fromHash);
   }
   function fromHash() {   // #q=, #latent=, #user=, #playground=, #item= (or #movie=): as if typed
     var h = location.hash.replace(/^#/, "");
     if (!h) return;
     var p = new URLSearchParams(h);
+    if (ON_PG) return playgroundHash(p);
+    if (p.has("playground") && D.pg_href) { location.assign(D.pg_href + "#playground=" + encodeURIComponent(p.get("playground"))); return; }
     if (p.has("q")) { $("search").value = p.get("q"); showResults(p.get("q")); openFirst(); }
     if (p.has("latent")) openCard(Number(p.get("latent")));
     if (p.has("user")) { $("user-q").value = p.get("user"); showUser(p.get("user")); }
-    if (p.has("playground") && PG) openPlayground(p.get("playground"));
     if (p.has("item") || p.has("movie")) {
       var v = p.has("item") ? p.get("item") : p.get("movie");
       $("movie-q").value = v;
       showMovie(v);
     }
+  }
+  function playgroundHash(p) {   // the playground page: #playground=<user id> picks the user, #latent=<j> adds j
+    if (!PG) return;
+    if (p.has("playground")) openPlayground(p.get("playground"));
+    if (p.has("latent") && LAT[Number(p.get("latent"))]) { PG.addConcept(Number(p.get("latent"))); openPlayground(); }
   }
 })();
