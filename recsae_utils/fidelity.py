@@ -151,8 +151,8 @@ def noise_calibration(item_emb: torch.Tensor, h: torch.Tensor, h_hat: torch.Tens
             "noise_draws": draws}
 
 
-def sae_health(x: torch.Tensor, x_hat: torch.Tensor, latent_idx: torch.Tensor, n_latents: int,
-               active: torch.Tensor | None = None) -> dict:
+def sae_health(x: torch.Tensor, x_hat: torch.Tensor, latent_idx: torch.Tensor | np.ndarray, n_latents: int,
+               active: torch.Tensor | None = None) -> tuple[dict, np.ndarray]:
     """Reconstruction metrics plus firing statistics (dead = never fires on the given set: the window is
     that set's size in samples, stated in the result). `active` (values > 0) is for the thresholded
     families, whose code rows are padded with value-0 slots; a TopK code counts every slot."""

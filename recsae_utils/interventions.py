@@ -168,8 +168,8 @@ class SteeringContext:
 
 def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, targets: np.ndarray, mask: tuple,
                      items: pd.DataFrame | None = None) -> SteeringContext:
-    """Build from stage_inputs outputs, e.g. (si.model.item_emb.weight, sae, si.h['test'],
-    si.inst['test'].user, si.inst['test'].item, si.mask, si.ds.items)."""
+    """The arrays steering reads: the item embeddings, the SAE's decoder and codes of `h`, each row's user and
+    target, the known-item mask. From a stage's inputs: `split_context`."""
     from .sae import encode_sparse
 
     h = torch.as_tensor(h).float()
@@ -179,6 +179,13 @@ def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, target
     return SteeringContext(torch.as_tensor(item_emb).detach().float().cpu(), sae.W_dec.detach().float().cpu(), h,
                            torch.from_numpy(zi).long(), torch.from_numpy(zv), np.asarray(users), np.asarray(targets),
                            mask, float(h.norm(dim=1).median()), items)
+
+
+def split_context(si, sae, split: str = "test") -> SteeringContext:
+    """`steering_context` over one split of a stage's inputs (stages.StageInputs: the frozen SASRec, its h_u,
+    the instances, the known-item mask and the item table), so a notebook cell needs no internals."""
+    inst = si.inst[split]
+    return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items)
 
 
 def _item_text(items: pd.DataFrame | None, ids: np.ndarray, col: str) -> list:
@@ -272,7 +279,7 @@ def _base(ctx: SteeringContext, rows: np.ndarray, k: int) -> tuple[Tensor, Tenso
     return r.scores, r.top, (h * ctx.E[tg]).sum(1), r.ranks
 
 
-def _steered(S0: Tensor, shift: Tensor, k: int, values: bool = False, buf: Tensor | None = None
+def steered_topk(S0: Tensor, shift: Tensor, k: int, values: bool = False, buf: Tensor | None = None
              ) -> tuple[Tensor, Tensor]:
     """Scores S0 (N, n) + shift (..., n) broadcast to (..., N, n) and their top-k (..., N, k): the item ids,
     or (values, ids) when `values`. The scores keep the broadcast's own memory layout (a shift made from a
@@ -287,7 +294,7 @@ def _steered(S0: Tensor, shift: Tensor, k: int, values: bool = False, buf: Tenso
     return s, (tuple(t) if values else t.indices)
 
 
-def _logsumexp_(s: Tensor, top1: Tensor) -> Tensor:
+def logsumexp_(s: Tensor, top1: Tensor) -> Tensor:
     """torch.logsumexp(s, -1) step by step, reusing the row maxima the top-k already found (`top1`, the
     first top-k value, keepdim) and overwriting `s`: the same operations on the same shapes, one pass fewer
     and no second copy of the steered scores."""
@@ -330,12 +337,13 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     for c0 in range(0, len(units), chunk):
         ch = slice(c0, min(c0 + chunk, len(units)))
         Pc = P[:, ch].T                                                   # (Lc, n)
-        s, (val, top) = _steered(S0, b[:, None, None] * Pc, k, values=True, buf=buf)  # (nb, Lc, N, n), (nb, Lc, N, k)
+        # s: (nb, Lc, N, n); val, top: (nb, Lc, N, k)
+        s, (val, top) = steered_topk(S0, b[:, None, None] * Pc, k, values=True, buf=buf)
         # rank = 1 + #(scores >= the target's): up to k it is read off the top-k values, since every score
         # outside them is <= the k-th; past k NDCG@k is 0 whatever the rank, so k + 1 stands for all of them
         thr = (t0 + b[:, None, None] * Pc[:, tg])[..., None]
         ranks = torch.where(val[..., -1:] >= thr, k + 1, 1 + (val >= thr).sum(-1, keepdim=True))[..., 0]
-        kls = (_logsumexp_(s, val[..., :1]) - lse0 - b[:, None, None] * pa_p[:, ch].T) if kl else None  # (nb, Lc, N)
+        kls = (logsumexp_(s, val[..., :1]) - lse0 - b[:, None, None] * pa_p[:, ch].T) if kl else None  # (nb, Lc, N)
         del s
         Yc, Cc = Y[:, ch].T, C[:, ch].T                                   # (Lc, n)
         share = lambda M, t: M.gather(1, t.reshape(len(M), -1)).view(t.shape).mean(-1)  # (Lc, N, k) -> (Lc, N)
@@ -394,7 +402,7 @@ def random_tops(ctx: SteeringContext, rows: np.ndarray, n_random: int = 100, bet
     S0, top0, _, _ = _base(ctx, _rows(ctx, rows), k)
     U = random_units(ctx.E.shape[1], n_random, seed)
     buf = torch.empty(min(chunk, n_random) * S0.numel(), dtype=S0.dtype)
-    tops = [_steered(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k, buf=buf)[1]
+    tops = [steered_topk(S0, beta * ctx.h_norm * (ctx.E @ U[c0:c0 + chunk].T).T, k, buf=buf)[1]
             for c0 in range(0, n_random, chunk)]
     return top0, (torch.cat(tops) if tops else torch.zeros((0, len(top0), k), dtype=torch.long))
 
@@ -580,7 +588,7 @@ def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: flo
     after = []
     for c0 in range(0, len(lat), chunk):
         P = F.normalize(ctx.W_dec[lat[c0:c0 + chunk]], dim=1) @ ctx.E.T      # (Lc, n_items)
-        after.append(_steered(S0, beta * ctx.h_norm * P, k)[1][:, 0])
+        after.append(steered_topk(S0, beta * ctx.h_norm * P, k)[1][:, 0])
     return top0[0].numpy(), (torch.cat(after).numpy() if after else np.zeros((0, k), dtype=np.int64))
 
 

@@ -288,7 +288,7 @@ def run_all(fn: Callable[[Any], Any], items: list, cfg: LLMConfig, progress: boo
             req: Requester | None = None) -> list:
     """fn over items with at most cfg.concurrency in flight, results in input order. A fatal error
     stops the pool (queued work is cancelled, running requests finish) and is re-raised."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: tqdm.auto warns in every kernel without ipywidgets
 
     out: list = [None] * len(items)
     with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:

@@ -125,14 +125,18 @@ def reconstruction_metrics(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, fl
     return {"fvu": fvu, "explained_variance": 1.0 - fvu, "nmse": nmse, "cosine": cos, "l2_ratio": l2}
 
 
-def firing_stats(latent_idx: torch.Tensor, n_latents: int, dense_threshold: float = 0.1,
+def firing_stats(latent_idx: torch.Tensor | np.ndarray, n_latents: int, dense_threshold: float = 0.1,
                  active: torch.Tensor | None = None) -> dict:
     """Firing frequency per latent from the (n, k) indices of active latents, plus dead/dense fractions;
-    `active` (n, k) bool keeps only the slots that fired (padded codes)."""
+    `active` (n, k) bool keeps only the slots that fired (padded codes). The indices may be a numpy array
+    read straight from a parquet table or a memory map (read-only): each block is copied into torch on its
+    own, so the table is never shared with torch (which warns about arrays it cannot write)."""
     n = latent_idx.shape[0]
     counts = torch.zeros(n_latents, dtype=torch.float64)
     for r in row_blocks(n, 1, 1 << 16):  # row blocks: no int64 copy of a large code table (counts are exact)
         b = latent_idx[r]
+        if isinstance(b, np.ndarray):
+            b = torch.from_numpy(b.astype(np.int64))
         ids = b.reshape(-1).long() if active is None else b[active[r]].long()
         counts += torch.bincount(ids, minlength=n_latents).double()
     freq = (counts / max(n, 1)).numpy()

@@ -96,7 +96,7 @@ def _is_module(module: str) -> bool:
     return module_path(module).exists()
 
 
-def _imports(source: str, where: str, in_package: bool, package: tuple[str, ...] = ()) -> set[str]:
+def module_imports(source: str, where: str, in_package: bool, package: tuple[str, ...] = ()) -> set[str]:
     """Modules of the package that `source` imports anywhere (top level or inside functions), as dotted names
     (`module_path`). `package`: the subpackage the source lives in (("sae",) for sae/fit.py), which
     relative imports start from."""
@@ -141,7 +141,7 @@ def module_closure(roots: set[str], read: Callable[[Path], str] = _read_source) 
         parts = m.split(".") if m != "__init__" else []
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # the enclosing packages
         package = tuple(parts) if path.name == "__init__.py" else tuple(parts[:-1])
-        todo += _imports(read(path), str(path), in_package=True, package=package) - seen
+        todo += module_imports(read(path), str(path), in_package=True, package=package) - seen
     return seen
 
 
@@ -154,7 +154,7 @@ def _data_files() -> list[Path]:
 def code_hash(nb: Path, read: Callable[[Path], str] = _read_source) -> tuple[str, list[str]]:
     """(hash, modules) of the package code a notebook runs: the modules it imports, followed through the
     package, and the data files those modules name (a data file no module names counts for every stage)."""
-    mods = sorted(module_closure(_imports(notebook_code(nb), str(nb), in_package=False), read))
+    mods = sorted(module_closure(module_imports(notebook_code(nb), str(nb), in_package=False), read))
     sources = {m: read(module_path(m)) for m in mods}
     all_sources = {module_name(p): read(p) for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     h = hashlib.sha256()
@@ -168,7 +168,7 @@ def code_hash(nb: Path, read: Callable[[Path], str] = _read_source) -> tuple[str
     return h.hexdigest()[:16], mods
 
 
-def _data_hash(cfg: config.RunConfig) -> str:
+def data_hash(cfg: config.RunConfig) -> str:
     """The data source actually read (zip checksum or the input files' contents): see sources.source_fingerprint."""
     from .sources import source_fingerprint
 
@@ -192,7 +192,7 @@ def stage_fields(nb: Path, read: Callable[[Path], str] = _read_source, modules: 
 def stage_keys(cfg: config.RunConfig, nbs: list[Path], read: Callable[[Path], str] = _read_source) -> dict[str, str]:
     """{notebook name: key}; each key chains the one before it, so a change reruns everything after it."""
     cfg_dict = cfg.to_dict()
-    upstream = artifacts.config_hash([_data_hash(cfg), {"dataset": cfg.dataset, "profile": cfg.profile}])
+    upstream = artifacts.config_hash([data_hash(cfg), {"dataset": cfg.dataset, "profile": cfg.profile}])
     keys = {}
     for nb in nbs:
         code, modules = code_hash(nb, read)
@@ -364,7 +364,7 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
         secs = time.time() - t0
         rows.append({"dataset": dataset, "stage": nb.stem, "status": status, "seconds": secs})
         log(f"[{dataset}] {nb.name}: {status} in {secs:.1f}s")
-    _write_run_record(cfg, rows)
+    write_run_record(cfg, rows)
     from .reports import write_report
 
     write_report(cfg.report_dir)
@@ -406,7 +406,7 @@ def degraded(report_dir: Path) -> list[str]:
             for p in section.get("degraded") or []]
 
 
-def _write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
+def write_run_record(cfg: config.RunConfig, rows: list[dict]) -> None:
     """reports/<dataset>/run.json: the command, config, code version, data checksums and stage times
     behind the committed report, so anyone can rerun it."""
     import platform
@@ -498,7 +498,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, run_dir: Path, emit: Callable
                             kernel_name="python3", config=Config({"KernelManager": kernel}))
         accept()
     except (Exception, StageFailed) as e:  # a cell's error, the kernel died, or the results are not acceptable
-        kept = _keep_failed(tmp_nb, run_dir / "failed" / nb.name)
+        kept = keep_failed(tmp_nb, run_dir / "failed" / nb.name)
         where = (f"cell {e.exec_count}: {e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError)
                  else str(e).strip() if isinstance(e, StageFailed) else f"{type(e).__name__}: {e}")
         raise StageFailed(f"\nNotebook failed: {nb.name} ({kept}; reports/ keeps the last good one; the next run "
@@ -534,7 +534,7 @@ def remove_dead_kernel_dirs() -> list[Path]:
     return removed
 
 
-def _keep_failed(tmp_nb: Path, failed: Path) -> str:
+def keep_failed(tmp_nb: Path, failed: Path) -> str:
     """Copy a failed stage's executed notebook to `failed` atomically, only if it is whole (papermill writes
     it in place, so a full disk can cut it short); says where it went, or why there is none."""
     if not tmp_nb.exists():

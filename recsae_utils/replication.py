@@ -37,7 +37,7 @@ def top_items(d: ConceptDictionary, n: int = N_TOP) -> np.ndarray:
     return out
 
 
-def _named(d: ConceptDictionary, cards: list[dict]) -> tuple[np.ndarray, list[str]]:
+def dictionary_concepts(d: ConceptDictionary, cards: list[dict]) -> tuple[np.ndarray, list[str]]:
     """Top items and offline label names of one dictionary (dead latents have no card and no label)."""
     names = [""] * d.m
     for c in cards:
@@ -45,12 +45,12 @@ def _named(d: ConceptDictionary, cards: list[dict]) -> tuple[np.ndarray, list[st
     return top_items(d), names
 
 
-def _concepts(cfg, ctx: StageInputs, sae: TopKSAE) -> tuple[np.ndarray, list[str]]:
-    """`_named` for one SAE's dictionary on the training instances, built as stage 05 builds its own."""
+def sae_concepts(cfg, ctx: StageInputs, sae: TopKSAE) -> tuple[np.ndarray, list[str]]:
+    """`dictionary_concepts` for one SAE's dictionary on the training instances, built as stage 05 builds its own."""
     idx, val = encode_sparse(sae, ctx.h["train"])
     d = build_dictionaries(idx, val, ctx.inst["train"].hist, ctx.ds.items, sae.cfg.n_latents, top_n=cfg.top_n,
                            item_pool=cfg.item_pool)
-    return _named(d, latent_cards(d))
+    return dictionary_concepts(d, latent_cards(d))
 
 
 def other_sasrec(cfg, ctx: StageInputs, seed: int) -> StageInputs:
@@ -70,12 +70,12 @@ def stability_section(cfg, ctx: StageInputs, main: TopKSAE, d_main: ConceptDicti
     of every other SASRec seed in cfg.seeds, each against the run's default SAE (whose dictionary and cards
     stage 05 has already built)."""
     m, k, variant = cfg.sae_latents, cfg.sae_k, cfg.sae_variant
-    top0, lab0 = _named(d_main, cards_main)
+    top0, lab0 = dictionary_concepts(d_main, cards_main)
     out = {"thresholds": list(stability.THRESHOLDS), "n_top_items": N_TOP, "sae_seeds": {}, "sasrec_seeds": {}}
     for s in range(cfg.seed + 1, cfg.seed + 1 + extra):
         progress.step(f"stability: SAE seed {s} on the same h_u")
         sae = fit_stage(replace(cfg, seed=s), ctx, m, k, variant, progress=False, tag=f"_seed{s}").sae
-        top, lab = _concepts(cfg, ctx, sae)
+        top, lab = sae_concepts(cfg, ctx, sae)
         match = stability.match_decoders(main.W_dec.detach().numpy(), sae.W_dec.detach().numpy())
         out["sae_seeds"][str(s)] = stability.summary(match, top0, top, lab0, lab)
     codes0 = encode_sparse(main, ctx.h["test"])
@@ -83,7 +83,7 @@ def stability_section(cfg, ctx: StageInputs, main: TopKSAE, d_main: ConceptDicti
         progress.step(f"stability: SASRec seed {s} (its own h_u and SAE)")
         other = other_sasrec(cfg, ctx, s)
         sae = fit_stage(cfg, other, m, k, variant, progress=False, tag=f"_sasrec{s}").sae
-        top, lab = _concepts(cfg, other, sae)
+        top, lab = sae_concepts(cfg, other, sae)
         match = stability.match_activations(codes0, m, encode_sparse(sae, other.h["test"]), m)
         out["sasrec_seeds"][str(s)] = stability.summary(match, top0, top, lab0, lab)
     for kind in ("sae_seeds", "sasrec_seeds"):

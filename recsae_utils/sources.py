@@ -192,7 +192,7 @@ def _read_dat(path: Path, names: list[str], numeric: list[str]) -> pd.DataFrame:
     if b"\t" in raw:
         line = raw[: raw.index(b"\t")].count(b"\n") + 1
         raise DataError(f"{path}, line {line}: tab character found; expected '::'-separated fields")
-    if set(numeric) == set(names) and raw.isascii() and (df := _read_numeric_fast(raw, names)) is not None:
+    if set(numeric) == set(names) and raw.isascii() and (df := read_numeric_fast(raw, names)) is not None:
         return df
     text = _decode(path, raw)
     lines = text.splitlines()
@@ -220,7 +220,7 @@ def _read_dat(path: Path, names: list[str], numeric: list[str]) -> pd.DataFrame:
     return df
 
 
-def _read_numeric_fast(raw: bytes, names: list[str]) -> pd.DataFrame | None:
+def read_numeric_fast(raw: bytes, names: list[str]) -> pd.DataFrame | None:
     """An all-integer '::' file through pandas' C parser (':' as the separator, so every second column is
     empty): 16x ML-1M's ratings.dat as Python strings would take minutes and over 10 GB. Only a file that
     is exactly clean takes this path (every line n fields of plain digits); anything else returns None and

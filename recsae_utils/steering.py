@@ -252,13 +252,12 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
               seed: int | None = None) -> tuple[I.SteeringContext, StageResult]:
     """Dose-response and steerability for the SAE and its baselines, ablation and the de-biasing curve of the
     SAE's popularity-flagged latents, the steering card. Returns the test split's steering context too."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: tqdm.auto warns in every kernel without ipywidgets
 
     seed = cfg.seed if seed is None else seed
     t0 = time.time()
     secs = {}
-    te = ctx.inst["test"]
-    sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
+    sctx = I.split_context(ctx, sae, "test")
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
     # the null, the same for every model: random directions at every dose and their KL (matched-KL control)

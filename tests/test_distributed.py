@@ -21,14 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {"RECSAE_MAX_EPOCHS": "2", "RECSAE_BATCH_SIZE": "269", "RECSAE_LR": "3e-3", "RECSAE_SAE_EPOCHS": "3",
        "RECSAE_ABLATIONS": "1"}  # the reference-variant SAE too
 ATOL = 1e-5
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")   # the ranks' sums and one process's alike
 
 
 def _env(tiny_root: Path, run_root: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@ planted latent to rank 1, ablation of an inactive latent, the calibration of ste
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -193,6 +194,14 @@ def test_debias_curve_and_context_from_an_sae():
         I.recommend(sc, 99999)
     with pytest.raises(ValueError, match="differ in length"):
         I.steering_context(ctx.E, sae, ctx.h, ctx.users[:3], ctx.targets, ctx.mask)
+    # a stage's inputs in one call: the same context as the arrays passed by hand
+    inst = SimpleNamespace(user=ctx.users, item=ctx.targets)
+    si = SimpleNamespace(model=SimpleNamespace(item_emb=torch.nn.Embedding.from_pretrained(ctx.E)), h={"test": ctx.h},
+                         inst={"test": inst}, mask=ctx.mask, ds=SimpleNamespace(items=None))
+    by_split = I.split_context(si, sae, "test")
+    assert torch.equal(by_split.z_idx, sc.z_idx) and torch.equal(by_split.E, sc.E) and by_split.h_norm == sc.h_norm
+    pd.testing.assert_frame_equal(I.recommend(by_split, int(ctx.users[0]), steer={5: 1.0}),
+                                  I.recommend(sc, int(ctx.users[0]), steer={5: 1.0}))
     assert torch.equal(I.signed_basis(3)[4], torch.tensor([0.0, -1.0, 0.0]))
 
 
@@ -225,10 +234,10 @@ def test_dose_response_kl_equals_the_catalog_kl_of_the_steered_scores():
 
 
 def test_steered_topk_copy_and_logsumexp_keep_the_numbers():
-    """The top-k on a row-contiguous copy of the steered scores and `_logsumexp_` (reusing the top-1 value,
+    """The top-k on a row-contiguous copy of the steered scores and `logsumexp_` (reusing the top-1 value,
     in place) give bit for bit what the top-k and torch.logsumexp of the broadcast scores give, in the
     strided layout that a transposed slice of directions produces."""
-    from recsae_utils.interventions import _logsumexp_, _steered
+    from recsae_utils.interventions import logsumexp_, steered_topk
     g = torch.Generator().manual_seed(0)
     S0 = torch.randn(7, 50, generator=g)
     S0[:, 0] = float("-inf")
@@ -240,9 +249,9 @@ def test_steered_topk_copy_and_logsumexp_keep_the_numbers():
     assert not s_ref.is_contiguous()
     val_ref, top_ref = s_ref.topk(4, dim=-1)
     lse_ref = torch.logsumexp(s_ref, dim=-1)
-    s, (val, top) = _steered(S0, shift, 4, values=True, buf=torch.empty(s_ref.numel() + 3))
+    s, (val, top) = steered_topk(S0, shift, 4, values=True, buf=torch.empty(s_ref.numel() + 3))
     assert s.stride() == s_ref.stride() and torch.equal(val, val_ref) and torch.equal(top, top_ref)
-    assert torch.equal(_logsumexp_(s, val[..., :1]), lse_ref)
+    assert torch.equal(logsumexp_(s, val[..., :1]), lse_ref)
 
 
 def test_every_public_intervention_checks_its_arguments():

@@ -191,3 +191,14 @@ def test_ranks_of_nonfinite_scores_are_an_error_never_rank_one():
         s[0, 3] = bad_scores
         with pytest.raises(ValueError, match="cannot rank: .*NaN"):
             metrics.ranks_from_scores(s, torch.tensor([bad_target, 0.2]))
+
+
+def test_firing_stats_read_a_read_only_code_table_without_a_torch_warning():
+    import warnings
+
+    idx = np.random.default_rng(0).integers(0, 60, (70_001, 3)).astype(np.int32)
+    idx.setflags(write=False)                        # as parquet / a memory map hands it over
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # torch's "NumPy array is not writable" would raise here
+        fs = metrics.firing_stats(idx, 60)
+    assert np.array_equal(fs["freq"], metrics.firing_stats(torch.from_numpy(idx.copy()), 60)["freq"])

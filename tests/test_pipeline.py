@@ -69,15 +69,17 @@ def test_stage_keys_change_only_where_the_code_is_used(monkeypatch, tmp_path):
 def test_imports_inside_functions_and_relative_forms():
     src = ("import recsae_utils.sae as s\nfrom recsae_utils.train import x\nfrom recsae_utils import data, config\n"
            "def f():\n    from recsae_utils import browser\n")
-    assert pipeline._imports(src, "nb", in_package=False) == {"__init__", "sae", "train", "data", "config", "browser"}
+    assert pipeline.module_imports(src, "nb", in_package=False) == {"__init__", "sae", "train", "data", "config",
+                                                                    "browser"}
     rel = "from . import artifacts\nfrom .metrics import TOPK\ndef g():\n    from . import labeling, sae as m\n"
-    assert pipeline._imports(rel, "mod", in_package=True) == {"__init__", "artifacts", "metrics", "labeling", "sae"}
-    assert pipeline._imports(rel, "nb", in_package=False) == {"__init__"}         # a notebook has no package
+    assert pipeline.module_imports(rel, "mod", in_package=True) == {"__init__", "artifacts", "metrics", "labeling",
+                                                                    "sae"}
+    assert pipeline.module_imports(rel, "nb", in_package=False) == {"__init__"}         # a notebook has no package
     inner = "from .. import artifacts\nfrom ..metrics import TOPK\nfrom .model import TopKSAE\nfrom . import losses\n"
-    assert pipeline._imports(inner, "sae/fit.py", in_package=True, package=("sae",)) == {
+    assert pipeline.module_imports(inner, "sae/fit.py", in_package=True, package=("sae",)) == {
         "__init__", "artifacts", "metrics", "sae.model", "sae.losses"}
     sub = "from recsae_utils.figures import training as figures\nfrom recsae_utils.sae import fit_sae\n"
-    assert pipeline._imports(sub, "nb", in_package=False) == {"__init__", "figures.training", "sae"}
+    assert pipeline.module_imports(sub, "nb", in_package=False) == {"__init__", "figures.training", "sae"}
     assert "figures" in pipeline.module_closure({"figures.training"})               # its package runs first
     assert pipeline.module_closure({"sae.fit"}) >= {"sae", "sae.fit", "sae.model", "checkpoints", "artifacts"}
     assert pipeline.module_path("sae") == pipeline.PACKAGE_DIR / "sae" / "__init__.py"
@@ -451,9 +453,9 @@ def test_a_failed_stage_keeps_only_a_whole_executed_copy(tmp_path):
     tmp_nb, failed = tmp_path / "executing" / "02_b.ipynb", tmp_path / "failed" / "02_b.ipynb"
     tmp_nb.parent.mkdir()
     tmp_nb.write_text('{"cells": [{"cell_type": "code", "sou')
-    assert "cut short" in pipeline._keep_failed(tmp_nb, failed) and not failed.exists() and not tmp_nb.exists()
+    assert "cut short" in pipeline.keep_failed(tmp_nb, failed) and not failed.exists() and not tmp_nb.exists()
     tmp_nb.write_text('{"cells": []}')
-    assert pipeline._keep_failed(tmp_nb, failed) == f"executed copy: {failed}" and failed.read_text() == '{"cells": []}'
+    assert pipeline.keep_failed(tmp_nb, failed) == f"executed copy: {failed}" and failed.read_text() == '{"cells": []}'
 
 
 def test_run_record_and_report_hold_no_credentials(tmp_path, monkeypatch):
@@ -465,7 +467,7 @@ def test_run_record_and_report_hold_no_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path / "runs"))
     monkeypatch.setenv("RECSAE_REPORT_ROOT", str(tmp_path / "reports"))
     cfg = config.load("ml-1m", "tiny")
-    pipeline._write_run_record(cfg, [])
+    pipeline.write_run_record(cfg, [])
     reports.write_report(cfg.report_dir)
     for name in ("run.json", "README.md"):
         text = (cfg.report_dir / name).read_text()

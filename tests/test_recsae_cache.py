@@ -144,3 +144,29 @@ def test_activation_tables_round_trip_without_python_objects(tmp_path):
     pd.DataFrame({"instance": np.arange(40), "latents": list(idx), "values": list(val)}).to_parquet(tmp_path / "old.parquet")
     back = stages.load_activations(tmp_path / "old.parquet")
     assert np.array_equal(back[0], idx) and np.array_equal(back[1], val)
+
+
+def test_open_names_the_fits_it_cannot_load_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path))
+    monkeypatch.setattr(stages.notebook, "stage_inputs", lambda cfg: pytest.fail("no stage inputs for a bad request"))
+    with pytest.raises(ValueError, match=r"unknown SAE fit\(s\) \['nope'\]: this run fits \['main', 'alt'\]"):
+        stages.open("ml-1m", "tiny", fits=("main", "nope"))
+    with pytest.raises(ValueError, match="include 'main'"):
+        stages.open("ml-1m", "tiny", fits=("alt",), sample=True)
+
+
+def test_open_loads_the_fits_asked_for_and_the_sample(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path))
+    ctx = _ctx()
+    sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=2))
+    calls = []
+    monkeypatch.setattr(stages.notebook, "stage_inputs", lambda cfg: ctx)
+    monkeypatch.setattr(stages.notebook, "fit_stage", lambda cfg, c, m, k, v: calls.append((m, k, v)) or
+                        SimpleNamespace(sae=sae))
+    monkeypatch.setattr(stages.notebook, "activation_arrays",
+                        lambda cfg, c, s: {"train": encode_sparse(s, c.h["train"])})
+    run = stages.open("ml-1m", "tiny", fits=("main",), sample=True)
+    plan = stages.fit_plan(run.cfg)
+    assert calls == [plan["main"]] and run.sae is sae and run.saes == {"main": sae} and run.ctx is ctx
+    assert np.array_equal(run.acts["train"][0], encode_sparse(sae, ctx.h["train"])[0])   # 40 rows <= dict_rows: all
+    assert list(stages.open("ml-1m", "tiny").fits) == list(plan) and stages.open("ml-1m", "tiny", fits=()).fits == {}

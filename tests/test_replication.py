@@ -30,8 +30,9 @@ def test_stability_section_fits_apart_and_matches(tiny_cfg):
     idx, val = encode_sparse(main.sae, ctx.h["train"])
     d = build_dictionaries(idx, val, ctx.inst["train"].hist, ctx.ds.items, cfg.sae_latents, top_n=cfg.top_n)
     # stage 05's dictionary of the default SAE names its latents as the step itself would
-    top0, lab0 = replication._concepts(cfg, ctx, main.sae)
-    assert np.array_equal(replication._named(d, latent_cards(d))[0], top0) and replication._named(d, latent_cards(d))[1] == lab0
+    top0, lab0 = replication.sae_concepts(cfg, ctx, main.sae)
+    top, lab = replication.dictionary_concepts(d, latent_cards(d))
+    assert np.array_equal(top, top0) and lab == lab0
     out = replication.stability_section(cfg, ctx, main.sae, d, latent_cards(d))
     # the default SAE's fit is untouched; every other fit has its own folder
     assert artifacts.read_json(sae_dir / "m64_k4_openai" / "done.json")["key"] == key

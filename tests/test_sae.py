@@ -10,22 +10,7 @@ from recsae_utils import sae as S
 from recsae_utils.metrics import firing_stats, reconstruction_metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny problems: a second intra-op thread only adds scheduling waits (the CI box has 2 busy cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def planted(n=20_000, d=16, n_atoms=64, active=3, seed=0):
-    """x = sum of `active` unit-norm atoms of a planted dictionary with positive coefficients."""
-    g = torch.Generator().manual_seed(seed)
-    D = F.normalize(torch.randn(n_atoms, d, generator=g), dim=1)
-    idx = torch.rand(n, n_atoms, generator=g).topk(active, dim=1).indices
-    coef = torch.zeros(n, n_atoms).scatter_(1, idx, 0.5 + torch.rand(n, active, generator=g))
-    return coef @ D, D
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny problems: one torch thread
 
 
 def small_cfg(**kw) -> S.SAEConfig:
@@ -45,8 +30,8 @@ def same_weights(a: S.TopKSAE, b: S.TopKSAE) -> bool:
 # 1. the planted dictionary is recovered
 
 
-def test_planted_dictionary_is_recovered():
-    x, D = planted()
+def test_planted_dictionary_is_recovered(planted_atoms):
+    x, D = planted_atoms()
     res = S.fit_sae(x, small_cfg(epochs=8), progress=False)
     cos = F.normalize(D, dim=1) @ F.normalize(res.sae.W_dec.detach(), dim=1).T  # (atoms, latents)
     recovered = (cos.max(1).values >= 0.9).float().mean().item()
@@ -73,8 +58,8 @@ def test_explained_variance_known_answers():
 # 3. decoder geometry (openai variant)
 
 
-def test_decoder_rows_unit_norm_after_training_openai():
-    x, _ = planted(n=4_000)
+def test_decoder_rows_unit_norm_after_training_openai(planted_atoms):
+    x, _ = planted_atoms(n=4_000)
     sae = S.fit_sae(x, small_cfg(epochs=2, lr=1e-2), progress=False).sae
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(128), atol=1e-5)
 
@@ -116,8 +101,8 @@ def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int, bias: float = 
     return firing_stats(torch.from_numpy(idx), 128)["dead_fraction"] * 128  # never fires on the whole data
 
 
-def test_auxk_revives_dead_latents(monkeypatch):
-    x, _ = planted(n=10_000)
+def test_auxk_revives_dead_latents(planted_atoms, monkeypatch):
+    x, _ = planted_atoms(n=10_000)
     sae = S.TopKSAE(small_cfg())
     with torch.no_grad():
         sae.W_enc[:112] *= 1e-3
@@ -130,10 +115,10 @@ def test_auxk_revives_dead_latents(monkeypatch):
     assert dead_with <= 80, dead_with  # AuxK fits them to the residual until they win top-k slots (~58)
 
 
-def test_auxk_without_relu_revives_latents_negative_everywhere(monkeypatch):
+def test_auxk_without_relu_revives_latents_negative_everywhere(planted_atoms, monkeypatch):
     """The way latents die on h_u: encoder bias below zero, pre-activation negative on every input. A ReLU'd
     AuxK value is then 0 and passes no gradient (they stay dead); aux_relu=False still reaches them."""
-    x, _ = planted(n=10_000)
+    x, _ = planted_atoms(n=10_000)
     stuck = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112, bias=-1.0, aux_relu=True, l2=0.0)
     assert stuck >= 110, stuck
     revived = _dead_after_fit(monkeypatch, x, aux_coef=1 / 32, n_dead=112, bias=-1.0, aux_relu=False, l2=0.0)
@@ -150,8 +135,8 @@ def test_lr_schedule_known_values():
 # 5. determinism
 
 
-def test_same_seed_same_weights_other_seed_differs():
-    x, _ = planted(n=3_000)
+def test_same_seed_same_weights_other_seed_differs(planted_atoms):
+    x, _ = planted_atoms(n=3_000)
     a = S.fit_sae(x, small_cfg(), progress=False).sae
     b = S.fit_sae(x, small_cfg(), progress=False).sae
     c = S.fit_sae(x, small_cfg(seed=1), progress=False).sae
@@ -163,8 +148,8 @@ def test_same_seed_same_weights_other_seed_differs():
 # 6. resume
 
 
-def test_resume_gives_identical_weights(tmp_path):
-    x, _ = planted(n=3_000)
+def test_resume_gives_identical_weights(planted_atoms, tmp_path):
+    x, _ = planted_atoms(n=3_000)
     held = x[:500]
     calls: list[int] = []
 
@@ -270,8 +255,8 @@ def test_save_load_and_random_sae(tmp_path):
 # 8. the reference variant's documented differences
 
 
-def test_reference_variant_differs_as_documented():
-    x, _ = planted(n=4_000)
+def test_reference_variant_differs_as_documented(planted_atoms):
+    x, _ = planted_atoms(n=4_000)
     ref = S.fit_sae(x, small_cfg(variant="reference", lr=1e-2), progress=False)
     oai = S.fit_sae(x, small_cfg(lr=1e-2), progress=False)
     norms = ref.sae.W_dec.norm(dim=1)
@@ -315,10 +300,10 @@ def test_auxk_target_sign_bias_and_detach():
         assert (grad_live.abs().max() == 0) == (variant == "openai")
 
 
-def test_resume_with_lr_decay_is_exact_and_epochs_are_part_of_the_key(tmp_path):
+def test_resume_with_lr_decay_is_exact_and_epochs_are_part_of_the_key(planted_atoms, tmp_path):
     """With lr decay the schedule depends on `epochs`: a killed run resumes bit-identically, and a run
     with other `epochs` starts over instead of extending a schedule that was made for another length."""
-    x, _ = planted(n=3_000)
+    x, _ = planted_atoms(n=3_000)
     cfg = small_cfg(epochs=3, lr_decay=0.5)
     calls: list[int] = []
 
@@ -344,10 +329,10 @@ def test_resume_with_lr_decay_is_exact_and_epochs_are_part_of_the_key(tmp_path):
     assert len(calls) == 4                      # started over: the saved run followed a 3-epoch schedule
 
 
-def test_noise_aware_selection_known_answer():
+def test_noise_aware_selection_known_answer(planted_atoms):
     """Paired per-instance scores decide: a gain inside one standard error is a tie (lower dev FVU wins),
     a gain beyond it wins outright, a loss beyond it never wins."""
-    x, _ = planted(n=1_000)
+    x, _ = planted_atoms(n=1_000)
     base = np.tile([0.0, 1.0], 50)                    # 100 instances, mean 0.5
     flip = np.zeros(100)
     flip[:2] = 1.0                                    # two instances gain 1: mean +0.02, paired SE ~0.014
@@ -384,11 +369,11 @@ def test_sae_epoch_budget_in_samples():
     assert sae_epochs(config.load("ml-1m", "tiny"), 100) == 3
 
 
-def test_noise_aware_patience_counts_from_the_selected_epoch():
+def test_noise_aware_patience_counts_from_the_selected_epoch(planted_atoms):
     """Dev metric flat within its noise (a small wobble, never a clear gain) while the dev FVU keeps falling:
     each epoch ties and takes over as best, so a patience of 2 never stops the fit. Without per-instance
     scores the ReChorus rule applies (the last 2 raw scores never increase) and stops it at epoch 3."""
-    x, _ = planted(n=1_000)
+    x, _ = planted_atoms(n=1_000)
     base = np.tile([0.0, 1.0], 50)
     bump = np.zeros(100)
     bump[:3] = [1.0, 1.0, -1.0]                        # epoch 2: mean +0.01, paired SE ~0.017 -> a tie

@@ -9,19 +9,15 @@ import torch.nn.functional as F
 
 from recsae_utils import sae as S
 from recsae_utils.dictionary import firing_index
-from test_sae import one_thread  # noqa: F401  (autouse: one torch thread for these tiny problems)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny problems: one torch thread
 
 
-def planted(n=10_000, d=32, n_atoms=64, active=3, noise=0.01, seed=0):
-    """x = sum of `active` atoms of a unit-norm dictionary D (coefficients 0.5-1.5) plus small noise. 32-d,
-    not test_sae's 16-d: with 64 atoms in 16 dimensions the interference between atoms decides which
+def planted(planted_atoms, n: int = 10_000):
+    """32-d, not test_sae's 16-d: with 64 atoms in 16 dimensions the interference between atoms decides which
     samples win BatchTopK's shared slots, and BatchTopK then recovers only about half the atoms (TopK's
     per-sample budget does not care)."""
-    g = torch.Generator().manual_seed(seed)
-    D = F.normalize(torch.randn(n_atoms, d, generator=g), dim=1)
-    idx = torch.rand(n, n_atoms, generator=g).topk(active, dim=1).indices
-    coef = torch.zeros(n, n_atoms).scatter_(1, idx, 0.5 + torch.rand(n, active, generator=g))
-    return coef @ D + noise * torch.randn(n, d, generator=g), D
+    return planted_atoms(n=n, d=32, noise=0.01)
 
 
 def cfg(**kw) -> S.SAEConfig:
@@ -31,8 +27,8 @@ def cfg(**kw) -> S.SAEConfig:
 
 
 @pytest.fixture(scope="module")
-def fits():
-    x, D = planted()
+def fits(planted_atoms, one_thread):
+    x, D = planted(planted_atoms)
     return x, D, {f: S.fit_sae(x, cfg(family=f, epochs=ep), progress=False).sae
                   for f, ep in (("batchtopk", 8), ("matryoshka", 12))}
 
@@ -67,8 +63,8 @@ def test_matryoshka_recovers_planted_dictionary_and_its_prefix_reconstructs_alon
     assert prefix_fvu(saes["matryoshka"], 8) < 0.9 * prefix_fvu(saes["batchtopk"], 8)
 
 
-def test_topk_family_still_recovers_in_this_setting():
-    x, D = planted(n=10_000)
+def test_topk_family_still_recovers_in_this_setting(planted_atoms):
+    x, D = planted(planted_atoms)
     assert recovered(D, S.fit_sae(x, cfg(), progress=False).sae) >= 0.9
 
 
@@ -145,8 +141,8 @@ def test_topk_config_dict_unchanged_and_bad_family_rejected():
         S.SAEConfig(family="batchtopk", variant="reference")
 
 
-def test_threshold_family_round_trip_and_resume(tmp_path):
-    x, _ = planted(n=2_000)
+def test_threshold_family_round_trip_and_resume(planted_atoms, tmp_path):
+    x, _ = planted(planted_atoms, n=2_000)
     c = cfg(family="matryoshka", epochs=2)
     a = S.fit_sae(x, c, out_dir=tmp_path, progress=False).sae
     assert float(a.threshold) > 0

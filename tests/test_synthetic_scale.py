@@ -89,7 +89,7 @@ def test_deterministic_for_a_seed(folder, tmp_path):
 def test_fast_ratings_reader_equals_the_line_reader(folder, monkeypatch):
     """sources reads a clean all-integer ratings.dat with pandas' C parser: same frame as the line reader."""
     fast = sources.read_ratings(folder)
-    monkeypatch.setattr(sources, "_read_numeric_fast", lambda raw, names: None)
+    monkeypatch.setattr(sources, "read_numeric_fast", lambda raw, names: None)
     assert fast.equals(sources.read_ratings(folder))
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in every kernel without ipywidgets
 
 from .. import artifacts, ddp
 from ..checkpoints import check_finite_loss, early_stop_now, flush_denormals, load_state, state_tensors

@@ -43,7 +43,7 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
         else:
             idx_train, val_train = encode_sparse(sae, ctx.h["train"])[:2]
         active = None if sae.cfg.family == "topk" else torch.from_numpy(np.asarray(val_train) > 0)
-        health, freq = sae_health(ctx.h["test"], x_hat, torch.from_numpy(idx_train), sae.cfg.n_latents, active)
+        health, freq = sae_health(ctx.h["test"], x_hat, idx_train, sae.cfg.n_latents, active)
         row["health"] = health
         row["freq"] = freq
         row["fidelity"] = fidelity(E, ctx.h["test"], x_hat, h_mean, ctx.inst["test"], ctx.mask, ref=ref,
