@@ -125,23 +125,49 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     return out
 
 
+LABEL_OFFSETS = ((3, 3), (3, -10), (-3, 3), (-3, -10), (3, 11), (3, -18), (-3, 11), (-3, -18), (8, -3), (-8, -3))
+
+
 def frontier_figure(df: pd.DataFrame, path: Path) -> None:
+    """Retention against the detection gain, one colour per family; each point's label is placed at the first
+    of LABEL_OFFSETS where it stays inside the axes and overlaps no label placed before it and no marker
+    (greedy, in drawing units)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    points = []
     for i, (fam, g) in enumerate(df.groupby("family", sort=False)):
         ax.errorbar(g["det_gain"], g["retention_test"], yerr=[g["retention_test"] - g["retention_test_lo"],
                     g["retention_test_hi"] - g["retention_test"]], fmt="o", color=f"C{i}", label=fam, capsize=2)
-        for _, row in g.iterrows():
-            ax.annotate(f"{row['width']}xk{row['k']}" + (" (reference)" if row["reference"] else ""),
-                        (row["det_gain"], row["retention_test"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        points += [(f"{row['width']}xk{row['k']}" + (" (reference)" if row["reference"] else ""), f"C{i}",
+                    (row["det_gain"], row["retention_test"])) for _, row in g.iterrows()]
     ax.set(xlabel="detection: median balanced accuracy, SAE - raw dims", ylabel="test NDCG@10 retention")
     ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    marks = [ax.transData.transform(xy) for _, _, xy in points]
+    placed = []
+    for text, color, xy in points:
+        for dx, dy in LABEL_OFFSETS:
+            a = ax.annotate(text, xy, fontsize=6, color=color, xytext=(dx, dy), textcoords="offset points",
+                            ha="left" if dx > 0 else "right")
+            box = a.get_window_extent(r).expanded(1.05, 1.1)
+            hit = any(box.overlaps(b) for b in placed) or any(box.contains(*m) for m in marks) \
+                or not (ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1))   # inside the axes
+            if not hit or (dx, dy) == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            a.remove()
     with artifacts.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
+
+
+def figure_only(out: Path) -> None:
+    """Redraw out/frontier.png from the committed out/frontier.csv (no fit, no run folder)."""
+    frontier_figure(pd.read_csv(out / "frontier.csv"), out / "frontier.png")
 
 
 def main() -> None:
@@ -160,8 +186,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", default="full")
     ap.add_argument("--fit-only", action="store_true", help="fit (or find) every SAE of the grid and stop")
+    ap.add_argument("--figure-only", action="store_true", help="redraw frontier.png from --out's frontier.csv")
     a = ap.parse_args()
     out = Path(a.out)
+    if a.figure_only:
+        figure_only(out)
+        return
     run = Path(a.run_dir)
     cfg = config.load(run.name, a.profile)
     r = load_run(run, cfg)

@@ -18,8 +18,12 @@ What the page offers (words such as "movie" / "genre" come from the dataset: `no
 - `#user-q` (user id) and `#movie-q` (item id or title): a user's top latents with values, an item's top
   latents by total strength (`#profile`, in the main pane in place of the card; rows
   `li.profile-row[data-latent]` open the card, which then offers a way back).
+- `#pg-*` (the steering playground, when `playground` data is given; `playground.py` and playground.js):
+  pick a user by id or type a history by title, add concepts by label search, one dose slider each (a
+  multiple of the median ||h_u||), and the top 10 after the edit with where each item ranked before and the
+  KL of the catalogue softmax; the page redoes `interventions.recommend` (and SASRec for a typed history).
 - The URL hash drives it too, exactly like typing: `#q=<query>` (search, then open the first result),
-  `#latent=<j>`, `#user=<id>`, `#item=<id or title>` (also `#movie=`).
+  `#latent=<j>`, `#user=<id>`, `#item=<id or title>` (also `#movie=`), `#playground=<user id>`.
 
 Security: every text from the data is rendered with textContent / createTextNode (the script never uses
 innerHTML); the payload is base64 (or, with compress=False, JSON whose `<`, `>`, `&`, U+2028 and U+2029
@@ -68,6 +72,8 @@ DESC_CHARS = 480      # a description is cut (at a '; ' or '. ') after this many
                       # labels.csv keeps every description whole
 MAX_PROFILE = 10      # latents per user / per movie
 SIG_DIGITS = 4        # significant digits of floats in the JSON
+PLAYGROUND_BUDGET_MB = 4.0   # a page with the steering playground stays within this (issue 25); over it, the
+                             # page is written without the playground (said on the console)
 
 USER_COLUMNS = ("user", "user_id", "instance")
 VALUE_COLUMNS = ("activation", "value", "strength")
@@ -272,9 +278,11 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
                  users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None, title: str = "",
                  items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS,
                  max_profile: int = MAX_PROFILE, noun: str = "movie", genre_noun: str = "genre",
-                 steering: Mapping[int, Mapping] | None = None) -> dict:
+                 steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None) -> dict:
     """The JSON-ready dict the page renders (see the module docstring for the inputs). `steering`: latent ->
-    {user, beta, before: [item ids], after: [item ids]} (`interventions.browser_examples`), shown on its card."""
+    {user, beta, before: [item ids], after: [item ids]} (`interventions.browser_examples`), shown on its card.
+    `playground`: `playground.playground_data` output; the page then carries every item's title (any item
+    can enter a steered top 10)."""
     lat_df = tables.get("latents")
     li = tables.get("latent_items")
     if lat_df is None and li is None:
@@ -385,13 +393,15 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
             lat[int(j)]["st"] = {"u": _text(ex["user"]), "b": _sig(ex.get("beta", 1.0)),
                                  "bf": [int(i) for i in ex["before"]], "af": [int(i) for i in ex["after"]]}
             used.update(lat[int(j)]["st"]["bf"] + lat[int(j)]["st"]["af"])
+    if playground is not None:
+        used.update(range(1, int(playground["n_items"])))
     item_map = {str(i): titles.get(i, [None, ""]) for i in sorted(used)}
     # the dataset's item count (not just the items the page shows)
     catalogue = items if items is not None else tables.get("items")
     n_items = int(catalogue["item_id"].nunique()) if catalogue is not None and "item_id" in catalogue.columns \
         else len(set(titles) | used)
 
-    return {
+    out = {
         "title": title or "Concept browser", "n_latents": len(ids),
         "n_live": int(sum(1 for r in lat.values() if (r.get("nf") or 0) > 0 or "it" in r)),
         "has_stats": lat_df is not None, "genres": list(genre_index), "score_cols": score_cols,
@@ -399,6 +409,9 @@ def browser_data(tables: Mapping[str, pd.DataFrame], labels=None, scores: pd.Dat
         "n_items": n_items, "words": {"item": noun, "items": _plural(noun), "genre": genre_noun,
                                       "genres": _plural(genre_noun)},
     }
+    if playground is not None:
+        out["pg"] = dict(playground)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -416,12 +429,13 @@ def embed_json(obj: Any) -> str:
     return s
 
 
-ASSET_DIR = "browser_assets"   # package data: the page's template, style sheet and script
+ASSET_DIR = "browser_assets"   # package data: the page's template, style sheet and scripts
+SCRIPTS = ("playground.js", "browser.js")   # one inline script, in this order (browser.js starts the page)
 
 
 @functools.lru_cache(maxsize=None)
 def asset(name: str) -> str:
-    """One of the page's files (browser.html, browser.css, browser.js), read from the installed package."""
+    """One of the page's files (browser.html, browser.css, SCRIPTS), read from the installed package."""
     text = resources.files(__package__).joinpath(ASSET_DIR).joinpath(name).read_text(encoding="utf-8")
     if name != "browser.html" and re.search(r"</(script|style)", text, re.I):  # would end it early
         raise ValueError(f"{ASSET_DIR}/{name} must not contain '</script' or '</style'")
@@ -437,7 +451,7 @@ def encode_payload(data: dict) -> str:
 
 def render_html(data: dict, compress: bool = True) -> str:
     """The page for `browser_data` output: the data gzip+base64 (compress) or as escaped JSON."""
-    js = asset("browser.js")
+    js = "\n".join(asset(name) for name in SCRIPTS)
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; "
            "img-src 'none'; connect-src 'none'; base-uri 'none'; form-action 'none'")
@@ -454,20 +468,28 @@ def write_browser(path, tables: dict[str, pd.DataFrame], labels: pd.DataFrame | 
                   movies: pd.DataFrame | None = None, title: str = "Concept browser", *,
                   items: pd.DataFrame | None = None, max_items: int = MAX_ITEMS, noun: str | None = None,
                   genre_noun: str | None = None, compress: bool = True,
-                  steering: Mapping[int, Mapping] | None = None) -> Path:
+                  steering: Mapping[int, Mapping] | None = None, playground: Mapping | None = None,
+                  playground_budget_mb: float = PLAYGROUND_BUDGET_MB) -> Path:
     """Write the single-file HTML concept browser to `path` (atomically) and return the path.
 
     noun / genre_noun: the dataset's words for an item and for its genre-like attribute; None = from `items`
     ("movie" / "genre" when it has titles, else "item" / "category", as for Grocery). compress=False embeds
-    plain JSON (larger; readable without DecompressionStream)."""
+    plain JSON (larger; readable without DecompressionStream). playground: `playground.playground_data`
+    output; a page that would be larger than `playground_budget_mb` with it is written without it, and the
+    console says so (its arrays grow with the catalogue: Grocery's item table alone is over 1 MB)."""
     titled = items is None or "title" in items.columns
     noun = noun or ("movie" if titled else "item")
     genre_noun = genre_noun or ("genre" if titled else "category")
     data = browser_data(tables, labels, scores, users, movies, title, items=items, max_items=max_items,
-                        noun=noun, genre_noun=genre_noun, steering=steering)
+                        noun=noun, genre_noun=genre_noun, steering=steering, playground=playground)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render_html(data, compress=compress).encode("utf-8", errors="replace")
+    if playground is not None and len(text) > playground_budget_mb * 1e6:
+        print(f"concept browser: the steering playground is left out of {path.name}: with it the page would be "
+              f"{len(text) / 1e6:.2f} MB, over the {playground_budget_mb:g} MB budget")
+        return write_browser(path, tables, labels, scores, users, movies, title, items=items, max_items=max_items,
+                             noun=noun, genre_noun=genre_noun, compress=compress, steering=steering)
     with artifacts.atomic_path(path) as tmp:
         Path(tmp).write_bytes(text)
         Path(tmp).chmod(0o644)   # a page to share and open, not a private temp file

@@ -1,4 +1,4 @@
-"""Latent cards and the offline labeler: what a labeler (offline or an LLM, `labeling.py`) is shown about a
+"""Latent cards and the enrichment labeler: what a labeler (offline or an LLM, `labeling.py`) is shown about a
 latent, and the deterministic metadata label with the signature that the detection score tests
 (`detection.py`). Only the training-side dictionary (`dictionary.py`) is read here.
 """
@@ -14,10 +14,11 @@ from .dictionary import ENRICH_ALPHA, ENRICH_MIN_OR, ENRICH_MIN_SHARE, GENERIC_F
 
 CARD_TOP_ITEMS = 20        # items per card
 CARD_EXAMPLES = 5          # example sequences per card
-CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (protocol.md §4.2)
+CARD_EXAMPLE_LEN = 9       # last <= 9 history titles per example (the reference's prompt; docs/protocol.md)
 CARD_MAX_ENRICH = 8        # enrichment entries per card (enriched ones only, significant first)
 LABEL_MAX_GENRES = 2       # genres (or categories) named in an offline label
 LABEL_MAX_DECADES = 1      # decades named in an offline label
+LABEL_MAX_COMMUNITIES = 1  # co-purchase communities named in an offline label (datasets with co-purchase lists)
 LABEL_MAX_ITEMS = 20       # exemplar items named in an offline label's description (and in its signature)
 LABEL_NAME_ITEMS = 3       # ... of which the first few also appear in its name
 LABEL_P = 1e-8             # a label names a genre / decade only with one-sided Fisher p below this (1e-3
@@ -76,17 +77,35 @@ def _context(d: ConceptDictionary, j: int, top_items: np.ndarray) -> str:
     return "; ".join(parts)
 
 
+def item_entry(d: ConceptDictionary, i: int, **extra) -> dict:
+    """One item as cards and labelers see it: title, year, genres (categories), popularity percentile among
+    training slots ('pct') and co-purchase community (None where the dataset has none)."""
+    meta = d.meta
+    comm = meta.get("community")
+    return {"item_id": int(i), "title": meta["title"][i], "year": meta["year"][i], "genres": list(meta["genres"][i]),
+            "pct": float(d.item_pct[i]), "community": None if comm is None or comm[i] < 0 else int(comm[i]), **extra}
+
+
+def _ranked(d: ConceptDictionary, j: int, key: str, n: int) -> list[dict]:
+    """Latent j's top n items by activation count (ties: strength, item id) or by strength."""
+    t = d.tables
+    a, b = t.ptr[j], t.ptr[j + 1]
+    item, count, strength = t.item[a:b], t.count[a:b], t.strength[a:b]
+    o = np.lexsort((item, -strength, -count)) if key == "count" else np.lexsort((item, -count, -strength))
+    return [item_entry(d, int(item[k]), count=int(count[k]), strength=float(strength[k])) for k in o[:n]]
+
+
 def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
                  n_examples: int = CARD_EXAMPLES) -> list[dict]:
-    """One JSON-ready dict per live latent in the schema the LLM labeler consumes (see module tests)."""
-    t, meta = d.tables, d.meta
-    title, year, genres = meta["title"], meta["year"], meta["genres"]
+    """One JSON-ready dict per live latent in the schema the LLM labeler consumes (see module tests):
+    top items by shrunk lift ('top_items'), by activation count ('top_by_count') and by strength
+    ('top_by_strength'), enrichments, popularity and example sequences."""
+    t = d.tables
     cards = []
     for j in d.live.tolist():
         a, b = t.ptr[j], min(t.ptr[j + 1], t.ptr[j] + n_items)
         its = t.item[a:b]
-        top_items = [{"item_id": int(i), "title": title[i], "year": year[i], "genres": list(genres[i]),
-                      "count": int(c), "strength": float(s), "lift": float(lf)}
+        top_items = [item_entry(d, i, count=int(c), strength=float(s), lift=float(lf))
                      for i, c, s, lf in zip(its.tolist(), t.count[a:b].tolist(), t.strength[a:b].tolist(),
                                             t.lift[a:b].tolist())]
         ne = min(n_examples, int(d.top.count[j]))
@@ -99,8 +118,10 @@ def latent_cards(d: ConceptDictionary, n_items: int = CARD_TOP_ITEMS,
         cards.append({
             "latent": int(j), "n_fire": int(d.stats.n_fire[j]), "freq": float(d.stats.freq[j]),
             "n_pool": int(t.n_top[j]), "top_items": top_items,
+            "top_by_count": _ranked(d, j, "count", n_items), "top_by_strength": _ranked(d, j, "strength", n_items),
             "genre_enrichment": _enrich_entries(d, j, "genre", "genre"),
             "decade_enrichment": _enrich_entries(d, j, "decade", "decade"),
+            "community_enrichment": _enrich_entries(d, j, "community", "community"),
             "popularity_pct": float(pp) if np.isfinite(pp) else 50.0,
             "context": _context(d, j, its),
             "examples": examples,
@@ -149,14 +170,15 @@ def label_exemplars(card: Mapping[str, Any], max_items: int | None = None) -> li
 
 def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> dict:
     """The signature a detection score tests, in one of two vocabularies (VOCABULARIES):
-    'metadata' is `metadata_signature`, only what the offline label's name states; 'exemplars' (the default,
+    'metadata' is `metadata_signature`, only what the enrichment label's name states; 'exemplars' (the default,
     the study's original signature) weighs, besides genres, decades and popularity, the exemplar items:
     - exemplar items (`label_exemplars`: up to LABEL_MAX_ITEMS of the card's top items by shrunk lift with
       count >= EXEMPLAR_MIN_COUNT and shrunk lift >= EXEMPLAR_MIN_LIFT), weight log(shrunk lift), the
       log-likelihood ratio of the item being in a sequence;
     - genres (categories): up to LABEL_MAX_GENRES significantly enriched ones (p < ENRICH_ALPHA, odds ratio
       >= ENRICH_MIN_OR, largest odds ratio first), weight log(odds ratio);
-    - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way;
+    - decades: up to LABEL_MAX_DECADES, chosen and weighted the same way; co-purchase communities likewise
+      (LABEL_MAX_COMMUNITIES; datasets with also-bought / also-viewed lists);
     - popularity band from popularity_pct: 'popular' (>= POP_HIGH), 'niche' (<= POP_LOW), else 'mid'.
       For popular/niche the weight is theta = Langevin^-1((pct - 50) / 50), the log-likelihood slope of a
       tilted-uniform model of item popularity percentiles, so it sits on the same per-slot log-odds scale
@@ -171,6 +193,8 @@ def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> d
     g = sorted(g, key=lambda e: (-e["odds_ratio"], str(e["genre"])))[:LABEL_MAX_GENRES]
     dd = _significant(card.get("decade_enrichment", []))
     dd = sorted(dd, key=lambda e: (-e["odds_ratio"], int(e["decade"])))[:LABEL_MAX_DECADES]
+    cc = _significant(card.get("community_enrichment", []))
+    cc = sorted(cc, key=lambda e: (-e["odds_ratio"], int(e["community"])))[:LABEL_MAX_COMMUNITIES]
     pct = float(card.get("popularity_pct", 50.0))
     band = "popular" if pct >= POP_HIGH else "niche" if pct <= POP_LOW else "mid"
     theta = _langevin_inv((pct - 50.0) / 50.0) if band != "mid" else 0.0
@@ -178,6 +202,7 @@ def label_signature(card: Mapping[str, Any], vocabulary: str = "exemplars") -> d
             "items": {e["item_id"]: math.log(e["lift_shrunk"]) for e in label_exemplars(card)},
             "genres": {str(e["genre"]): math.log(e["odds_ratio"]) for e in g},
             "decades": {int(e["decade"]): math.log(e["odds_ratio"]) for e in dd},
+            "communities": {int(e["community"]): math.log(e["odds_ratio"]) for e in cc},
             "popularity": {"band": band, "pct": pct, "weight": theta}}
 
 
@@ -218,17 +243,18 @@ def label_concept(card: Mapping[str, Any]) -> list[dict]:
                  "weight": math.log(e["odds_ratio"])} for e in ok[:n]]
 
     parts = strong(card.get("genre_enrichment"), "genre", LABEL_MAX_GENRES) \
-        + strong(card.get("decade_enrichment"), "decade", LABEL_MAX_DECADES)
+        + strong(card.get("decade_enrichment"), "decade", LABEL_MAX_DECADES) \
+        + strong(card.get("community_enrichment"), "community", LABEL_MAX_COMMUNITIES)
     pct = float(card.get("popularity_pct", 50.0))
     if popularity_odds_ratio(pct) >= LABEL_MIN_OR:
         parts.append({"kind": "popularity", "value": "popular" if pct > 50 else "niche",
                       "odds_ratio": popularity_odds_ratio(pct), "weight": _langevin_inv((pct - 50.0) / 50.0)})
-    order = {"genre": 0, "decade": 1, "popularity": 2}
+    order = {"genre": 0, "decade": 1, "community": 2, "popularity": 3}
     return sorted(parts, key=lambda p: (-p["odds_ratio"], order[p["kind"]], str(p["value"])))
 
 
 def metadata_signature(card: Mapping[str, Any]) -> dict:
-    """The 'metadata' vocabulary: the signature of exactly what the offline label's name states
+    """The 'metadata' vocabulary: the signature of exactly what the enrichment label's name states
     (`label_concept`), no items; a person reading the label could apply it. Same schema and weights as
     `label_signature` (log odds ratios, popularity theta); a latent with no clear signal gets an empty one."""
     parts = label_concept(card)
@@ -237,6 +263,7 @@ def metadata_signature(card: Mapping[str, Any]) -> dict:
     return {"latent": int(card["latent"]), "items": {},
             "genres": {str(p["value"]): p["weight"] for p in parts if p["kind"] == "genre"},
             "decades": {int(p["value"]): p["weight"] for p in parts if p["kind"] == "decade"},
+            "communities": {int(p["value"]): p["weight"] for p in parts if p["kind"] == "community"},
             "popularity": {"band": pop[0]["value"] if pop else "mid", "pct": pct,
                            "weight": pop[0]["weight"] if pop else 0.0}}
 
@@ -248,6 +275,8 @@ def _and(words: list[str]) -> str:
 def _part_text(p: Mapping[str, Any]) -> str:
     """'1990s', 'Western'; a category known only by its id (Grocery) reads 'category 12'."""
     v = str(p["value"])
+    if p["kind"] == "community":
+        return f"co-purchase group {v}"
     return f"{v}s" if p["kind"] == "decade" else f"category {v}" if v.isdigit() else v
 
 

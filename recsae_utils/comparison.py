@@ -239,8 +239,8 @@ def save_outputs(cfg, res: StageResult) -> dict:
     return out
 
 
-YARDSTICK_NOTE = ("Medians over concepts (each a genre, decade or category held by at least `concept_min_items` items "
-                  "and at most half of the catalogue); steering on a "
+YARDSTICK_NOTE = ("Medians over concepts (each a genre, decade, category or co-purchase community held by at least "
+                  "`concept_min_items` items and at most half of the catalogue); steering on a "
                   "seeded sample of test instances at the strength where the mean catalogue KL from the unedited "
                   "ranking equals the target; gains in the concept's share of the masked top 10; NDCG@10 kept = "
                   "steered / unedited at KL 0.3; AUROC: k-sparse probes on the method's own units, held out; "

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, labeling, progress, stages
+from . import artifacts, labeling, poster, progress, stages
 from .cards import latent_cards
 from .coherence import coherence_summary, genre_coherence
 from .detection import (STRONG_Q, WINDOWS, detection_scores, metadata_scores, raw_dimension_codes, raw_dimension_k,
@@ -126,10 +126,18 @@ def _llm(cfg) -> labeling.LLMConfig:
                               cache_dir=str(Path(cfg.run_dir) / "labels" / "llm_cache"), time_limit=cfg.llm_time_limit)
 
 
-def labels(cfg, ctx, sae: Built, progress: bool = True) -> pd.DataFrame:
-    """The SAE's labels: offline from metadata, or from an LLM (cfg.labeler), cached in the run folder."""
+def labels(cfg, ctx, sae: Built, sae_model=None, progress: bool = True) -> pd.DataFrame:
+    """The SAE's labels: offline (what its top items share, `naming.shared_label`), or from an LLM
+    (cfg.labeler; cfg.llm_limit of them, the rest offline), cached in the run folder. With `sae_model` the
+    cards first get the output side (`with_output_side`: what each decoder direction promotes)."""
+    from .naming import vocabulary_of
+
+    if sae_model is not None:
+        sae.cards[:] = with_output_side(sae.cards, sae.d, sae_model.W_dec.detach().numpy(),
+                                        ctx.model.item_emb.weight.detach().numpy())
     return labeling.label_latents(sae.cards, _llm(cfg), Path(cfg.run_dir) / "labels" / cfg.labeler,
-                                  labeler=cfg.labeler, domain=_domain(ctx), progress=progress)
+                                  labeler=cfg.labeler, domain=_domain(ctx), progress=progress,
+                                  vocab=vocabulary_of(sae.d), limit=cfg.llm_limit)
 
 
 def judge(cfg, ctx, sae: Built, labels_df: pd.DataFrame, acts: dict, progress: bool = True) -> pd.DataFrame | None:
@@ -351,11 +359,14 @@ def vocabulary_summary(scores: dict, vocab: dict[str, dict], sweep: pd.DataFrame
 
 def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd.DataFrame,
                          movie_view: pd.DataFrame, scores_df: pd.DataFrame, specificity: dict | None = None,
-                         vocab: dict[str, dict] | None = None) -> dict:
+                         vocab: dict[str, dict] | None = None, precision: dict | None = None) -> dict:
     """Full tables to the run folder; trimmed tables (top 20 items per latent), scores and examples to
     reports/<dataset>/concepts/. Returns the summary.json section; `specificity`
     (`explain.specificity_summary`) goes under its own key with the specific-first explanations, `vocab`
-    (`vocabulary_step`) adds the metadata vocabulary to each model's scores and a 'coherence' section."""
+    (`vocabulary_step`) adds the metadata vocabulary to each model's scores and a 'coherence' section,
+    `precision` (`label_precision`) the 'label_precision' section. 'labeler' names who made the labels
+    ('offline-shared', 'openai:<model>' with a count each in 'labelers'), 'label_vocabulary_note' what the
+    dataset's metadata cannot say (Grocery: category ids only)."""
     save_dictionaries(run.tables, Path(cfg.run_dir) / "concepts")
     small = dict(run.tables)
     small["latent_items"] = small["latent_items"][small["latent_items"]["rank"] <= 20]
@@ -386,6 +397,8 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
            "generic_latents": int(run.d.generic.sum()), "popularity_latents": int(run.d.popularity_flag.sum()),
            "generic_slot_share": generic_slot_share(run.d),
            "labeler": cfg.labeler, "label_status": run.labels["status"].value_counts().to_dict(),
+           "labelers": run.labels["labeler"].value_counts().to_dict(), "labels_note": labeling.provenance(run.labels),
+           "label_vocabulary_note": run.d.meta.get("vocabulary_note", ""),
            "scores": {k: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                       for k, row in scores_df.to_dict(orient="index").items()},
            "seconds": run.seconds, "examples": examples,
@@ -393,10 +406,13 @@ def save_concept_outputs(cfg, run: ConceptRun, expl: pd.DataFrame, user_view: pd
                                     for k, v in r.items()}
                                    for r in run.tables.get("detection_by_window", pd.DataFrame()).to_dict("records")],
            "explanations": render_explanations(expl, n_reasons=3, specific_first=False)}
+    if precision is not None:
+        out["label_precision"] = precision
     if vocab is not None:
         out["coherence"] = vocabulary_summary(out["scores"], vocab, run.tables.get("detection_by_window", pd.DataFrame()))
     if specificity is not None:
         out["specificity"] = {**specificity, "explanations": render_explanations(expl, n_reasons=3)}
+    out["poster"] = poster.save_poster_views(cfg.report_dir, run.d, run.labels, user_view, movie_view, cfg.labeler)
     if run.judge is not None:
         out["judge"] = {"interpretable_share": float(run.judge["interpretable"].mean()),
                         "mean_confidence": float(run.judge["confidence"].mean())}
@@ -435,3 +451,54 @@ def summary_table(out: dict) -> pd.DataFrame:
     rows += [(f"label_status.{k}", v) for k, v in out.get("label_status", {}).items()]
     rows += [(f"seconds.{k}", round(v, 1)) for k, v in out.get("seconds", {}).items()]
     return pd.DataFrame(rows, columns=["key", "value"]).set_index("key")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Label precision (what a label names, checked on the latent's top items)
+
+
+def with_output_side(cards: list[dict], d: ConceptDictionary, W_dec, E, top: int = 10) -> list[dict]:
+    """The cards with 'promoted': the `top` items each latent's decoder direction promotes (W_dec[j] . e_i,
+    `dictionary.promoted_items`) as card entries, so labels can say what the latent's output side does."""
+    from .cards import item_entry
+
+    ids, _ = promoted_items(np.asarray(W_dec), np.asarray(E), top)
+    return [{**c, "promoted": [item_entry(d, int(i)) for i in ids[int(c["latent"])] if int(i) > 0]} for c in cards]
+
+
+def label_precision(models: dict[str, Model], built: dict[str, Built], hist_held: np.ndarray,
+                    labels_df: pd.DataFrame | None = None, ids=("sae", "raw", "random")) -> dict:
+    """The summary's `label_precision`: per model (display name) the offline-shared labeler's precision
+    (`naming.precision_stats`: median and share >= 0.6 over labels that name something, share naming
+    nothing, distinct stems, specific latents; also on held-out top items); with `labels_df` (the SAE's
+    labels as the stage made them, any labeler) one more entry for those labels, named by their labeler,
+    and one for the enrichment labeler the offline labels came from before ('SAE, enrichment labeler')."""
+    from .cards import offline_label
+    from .naming import heldout_top_items, label_precision_rows, precision_stats, shared_label, vocabulary_of
+
+    out = {}
+    for i in ids:
+        if i not in built:
+            continue
+        b, md = built[i], models[i]
+        vocab = vocabulary_of(b.d)
+        held = heldout_top_items(b.d, md.idx_held, md.val_held, hist_held)
+        labs = {int(c["latent"]): shared_label(c, vocab) for c in b.cards}
+        out[md.name] = precision_stats(label_precision_rows(b.cards, labs, vocab, b.d.generic, held), naming_labeler())
+        if i == "sae":
+            old = {int(c["latent"]): offline_label(c)["name"] for c in b.cards}
+            out[f"{md.name}, enrichment labeler"] = precision_stats(
+                label_precision_rows(b.cards, old, vocab, b.d.generic, held), "offline-metadata (enrichment)")
+            for who, g in ([] if labels_df is None else labels_df.groupby("labeler", sort=True)):
+                if who in (naming_labeler(),):
+                    continue        # the entry above
+                given = {int(r.latent): r.name for r in g.itertuples() if isinstance(r.name, str)}
+                out[f"{md.name}, {who}"] = precision_stats(
+                    label_precision_rows([c for c in b.cards if int(c["latent"]) in given], given, vocab,
+                                         b.d.generic, held), str(who))
+    return out
+
+
+def naming_labeler() -> str:
+    from .naming import OFFLINE_SHARED
+    return OFFLINE_SHARED

@@ -56,7 +56,7 @@ class RunConfig:
     data_dir: str = ""                # holds ml-1m/ and ReChorus folders; "" = $RECSAE_DATA_DIR or download
     run_root: str = ""                # artifacts go to <run_root>/<dataset>/; "" = $RECSAE_RUN_ROOT or ./runs
     report_root: str = ""             # figures/tables go to <report_root>/<dataset>/; "" = $RECSAE_REPORT_ROOT or ./reports
-    # SASRec (reference = ReChorus settings, protocol.md §2)
+    # SASRec (reference = ReChorus settings, docs/protocol.md)
     seeds: list[int] = field(default_factory=lambda: [0])  # RECSAE_SEEDS=0,1,2 for mean and spread
     history_max: int = 20
     d_model: int = 64
@@ -65,7 +65,7 @@ class RunConfig:
     batch_size: int = 256
     max_epochs: int = 200
     early_stop: int = 10
-    # SAE (protocol.md §3); a second size is fitted and reported beside the default
+    # SAE (docs/protocol.md, "The SAE"); a second size is fitted and reported beside the default
     sae_latents: int = 2048
     sae_k: int = 32
     sae_alt_latents: int = 1024
@@ -82,7 +82,7 @@ class RunConfig:
     sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae/losses.py)
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
-    # concepts and labels (protocol.md §4)
+    # concepts and labels (docs/metrics.md, "Concepts")
     top_n: int = 50                   # top-activating sequences per latent shown on the cards
     item_pool: int = 0                # firings per latent behind item tables, enrichment, labels (0 = all)
     dict_rows: int = 1_000_000        # training instances behind the concept dictionaries (stages 05-06): a seeded
@@ -92,6 +92,8 @@ class RunConfig:
     labeler: str = "offline"          # 'offline' (metadata, no network) or 'openai' (any compatible server)
     llm_model: str = "gpt-4o-mini"
     llm_budget_tokens: int = 2_000_000
+    llm_limit: int = 0                # > 0: the LLM labels only this many latents (the most frequent specific ones),
+                                      # the rest keep offline labels (RECSAE_LLM_LIMIT, pipeline --limit N)
     llm_time_limit: int = 3600        # seconds each LLM step of stage 05 (labels, then judge) may take: requests
                                       # not sent by then fail and the run is degraded (a hanging server is bounded)
     seed: int = 0                     # seed of every stage after SASRec training
@@ -260,7 +262,7 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
     for name in ("lr", "sae_lr"):
         if not getattr(cfg, name) > 0:
             bad(name, "must be > 0")
-    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed"):
+    for name in ("l2", "sae_l2", "sae_aux_coef", "sae_epochs", "item_pool", "seed", "llm_limit"):
         if not getattr(cfg, name) >= 0:
             bad(name, "must be >= 0")
     if not 0 <= cfg.sae_lr_decay <= 1:

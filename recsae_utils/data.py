@@ -1,7 +1,7 @@
 """Datasets: MovieLens-1M under the ReChorus ML_1MTOPK protocol, any ReChorus-format folder, and the
 sequential instances SASRec trains and ranks on.
 
-Protocol (ReChorus `data/MovieLens_1M/MovieLens-1M.ipynb`, see shared/spec/protocol.md §1):
+Protocol (ReChorus `data/MovieLens_1M/MovieLens-1M.ipynb`, see docs/protocol.md, "Data"):
 ratings >= 4 are positives; users and items are 5-core filtered on positives, repeated until stable
 (rows of every rating kept for the survivors); `day` = calendar days since the earliest date *in UTC+8*
 (the machine that made the reference files); only positives are kept; train = day <= int(0.8 D),

@@ -51,6 +51,9 @@ def signature_matrix(signatures: Sequence[Mapping], feats: ItemFeatures, m: int)
         for dec, w in s["decades"].items():
             if f"decade:{int(dec)}" in col:
                 W[col[f"decade:{int(dec)}"], j] = w
+        for c, w in (s.get("communities") or {}).items():   # co-purchase communities (communities.py)
+            if f"community:{int(c)}" in col:
+                W[col[f"community:{int(c)}"], j] = w
         W[-1, j] = s["popularity"]["weight"]
     return W
 
@@ -187,14 +190,14 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     equals the positives' (the expectation of matched draws); positives in a bin with no negative are
     dropped from (b). `signatures` are cards or `label_signature` dicts; None = this dictionary's cards.
     `vocabulary` (cards.VOCABULARIES) turns cards into signatures: 'exemplars' (items, genres, decades,
-    popularity) or 'metadata' (only what the offline label's name states); given signature dicts are used as
-    they are.
+    popularity) or 'metadata' (only what the enrichment label's name states, `cards.offline_label`); given
+    signature dicts are used as they are.
 
     strong_q > 0 asks the question only of each latent's strong firings: positives are held-out activations
     at or above the latent's own training q-quantile (`strong_thresholds`; the threshold calibration uses the
     same strong training firings), negatives stay the non-activating sequences, and weaker activations are
-    on neither side. The reference judges labels on each latent's top activations only (protocol.md §4.1:
-    decile level >= 5, top 10 by strength); q = 0.5 is the closest whole-population analogue."""
+    on neither side. The reference judges labels on each latent's top activations only (decile level >= 5,
+    top 10 by strength; docs/protocol.md); q = 0.5 is the closest whole-population analogue."""
     m = d.m
     if signatures is None:
         signatures = latent_cards(d, n_examples=0)
@@ -316,7 +319,7 @@ def vocabulary_scores(d: ConceptDictionary, cards: Sequence[Mapping] | None, hel
 def metadata_scores(d: ConceptDictionary, heldout_idx: np.ndarray, heldout_val: np.ndarray,
                     heldout_hist: np.ndarray, cards: Sequence[Mapping] | None = None, seed: int = 0) -> dict[str, dict]:
     """The score a label earns from what a person can read in it: detection with the metadata vocabulary
-    (genres / categories, decades and popularity the offline label names, no items), summarised by
+    (genres / categories, decades and popularity the enrichment label names, no items), summarised by
     `score_summary` over live latents for all firings ('all') and each latent's upper half ('upper_half').
     The same call serves any SAE or baseline: build `d` with `dictionary.build_dictionaries` on training
     codes and pass the held-out codes (idx, val) and histories."""

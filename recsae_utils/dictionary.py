@@ -1,5 +1,5 @@
 """The concept dictionary: what each SAE latent fires on, in items, genres, decades and popularity, built once
-from TRAINING instances. Definitions follow shared/spec/metrics.md ("Concepts and labels") and protocol.md §4.
+from TRAINING instances. Definitions: docs/metrics.md ("Concepts").
 
 Inputs are plain arrays: the SAE's TopK code of every instance as `idx` (n, k) latent indices and `val`
 (n, k) activations (0 = not active), the history windows `hist` (n, L) most recent first (0 = padding),
@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from scipy.stats import hypergeom, rankdata
 
 from . import artifacts
+from .communities import category_note, community_names, has_lists, item_communities
 from .config import RunConfig
 
 # ----------------------------------------------------------------------------------------------------
@@ -259,7 +260,8 @@ def firing_item_tables(f: Firing, X: sp.csr_matrix, pool: int = RunConfig.item_p
 @dataclass
 class ItemFeatures:
     """Categorical item attributes as one sparse (n_items, F) 0/1 matrix: genres (or, for datasets without
-    genres, the category column), then release decades. `kind[f]` is 'genre' or 'decade'."""
+    genres, the category column), then release decades, then co-purchase communities. `kind[f]` is 'genre',
+    'decade' or 'community'."""
 
     names: list[str]          # 'genre:Comedy', 'decade:1990', ...
     kind: np.ndarray          # (F,) 'genre' | 'decade'
@@ -280,7 +282,8 @@ def _as_list(g) -> list[str]:
 
 
 def item_features(items: pd.DataFrame, n_items: int) -> ItemFeatures:
-    """Genres (list column 'genres') or category ('i_category'), and decade of 'year' when present."""
+    """Genres (list column 'genres') or category ('i_category'), decade of 'year' when present, and co-purchase
+    community where the items carry also-bought / also-viewed lists (`communities.item_communities`)."""
     ids = items["item_id"].to_numpy().astype(np.int64)
     rows, cols, names, kinds, values = [], [], [], [], []
     source = None
@@ -311,6 +314,15 @@ def item_features(items: pd.DataFrame, n_items: int) -> ItemFeatures:
         names += [f"decade:{d}" for d in udec]
         kinds += ["decade"] * len(udec)
         values += [int(d) for d in udec]
+    if has_lists(items):  # co-purchase communities: a second vocabulary (communities.py)
+        comm = item_communities(items, n_items)
+        ok = np.flatnonzero(comm >= 0)
+        ucomm = np.unique(comm[ok])
+        rows.append(ok.astype(np.int64))
+        cols.append(np.searchsorted(ucomm, comm[ok]).astype(np.int64) + len(names))
+        names += [f"community:{k}" for k in ucomm.tolist()]
+        kinds += ["community"] * len(ucomm)
+        values += [int(k) for k in ucomm.tolist()]
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     M = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n_items, len(names)))
@@ -518,6 +530,10 @@ def _item_meta(items: pd.DataFrame, n_items: int) -> dict:
         disp[i] = t if t is not None else (f"item {i} [{c}]" if c is not None else f"item {i}")
     meta["display"] = disp
     meta["has_titles"] = any(t is not None for t in meta["title"])
+    if has_lists(items):
+        meta["community"] = item_communities(items, n_items)
+        meta["community_names"] = community_names(meta["community"], items)
+    meta["vocabulary_note"] = category_note(items)
     return meta
 
 

@@ -26,7 +26,8 @@ def instance_concepts(idx: np.ndarray, val: np.ndarray, labels=None, top: int = 
                       m: int | None = None, spec: Specificity | None = None) -> pd.DataFrame:
     """Each instance's `top` strongest active latents: DataFrame(instance, rank, latent, activation, label).
     With `spec`: its top specific latents first (`specificity.order`), then up to `top` background
-    (generic) latents; `rank` counts within the `group` column ('specific' | 'background')."""
+    (generic) latents; `rank` counts within the `group` column ('specific' | 'background') and `key` is the
+    ranking key (`Specificity.score`)."""
     idx, val = np.atleast_2d(idx), np.atleast_2d(val).astype(np.float64)
     m = m or int(idx.max()) + 1
     if spec is not None:
@@ -35,8 +36,9 @@ def instance_concepts(idx: np.ndarray, val: np.ndarray, labels=None, top: int = 
         o, rank, bg = specific_order([inst], idx[ok], val[ok], spec)
         sel = rank <= top
         lat = idx[ok][o][sel]
+        v = val[ok][o][sel]
         return pd.DataFrame({"instance": inst[o][sel], "rank": rank[sel], "latent": lat,
-                             "activation": val[ok][o][sel], "label": label_array(labels, m)[lat],
+                             "activation": v, "key": spec.score(lat, v), "label": label_array(labels, m)[lat],
                              "group": np.array(GROUPS, dtype=object)[bg[sel].astype(int)]})
     top = min(top, idx.shape[1])
     o = np.lexsort((idx, -val), axis=1)[:, :top]
@@ -67,7 +69,7 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
     """Each item's top concepts by total activation strength over the sequences that contain it:
     DataFrame(item_id, rank, latent, strength, share, label); share = strength / item's total.
     With `spec`: the top specific concepts first, then up to `top` background ones (`rank` within the
-    `group` column). `strength`: a precomputed `item_latent_strength` (it is the costly part)."""
+    `group` column, `key` the ranking key). `strength`: a precomputed `item_latent_strength` (it is the costly part)."""
     m = m or int(np.asarray(idx).max()) + 1
     S = (item_latent_strength(idx, val, hist, n_items, m) if strength is None else strength).tocoo()
     item, lat, s = S.row.astype(np.int64), S.col.astype(np.int64), S.data
@@ -77,7 +79,7 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
         keep = rank <= top
         it, lt, st = item[o][keep], lat[o][keep], s[o][keep]
         out = pd.DataFrame({"item_id": it, "rank": rank[keep], "latent": lt, "strength": st, "share": st / tot[it],
-                            "label": label_array(labels, m)[lt],
+                            "key": spec.score(lt, st), "label": label_array(labels, m)[lt],
                             "group": np.array(GROUPS, dtype=object)[bg[keep].astype(int)]})
         out.attrs["top"] = top
         return out

@@ -1,7 +1,7 @@
 """Interventions on the SAE code of SASRec's user vector: edit latents, re-rank every item, measure.
 
-An edit changes the code z of an instance and adds only the change to h_u (shared/spec/metrics.md,
-"Specificity and interventions"):  h' = h + sum_j (z'_j - z_j) W_dec[j].  The SAE's reconstruction error
+An edit changes the code z of an instance and adds only the change to h_u (docs/metrics.md,
+"Interventions"):  h' = h + sum_j (z'_j - z_j) W_dec[j].  The SAE's reconstruction error
 h - x_hat stays in h', so a zero edit is exactly SASRec's own ranking, not the SAE's reconstruction.
 Steering adds beta * median||h_u|| * W_dec[j] / ||W_dec[j]|| whether latent j fires or not: a latent's
 typical activation is far smaller than ||h_u||, so doses are stated as a fraction of the median ||h_u||.
@@ -182,8 +182,7 @@ def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, target
 
 
 def split_context(si, sae, split: str = "test") -> SteeringContext:
-    """`steering_context` over one split of a stage's inputs (stages.StageInputs: the frozen SASRec, its h_u,
-    the instances, the known-item mask and the item table), so a notebook cell needs no internals."""
+    """`steering_context` over one split of a stage's inputs (stages.StageInputs), in one call."""
     inst = si.inst[split]
     return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items)
 
@@ -337,8 +336,7 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     for c0 in range(0, len(units), chunk):
         ch = slice(c0, min(c0 + chunk, len(units)))
         Pc = P[:, ch].T                                                   # (Lc, n)
-        # s: (nb, Lc, N, n); val, top: (nb, Lc, N, k)
-        s, (val, top) = steered_topk(S0, b[:, None, None] * Pc, k, values=True, buf=buf)
+        s, (val, top) = steered_topk(S0, b[:, None, None] * Pc, k, values=True, buf=buf)  # (nb,Lc,N,n), (..,k)
         # rank = 1 + #(scores >= the target's): up to k it is read off the top-k values, since every score
         # outside them is <= the k-th; past k NDCG@k is 0 whatever the rank, so k + 1 stands for all of them
         thr = (t0 + b[:, None, None] * Pc[:, tg])[..., None]
@@ -590,6 +588,12 @@ def steer_each(ctx: SteeringContext, row: int, latents: Sequence[int], beta: flo
         P = F.normalize(ctx.W_dec[lat[c0:c0 + chunk]], dim=1) @ ctx.E.T      # (Lc, n_items)
         after.append(steered_topk(S0, beta * ctx.h_norm * P, k)[1][:, 0])
     return top0[0].numpy(), (torch.cat(after).numpy() if after else np.zeros((0, k), dtype=np.int64))
+
+
+def example_row(ctx: SteeringContext) -> int:
+    """The instance the browser's cards and the steering card share: the first user's last (`recommend`'s)."""
+    check_count(len(ctx.users), "instances in the steering context", 1)
+    return int(np.flatnonzero(ctx.users == ctx.users[0])[-1])
 
 
 def browser_examples(ctx: SteeringContext, latents: Sequence[int], row: int = 0, beta: float = 1.0,

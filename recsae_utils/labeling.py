@@ -1,9 +1,13 @@
-"""Concept labels for SAE latents, and the RecSAE simulation score that checks them (protocol.md §4).
+"""Concept labels for SAE latents, and the RecSAE simulation score that checks them (docs/protocol.md).
 
 Two steps, both through the LLM client in `llm.py` (cache, token budget, retries, concurrency):
-- `label_latents`: each latent card (top items, enrichments, examples; built by `concepts.py`) becomes
-  a prompt; the LLM answers {"name", "description"}. Without an API key, or with labeler="offline",
-  a metadata-only fallback names the latent instead.
+- `label_latents`: each latent card (top items by count, by strength and by lift, enrichments, the output
+  side, examples; built by `cards.py`) becomes a prompt; the LLM answers {"name", "description"} (a short
+  name and one sentence). Without an API key, or with labeler="offline", the offline labeler
+  (`naming.shared_label`: what the top items share) names the latent instead; with `limit` N > 0 the LLM
+  names only the N most frequent specific latents and the rest keep offline labels.
+- every label, whoever made it, gets its precision (`naming`: the share of the latent's top-10 items by
+  activation count that carry what the label names), the `precision` column.
 - `judge_latents`: the LLM, given only a label, predicts the latent's activation (0-10) on held-out
   activating and random non-activating sequences; recall / specificity / confidence follow §4.3.
 
@@ -33,6 +37,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from . import artifacts
+from .naming import OFFLINE_SHARED, Vocabulary, label_precision_rows, shared_label
 from .llm import LLMConfig, LLMError, Reply, Requester, api_key, cache_key, redact, run_all  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -42,9 +47,12 @@ MAX_NAME_CHARS = 80            # a label longer than these is cut, with TRUNCATE
 MAX_DESCRIPTION_CHARS = 400
 TRUNCATED = " [truncated]"
 MAX_HISTORY = 9          # §4.2/4.3: at most 9 history items before the recommended one
-LABEL_COLUMNS = ["latent", "name", "description", "labeler", "status", "prompt_tokens", "completion_tokens", "error"]
+LABEL_COLUMNS = ["latent", "name", "description", "labeler", "status", "prompt_tokens", "completion_tokens", "error",
+                 "precision"]
 JUDGE_COLUMNS = ["latent", "recall", "specificity", "confidence", "interpretable", "n_pos", "n_neg"]
-OFFLINE_LABELER = "offline-metadata"
+OFFLINE_LABELER = OFFLINE_SHARED     # the default offline labeler (what the top items share)
+ENRICHMENT_LABELER = "offline-metadata"   # the enrichment labeler (`cards.offline_label`), as a `fallback`
+PROMPT_TOP = 10                           # items per list (by count, by strength, promoted) in a prompt
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -62,6 +70,19 @@ def _item_row(rank: int, it: dict) -> str:
             f"{_num(it.get('strength'), '.3g')} | {_num(it.get('lift'), '.2f')}")
 
 
+def _short_rows(items: list[dict]) -> list[str]:
+    """'title (year) [genres]' lines; a co-purchase community where the dataset has one."""
+    out = []
+    for i, it in enumerate(items, 1):
+        title = it.get("title") or f"item {it.get('item_id')}"
+        year = f" ({it['year']})" if it.get("year") and not str(title).rstrip().endswith(")") else ""
+        genres = ", ".join(it.get("genres") or [])
+        comm = f" co-purchase group {it['community']}" if it.get("community") is not None else ""
+        extra = f", count {it['count']}" if "count" in it else ""
+        out.append(f"{i}. {title}{year} [{genres or '-'}]{comm}{extra}")
+    return out
+
+
 def build_label_messages(card: dict, domain: str = "movies", max_items: int = 20,
                          max_examples: int = 5) -> list[dict]:
     """Chat messages asking for {"name", "description"} of one latent. Deterministic text, so the
@@ -71,8 +92,9 @@ def build_label_messages(card: dict, domain: str = "movies", max_items: int = 20
         "recommender's user representation into latents, and each latent should stand for one theme "
         f"that users' tastes share. You get the {domain} that most strongly activate one latent, with "
         "statistics, and must say which theme they have in common. Describe the shared theme (genre, era, "
-        "audience, mood, franchise, popularity...), not the individual items; ignore items that do not fit. "
-        "Answer with a JSON object only, with two keys: \"name\" (the concept, at most 8 words) and "
+        "audience, mood, franchise or series, popularity...), not the individual items; ignore items that do not fit, "
+        "and name only what most of the top items by count really share. "
+        "Answer with a JSON object only, with two keys: \"name\" (a short name of the concept, at most 8 words) and "
         "\"description\" (one sentence)."
     )
     lines = [f"Latent {card['latent']}: active in {card.get('n_fire', '-')} sequences "
@@ -84,10 +106,17 @@ def build_label_messages(card: dict, domain: str = "movies", max_items: int = 20
     if items:
         pool = (f"the {card['n_pool']} training sequences it fires on" if card.get("n_pool")
                 else "its top sequences")
-        lines += ["", f"Top {domain} (count = how many of {pool} contain the item, strength = summed "
+        lines += ["", f"Top {domain} ranked by lift (count = how many of {pool} contain the item, strength = summed "
                       "activation over them, lift = count relative to the item's base rate):",
                   "rank | title | year | genres | count | strength | lift"]
         lines += [_item_row(i + 1, it) for i, it in enumerate(items)]
+    for key, what in (("top_by_count", "by activation count (how many of its sequences hold the item)"),
+                      ("top_by_strength", "by activation strength (summed activation over those sequences)")):
+        if card.get(key):
+            lines += ["", f"Top {domain} {what}, with year and genres:"] + _short_rows(card[key][:PROMPT_TOP])
+    if card.get("promoted"):
+        lines += ["", f"Output side: the {domain} its decoder direction promotes most in the recommender's scores:"]
+        lines += _short_rows(card["promoted"][:PROMPT_TOP])
     if card.get("genre_enrichment"):
         lines += ["", "Over-represented genres (odds ratio, p-value):"]
         lines += [f"- {g['genre']}: OR {g['odds_ratio']:.2f}, p={g['p_value']:.1e}"
@@ -117,7 +146,7 @@ def _repair_messages(messages: list[dict], bad: str) -> list[dict]:
 
 def build_judge_messages(label: dict | str, probe: dict, domain: str = "movies") -> list[dict]:
     """Chat messages asking the judge for the latent's activation (0-10) on the probe's last item,
-    given only the label (RecSAE simulation, protocol.md §4.3)."""
+    given only the label (RecSAE simulation, docs/protocol.md)."""
     if isinstance(label, dict):
         label = f"{label.get('name') or ''}. {label.get('description') or ''}".strip(" .") + "."
     system = (
@@ -224,16 +253,42 @@ def _write_meta(out_dir: Path, stem: str, cfg: LLMConfig, df: pd.DataFrame, req:
 # Labels
 # ---------------------------------------------------------------------------------------------------
 
-def _offline_rows(cards: list[dict], fallback: Callable[[dict], dict] | None) -> list[dict]:
-    if fallback is None:
-        from .cards import offline_label as fallback   # cards.py imports no labeling: no cycle
+def default_vocabulary(cards: list[dict]) -> Vocabulary:
+    """A vocabulary without base shares (every shared genre or decade may be named) for cards labelled without
+    their dictionary; `naming.vocabulary_of(d)` is the real one."""
+    return Vocabulary({}, any(it.get("title") for c in cards for it in c.get("top_by_count") or c.get("top_items") or []))
+
+
+def _offline_rows(cards: list[dict], fallback: Callable[[dict], dict] | None, vocab: Vocabulary) -> list[dict]:
+    """Offline labels: `naming.shared_label` (labeler OFFLINE_SHARED), or `fallback` (labeler
+    ENRICHMENT_LABELER, e.g. `cards.offline_label`)."""
     rows = []
     for card in cards:
-        lab = fallback(card)
+        lab = fallback(card) if fallback is not None else shared_label(card, vocab)
         rows.append({"latent": int(card["latent"]), "name": lab.get("name"), "description": lab.get("description"),
-                     "labeler": OFFLINE_LABELER, "status": "ok", "prompt_tokens": 0, "completion_tokens": 0,
-                     "error": ""})
+                     "labeler": ENRICHMENT_LABELER if fallback is not None else OFFLINE_LABELER, "status": "ok",
+                     "prompt_tokens": 0, "completion_tokens": 0, "error": "",
+                     "_label": lab if "parts" in lab else lab.get("name")})
     return rows
+
+
+def limit_cards(cards: list[dict], limit: int, generic_freq: float = 0.10) -> tuple[list[dict], list[dict]]:
+    """(the `limit` cards an LLM labels, the rest): the most frequent specific latents (firing frequency at
+    most `generic_freq`), ties by latent id; limit <= 0 keeps every card."""
+    if limit <= 0 or limit >= len(cards):
+        return list(cards), []
+    order = sorted(cards, key=lambda c: (float(c.get("freq", 0.0)) > generic_freq, -int(c.get("n_fire", 0)),
+                                         int(c["latent"])))
+    keep = {int(c["latent"]) for c in order[:limit]}
+    return [c for c in cards if int(c["latent"]) in keep], [c for c in cards if int(c["latent"]) not in keep]
+
+
+def with_precision(df: pd.DataFrame, cards: list[dict], rows: list[dict], vocab: Vocabulary) -> pd.DataFrame:
+    """The labels table with each label's precision (`naming.label_precision_rows`; NaN where it names
+    nothing the vocabulary can check or has no name)."""
+    labels = {int(r["latent"]): r.get("_label", r.get("name")) for r in rows if r.get("name")}
+    prec = {r["latent"]: r["precision"] for r in label_precision_rows(cards, labels, vocab)}
+    return df.assign(precision=[prec.get(int(j), float("nan")) for j in df["latent"]])
 
 
 def _is_label(content: str | None) -> bool:
@@ -242,9 +297,11 @@ def _is_label(content: str | None) -> bool:
 
 def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike, labeler: str = "openai",
                   fallback: Callable[[dict], dict] | None = None, domain: str = "movies",
-                  progress: bool = True) -> pd.DataFrame:
+                  progress: bool = True, vocab: Vocabulary | None = None, limit: int = 0) -> pd.DataFrame:
     """Name every latent card. Returns one row per card (columns LABEL_COLUMNS) and writes
     labels.parquet / labels.csv / labels_meta.json to out_dir. See the module docstring for statuses.
+    `vocab` (`naming.vocabulary_of`) decides what the offline labeler may name and checks every label's
+    precision; `limit` > 0 sends only that many cards to the LLM (`limit_cards`), the rest are offline.
     Failed or budget-skipped labels are logged as warnings and counted in labels_meta.json; when no
     card got a label from the LLM, LLMError says why (after the tables are written)."""
     out_dir = Path(out_dir)
@@ -256,9 +313,12 @@ def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike,
         labeler = "offline"
 
     response_format = {"type": "json_object"} if cfg.json_mode else None
-    req = None
+    vocab = vocab if vocab is not None else default_vocabulary(cards)
+    all_cards, req, rest = cards, None, []
+    if labeler == "openai":
+        cards, rest = limit_cards(cards, limit)
     if labeler == "offline":
-        rows = _offline_rows(cards, fallback)
+        rows = _offline_rows(cards, fallback, vocab)
     elif cfg.dry_run:
         rows, prompts = [], []
         for card in cards:
@@ -295,20 +355,37 @@ def label_latents(cards: list[dict], cfg: LLMConfig, out_dir: str | os.PathLike,
             rows = run_all(one, cards, cfg, progress, "labels", req)
         finally:
             req.close()
-    df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+    rows = rows + _offline_rows(rest, fallback, vocab)
+    order = {int(c["latent"]): k for k, c in enumerate(all_cards)}
+    rows.sort(key=lambda r: order[r["latent"]])
+    df = pd.DataFrame(rows, columns=LABEL_COLUMNS[:-1])
     df[["prompt_tokens", "completion_tokens"]] = df[["prompt_tokens", "completion_tokens"]].astype("int64")
+    df = with_precision(df, all_cards, rows, vocab)
     _write_table(out_dir, "labels", df)
     report = _failures(df["status"], [r.get("kind", "") for r in rows], df["latent"], "labels",
                        req.ledger.summary() if req else None)
     unlabelled = sorted(set(report["failed_latents"]) | set(report["skipped_budget_latents"]))
+    llm_rows = df[df["labeler"].str.startswith("openai:")]
     _write_meta(out_dir, "labels", cfg, df, req, labeler=labeler, domain=domain, **report,
-                n_unlabelled=len(unlabelled), unlabelled_latents=unlabelled)
+                n_unlabelled=len(unlabelled), unlabelled_latents=unlabelled, limit=int(limit),
+                labelers=df["labeler"].value_counts().to_dict(), vocabulary_note=vocab.note,
+                llm_median_precision=float(llm_rows["precision"].median()) if llm_rows["precision"].notna().any() else None)
     for problem in report["problems"]:
         log.warning("labels: %s", problem)
-    if req is not None and len(df) and df["name"].isna().all():
+    if req is not None and len(llm_rows) and llm_rows["name"].isna().all():
         raise LLMError(f"no latent got a label from the LLM server at {req.base_url} (model {cfg.model!r}): "
                        + "; ".join(report["problems"]) + f". Details: {out_dir / 'labels_meta.json'}")
     return df
+
+
+def provenance(labels_df: pd.DataFrame) -> str:
+    """One sentence for reports: who made these labels (with counts), and that the original study's came from
+    ChatGPT."""
+    def by(k: str) -> str:
+        return f"the LLM {k[len('openai:'):]}" if k.startswith("openai:") else f"the offline labeler {k} (no LLM)"
+
+    who = "; ".join(f"{n:,} by {by(str(k))}" for k, n in labels_df["labeler"].value_counts().items())
+    return f"Labels: {who}. The original study's labels came from ChatGPT."
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Metrics: full-ranking HR/NDCG, SAE reconstruction quality, and ranking-native fidelity.
 
-Definitions follow shared/spec/metrics.md. Sums are accumulated over the whole evaluation set and
+Definitions: docs/metrics.md. Sums are accumulated over the whole evaluation set and
 divided once (per-batch averages of ratios are a classic bug).
 """
 from __future__ import annotations

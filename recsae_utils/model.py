@@ -1,4 +1,4 @@
-"""SASRec as ReChorus builds it (shared/spec/protocol.md §2), in one screen.
+"""SASRec as ReChorus builds it (docs/protocol.md, "SASRec"), in one screen.
 
 Differences from the SASRec paper that ReChorus (and so the reference numbers) has:
 reversed position ids (most recent history item = 1, padding = 0), a post-LN block whose attention has

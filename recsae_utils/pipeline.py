@@ -556,8 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="full (default) or tiny; env RECSAE_PROFILE")
     ap.add_argument("--force", action="store_true", help="run every stage even if unchanged")
     ap.add_argument("--until", default=None, help="stop after this stage number, e.g. 02")
+    ap.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="with the LLM labeler: label only N latents by LLM, the rest offline; env RECSAE_LLM_LIMIT")
     ap.add_argument("--notebooks", type=Path, default=NOTEBOOK_DIR, help=argparse.SUPPRESS)  # tests
     args = ap.parse_args(argv)
+    if args.limit is not None:  # the notebooks read every setting from the environment
+        os.environ["RECSAE_LLM_LIMIT"] = str(args.limit)
     from .sources import DataError, resolve_source
 
     try:

@@ -1,5 +1,5 @@
 """Do latents come back? Match the latents of two SAEs one-to-one and measure how much of each matched
-pair agrees (shared/spec/metrics.md, Stability).
+pair agrees (docs/metrics.md, "Stability").
 
 Same h_u (SAE seeds): decoder rows are directions in one space, so pairs are matched by decoder cosine.
 Different h_u (SASRec seeds): the spaces differ by more than a rotation, so pairs are matched by the

@@ -232,13 +232,6 @@ def card_latent(items: pd.DataFrame, res: ModelResult, titles=CARD_TITLES) -> tu
     return int(live[np.argmax(overlap)]), f"top items overlap {int(overlap.max())} of {len(titles)} titles"
 
 
-def card_user(sctx: I.SteeringContext, rows: np.ndarray, latent: int) -> int:
-    """The first sampled test user on whose instance the latent is inactive (any sampled user otherwise)."""
-    act = ((sctx.z_idx[rows] == latent) & (sctx.z_val[rows] > 0)).any(1).numpy()
-    r = rows[~act][0] if (~act).any() else rows[0]
-    return int(sctx.users[r])
-
-
 # ---------------------------------------------------------------------------------------------------
 # The whole stage
 
@@ -288,20 +281,35 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     ab = I.ablation(sctx, s.units, s.labels, s.concepts, max_rows=ABLATION_ROWS, seed=seed) if len(s.units) else \
         pd.DataFrame()
     flag = np.flatnonzero(s.ul.popularity_flag)
-    deb = I.debias_curve(sctx, flag, item_pct, factors=DEBIAS_FACTORS, max_rows=DEBIAS_ROWS, seed=seed)
+    deb = debias_by_sign(sctx, flag, dics["sae"].pop_spearman, item_pct, seed)
     secs["ablation_debias"] = time.time() - t1
     progress.step(f"interventions: ablation of {len(ab)} units, de-biasing with {len(flag)} flagged latents")
     latent, why = card_latent(ctx.ds.items, s)
-    user = card_user(sctx, rows, latent)
+    row = I.example_row(sctx)                     # the browser's steering examples use the same instance
+    user = int(sctx.users[row])
     card = I.recommend(sctx, user, steer={latent: 1.0})
     lab = [feats.names[c] for c in s.ul.labels[latent]]
     info = {"latent": latent, "label": ", ".join(n.split(":", 1)[1] for n in lab) or "(no label)", "chosen_by": why,
-            "user": user, "beta": 1.0, "n_flagged": int(len(flag)),
+            "user": user, "instance": f"test instance {row}, user {user}'s last held-out one, as in the browser",
+            "beta": 1.0, "n_flagged": int(len(flag)),
             "top_items": [str(ctx.ds.items.set_index("item_id").get("title", pd.Series(dtype=str)).get(i, i))
                           for i in s.ul.top_count[latent][:5].tolist()]}
     secs["total"] = time.time() - t0
     return sctx, StageResult(results, dose_table(results), ab, deb, card, info, secs,
                              random_in_span(sctx.E.shape[1], sctx.E, seed=seed, span=span))
+
+
+def debias_by_sign(sctx: I.SteeringContext, flag: np.ndarray, pop_spearman: np.ndarray, item_pct: np.ndarray,
+                   seed: int) -> pd.DataFrame:
+    """The de-biasing curve of the popularity-flagged latents together ('all') and split by the sign of each
+    one's popularity correlation ('pro-popularity' > 0, 'anti-popularity' < 0): scaling an anti-popularity
+    latent down raises popularity, so the joint curve mixes two opposite effects. Columns of
+    `interventions.debias_curve` plus 'latents' (the group) and 'n_latents'."""
+    rho = np.asarray(pop_spearman, np.float64)[flag] if len(flag) else np.zeros(0)
+    groups = {"all": flag, "pro-popularity": flag[rho > 0], "anti-popularity": flag[rho < 0]}
+    parts = [I.debias_curve(sctx, ids, item_pct, factors=DEBIAS_FACTORS, max_rows=DEBIAS_ROWS, seed=seed)
+             .assign(latents=name, n_latents=len(ids)) for name, ids in groups.items() if name == "all" or len(ids)]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _f(v):
@@ -333,7 +341,8 @@ def summary(res: StageResult) -> dict:
     card = res.card
     return {"betas": [float(b) for b in I.BETAS], "models": models, "ablation": ablation,
             "random_in_span": _f(res.random_in_span), "span": SPAN,
-            "debias": [{k: _f(v) for k, v in row.items()} for row in res.debias.to_dict("records")],
+            "debias": [{k: (v if isinstance(v, str) else _f(v)) for k, v in row.items()}
+                       for row in res.debias.to_dict("records")],
             "steering_card": {**res.card_info,
                               "before": [str(x) for x in card["title_before"].fillna(card["item_before"].astype(str))],
                               "after": [str(x) for x in card["title_after"].fillna(card["item_after"].astype(str))]},

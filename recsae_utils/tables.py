@@ -71,7 +71,7 @@ def _window(w) -> str:
 
 
 def _positives(q: float) -> str:
-    return "all firings" if q <= 0 else ("upper half" if q == 0.5 else f"top {1 - q:.0%}")
+    return "all firings" if q <= 0 else ("stronger half" if q == 0.5 else f"top {1 - q:.0%}")
 
 
 def fidelity_cell(f: dict, key: str) -> str:
@@ -167,6 +167,18 @@ def recommendation_table(s: dict) -> str:
     return table(["row"] + METRIC_KEYS, rows)
 
 
+def headline_table(summaries: dict[str, dict]) -> str:
+    """The front page's table: per dataset, SASRec and the default SAE plugged in (test, full ranking) and
+    what the SAE keeps of NDCG@10 (with its paired-bootstrap interval) and of h_u's variance."""
+    rows = []
+    for name, s in summaries.items():
+        sr, rs, main = s["sasrec"]["test"], (s.get("recsae") or {}).get("test", {}), s["sae"]["main"]
+        rows.append([name] + [fmt(sr.get(k)) for k in ("HR@10", "NDCG@10")] + [fmt(rs.get(k)) for k in ("HR@10", "NDCG@10")]
+                    + [fidelity_cell(main["fidelity"], "retention"), fmt(main["health"]["explained_variance"])])
+    return table(["dataset", "SASRec HR@10", "SASRec NDCG@10", "with SAE HR@10", "with SAE NDCG@10",
+                  "NDCG@10 retention [95% CI]", "explained variance"], rows)
+
+
 def sasrec_table(s: dict) -> str:
     """Every SASRec seed on test and dev, the mean and spread, and the reference (sasrec.md)."""
     sr = s["sasrec"]
@@ -204,7 +216,8 @@ FIDELITY_ROWS = [("explained variance", "health", "explained_variance"),
                  ("NDCG@10 retention, test [95% CI]", "fidelity", "retention"),
                  ("NDCG@10 retention, dev [95% CI]", "fidelity", "retention_dev"),
                  ("metric recovered", "fidelity", "metric_recovered"),
-                 ("top-10 overlap", "fidelity", "top10_overlap"), ("catalogue KL", "fidelity", "catalog_kl")]
+                 ("top-10 overlap", "fidelity", "top10_overlap"),
+                 ("ranking shift (KL over the catalogue)", "fidelity", "catalog_kl")]
 
 
 def fidelity_table(s: dict, names: Iterable[str] | None = None) -> str:
@@ -270,8 +283,7 @@ def interventions_section(iv: dict) -> str:
         rows.append([f"{n} ({m['n_units']})", pct(m.get("steerable_share")), pct(m.get("steerable_share_matched_kl"))]
                     + [fmt(g.get(b), 3) for b in betas]
                     + [fmt((m.get("concept_share") or {}).get("2"), 3), fmt((m.get("ndcg@10") or {}).get("1"), 3)])
-    out = ["## Interventions: steering along a latent\n",
-           "A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); median label-share gain "
+    out = ["A unit's direction added with norm β × median ‖h_u‖ where it is inactive (test); median label-share gain "
            "of the top 10.\n",
            table(["model (units)", "steerable", "at matched KL"] + [f"gain β={b}" for b in betas]
                  + ["concept share β=2", "NDCG@10 β=1"], rows, "lrr" + "r" * (len(betas) + 2))]
@@ -283,10 +295,36 @@ def interventions_section(iv: dict) -> str:
                    f"{fmt(ab['label_left_control'], 2)} when the next-ranked active latent is zeroed instead.\n")
     deb = iv.get("debias") or []
     if deb:
-        pts = "; ".join(f"×{d['factor']:g} {fmt(d['popularity_pct'], 1)} / {fmt(d['ndcg@10'], 4)}" for d in deb)
-        out.append(f"**De-biasing** (the {iv.get('steering_card', {}).get('n_flagged', '?')} popularity-flagged "
-                   f"latents scaled; popularity percentile of the top 10 / NDCG@10): {pts}.\n")
+        out.append(debias_text(deb, iv.get("steering_card", {}).get("n_flagged", "?")))
     return "\n".join(out)
+
+
+DEBIAS_GROUPS = {"all": "all together", "pro-popularity": "pro-popularity only (activation rises with popularity)",
+                 "anti-popularity": "anti-popularity only (activation falls with popularity)"}
+
+
+def debias_text(deb: list[dict], n_flagged) -> str:
+    """The de-biasing paragraph: per group of popularity-flagged latents (all, and split by the sign of their
+    popularity correlation when the summary has it), popularity percentile of the top 10 / NDCG@10 per
+    factor, and which way suppressing them (factor 1 -> 0) moves popularity, in words."""
+    groups: dict[str, list[dict]] = {}
+    for d in deb:
+        groups.setdefault(d.get("latents", "all"), []).append(d)
+    parts = []
+    for g, rows in groups.items():
+        pts = "; ".join(f"×{d['factor']:g} {fmt(d['popularity_pct'], 1)} / {fmt(d['ndcg@10'], 4)}" for d in rows)
+        by = {d["factor"]: d["popularity_pct"] for d in rows}
+        move = ""
+        if 1.0 in by and 0.0 in by and by[0.0] != by[1.0]:
+            move = (f" (suppressing them **{'raises' if by[0.0] > by[1.0] else 'lowers'}** popularity "
+                    f"{abs(by[0.0] - by[1.0]):.1f} points)")
+        n = rows[0].get("n_latents")
+        parts.append(f"{md(DEBIAS_GROUPS.get(g, g))}{'' if n is None else f', {int(n)}'}: {pts}{move}")
+    split = len(groups) > 1
+    return (f"**De-biasing** (the {n_flagged} popularity-flagged latents scaled by a factor; popularity percentile "
+            "of the top 10 / NDCG@10" + ("; split by the sign of each latent's popularity correlation, since "
+                                         "scaling both kinds together mixes opposite effects" if split else "")
+            + "): " + ". ".join(parts) + ".\n")
 
 
 YARDSTICK_COLUMNS = (("gain@KL0.1", "gain KL 0.1"), ("gain@KL0.3", "gain KL 0.3"), ("ndcg_kept@KL0.3", "NDCG@10 kept"),
@@ -298,13 +336,17 @@ YARDSTICK_SHORT = {"diffmean": "DiffMean", "probe": "probe", "sae_in": "SAE by l
                    "full_probe": "probe on all h_u"}
 
 
+YARDSTICK_LONG_ONLY = ("sae_multi5", "random_sae_in", "random_sae_out", "pca", "item_dir", "full_probe")   # rows only yardstick.md shows
+
+
 def yardstick_table(y: dict, short: bool = False) -> str:
     """Methods x the yardstick's measures (`comparison.method_table` rows from summary.json), medians over
     concepts; '–' where a measure does not apply to a method. `short`: the README's version (short method
-    names, KL 0.3 and AUROC k=1 only; yardstick.md has every column)."""
+    names, KL 0.3 and AUROC k=1 only, without YARDSTICK_LONG_ONLY's rows; yardstick.md has every row and column)."""
     cols = [c for c in YARDSTICK_COLUMNS if not short or c[0] in ("gain@KL0.3", "ndcg_kept@KL0.3", "auroc_k1")]
     name = (lambda r: YARDSTICK_SHORT.get(r["method"], r["method"])) if short else (lambda r: r["name"])
-    rows = [[md(name(r))] + [fmt(r.get(c), 3) for c, _ in cols] for r in y.get("table", [])]
+    rows = [[md(name(r))] + [fmt(r.get(c), 3) for c, _ in cols] for r in y.get("table", [])
+            if not short or r["method"] not in YARDSTICK_LONG_ONLY]
     return table(["method"] + [h for _, h in cols], rows, "l" + "r" * len(cols))
 
 
@@ -317,7 +359,7 @@ def yardstick_finding(y: dict | None) -> str:
     at = lambda m: (g.get(m) or {}).get("0.3")
     r, pr, ag, fa = y["ratios_at_kl0.3"], y["probing_auroc"], y["agreement"], y["faithfulness"]
     sae_best = max((at(m) for m in ("sae_out", "sae_multi3", "sae_multi5") if at(m) is not None), default=None)
-    return (f"Yardstick ({y['n_concepts']} concepts; median top-10 concept gain at matched catalogue KL 0.3): "
+    return (f"Yardstick ({y['n_concepts']} concepts; median top-10 concept gain at matched disruption, a KL divergence of 0.3 between the edited and unedited rankings of the whole catalogue): "
             f"DiffMean {fmt(at('diffmean'), 3)}, probe {fmt(at('probe'), 3)}, best SAE output side {fmt(sae_best, 3)} "
             f"({fmt(r.get('sae_best_out_vs_diffmean'), 2)}× DiffMean), the latent its label finds {fmt(at('sae_in'), 3)} "
             f"({fmt(r.get('sae_in_vs_diffmean'), 2)}×), raw dimension {fmt(at('raw'), 3)}, random direction "

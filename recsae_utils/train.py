@@ -1,4 +1,4 @@
-"""Training and full-ranking evaluation of SASRec, ReChorus style (shared/spec/protocol.md §2).
+"""Training and full-ranking evaluation of SASRec, ReChorus style (docs/protocol.md, "SASRec").
 
 Everything a batch needs is a contiguous slice of the epoch's histories, targets and negatives, gathered
 once per epoch, so the batch path has no per-sample Python. Negatives are redrawn for every instance

@@ -221,7 +221,7 @@ def test_assets_are_package_data():
     assert pkg in conf["packages"]
     globs = conf["package-data"][pkg]
     files = sorted(p.name for p in (ROOT / "recsae_utils" / browser.ASSET_DIR).iterdir() if p.is_file())
-    assert files == ["browser.css", "browser.html", "browser.js"]
+    assert files == ["browser.css", "browser.html", "browser.js", "playground.js"]
     assert all(any(Path(f).match(g) for g in globs) for f in files)
     for f in files:
         assert browser.asset(f) == (ROOT / "recsae_utils" / browser.ASSET_DIR / f).read_text(encoding="utf-8")
@@ -795,3 +795,183 @@ def test_sides_flag_in_browser_data(world):
     assert by_id[0]["io"] == 0.05 < data["io_disagree"] == IO_DISAGREE
     assert all(r["io"] == 0.6 for j, r in by_id.items() if j != 0)
     assert "io" not in browser.browser_data(world["tables"], items=world["items"])["latents"][0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The steering playground: the page redoes interventions.recommend (and SASRec for a typed history)
+
+
+def _pg_world(world, tiny_ds, tiny_inst, n_layers: int, n_heads: int):
+    """A random SASRec (weights large enough that every part of the forward pass matters), a decoder with
+    the world's M latents, and the steering context of the test instances on float16-rounded arrays (what
+    the page decodes), so Python and the page rank the same numbers."""
+    from recsae_utils import data, playground as pgm
+    from recsae_utils.interventions import SteeringContext
+    from recsae_utils.model import SASRec, SASRecConfig
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(n_layers)
+    model = SASRec(SASRecConfig(n_items=tiny_ds.n_items, d_model=16, n_layers=n_layers, n_heads=n_heads, init_std=0.4)).eval()
+    with torch.no_grad():
+        for blk in model.blocks:   # LayerNorm's affine parts away from their 1 / 0 start, so a missing one shows
+            for ln in (blk.ln1, blk.ln2):
+                ln.weight.normal_(1.0, 0.3)
+                ln.bias.normal_(0.0, 0.3)
+    te = tiny_inst["test"]
+    with torch.no_grad():
+        h = model.user_repr(torch.as_tensor(te.hist, dtype=torch.long))
+    W = torch.randn(M, 16, generator=torch.Generator().manual_seed(1))
+    E16, W16, h16 = (torch.from_numpy(pgm.half(x)) for x in (model.item_emb.weight, W, h))
+    n = len(h)
+    ctx = SteeringContext(E16, W16, h16, torch.zeros(n, 1, dtype=torch.long), torch.zeros(n, 1), np.asarray(te.user),
+                          np.asarray(te.item), data.user_item_csr(tiny_ds), float(h16.norm(dim=1).median()), tiny_ds.items)
+    return model, ctx, pgm.playground_data(ctx, model)
+
+
+def _pg_page(world, tmp_path, pg) -> Path:
+    return browser.write_browser(tmp_path / "pg.html", world["tables"], world["labels"], world["scores"],
+                                 items=world["items"], playground=pg)
+
+
+def _pg_add_concept(cdp, j: int):
+    cdp.type_into("#pg-concept-q", str(j))
+    cdp.wait(f"document.querySelector('#pg-concept-hits li[data-latent=\"{j}\"]') !== null")
+    cdp.click(f'#pg-concept-hits li[data-latent="{j}"]')
+    cdp.wait(f"document.querySelector('.pg-slider[data-latent=\"{j}\"] input') !== null")
+
+
+def _pg_slide(cdp, j: int, dose: float):
+    """Move concept j's slider to `dose` the way a drag ends: set its value, fire its input event."""
+    cdp.js(f"(function(){{var i=document.querySelector('.pg-slider[data-latent=\"{j}\"] input'); i.value={dose!r};"
+           "i.dispatchEvent(new Event('input', {bubbles: true}));})()")
+
+
+def _pg_shown(cdp) -> dict:
+    return cdp.js("({after: Array.from(document.querySelectorAll('#pg-top tbody tr')).map(r => Number(r.dataset.item)),"
+                  " from: Array.from(document.querySelectorAll('#pg-top td.pg-from')).map(t => parseInt(t.textContent)),"
+                  " before: Array.from(document.querySelectorAll('#pg-top td.pg-before')).map(t => Number(t.dataset.item)),"
+                  " kl: window.recsaeBrowser.playground.result().kl})")
+
+
+def _py_kl(ctx, user: int, steer: dict) -> float:
+    import torch
+    from recsae_utils import interventions as I
+
+    r = np.flatnonzero(ctx.users == user)[-1:]
+    h1 = I.edit_h(ctx.h[r], ctx.z_idx[r], ctx.z_val[r], ctx.W_dec, I.Edit(steer=steer), ctx.h_norm)
+    s0 = I.rank_all(ctx.E.double(), ctx.h[r].double(), ctx.users[r], ctx.mask).scores[0]
+    s1 = I.rank_all(ctx.E.double(), h1.double(), ctx.users[r], ctx.mask).scores[0]
+    ok = torch.isfinite(s0)
+    p0, l1 = s0[ok].log_softmax(0), s1[ok].log_softmax(0)
+    return float((p0.exp() * (p0 - l1)).sum())
+
+
+def test_playground_data_round_trips(world, tiny_ds, tiny_inst):
+    """What the page decodes: float16 arrays, each user's last instance, the known items from the gaps."""
+    import base64 as b64
+
+    from recsae_utils import playground as pgm
+
+    _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
+    users = np.unique(ctx.users)
+    assert pg["users"] == users.tolist() and pg["n_users_all"] == len(users)
+    H = np.frombuffer(b64.b64decode(pg["H"]), "<f2").reshape(len(users), 16)
+    last = [np.flatnonzero(ctx.users == u)[-1] for u in users]
+    assert np.array_equal(H.astype(np.float32), ctx.h[last].numpy())
+    counts = np.frombuffer(b64.b64decode(pg["counts"]), "<u2")
+    seen = np.split(np.frombuffer(b64.b64decode(pg["gaps"]), "<u2").astype(np.int64), np.cumsum(counts)[:-1])
+    indptr, known = ctx.mask
+    for u, g in zip(users, seen):
+        assert np.cumsum(g).tolist() == sorted(known[indptr[u]:indptr[u + 1]].tolist())
+    some = pgm.pick_users(users, 3)
+    assert len(some) == 3 and set(some) <= set(users) and (some == pgm.pick_users(users, 3)).all()
+    with pytest.raises(ValueError, match="no instance"):
+        pgm.playground_data(ctx, users=[int(users.max()) + 1000])
+
+
+def test_playground_left_out_over_its_budget(world, tiny_ds, tiny_inst, tmp_path, capsys):
+    """Over the size budget the page is written without the playground, and the console says so."""
+    _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
+    with_pg = _embedded(_pg_page(world, tmp_path, pg).read_text(encoding="utf-8"))
+    assert with_pg["pg"]["users"] == pg["users"] and len(with_pg["items"]) == tiny_ds.n_items - 1
+    p = browser.write_browser(tmp_path / "small.html", world["tables"], world["labels"], items=world["items"],
+                              playground=pg, playground_budget_mb=0.01)
+    assert "pg" not in _embedded(p.read_text(encoding="utf-8"))
+    assert "steering playground is left out of small.html" in capsys.readouterr().out
+
+
+def test_playground_matches_recommend_in_chromium(chrome, world, tiny_ds, tiny_inst, tmp_path):
+    """A user picked by id, two concepts on sliders: the page's top 10, each item's earlier rank and the KL
+    are interventions.recommend's for the same edit; moving a slider back and the reset restore the list."""
+    from recsae_utils import interventions as I
+
+    _, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, 1, 1)
+    _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri())
+    chrome.click("#pg-open")
+    assert _main_pane(chrome, "#playground")["shown"]
+    users = pg["users"]
+    checked = 0
+    for user in (users[0], users[len(users) // 2], users[-1]):
+        chrome.type_into("#pg-user", str(user))
+        chrome.wait("document.querySelectorAll('#pg-top tbody tr').length === 10")
+        ref = I.recommend(ctx, user)
+        if checked:
+            chrome.click("#pg-reset")   # the doses stay when the user changes: back to 0 first
+        got = _pg_shown(chrome)
+        assert got["after"] == got["before"] == ref["item_before"].tolist()
+        for j in (3, 7):
+            if not chrome.js(f"document.querySelector('.pg-slider[data-latent=\"{j}\"]') !== null"):
+                _pg_add_concept(chrome, j)
+        for steer in ({3: 0.75, 7: 0.0}, {3: 0.75, 7: -1.5}, {3: -2.0, 7: 2.5}):
+            for j, b in steer.items():
+                _pg_slide(chrome, j, b)
+            ref = I.recommend(ctx, user, steer=steer)
+            got = _pg_shown(chrome)
+            assert got["after"] == ref["item_after"].tolist(), (user, steer)
+            assert got["before"] == ref["item_before"].tolist()
+            assert got["from"] == ref["rank_before"].tolist()
+            assert got["kl"] == pytest.approx(_py_kl(ctx, user, steer), rel=1e-6, abs=1e-9)
+            checked += got["after"] != got["before"]
+    assert checked >= 3          # the edits did move the lists (else the test could not fail)
+    chrome.click("#pg-reset")
+    got = _pg_shown(chrome)
+    assert got["after"] == got["before"] and got["kl"] == 0
+    assert chrome.js("Array.from(document.querySelectorAll('.pg-slider input')).map(i => Number(i.value))") == [0, 0]
+    assert not _errors(chrome), _errors(chrome)
+    # a card sends its latent to the playground; #playground=<user> opens it on that user
+    _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri() + f"#playground={users[1]}")
+    assert _main_pane(chrome, "#playground")["shown"] and chrome.js("window.recsaeBrowser.playground.state.user") == users[1]
+    chrome.js("location.hash = 'latent=5'")
+    chrome.wait("!document.getElementById('card').hidden && document.getElementById('card').dataset.latent === '5'")
+    chrome.click("#card-playground")
+    assert _main_pane(chrome, "#playground")["shown"]
+    _pg_slide(chrome, 5, 1.0)
+    assert _pg_shown(chrome)["after"] == I.recommend(ctx, users[1], steer={5: 1.0})["item_after"].tolist()
+    assert not _errors(chrome), _errors(chrome)
+
+
+@pytest.mark.parametrize("layers,heads", [(1, 1), (2, 2)])
+def test_playground_typed_history_runs_sasrec_in_chromium(chrome, world, tiny_ds, tiny_inst, tmp_path, layers, heads):
+    """A history typed by title gives SASRec's h_u (to float16 precision: the page's item table is float16),
+    and its items are masked from the top 10."""
+    import torch
+
+    model, ctx, pg = _pg_world(world, tiny_ds, tiny_inst, layers, heads)
+    _load(chrome, _pg_page(world, tmp_path, pg).resolve().as_uri())
+    chrome.click("#pg-open")
+    items = world["items"].set_index("item_id")["title"]
+    picked = [i for i in (7, 2, 11, 4) if i != world["xss_item"]]
+    for i in picked:   # oldest first, each by a title search and a click
+        chrome.type_into("#pg-item-q", items[i])
+        chrome.wait(f"document.querySelector('#pg-item-hits li[data-item=\"{i}\"]') !== null")
+        chrome.click(f'#pg-item-hits li[data-item="{i}"]')
+    chrome.wait(f"document.querySelectorAll('#pg-history li').length === {len(picked)}")
+    assert chrome.js("Array.from(document.querySelectorAll('#pg-history li')).map(l => Number(l.dataset.item))") == picked
+    got = np.asarray(chrome.js("window.recsaeBrowser.playground.h()"))
+    with torch.no_grad():
+        want = model.user_repr(torch.tensor([picked[::-1]])).numpy()[0]   # most recent first, as SASRec reads it
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3 * np.abs(want).max())
+    shown = _pg_shown(chrome)["after"]
+    assert len(shown) == 10 and not set(shown) & set(picked) and 0 not in shown
+    assert not _errors(chrome), _errors(chrome)

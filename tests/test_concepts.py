@@ -358,8 +358,8 @@ def planted():
     return d, (hh, ih, vh)
 
 
-CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "genre_enrichment", "decade_enrichment", "popularity_pct",
-             "context", "examples"}
+CARD_KEYS = {"latent", "n_fire", "freq", "n_pool", "top_items", "top_by_count", "top_by_strength", "genre_enrichment",
+             "decade_enrichment", "community_enrichment", "popularity_pct", "context", "examples"}
 
 
 def test_cards_follow_the_schema(planted, tiny):
@@ -374,7 +374,8 @@ def test_cards_follow_the_schema(planted, tiny):
         assert c["context"] == ""
         assert 0 < len(c["top_items"]) <= 20
         for it in c["top_items"]:
-            assert set(it) == {"item_id", "title", "year", "genres", "count", "strength", "lift"}
+            assert set(it) == {"item_id", "title", "year", "genres", "pct", "community", "count", "strength", "lift"}
+            assert it["community"] is None and 0 <= it["pct"] <= 100
             assert isinstance(it["item_id"], int) and isinstance(it["title"], str) and isinstance(it["year"], int)
             assert isinstance(it["genres"], list) and all(isinstance(g, str) for g in it["genres"])
             assert isinstance(it["count"], int) and isinstance(it["strength"], float)
@@ -382,6 +383,10 @@ def test_cards_follow_the_schema(planted, tiny):
             assert set(e) == {"genre", "odds_ratio", "p_value"} and e["odds_ratio"] > 1
         for e in c["decade_enrichment"]:
             assert set(e) == {"decade", "odds_ratio", "p_value"} and isinstance(e["decade"], int)
+        counts = [it["count"] for it in c["top_by_count"]]
+        assert counts == sorted(counts, reverse=True) and len(counts) == len(c["top_items"])
+        strengths = [it["strength"] for it in c["top_by_strength"]]
+        assert strengths == sorted(strengths, reverse=True) and c["community_enrichment"] == []
         assert 0 < len(c["examples"]) <= 5
         acts = [x["activation"] for x in c["examples"]]
         assert acts == sorted(acts, reverse=True)
@@ -698,3 +703,24 @@ def test_generic_slot_share_counts_the_firings_of_generic_latents(tiny):
     assert generic_slot_share(replace(tiny, generic=np.zeros(3, bool))) == 0.0
     active = VAL > 0
     assert generic_slot_share(d) == (d.generic[IDX] & active).sum() / active.sum()
+
+
+def test_label_precision_section_on_the_planted_world(planted):
+    from recsae_utils import concepts as cc, naming
+
+    d, (hh, ih, vh) = planted
+    b = cc.Built(d, crd.latent_cards(d))
+    out = cc.label_precision({"sae": cc.Model("SAE", "3 latents", ih, vh, ih, vh, 4)}, {"sae": b}, hh)
+    assert set(out) == {"SAE", "SAE, enrichment labeler"}
+    for s in out.values():
+        assert {"median", "share_ge_0.6", "share_no_signal", "n_distinct_stems", "n_specific", "labeler",
+                "median_heldout", "share_ge_0.6_heldout"} <= set(s) or s["n_named"] == 0
+        assert s["n_specific"] == int((~d.generic[d.live]).sum())
+    lab = naming.shared_label(b.cards[0], naming.vocabulary_of(d))     # latent 0 fires exactly on comedies
+    assert ("genre", "Comedy") in lab["parts"]
+    held = naming.heldout_top_items(d, ih, vh, hh)
+    fired = hh[vh[:, 0] > 0]                                           # brute force: latent 0's held-out top 10
+    cnt = np.bincount(np.concatenate([np.unique(r[r > 0]) for r in fired]), minlength=d.n_items)
+    want = sorted(range(1, d.n_items), key=lambda i: (-cnt[i], i))[:10]
+    assert [it["item_id"] for it in held[0]] == want and [it["count"] for it in held[0]] == cnt[want].tolist()
+    assert 3 not in held                                                # latent 3 never fires

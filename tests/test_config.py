@@ -104,6 +104,7 @@ def test_data_and_cache_dir(clean_env, tmp_path):
     ("RECSAE_PROFILE", "huge", r"RECSAE_PROFILE='huge': unknown profile"),
     ("RECSAE_SAE_FAMILY", "jumprelu", r"RECSAE_SAE_FAMILY='jumprelu': choose one of topk, batchtopk, matryoshka"),
     ("RECSAE_DEVICE", "gpu", r"RECSAE_DEVICE='gpu': choose auto, cpu, cuda or cuda:N"),
+    ("RECSAE_LLM_LIMIT", "-1", r"RECSAE_LLM_LIMIT=-1: must be >= 0"),
 ])
 def test_bad_settings_fail_at_load(clean_env, var, value, message):
     clean_env.setenv(var, value)

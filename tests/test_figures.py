@@ -14,7 +14,7 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from recsae_utils import cards as crd, detection as det, dictionary as dic, explain as xpl, reports  # noqa: E402
-from recsae_utils.figures import concepts as F, training as T  # noqa: E402
+from recsae_utils.figures import concepts as F, interventions as FI, training as T  # noqa: E402
 
 M, K = 6, 3
 
@@ -291,22 +291,94 @@ def test_profiles_specific_first_background_apart(world, tmp_path):
                                  top=K, m=M, spec=spec).assign(user=user, instance=0)
     fig = F.user_profile(rows, user)
     ax = fig.axes[0]
-    shown = [int(t.get_text().split()[0][1:]) for t in ax.get_yticklabels()]
+    panels = [a for a in fig.axes if a.get_yticklabels()]        # specific, then generic: each on its own axis
+    shown = [int(t.get_text().split()[0][1:]) for a in panels for t in a.get_yticklabels()]
     want = rows.sort_values(["group", "rank"], key=lambda c: c.map({"specific": 0, "background": 1}) if c.name == "group" else c)
     assert shown == want["latent"].tolist()
-    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for b in _bars(ax)]
+    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for a in panels for b in _bars(a)]
     assert grey == [g == "background" for g in want["group"]]
     if any(grey):
-        assert "generic background" in ax.get_title(loc="left") and grey[-1]
+        assert "generic background" in ax.get_title(loc="left") and grey[-1] and len(panels) == 2
+    # the ranking key is shown: the title states it, each specific bar carries activation x log(1 / freq)
+    assert "ranked by key = activation × log(1 / firing frequency)" in ax.get_title(loc="left")
+    spec_rows = want[want["group"] == "specific"]
+    texts = [t.get_text() for t in panels[0].texts]
+    for (_, r), t in zip(spec_rows.iterrows(), texts):
+        assert t == f"{r['activation']:.2f} · key {r['activation'] * spec.weight[int(r['latent'])]:,.1f}"
     _saved(fig, tmp_path, "user_spec")
     idx = np.stack([np.r_[0, j] for j in range(1, M)] * 4)         # item 3's sequences: latent 0 and each other
     val = np.tile([[5.0, 1.0]], (len(idx), 1))
     hist = np.full((len(idx), 1), 3)
     it = xpl.item_concepts(idx, val, hist, 4, top=3, m=M, spec=spec)
     fig = F.movie_profile(it, 3, items=world["items"])
-    ax = fig.axes[0]
-    shown = [int(t.get_text().split()[0][1:]) for t in ax.get_yticklabels()]
+    panels = [a for a in fig.axes if a.get_yticklabels()]
+    shown = [int(t.get_text().split()[0][1:]) for a in panels for t in a.get_yticklabels()]
     assert shown[-1] == 0 and len(shown) == 4 and 0 not in shown[:-1]   # 3 specific, then the background one
-    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for b in _bars(ax)]
+    grey = [b.get_facecolor() == to_rgba(F.BASE_COLOR) for a in panels for b in _bars(a)]
     assert grey == [False, False, False, True]
+    # each panel on its own axis: the small specific bars are not flattened by the generic one's scale
+    assert panels[0].get_xlim()[1] < panels[1].get_xlim()[1]
+    # a share under 1% keeps its digits (it read "0%" before): 1 of 5 + 31 others' 1.0 ... per latent
+    share = it[(it["item_id"] == 3) & (it["group"] == "specific")]["share"].iloc[0]
+    assert panels[0].texts[0].get_text().startswith(F.share_text(share)) and F.share_text(0.0028) == "0.3%"
+    assert F.share_text(0.25) == "25%" and F.share_text(0.00004) == "0.004%"
+    plt.close(fig)
+
+
+def test_card_header_keeps_whole_sentences():
+    text = ("Fires on histories with more Film-Noir titles (odds ratio 3.0) than the average history. Also enriched, "
+            "not named: War (odds ratio 1.7), Romance (odds ratio 1.5), Crime (odds ratio 1.4). Typical titles: "
+            "Chinatown (1974) (17.1x base rate); The English Patient (1996) (18.1x base rate).")
+    assert F.whole_sentences(text, 200) == ("Fires on histories with more Film-Noir titles (odds ratio 3.0) than the "
+                                            "average history. Also enriched, not named: War (odds ratio 1.7), Romance "
+                                            "(odds ratio 1.5), Crime (odds ratio 1.4).")
+    # even the first sentence does not fit: cut at a word (no clause boundary before the limit), marked
+    assert F.whole_sentences(text, 60) == "Fires on histories with more Film-Noir titles (odds ratio \u2026"
+    assert F.whole_sentences("Typical titles: A (1999); B (2000); C (2001); D (2002)", 30) == \
+        "Typical titles: A (1999) \u2026"                      # at the last clause boundary that fits
+
+
+def test_heatmap_of_many_categories_keeps_the_enriched_and_says_category():
+    """A catalogue of category ids (no titles, 30 categories): at most max_cols columns, the significantly
+    enriched one among them, the axis named 'category' with how many of how many."""
+    rng = np.random.default_rng(0)
+    n_items, n = 61, 400
+    items = pd.DataFrame({"item_id": np.arange(1, n_items), "i_category": [str(i % 30) for i in range(1, n_items)],
+                          "popularity": 1})
+    hist = rng.integers(1, n_items, (n, 5))
+    hot = np.isin(hist % 30, [7]).any(1)                    # latent 0 fires where category 7 is in the history
+    hist[hot] = np.where(hist[hot] % 30 == 7, hist[hot], 7)  # ... and such histories are all category 7
+    idx = np.stack([np.zeros(n, int), rng.integers(1, 3, n)], 1)
+    val = np.stack([np.where(hot, 3.0, 0.0), np.ones(n)], 1)
+    d = dic.build_dictionaries(idx, val, hist, items, m=3, top_n=50)
+    fig = F.enrichment_heatmap(d, [0, 1, 2], max_cols=8)
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(ticks) == 8 and "7" in ticks
+    assert ax.get_xlabel().startswith("category (8 of 30") and ax.get_title(loc="left").startswith("Category")
+    plt.close(fig)
+
+
+def test_dose_response_without_the_label_panel():
+    table = pd.DataFrame({"model": "SAE", "beta": [0.5, 1.0], "units": 3, "label_gain": [0.0, 0.01],
+                          "label_gain_q25": 0.0, "label_gain_q75": 0.02, "concept_after": [0.1, 0.2],
+                          "concept_q25": 0.05, "concept_q75": 0.3})
+    full = FI.dose_response(table)
+    assert len(full.axes) == 2
+    one = FI.dose_response(table, label_panel=False)
+    assert len(one.axes) == 1 and one.axes[0].get_ylabel() == "concept-item share of the top 10"
+    assert "category ids" in one.axes[0].get_title(loc="left")
+    plt.close(full)
+    plt.close(one)
+
+
+def test_steering_card_shows_whole_titles():
+    long = "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb (1963)"
+    card = pd.DataFrame({"item_before": [1, 2], "title_before": ["Heat (1995)", "Jaws (1975)"],
+                         "genres_before": ["Action", "Horror"], "item_after": [3, 1], "title_after": [long, "Heat (1995)"],
+                         "genres_after": ["Sci-Fi|War", "Action"]})
+    fig = FI.steering_card(card, "User 1 (test instance 0), latent 5 at β = 1")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert " ".join(next(t for t in texts if t.startswith("1. Dr.")).split()) == f"1. {long}"   # wrapped, never cut
+    assert "\u2026" not in "".join(texts)
     plt.close(fig)

@@ -302,3 +302,48 @@ def test_every_public_intervention_checks_its_arguments():
         I.random_tops(ctx, rows, n_random=2, beta=float("inf"))
     with pytest.raises(ValueError, match=r"k must be an integer 1..199, got 0"):
         I.rank_all(ctx.E, ctx.h[:2], ctx.users[:2], ctx.mask, k=0)
+
+
+def test_debias_split_by_the_sign_of_popularity_correlation():
+    """The de-biasing curve of the flagged latents together and per sign of their popularity correlation: each
+    group's rows are `debias_curve` of exactly its latents; the report says which way suppressing moves."""
+    from recsae_utils import steering, tables
+
+    ctx = planted_ctx()
+    pct = np.linspace(0, 100, len(ctx.E))
+    rho = np.zeros(len(ctx.W_dec))
+    rho[[5, 9, 11]] = [-0.4, 0.3, 0.2]                    # 5 anti-popularity, 9 and 11 pro-popularity
+    flag = np.array([5, 9, 11])
+    deb = steering.debias_by_sign(ctx, flag, rho, pct, seed=0)
+    assert deb["latents"].unique().tolist() == ["all", "pro-popularity", "anti-popularity"]
+    for name, ids in (("all", [5, 9, 11]), ("pro-popularity", [9, 11]), ("anti-popularity", [5])):
+        got = deb[deb["latents"] == name]
+        assert (got["n_latents"] == len(ids)).all()
+        want = I.debias_curve(ctx, ids, pct, factors=steering.DEBIAS_FACTORS, max_rows=steering.DEBIAS_ROWS, seed=0)
+        pd.testing.assert_frame_equal(got.drop(columns=["latents", "n_latents"]).reset_index(drop=True), want)
+    only_pro = steering.debias_by_sign(ctx, np.array([9]), rho, pct, seed=0)
+    assert only_pro["latents"].unique().tolist() == ["all", "pro-popularity"]   # no empty group
+    rows = [{"factor": f, "popularity_pct": p, "ndcg@10": 0.1, "latents": g, "n_latents": n}
+            for g, n, pts in (("all", 3, (60.0, 61.0)), ("anti-popularity", 1, (60.0, 63.0)))
+            for f, p in zip((1.0, 0.0), pts)]
+    text = tables.debias_text(rows, 3)
+    assert "split by the sign of each latent's popularity correlation" in text
+    assert "anti-popularity only (activation falls with popularity), 1: ×1 60.0 / 0.1000; ×0 63.0 / 0.1000 " \
+           "(suppressing them **raises** popularity 3.0 points)" in text
+    old = tables.debias_text([{"factor": 1.0, "popularity_pct": 90.0, "ndcg@10": 0.1}], 12)   # older summaries
+    assert old.startswith("**De-biasing** (the 12 popularity-flagged") and "split" not in old
+
+
+def test_example_row_is_the_instance_the_card_and_the_browser_share():
+    """The steering card (`recommend` for a user: that user's last instance) and the browser's examples (a
+    row) show the same instance: the first test user's last one."""
+    ctx = planted_ctx()
+    users = ctx.users.copy()
+    users[:3] = users[0]                                  # the first user has three instances: rows 0, 1, 2
+    ctx = dataclasses.replace(ctx, users=users)
+    row = I.example_row(ctx)
+    assert row == 2
+    ex = I.browser_examples(ctx, [5], row=row)[5]
+    rec = I.recommend(ctx, int(users[0]), steer={5: 1.0})
+    assert ex["user"] == int(users[0]) and ex["after"] == rec.item_after.tolist()
+    assert ex["before"] == rec.item_before.tolist()

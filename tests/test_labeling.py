@@ -533,3 +533,46 @@ def test_credentials_in_the_base_url_are_never_shown(llm, tmp_path, monkeypatch)
     assert "<redacted>@127.0.0.1" in text and "Basic <redacted>" in text
     assert redaction.redact(f"GET {url} Authorization: Bearer abc.def-123 {KEY}") == \
         f"GET {redaction.url(url)} Authorization: Bearer <redacted> <redacted>"
+
+
+# --- issue 23: the prompt carries both top lists and the output side; --limit; precision of LLM labels ---
+
+_TITLES = ["Clerks", "Fargo", "Heat", "Big", "Tootsie", "Airplane!", "Arthur", "Ran", "Shine", "Glory"]
+
+
+def rich_card(latent: int) -> dict:
+    by_count = [{"item_id": 10 * latent + k + 1, "title": f"{t} ({1991 + k})", "year": 1991 + k,
+                 "genres": ["Comedy"] if k < 7 else ["Drama"], "count": 30 - k, "strength": 3.0 - k / 10,
+                 "pct": 60.0, "community": None} for k, t in enumerate(_TITLES)]
+    promoted = [{"item_id": 999, "title": "Sunset Blvd. (1950)", "year": 1950, "genres": ["Drama", "Film-Noir"]}]
+    return {**make_card(latent, "Comedy"), "top_by_count": by_count, "top_by_strength": by_count[::-1],
+            "promoted": promoted}
+
+
+def test_prompt_carries_counts_strengths_and_output_side_via_the_server(llm, tmp_path):
+    df = label_latents([rich_card(0)], cfg(), tmp_path, progress=False)
+    system, user = (m["content"] for m in next(r for r in llm.requests if "Clerks" in str(r["messages"]))["messages"])
+    assert "short name" in system and "one sentence" in system
+    by_count = user.index("by activation count")
+    by_strength = user.index("by activation strength")
+    out = user.index("Output side")
+    assert by_count < by_strength < out
+    assert "1. Clerks (1991) [Comedy], count 30" in user[by_count:by_strength]
+    assert "1. Glory (2000) [Drama], count 21" in user[by_strength:out]
+    assert "1. Sunset Blvd. (1950) [Drama, Film-Noir]" in user[out:]
+    # the server names it "Comedy movies": 7 of the top 10 by count are comedies
+    assert df.loc[0, "name"] == "Comedy movies" and df.loc[0, "precision"] == pytest.approx(0.7)
+
+
+def test_limit_labels_n_latents_by_llm_and_the_rest_offline(llm, tmp_path):
+    cards = [dict(rich_card(i), n_fire=100 - i) for i in range(5)]
+    df = label_latents(cards, cfg(), tmp_path, progress=False, limit=2)
+    asked = sorted(r["messages"][1]["content"].split(":")[0] for r in llm.requests if "Clerks" in str(r["messages"]))
+    assert asked == ["Latent 0", "Latent 1"] and df["latent"].tolist() == list(range(5))   # the 2 most frequent
+    assert df["labeler"].tolist() == [f"openai:{MODEL}"] * 2 + [labeling.OFFLINE_LABELER] * 3
+    assert df["name"].iloc[2].startswith("Comedy (7/10)") and df["precision"].notna().all()
+    meta = json.loads((tmp_path / "labels_meta.json").read_text())
+    assert meta["limit"] == 2 and meta["labelers"] == {f"openai:{MODEL}": 2, labeling.OFFLINE_LABELER: 3}
+    assert meta["llm_median_precision"] == pytest.approx(0.7)
+    assert labeling.provenance(df) == (f"Labels: 3 by the offline labeler offline-shared (no LLM); 2 by the LLM {MODEL}. "
+                                       "The original study's labels came from ChatGPT.")

@@ -150,7 +150,7 @@ def test_sae_vs_raw_known_answer():
     got = {(o["sae"], o["window"], o["strong_q"]): round(o["delta"], 6) for o in out}
     assert got == {("2048 latents, k=32", 20, 0.0): -0.05, ("2048 latents, k=32", 1, 0.5): 0.2,
                    ("1024 latents, k=8", 1, 0.0): 0.1}
-    assert "in 1 of 3 views" in text and "+0.200" in text and "upper half" in text and "larger in 2 of 3" in text
+    assert "in 1 of 3 views" in text and "+0.200" in text and "stronger half" in text and "larger in 2 of 3" in text
     assert sae_vs_raw([]) == ([], "")
 
 

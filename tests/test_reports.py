@@ -1,5 +1,5 @@
 """The dataset report written from summary.json: Key findings first, the paper's tables, links to CSV files,
-at most 10 KB; every data string escaped; sasrec.md / recsae.md from the same table functions; the summary
+at most reports.README_BUDGET bytes; every data string escaped; sasrec.md / recsae.md from the same table functions; the summary
 diff. The committed reports' summary.json files serve as fixtures of the real shape."""
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_report_on_the_real_summaries(tmp_path, ds):
     rd = _folder(tmp_path, s, ds, run)
     (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)          # the committed browser's size
     readme = reports.write_report(rd).read_text()
-    assert len(readme.encode()) <= 10 * 1024
+    assert len(readme.encode()) <= reports.README_BUDGET
     assert readme.startswith(f"# Results on {ds}\n") and readme.index("## Key findings") < readme.index("| row |")
     found = _findings(readme)
     assert 5 <= len(found) <= 10 and all(f.startswith("- ") for f in found)
@@ -92,8 +92,10 @@ def test_report_on_the_real_summaries(tmp_path, ds):
 
 @pytest.mark.parametrize("after", [0.0, 0.25])
 def test_specificity_finding_and_explanation(tmp_path, after):
-    """The specificity section adds one Key findings line (before -> after per view, against the 10% aim) and
-    the README's example explanation becomes the specific-first one; every other line stays as it was."""
+    """The specificity section adds one Key findings line (before -> after per view, against the 10% aim, which
+    a planted all-zero 'after' makes hold by construction: flagged, not met; the score share the shown concepts
+    carry, flagged when low) and the README's example explanation becomes the specific-first one; every other
+    line stays as it was."""
     s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
     s = copy.deepcopy(s)
     s["concepts"].pop("specificity", None)
@@ -107,11 +109,14 @@ def test_specificity_finding_and_explanation(tmp_path, after):
     readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
     found = _findings(readme)
     new = [f for f in found if f not in base]
-    assert len(found) == len(base) + 1 <= 10 and len(new) == 1 and len(readme.encode()) <= 10 * 1024
+    assert len(found) == len(base) + 1 <= 10 and len(new) == 1 and len(readme.encode()) <= reports.README_BUDGET
     line = new[0]
     assert "users 86.0% → 0.0%" in line and f"movies 100.0% → {100 * after:.1f}%" in line
-    assert "explanations 99.0% → 0.0%" in line and "carry 5.0% of a recommended item's positive contribution (was 81.1%)" in line
-    assert ("(meets the ≤ 10% aim)" in line) == (after <= 0.1) and ("**short of** the ≤ 10% aim" in line) == (after > 0.1)
+    assert "explanations 99.0% → 0.0%" in line and "5.0% of a recommended item's positive contribution (was 81.1%)" in line
+    # every view exactly at 0 after showing generic latents apart: zero by construction, never counted as met
+    assert ("0 by construction, as they are shown apart: the ≤ 10% aim is not counted as met" in line) == (after == 0.0)
+    assert "meets" not in line and ("**short of** the ≤ 10% aim" in line) == (after > 0.1)
+    assert "(**low**, under 50%" in line                 # 5% of the score: flagged
     assert "A recommendation explained" in readme and "offbeat comedies (+0.31); background: 20 generic" in readme
 
 
@@ -235,7 +240,7 @@ def _interventions(sae_share: float) -> dict:
 @pytest.mark.parametrize("share", [0.075, 0.6])
 def test_interventions_finding_and_section(tmp_path, share):
     """The steering line joins Key findings (against the 50% aim and each baseline) without pushing out the
-    browser's size, and the README gets an Interventions section, within 10 KB."""
+    browser's size, and the README gets an Interventions section, within the README budget."""
     s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
     s = copy.deepcopy(s)
     s["interventions"] = _interventions(share)
@@ -243,12 +248,14 @@ def test_interventions_finding_and_section(tmp_path, share):
     (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
     readme = reports.write_report(rd).read_text()
     found = "\n".join(_findings(readme))
-    assert len(_findings(readme)) <= 10 and len(readme.encode()) <= 10 * 1024
+    assert len(_findings(readme)) <= 10 and len(readme.encode()) <= reports.README_BUDGET
     assert f"{100 * share:.1f}% of 300 specific SAE latents steerable" in found
     assert ("**short of** the ≥ 50% aim" in found) == (share < 0.5) and "raw h_u dimensions 50.8%" in found
     assert ("**the SAE does not lead**" in found) == (share < 0.508)
     assert "6.20 MB, **over** the 3 MB budget" in found
-    assert "## Interventions" in readme and f"| SAE (300) | {100 * share:.1f}% |" in readme and "**Ablation** of 300" in readme
+    page = (rd / "interventions.md").read_text()                   # the tables live one link away
+    assert "## Interventions" in readme and "(interventions.md)" in readme and "**Ablation**" not in readme
+    assert f"| SAE (300) | {100 * share:.1f}% |" in page and "**Ablation** of 300" in page and "**De-biasing**" in page
 
 
 def test_steering_finding_states_why():
@@ -258,7 +265,7 @@ def test_steering_finding_states_why():
           "random_in_span": 0.31, "span": 20}
     line = reports.steering_finding(iv)
     assert "**short of** the ≥ 50% aim" in line and "(**the SAE does not lead**)" in line
-    assert "keep 5.0% of their norm in the item table's 20 main directions (random directions 31.0%)" in line
+    assert "keep 5.0% of their norm in the item embeddings' 20 leading principal directions (random directions 31.0%)" in line
     assert "Spearman 0.60" in line
     del iv["random_in_span"]
     assert "Why:" not in reports.steering_finding(iv)
@@ -281,24 +288,24 @@ def _with_vocabularies(s: dict, drop: float) -> dict:
 def test_detection_finding_leads_with_metadata_and_states_the_result(tmp_path, ds):
     """Key findings: metadata-only numbers first with the exemplar ones in brackets, the aim judged on the
     metadata lead, every baseline's median and share, and a plain verdict; the Detection table shows both
-    vocabularies; the Labels line carries the coherence; the README stays within 10 KB."""
+    vocabularies; the Labels line carries the coherence; the README stays within the README budget."""
     s0, run = _real(ds)
     s = _with_vocabularies(s0, 0.1)
     rd = _folder(tmp_path, s, ds, run)
     (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
     readme = reports.write_report(rd).read_text()
-    assert len(readme.encode()) <= 10 * 1024
+    assert len(readme.encode()) <= reports.README_BUDGET
     sc = s["concepts"]["scores"]
     det = next(f for f in _findings(readme) if f.startswith("- Detection"))
     sae, raw, rnd = sc["SAE"], sc["raw h_u dimensions"], sc["random SAE"]
     lead = sae["metadata"]["median_bal_acc_random"] - raw["metadata"]["median_bal_acc_random"]
-    assert "metadata-only labels [with exemplars]" in det
+    assert "metadata-only labels, i.e. what a label names [with its example items]" in det
     assert f"SAE {sae['metadata']['median_bal_acc_random']:.3f} [{sae['median_bal_acc_random']:.3f}]" in det
     assert f"random SAE {rnd['metadata']['median_bal_acc_random']:.3f} [{rnd['median_bal_acc_random']:.3f}]" in det
     assert f"lead over raw {lead:+.3f}" in det and ("**short of**" in det) == (lead < reports.METADATA_AIM)
     assert f"the {reports.METADATA_AIM:+.2f} aim" in det
     assert f"random SAE {100 * rnd['metadata']['share_bal_acc_ge_0.8_random']:.1f}% " in det
-    assert f"upper half SAE {sae['metadata_upper_half']['median_bal_acc_random']:.3f}" in det
+    assert f"on each latent's stronger half of firings SAE {sae['metadata_upper_half']['median_bal_acc_random']:.3f}" in det
     leads = all(sae["metadata"][k] > r["metadata"][k] for r in (raw, rnd)
                 for k in ("median_bal_acc_random", "share_bal_acc_ge_0.8_random"))
     assert ("**the SAE does not lead both baselines**" in det) == (not leads)
@@ -307,10 +314,13 @@ def test_detection_finding_leads_with_metadata_and_states_the_result(tmp_path, d
     lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
     assert "above popularity-matched random: SAE 90.0%, raw 90.0%, random SAE 90.0% (SAE median 0.400 vs 0.200)" in lab
     share = s["concepts"].get("generic_slot_share")
-    assert (share is None and "of slots" not in lab) or \
-        f"({share:.1%} of slots; {'meets' if share <= reports.GENERIC_SLOT_AIM else '**short of**'} ≤ 20%)" in lab
+    words = "of all latent firings in the training codes"
+    assert (share is None and words not in lab) or (f"(together {share:.1%} {words}; "
+                                                    f"{'meets' if share <= reports.GENERIC_SLOT_AIM else '**short of**'} "
+                                                    "the ≤ 20% aim)") in lab
     for v, verdict in ((0.1, "meets"), (0.52, "**short of**")):
-        assert reports.generic_slots_text(v) == f" ({v:.1%} of slots; {verdict} ≤ 20%)"
+        assert reports.generic_slots_text(v) == f" (together {v:.1%} {words}; {verdict} the ≤ 20% aim)"
+    assert "slots" not in lab and "made by the offline labeler" in lab and "came from ChatGPT" in lab
     # the same summary without the new keys keeps the exemplar-only line
     s_old = copy.deepcopy(s0)
     for r in s_old["concepts"]["scores"].values():
@@ -351,10 +361,144 @@ def test_stability_goes_on_the_default_sae_line(tmp_path, share):
                       "sasrec_seeds_mean": {"matched_0.9": 0.05, "matched_0.7": 0.3}}
     readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
     found = _findings(readme)
-    assert len(found) == len(base) and len(readme.encode()) <= 10 * 1024
+    assert len(found) == len(base) and len(readme.encode()) <= reports.README_BUDGET
     line = next(f for f in found if "back at decoder cosine" in f)
     assert line.startswith("Default SAE") or "default" in line.lower()
     assert f"another SAE seed: {100 * share:.1f}% of latents back at decoder cosine ≥ 0.9" in line
     assert ("(meets the 50% aim" in line) == (share >= 0.5) and ("(**short of** the 50% aim" in line) == (share < 0.5)
     assert "share 0.55 of top items, 40.0% their concept" in line and "80.0% at ≥ 0.7" in line
     assert "another SASRec seed: 5.0% at activation correlation ≥ 0.9" in line
+
+
+def test_tautological_aims_are_flagged_never_met():
+    """A planted aim that holds by construction (every view exactly at the bound a method forces, from views
+    that were not) is flagged; a measured value that merely meets its aim is not."""
+    from recsae_utils import findings
+
+    assert findings.tautological([0.93, 1.0, 0.91], [0.0, 0.0, 0.0], 0.0)
+    assert not findings.tautological([0.93, 1.0], [0.0, 0.04], 0.0)          # one view measured: a real result
+    assert not findings.tautological([0.0, 0.0], [0.0, 0.0], 0.0)            # was already there
+    assert findings.aim_verdict(0.0, 0.1, higher=False, by_construction=True).startswith("**holds by construction")
+    assert findings.aim_verdict(0.05, 0.1, higher=False) == "meets"
+    assert findings.aim_verdict(0.5, 0.1, higher=False) == "**short of**"
+    spec = {"top": 5, "user": {"before": 0.9, "after": 0.0, "value_share_before": 0.4, "value_share_after": 0.8},
+            "movie": {"before": 1.0, "after": 0.0, "value_share_before": 0.3, "value_share_after": 0.6}}
+    line = findings.specificity_text(spec)
+    assert "0 by construction" in line and "meets" not in line and "**low**" not in line   # 80% and 60%: not low
+    spec["movie"]["value_share_after"] = 0.01
+    line = findings.specificity_text(spec)
+    assert "1.0% of a movie's strength (was 30.0%)" in line and "(**low**, under 50%: the rest is generic latents)" in line
+    spec["movie"]["after"] = 0.04                                             # measured, not forced: a verdict
+    assert "meets the ≤ 10% aim" in findings.specificity_text(spec)
+
+
+def test_label_precision_and_labeler_in_key_findings(tmp_path):
+    """The labels line names its labeler and that the original study's labels came from ChatGPT, and prints
+    `label_precision` when the summary has it (verdicts for the labels' own labeler on ML-1M), nothing when not."""
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    s = copy.deepcopy(s)
+    lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "a", s, "ml-1m", run)).read_text())
+               if f.startswith("- Labels"))
+    assert "Label precision" not in lab and "no LLM labelled these latents" in lab and "ChatGPT" in lab
+    s["concepts"]["labelers"] = {"offline-shared": 2048}
+    s["concepts"]["label_precision"] = {                       # concepts.label_precision's keys and fields
+        "SAE": {"labeler": "offline-shared", "median": 0.7, "share_ge_0.6": 0.85, "share_no_signal": 0.2,
+                "n_distinct_stems": 1500, "n_specific": 2000},
+        "SAE, enrichment labeler": {"labeler": "offline-metadata (enrichment)", "median": 0.4, "share_ge_0.6": 0.37,
+                                    "share_no_signal": 0.21, "n_distinct_stems": 509, "n_specific": 1998},
+        "raw h_u dimensions": {"labeler": "offline-shared", "median": 0.3, "share_ge_0.6": 0.1,
+                               "share_no_signal": 0.5, "n_distinct_stems": 40, "n_specific": 128}}
+    readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
+    lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
+    assert "made by the offline-shared labeler (deterministic, from metadata; no LLM labelled these latents" in lab
+    assert "labeler offline-shared unless named" in lab
+    assert ("SAE median 0.70, ≥ 0.6 85.0%, no clear signal 20.0%, 1,500 distinct labels of 2,000 (meets ≥ 80% "
+            "at ≥ 0.6, **short of** ≤ 10% no signal, meets ≥ 70% distinct)") in lab
+    assert ("SAE, enrichment labeler (offline-metadata (enrichment)) median 0.40, ≥ 0.6 37.0%, no clear signal 21.0%, "
+            "509 distinct labels of 1,998;") in lab                  # no verdicts: not the labels the SAE was given
+    assert "raw h_u dimensions median 0.30, ≥ 0.6 10.0%, no clear signal 50.0%, 40 distinct labels of 128." in lab
+    s["concepts"]["labelers"] = {"openai:qwen": 2000, "offline-shared": 48}     # an LLM run: its entry gets the verdicts
+    s["concepts"]["label_precision"]["SAE, openai:qwen"] = {"labeler": "openai:qwen", "median": 0.9, "share_ge_0.6": 0.9,
+                                                           "share_no_signal": 0.05, "n_distinct_stems": 1900,
+                                                           "n_specific": 2000}
+    lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "c", s, "ml-1m", run)).read_text())
+               if f.startswith("- Labels"))
+    assert "made by the openai:qwen 2,000, offline-shared 48 labelers (an LLM, offline where it gave no label;" in lab
+    assert "SAE, openai:qwen median 0.90, ≥ 0.6 90.0%, no clear signal 5.0%, 1,900 distinct labels of 2,000 (meets" in lab
+    assert len(readme.encode()) <= reports.README_BUDGET
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_detection_md_names_its_vocabulary(tmp_path, ds):
+    """The window table uses the exemplar vocabulary; detection.md says so, with the SAE's median in both."""
+    s, run = _real(ds)
+    rd = _folder(tmp_path, s, ds, run)
+    reports.write_report(rd)
+    text = (rd / "detection.md").read_text()
+    sae = s["concepts"]["scores"]["SAE"]
+    if "metadata" not in sae:
+        pytest.skip("summary predates the metadata vocabulary")
+    assert "every number below uses the exemplar vocabulary, so it is not the README's headline" in text
+    assert (f"{sae['median_bal_acc_random']:.3f} with exemplars against "
+            f"{sae['metadata']['median_bal_acc_random']:.3f} from what its labels name alone") in text
+    assert "in the exemplar vocabulary (not the metadata-only numbers above)" in (rd / "README.md").read_text()
+
+
+def test_files_link_the_original_study_views(tmp_path):
+    s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
+    rd = _folder(tmp_path, s, "ml-1m", run)
+    (rd / "concepts").mkdir()
+    (rd / "concepts" / "latent_top_items.csv").write_text("latent,view,rank,item,title,value\n")
+    assert "poster_views" not in reports.write_report(rd).read_text()
+    (rd / "concepts" / "poster_views.md").write_text("# x\n")
+    readme = reports.write_report(rd).read_text()
+    assert "[poster_views.md](concepts/poster_views.md): the original study's views beside ours" in readme
+    assert "[latent_top_items](concepts/latent_top_items.csv)" in readme
+
+
+def test_readme_headline_table_is_the_committed_reports(tmp_path):
+    """The front page's table is what `python -m recsae_utils.reports readme` writes from the committed
+    summaries: a report regenerated without rewriting the README fails here."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert reports.readme_table(readme, ROOT / "reports") == text
+    s = json.loads((ROOT / "reports" / "ml-1m" / "summary.json").read_text())
+    assert tables.fmt(s["sasrec"]["test"]["NDCG@10"]) in text and tables.fmt(s["recsae"]["test"]["NDCG@10"]) in text
+    # a changed number is rewritten, the rest of the README kept
+    (tmp_path / "ml-1m").mkdir()
+    s["recsae"]["test"]["NDCG@10"] = 0.5
+    (tmp_path / "ml-1m" / "summary.json").write_text(json.dumps(s))
+    new = reports.readme_table(readme, tmp_path)
+    assert "| ml-1m |" in new and "0.5000" in new and "| grocery |" not in new
+    assert new.split(reports.README_BLOCK[1])[1] == text.split(reports.README_BLOCK[1])[1]
+    (tmp_path / "bad.md").write_text("no markers here")
+    with pytest.raises(ValueError, match="markers"):
+        reports.readme_table(tmp_path / "bad.md", ROOT / "reports")
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_readme_fits_the_10_kb_budget_with_label_precision(tmp_path, ds):
+    """The repository's 10 KB README budget holds on the real summaries with four label-precision entries
+    added (as regeneration will add them): Key findings stay whole and first, the fidelity details and the
+    interventions' tables move to linked pages in the same folder, and every relative link resolves."""
+    assert reports.README_BUDGET == 10 * 1024
+    s, run = _real(ds)
+    s = copy.deepcopy(s)
+    entry = lambda who, n: {"labeler": who, "median": 0.6667, "share_ge_0.6": 0.5123, "share_no_signal": 0.1234,
+                            "n_distinct_stems": n - 123, "n_specific": n}
+    lab = s["concepts"].get("labeler", "offline-shared")
+    s["concepts"]["label_precision"] = {"SAE": entry(lab, 1998), "SAE, enrichment labeler": entry(
+        "offline-metadata (enrichment)", 1998), "random SAE": entry(lab, 2027), "raw h_u dimensions": entry(lab, 128)}
+    rd = _folder(tmp_path, s, ds, run)
+    (rd / "concept_browser.html").write_bytes(b"x" * 6_200_000)
+    readme = reports.write_report(rd).read_text()
+    assert len(readme.encode()) <= reports.README_BUDGET
+    found = reports.key_findings(s, rd)
+    assert _findings(readme) == [f"- {f}" for f in found] and "Label precision" in "\n".join(found)
+    assert readme.index("## Key findings") == readme.index("## ")                       # the first section
+    recsae, fid = (rd / "recsae.md").read_text(), tables.fidelity_table(s)
+    assert fid in recsae and "**Calibration.**" in recsae and "**Calibration.**" not in readme
+    assert "(recsae.md)" in readme and "(interventions.md)" in readme
+    assert "| SAE (" in (rd / "interventions.md").read_text()
+    for link in re.findall(r"\]\(([^)#:]+)\)", readme):
+        assert (rd / link).exists() or link.startswith(("figures/", "concepts/")), link  # copied folders only

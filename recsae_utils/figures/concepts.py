@@ -1,4 +1,5 @@
-"""Paper figures of stages 05-07 (the concept dictionaries, steering and the yardstick), in the one report style (`reports.set_style`), sized for a
+"""Paper figures of stage 05 (the concept dictionaries: cards, heatmaps, profiles, label scores; steering and
+the yardstick are in `figures.interventions`), in the one report style (`reports.set_style`), sized for a
 two-column paper (7 in wide for a full-width figure, 3.5 in for one column).
 
 Every function returns the matplotlib Figure; the caller saves it with `reports.save_figure(fig, dir,
@@ -9,6 +10,7 @@ name)` (PNG + PDF). Inputs are the objects of `concepts`: a `ConceptDictionary`,
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from typing import Any, Mapping
 
@@ -37,7 +39,7 @@ def _plt():
     return plt
 
 
-def _wrap(s: Any, width: int = TITLE_CHARS, max_lines: int = 3) -> str:
+def wrap_text(s: Any, width: int = TITLE_CHARS, max_lines: int = 3) -> str:
     """Long titles and labels wrap onto up to `max_lines` lines (an ellipsis only beyond that)."""
     return textwrap.fill("" if s is None else str(s), width, max_lines=max_lines, placeholder=" \u2026",
                          break_on_hyphens=False)
@@ -85,6 +87,22 @@ def _label_info(labels, j: int) -> dict:
     return out
 
 
+def whole_sentences(text: str, limit: int) -> str:
+    """As many whole sentences of `text` as fit in `limit` characters; when even the first does not, that
+    sentence cut at its last clause boundary ('; ' or ', ') that fits, with ' …' (never mid-phrase)."""
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(str(text).split()))
+    out = ""
+    for x in sentences:
+        if len(out) + len(x) + (1 if out else 0) > limit:
+            break
+        out = f"{out} {x}" if out else x
+    if out:
+        return out
+    first = sentences[0]
+    cut = max(first.rfind("; ", 0, limit - 2), first.rfind(", ", 0, limit - 2))
+    return (first[:cut] if cut > 0 else first[:limit - 2].rsplit(" ", 1)[0]) + " \u2026"
+
+
 def _name(labels, j: int, fallback: str | None = None) -> str:
     return _label_info(labels, j)["name"] or fallback or f"latent {j}"
 
@@ -112,7 +130,7 @@ def _score_text(sc: Mapping) -> str:
     return ", ".join(parts)
 
 
-def _empty(ax, text: str = "no data") -> None:
+def empty_panel(ax, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.5")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -131,7 +149,7 @@ def _barh(ax, labels: list[str], values, color=LAT_COLOR, annot: list[str] | Non
           maxlen: int = TITLE_CHARS):
     y = np.arange(len(values))
     bars = ax.barh(y, values, color=color, height=0.7)
-    ax.set_yticks(y, [_wrap(s, maxlen) for s in labels], fontsize=7 if any(len(str(s)) > maxlen for s in labels) else None)
+    ax.set_yticks(y, [wrap_text(s, maxlen) for s in labels], fontsize=7 if any(len(str(s)) > maxlen for s in labels) else None)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.grid(axis="y", visible=False)
@@ -139,7 +157,7 @@ def _barh(ax, labels: list[str], values, color=LAT_COLOR, annot: list[str] | Non
         xmax = max(values) if len(values) else 1.0
         for yy, v, a in zip(y, values, annot):
             ax.text(v + 0.01 * xmax, yy, a, va="center", ha="left", fontsize=7, color="0.25")
-        ax.set_xlim(0, xmax * 1.25 if xmax > 0 else 1)
+        ax.set_xlim(0, xmax * (1.15 + 0.012 * max(len(a) for a in annot)) if xmax > 0 else 1)   # room for the text
     return bars
 
 
@@ -193,7 +211,7 @@ def _pool_text(d: C.ConceptDictionary, latents, short: bool = False) -> str:
 
 
 def _profile_height(names: list[str]) -> float:
-    lines = sum(_wrap(n, PROFILE_LABEL_CHARS).count("\n") + 1 for n in names)
+    lines = sum(wrap_text(n, PROFILE_LABEL_CHARS).count("\n") + 1 for n in names)
     return 0.8 + 0.14 * lines + 0.14 * len(names)
 
 
@@ -230,8 +248,8 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         _barh(ax_s, bs["title"].tolist(), bs["strength"].to_numpy(), color="C2",
               annot=[f"lift {x:.1f}" for x in bs["lift"]], xlabel="strength (sum of activations)")
     else:
-        _empty(ax_c, "never fires")
-        _empty(ax_s, "never fires")
+        empty_panel(ax_c, "never fires")
+        empty_panel(ax_s, "never fires")
     ax_c.set_title("top movies by activation count", loc="left")
     ax_s.set_title("top movies by strength", loc="left")
 
@@ -241,7 +259,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         o = o[g_top[o] > 0]
         _paired_bars(ax_g, [str(g_names[i]) for i in o], g_top[o], g_base[o], g_sig[o], horizontal=True)
     else:
-        _empty(ax_g)
+        empty_panel(ax_g)
     ax_g.set_title("genre mix (* = enriched)", loc="left")
     _, d_vals, d_top, d_base, d_sig = _enrich_arrays(d, j, "decade")
     keep = [i for i in range(len(d_vals)) if d_top[i] > 0 or d_base[i] >= 0.01]
@@ -250,7 +268,7 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
                      horizontal=False)
         ax_d.tick_params(axis="x", labelrotation=90)
     else:
-        _empty(ax_d)
+        empty_panel(ax_d)
     ax_d.set_title("decade mix (* = enriched)", loc="left")
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(color=LAT_COLOR, label=_pool_text(d, [j])),
@@ -273,17 +291,19 @@ def concept_card(d: C.ConceptDictionary, latent: int, label=None, scores=None, t
         sub.append(f"label: {info['labeler']}")
     lines = textwrap.wrap(head, 100, break_on_hyphens=False) + textwrap.wrap(" \u00b7 ".join(sub), 100)  # wrapped: never widens the figure
     if info["description"]:
-        lines += textwrap.wrap(info["description"], 100)[:2]
+        lines += textwrap.wrap(whole_sentences(info["description"], 200), 100)
     fig.suptitle("\n".join(lines), fontsize=9, x=0.01, ha="left")
     fig._suptitle.set_fontweight("normal")
     return fig
 
 
 def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str = "genre",
-                       max_label: int = 44):
+                       max_label: int = 44, max_cols: int = 20):
     """Latent x genre log2 odds ratio of enrichment among the latents' top sequences (diverging colormap
     centred at 0; blank = no data); '*' marks significant enrichment (concepts.ENRICH_*). kind='decade'
-    draws decades instead."""
+    draws decades instead. A catalogue without titles has categories, not genres (the axis says so); with
+    more than `max_cols` values only the `max_cols` with the most significant cells among these latents are
+    drawn (ties: the largest share of the latents' firings), and the title says how many of how many."""
     set_style()
     plt = _plt()
     import seaborn as sns
@@ -299,8 +319,14 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
         share = e.share_top[np.ix_(lat, cols)]
     sig = (e.p_value[np.ix_(lat, cols)] < C.ENRICH_ALPHA) & (e.odds_ratio[np.ix_(lat, cols)] >= C.ENRICH_MIN_OR) \
         & (np.nan_to_num(share) >= C.ENRICH_MIN_SHARE)
+    n_all = len(cols)
+    if n_all > max_cols:
+        rank = np.lexsort((-np.nan_to_num(share).max(0), -sig.sum(0)))[:max_cols]
+        keep = np.sort(rank)
+        cols, l2, share, sig = cols[keep], l2[:, keep], share[:, keep], sig[:, keep]
     names = [f"{v}s" if kind == "decade" else str(v) for v in (d.feats.value[c] for c in cols)]
-    rows = [_wrap(f"{j}: {_name(labels, j)}", max_label, max_lines=4) for j in lat]
+    axis = kind if kind == "decade" or d.meta.get("has_titles", True) else "category"
+    rows = [wrap_text(f"{j}: {_name(labels, j)}", max_label, max_lines=4) for j in lat]
     df = pd.DataFrame(l2, index=rows, columns=names)
     finite = np.isfinite(l2)
     top_abs = float(np.nanmax(np.abs(l2[finite]))) if finite.any() else 1.0
@@ -315,11 +341,13 @@ def enrichment_heatmap(d: C.ConceptDictionary, latents, labels=None, kind: str =
     for r, c in zip(*np.nonzero(sig)):
         ax.text(c + 0.5, r + 0.5, "*", ha="center", va="center", fontsize=8,
                 color="white" if abs(l2[r, c]) > 0.6 * vmax else "black")
-    ax.set_xlabel(kind)
+    ax.set_xlabel(axis + ("" if n_all == len(cols) else
+                          f" ({len(cols)} of {n_all}: the most often significantly enriched here)"))
     ax.set_ylabel("")
-    plt.setp(ax.get_xticklabels(), rotation=55, ha="right", rotation_mode="anchor")
+    plt.setp(ax.get_xticklabels(), rotation=55, ha="right", rotation_mode="anchor",
+             fontsize=7 if len(cols) > 12 else None)
     plt.setp(ax.get_yticklabels(), rotation=0, fontsize=7)
-    ax.set_title(f"{kind.capitalize()} enrichment of each latent's firings, {_pool_text(d, lat, short=True)} "
+    ax.set_title(f"{axis.capitalize()} enrichment of each latent's firings, {_pool_text(d, lat, short=True)} "
                  "(* = significant)", loc="left", wrap=True)
     return fig
 
@@ -338,13 +366,39 @@ def _specific_first(rows: pd.DataFrame, vcol: str, top: int) -> tuple[pd.DataFra
     return rows, colors, " (specific first; grey: generic background)" if rows["_bg"].any() else ""
 
 
+RANK_NOTE = "specific ones ranked by key = {v} × log(1 / firing frequency); generic ones by {v}"
+
+
+def share_text(x: float) -> str:
+    """A share with as many decimals as it needs to not read 0%."""
+    return f"{100 * x:.0f}%" if x >= 0.095 else f"{100 * x:.1f}%" if x >= 0.00095 else f"{100 * x:.2g}%"
+
+
+def _profile_figure(rows: pd.DataFrame, colors: list, names: list[str], vcol: str, annot: list[str], title: str,
+                    xlabel: str):
+    """Specific concepts and the generic background on two panels, each on its own value axis (a generic
+    latent's value is often many times a specific one's, which would flatten the specific bars)."""
+    plt = _plt()
+    bg = rows["_bg"].to_numpy(bool) if "_bg" in rows.columns else np.zeros(len(rows), bool)
+    parts = [(m, lab) for m, lab in ((~bg, "specific concepts"), (bg, "generic background")) if m.any()]
+    heights = [_profile_height([n for n, k in zip(names, m) if k]) for m, _ in parts]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(FULL_WIDTH, sum(heights) + 0.3), layout="constrained",
+                             height_ratios=heights, squeeze=False)
+    vals = rows[vcol].to_numpy(dtype=float)
+    for ax, (m, lab) in zip(axes[:, 0], parts):
+        _barh(ax, [n for n, k in zip(names, m) if k], vals[m], color=[c for c, k in zip(colors, m) if k],
+              annot=[a for a, k in zip(annot, m) if k], xlabel=f"{lab}: {xlabel}", maxlen=PROFILE_LABEL_CHARS)
+    axes[0, 0].set_title(title, loc="left")
+    return fig
+
+
 def user_profile(instance_concepts_df: pd.DataFrame, user, labels=None, top: int = 10):
     """A user's (instance's) top latents with their activations and labels, as horizontal bars. The
     frame is `concepts.instance_concepts` output, keyed by 'user', 'user_id' or 'instance'; when a user
     has several instances there, the latest one (largest 'instance') is drawn. With a `group` column
-    (`instance_concepts(spec=...)`): specific concepts first, the generic background group apart in grey."""
+    (`instance_concepts(spec=...)`): specific concepts first, ranked by their `key` (shown), the generic
+    background group apart on its own panel and axis."""
     set_style()
-    plt = _plt()
     df = instance_concepts_df
     key = next((c for c in ("user", "user_id", "instance") if c in df.columns), None)
     vcol = next((c for c in ("activation", "value", "strength") if c in df.columns), None)
@@ -361,11 +415,20 @@ def user_profile(instance_concepts_df: pd.DataFrame, user, labels=None, top: int
     rows, colors, group_note = _specific_first(rows, vcol, top)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), rows.get("label", pd.Series([None] * len(rows))).tolist())]
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
-    _barh(ax, names, rows[vcol].to_numpy(dtype=float), color=colors, annot=[f"{v:.2f}" for v in rows[vcol]],
-          xlabel=vcol, maxlen=PROFILE_LABEL_CHARS)
-    ax.set_title(f"{'User' if key != 'instance' else 'Instance'} {user}: top concepts{note}{group_note}", loc="left")
-    return fig
+    annot = _key_annot(rows, vcol, "{:.2f}")
+    title = f"{'User' if key != 'instance' else 'Instance'} {user}: top concepts{note}{group_note}"
+    if "key" in rows.columns:
+        title += "\n" + RANK_NOTE.format(v=vcol)
+    return _profile_figure(rows, colors, names, vcol, annot, title, vcol)
+
+
+def _key_annot(rows: pd.DataFrame, vcol: str, fmt: str, extra: list[str] | None = None) -> list[str]:
+    """Each bar's text: its value (or `extra`), and for a specific concept its ranking key."""
+    bg = rows["_bg"].to_numpy(bool) if "_bg" in rows.columns else np.zeros(len(rows), bool)
+    base = extra if extra is not None else [fmt.format(v) for v in rows[vcol]]
+    if "key" not in rows.columns:
+        return base
+    return [b if g else f"{b} · key {k:,.1f}" for b, g, k in zip(base, bg, rows["key"].to_numpy(float))]
 
 
 def _resolve_item(df: pd.DataFrame, item_title, items: pd.DataFrame | None) -> tuple[int, str]:
@@ -414,12 +477,13 @@ def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: 
     labs = rows["label"].tolist() if "label" in rows.columns else [None] * len(rows)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), labs)]
-    annot = [f"{100 * s:.0f}%" for s in rows["share"]] if "share" in rows.columns else None
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, _profile_height(names)), layout="constrained")
-    _barh(ax, names, rows["strength"].to_numpy(dtype=float), color=colors, annot=annot, maxlen=PROFILE_LABEL_CHARS,
-          xlabel="total strength" + (" (% = share of the movie's total)" if annot else ""))
-    ax.set_title(f"{_wrap(title, 90, 2)}: top concepts{group_note}", loc="left")
-    return fig
+    share = [share_text(x) for x in rows["share"]] if "share" in rows.columns else None
+    annot = _key_annot(rows, "strength", "{:,.0f}", share)
+    title = f"{wrap_text(title, 90, 2)}: top concepts{group_note}"
+    if "key" in rows.columns:
+        title += "\n" + RANK_NOTE.format(v="strength")
+    return _profile_figure(rows, colors, names, "strength", annot, title,
+                           "total strength" + (" (% = share of the movie's total)" if share else ""))
 
 
 def score_name(column: str) -> str:
@@ -433,13 +497,14 @@ def score_name(column: str) -> str:
 
 
 def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = "auc_random",
-                        only_signed: bool = False, min_pos: int | None = None):
+                        only_signed: bool = False, min_pos: int | None = None, vocabulary: str | None = None):
     """Distributions of one label score per model (e.g. 'SAE', 'raw dimensions', 'random SAE'): violins
     (boxes for tiny groups) on the left, ECDFs on the right. Reference lines: chance (0.5) for AUC /
     balanced accuracy, and the 0.8 'interpretable' line when a balanced-accuracy column is shown.
     only_signed=True keeps latents with a label signature ('has_signature') only. A latent counts only with
     at least `min_pos` held-out positives (default: the rule of `score_summary`), so the figure's n is the
-    summary table's n_scored."""
+    summary table's n_scored. `vocabulary` (e.g. 'exemplars: what a label names plus its example items')
+    goes into the title: the scores depend on it."""
     min_pos = MIN_POS_SUMMARY if min_pos is None else min_pos
     set_style()
     plt = _plt()
@@ -488,89 +553,7 @@ def score_distributions(scores_by_model: dict[str, pd.DataFrame], column: str = 
         ax_e.axvline(0.8, color="C3", linestyle="--", linewidth=1, gid="threshold-0.8", label="0.8 (interpretable)")
     handles, labs = ax_e.get_legend_handles_labels()
     fig.legend(handles, labs, loc="outside lower center", ncols=2, frameon=False, fontsize=7)
-    ax_v.set_title("distribution by model", loc="left")
+    ax_v.set_title("distribution by model" + (f" (label vocabulary: {vocabulary})" if vocabulary else ""),
+                   loc="left")
     ax_e.set_title("cumulative distribution", loc="left")
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------
-# Interventions (stage 06)
-
-
-def dose_response(table: pd.DataFrame):
-    """Label-share gain and concept-item share of the top 10 against the dose (beta x median ||h_u||), median
-    across units with the interquartile range, one line per model (`steering.dose_table`)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 2.8))
-    panels = (("label_gain", "label_gain_q25", "label_gain_q75", "label share gain of the top 10"),
-              ("concept_after", "concept_q25", "concept_q75", "concept-item share of the top 10"))
-    for ax, (mid, lo, hi, ylab) in zip(axes, panels):
-        if table is None or not len(table):
-            _empty(ax)
-            continue
-        for c, (name, t) in enumerate(table.groupby("model", sort=False)):
-            ax.plot(t["beta"], t[mid], marker="o", color=f"C{c}", label=f"{name} ({int(t['units'].max())})")
-            ax.fill_between(t["beta"], t[lo], t[hi], color=f"C{c}", alpha=0.2, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("dose β (× median ‖h_u‖)")
-        ax.set_ylabel(ylab)
-    if table is not None and len(table):
-        axes[0].legend(fontsize="small", title="model (units)", title_fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def steering_card(card: pd.DataFrame, title: str):
-    """One user's top 10 before and after steering one latent (`interventions.recommend` output): titles with
-    genres; items new to the list in the latent's colour."""
-    plt = _plt()
-    k = len(card)
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 0.42 * k + 0.9))
-    ax.set_axis_off()
-    ax.set_xlim(0, 2)
-    ax.set_ylim(k + 0.2, -1.0)
-    ax.text(0, -0.7, "before", weight="bold")
-    ax.text(1.02, -0.7, "after steering", weight="bold")
-    old = set(card["item_before"].tolist())
-    for r, row in enumerate(card.itertuples()):
-        for x, item, t, new in ((0, row.item_before, row.title_before, False),
-                                (1.02, row.item_after, row.title_after, row.item_after not in old)):
-            g = row.genres_after if x > 0 else row.genres_before
-            text = f"{r + 1}. {_wrap(t if t is not None else f'item {item}', 45, 1)}"
-            ax.text(x, r, text, fontsize=7.5, color=LAT_COLOR if new else "black", va="center")
-            if g:
-                ax.text(x + 0.05, r + 0.38, _wrap(g, 60, 1), fontsize=6, color="0.45", va="center")
-    ax.set_title(_wrap(title, 110, 2), fontsize=9, loc="left")
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------
-# The concept yardstick (stage 07)
-
-
-def yardstick_tradeoff(steer: pd.DataFrame, variant: str = "target"):
-    """Median concept gain of the top 10 against the median NDCG@10 lost, one line per method through the
-    matched-KL targets (`yardstick.steering_table`): what each direction buys for the harm it does."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(FULL_WIDTH, 3.6))
-    st = steer[steer["variant"] == variant] if steer is not None and len(steer) else None
-    if st is None or not len(st):
-        _empty(ax)
-        return fig
-    st = st.assign(lost=1 - st["ndcg_after"] / st["ndcg_before"])
-    g = st.groupby(["method", "kl_target"], sort=False)[["gain", "lost"]].median().reset_index()
-    sae_like = {"sae_in", "sae_out", "sae_multi3", "sae_multi5"}
-    for c, (m, t) in enumerate(g.groupby("method", sort=False)):
-        style = "-" if m in sae_like else "--" if m in ("diffmean", "probe", "item_dir") else ":"
-        ax.plot(t["lost"], t["gain"], style, marker="o", ms=3, color=f"C{c % 10}", label=m)
-        last = t.iloc[-1]
-        ax.annotate(f"KL {last['kl_target']:g}", (last["lost"], last["gain"]), fontsize=5.5, color="0.4",
-                    xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel("NDCG@10 lost (1 − steered / unedited, median over concepts)")
-    ax.set_ylabel("concept share gain of the top 10")
-    ax.axhline(0, color="0.7", lw=0.6)
-    ax.legend(fontsize="x-small", ncol=2, loc="upper left", title="method (solid: SAE, dashed: supervised)",
-              title_fontsize="x-small")
-    fig.tight_layout()
     return fig
