@@ -182,8 +182,7 @@ def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, target
 
 
 def split_context(si, sae, split: str = "test") -> SteeringContext:
-    """`steering_context` over one split of a stage's inputs (stages.StageInputs: the frozen SASRec, its h_u,
-    the instances, the known-item mask and the item table), so a notebook cell needs no internals."""
+    """`steering_context` over one split of a stage's inputs (stages.StageInputs), in one call."""
     inst = si.inst[split]
     return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items)
 
@@ -337,8 +336,7 @@ def dose_response(ctx: SteeringContext, rows: np.ndarray, D: Tensor, units: Sequ
     for c0 in range(0, len(units), chunk):
         ch = slice(c0, min(c0 + chunk, len(units)))
         Pc = P[:, ch].T                                                   # (Lc, n)
-        # s: (nb, Lc, N, n); val, top: (nb, Lc, N, k)
-        s, (val, top) = steered_topk(S0, b[:, None, None] * Pc, k, values=True, buf=buf)
+        s, (val, top) = steered_topk(S0, b[:, None, None] * Pc, k, values=True, buf=buf)  # (nb,Lc,N,n), (..,k)
         # rank = 1 + #(scores >= the target's): up to k it is read off the top-k values, since every score
         # outside them is <= the k-th; past k NDCG@k is 0 whatever the rank, so k + 1 stands for all of them
         thr = (t0 + b[:, None, None] * Pc[:, tg])[..., None]

@@ -320,8 +320,8 @@ def test_profiles_specific_first_background_apart(world, tmp_path):
     assert panels[0].get_xlim()[1] < panels[1].get_xlim()[1]
     # a share under 1% keeps its digits (it read "0%" before): 1 of 5 + 31 others' 1.0 ... per latent
     share = it[(it["item_id"] == 3) & (it["group"] == "specific")]["share"].iloc[0]
-    assert panels[0].texts[0].get_text().startswith(F._share_text(share)) and F._share_text(0.0028) == "0.3%"
-    assert F._share_text(0.25) == "25%" and F._share_text(0.00004) == "0.004%"
+    assert panels[0].texts[0].get_text().startswith(F.share_text(share)) and F.share_text(0.0028) == "0.3%"
+    assert F.share_text(0.25) == "25%" and F.share_text(0.00004) == "0.004%"
     plt.close(fig)
 
 

@@ -369,7 +369,7 @@ def _specific_first(rows: pd.DataFrame, vcol: str, top: int) -> tuple[pd.DataFra
 RANK_NOTE = "specific ones ranked by key = {v} × log(1 / firing frequency); generic ones by {v}"
 
 
-def _share_text(x: float) -> str:
+def share_text(x: float) -> str:
     """A share with as many decimals as it needs to not read 0%."""
     return f"{100 * x:.0f}%" if x >= 0.095 else f"{100 * x:.1f}%" if x >= 0.00095 else f"{100 * x:.2g}%"
 
@@ -477,7 +477,7 @@ def movie_profile(item_concepts_df: pd.DataFrame, item_title, labels=None, top: 
     labs = rows["label"].tolist() if "label" in rows.columns else [None] * len(rows)
     names = [f"#{j} {_name(labels, j, lab if isinstance(lab, str) else None)}"
              for j, lab in zip(rows["latent"].astype(int), labs)]
-    share = [_share_text(x) for x in rows["share"]] if "share" in rows.columns else None
+    share = [share_text(x) for x in rows["share"]] if "share" in rows.columns else None
     annot = _key_annot(rows, "strength", "{:,.0f}", share)
     title = f"{wrap_text(title, 90, 2)}: top concepts{group_note}"
     if "key" in rows.columns:
