@@ -293,3 +293,52 @@ def test_every_public_intervention_checks_its_arguments():
         I.random_tops(ctx, rows, n_random=2, beta=float("inf"))
     with pytest.raises(ValueError, match=r"k must be an integer 1..199, got 0"):
         I.rank_all(ctx.E, ctx.h[:2], ctx.users[:2], ctx.mask, k=0)
+
+
+def test_code_space_steering_moves_planted_item_to_rank_one():
+    """`add` raises the planted latent in the code (h' = h + dz W_dec[j], the error term kept): its item goes
+    to rank 1 for every user; with unit-norm rows it is exactly `steer` at the same dose."""
+    ctx = planted_ctx()
+    star, j = 7, 5
+    r0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask)
+    assert (r0.top[:, 0] != star).any()
+    dz = 3.0 * ctx.h_norm
+    h1 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(add={j: dz}))
+    assert torch.allclose(h1 - ctx.h, dz * ctx.W_dec[j].expand_as(ctx.h))
+    assert (I.rank_all(ctx.E, h1, ctx.users, ctx.mask).top[:, 0] == star).all()
+    h2 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(steer={j: 3.0}), ctx.h_norm)
+    assert torch.allclose(h1, h2, atol=1e-5)
+    # rows that are not unit-norm: `add` moves by dz * ||W_dec[j]||, `steer` by the dose alone
+    W = ctx.W_dec.clone()
+    W[j] *= 2.0
+    h3 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, W, I.Edit(add={j: 1.0}))
+    assert torch.allclose((h3 - ctx.h).norm(dim=1), torch.full((len(ctx.h),), 2.0), atol=1e-5)
+
+
+def test_recommend_steers_by_concept_name():
+    """A concept's steering latents (yardstick.steering_latents: top-n by output score) raised in the code by
+    `recommend(steer=name)`: the planted concept's items fill the top of the list; an unknown name is a clear
+    error naming the concepts the context has."""
+    from recsae_utils import yardstick as Y
+
+    ctx = planted_ctx()
+    n_items = len(ctx.E)
+    star = 7
+    items = np.zeros((n_items, 2), bool)
+    items[[star, 8, 9], 0] = True                     # concept "planted": the star item and two more
+    items[1::2, 1] = True
+    items[0] = False
+    cs = Y.ConceptSet(["planted", "odd"], items)
+    conc = Y.steering_latents(ctx.E, ctx.W_dec, cs, n=3)
+    assert 5 in conc["planted"] and conc["planted"][5] == max(conc["planted"].values())
+    ctx = dataclasses.replace(ctx, concepts=conc)
+    user = int(ctx.users[0])
+    rec = I.recommend(ctx, user, steer={"planted": 4.0})
+    assert rec.item_after.iloc[0] == star and rec.change.iloc[0] > 0
+    same = I.recommend(ctx, user, add=I.concept_edit(ctx, {"planted": 4.0}))
+    assert same.item_after.equals(rec.item_after)
+    assert I.recommend(ctx, user, steer="planted").item_after.equals(I.recommend(ctx, user, steer={"planted": 1.0}).item_after)
+    with pytest.raises(ValueError, match="unknown concept 'Horror'.*odd"):
+        I.recommend(ctx, user, steer="Horror")
+    with pytest.raises(ValueError, match="not a finite"):
+        I.recommend(ctx, user, steer={"planted": float("nan")})
