@@ -192,11 +192,14 @@ def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, target
 
 def concept_edit(ctx: SteeringContext, steer: dict) -> dict[int, float]:
     """{concept name: beta} -> the code-space edit {latent: dz} raising each concept's steering latents in
-    proportion to their weights, scaled so the decoded change has length beta * median ||h_u|| (the dose of
+    proportion to their weights (a name is the concept's, "genre:Horror", or its value alone if that is
+    unique, "Horror"), scaled so the decoded change has length beta * median ||h_u|| (the dose of
     a single latent steered by `steer`)."""
     names = sorted(ctx.concepts or {})
     out: dict[int, float] = {}
     for name, beta in steer.items():
+        short = [n for n in names if n.split(":", 1)[-1].lower() == str(name).lower()]
+        name = short[0] if name not in names and len(short) == 1 else name    # "Horror" = "genre:Horror"
         if name not in (ctx.concepts or {}):
             near = [n for n in names if str(name).lower() in n.lower()]
             raise ValueError(f"unknown concept {name!r}: this steering context has "

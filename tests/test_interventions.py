@@ -328,14 +328,14 @@ def test_recommend_steers_by_concept_name():
     items[[star, 8, 9], 0] = True                     # concept "planted": the star item and two more
     items[1::2, 1] = True
     items[0] = False
-    cs = Y.ConceptSet(["planted", "odd"], items)
+    cs = Y.ConceptSet(["genre:planted", "parity:odd"], items)
     conc = Y.steering_latents(ctx.E, ctx.W_dec, cs, n=3)
-    assert 5 in conc["planted"] and conc["planted"][5] == max(conc["planted"].values())
+    assert 5 in conc["genre:planted"] and conc["genre:planted"][5] == max(conc["genre:planted"].values())
     ctx = dataclasses.replace(ctx, concepts=conc)
     user = int(ctx.users[0])
     rec = I.recommend(ctx, user, steer={"planted": 4.0})
     assert rec.item_after.iloc[0] == star and rec.change.iloc[0] > 0
-    same = I.recommend(ctx, user, add=I.concept_edit(ctx, {"planted": 4.0}))
+    same = I.recommend(ctx, user, add=I.concept_edit(ctx, {"genre:planted": 4.0}))
     assert same.item_after.equals(rec.item_after)
     assert I.recommend(ctx, user, steer="planted").item_after.equals(I.recommend(ctx, user, steer={"planted": 1.0}).item_after)
     with pytest.raises(ValueError, match="unknown concept 'Horror'.*odd"):
