@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-LOSSES = ("mse", "score", "kl")
-INPUTS = ("raw", "whitened")
+from .config import SAE_INPUTS as INPUTS
+from .config import SAE_LOSSES as LOSSES
 
 
 @dataclass
@@ -42,7 +42,7 @@ class InputMap:
 
     def to_x(self, h: Tensor) -> Tensor:
         """The SAE's input, float32, in row blocks (no float64 copy of a large h)."""
-        T, c = self.T.float(), self.center.float()
+        T, c = self.T.float().to(h.device), self.center.float().to(h.device)
         return torch.cat([(b.float() - c) @ T for b in torch.split(h, 65536)]) if len(h) else h.float() @ T
 
 
@@ -126,19 +126,20 @@ def fold(sae, imap: InputMap | None):
         return sae
     from .sae import make_sae
 
-    out = make_sae(sae.cfg)
+    dev = sae.W_dec.device
+    out = make_sae(sae.cfg).to(dev)
     out.load_state_dict(sae.state_dict())
-    T, Ti = imap.T.float(), imap.T_inv.float()
+    T, Ti = imap.T.float().to(dev), imap.T_inv.float().to(dev)
     with torch.no_grad():
         b = sae.b_dec.detach().float()
         out.W_enc.copy_(sae.W_enc.detach() @ T.T)
         out.b_enc.copy_(sae.b_enc.detach() + (b @ Ti @ T - b) @ sae.W_enc.detach().T)
         out.W_dec.copy_(sae.W_dec.detach() @ Ti)
-        out.b_dec.copy_(imap.center.float() + b @ Ti)
+        out.b_dec.copy_(imap.center.float().to(dev) + b @ Ti)
         if imap.background.shape[1]:
             out.bg_center.copy_(imap.center.float())
             out.bg_basis.copy_(imap.background.float())
-    return out.to(sae.W_dec.device).train(sae.training)
+    return out.train(sae.training)
 
 
 def catalogue_kl(h: Tensor, h_hat: Tensor, item_emb: Tensor) -> Tensor:
@@ -162,3 +163,15 @@ def dense_span(sae, h: Tensor, generic: Tensor, share: float = 0.9, rows: int = 
     P = principal_directions(h, h.shape[1] - 1)
     held = ((c @ P) ** 2).sum(0).cumsum(0) / (c ** 2).sum().clamp_min(1e-30)
     return int(torch.searchsorted(held, torch.tensor(share, dtype=held.dtype)).item()) + 1
+
+
+def variant_tag(cfg) -> str:
+    """The suffix of a variant's fit folder ("" for the plain SAE): e.g. "_score", "_kl0.1", "_whitened_dense16"."""
+    parts = []
+    if cfg.loss != "mse":
+        parts.append(cfg.loss + (f"{cfg.euclid:g}" if cfg.euclid else ""))
+    if cfg.input != "raw":
+        parts.append(cfg.input)
+    if cfg.dense:
+        parts.append(f"dense{cfg.dense}")
+    return "".join(f"_{p}" for p in parts)
