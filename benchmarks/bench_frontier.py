@@ -6,7 +6,7 @@ For each family (topk, batchtopk, matryoshka) x (width, k) in the grid it fits a
 h_u (the run's SAE settings from config.load, "openai" variant; --samples bounds the training vectors, a
 seeded subset; the epoch with the lowest train FVU is kept, no dev selection, so dev and test stay
 untouched), then measures:
-  - NDCG@10 retention on dev and test with paired-bootstrap intervals (recsae.retention) and test EV;
+  - NDCG@10 retention on dev and test with paired-bootstrap intervals (fidelity.retention) and test EV;
   - dead latents (never a value > 0 on the dictionary rows) and mean L0 (active = value > 0);
   - the share of active slots held by generic latents (the dictionary's generic flag, as specificity.py);
   - detection against the raw h_u dimensions at the same firing rate: median balanced accuracy (random
@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_steering import load_run  # noqa: E402  (the run folder, read-only)
 
-from recsae_utils import artifacts, concepts, config, metrics, recsae  # noqa: E402
+from recsae_utils import artifacts, concepts, config, fidelity, metrics, stages  # noqa: E402
 from recsae_utils import detection as DT  # noqa: E402
 from recsae_utils import dictionary as DI  # noqa: E402
 from recsae_utils import interventions as I  # noqa: E402
@@ -90,7 +90,7 @@ def evaluate(sae, r, ranks_orig, rows_tr, a, cfg) -> dict:
     out = {}
     for s in ("dev", "test"):
         x_hat = S.reconstruct(sae, h[s])
-        ret = recsae.retention(ranks_orig[s], rank_targets(E, x_hat, inst[s], r["mask"]))
+        ret = fidelity.retention(ranks_orig[s], rank_targets(E, x_hat, inst[s], r["mask"]))
         out.update({f"retention_{s}": ret["retention"], f"retention_{s}_lo": ret["retention_ci_low"],
                     f"retention_{s}_hi": ret["retention_ci_high"]})
         if s == "test":
@@ -171,7 +171,7 @@ def main() -> None:
     x = h_tr[np.sort(rng.choice(len(h_tr), a.samples, replace=False))] if 0 < a.samples < len(h_tr) else h_tr
     rows_tr = np.sort(rng.choice(len(h_tr), a.dict_rows, replace=False)) if 0 < a.dict_rows < len(h_tr) \
         else np.arange(len(h_tr))
-    base = recsae.sae_config(cfg, h_tr.shape[1], len(x), cfg.sae_latents, cfg.sae_k, "openai")
+    base = stages.sae_config(cfg, h_tr.shape[1], len(x), cfg.sae_latents, cfg.sae_k, "openai")
     if a.epochs:
         base = dataclasses.replace(base, epochs=a.epochs)
     stable = {(f, int(m), int(k)) for f, m, k in (p.split(":") for p in a.stable.split(",") if p)}

@@ -22,7 +22,7 @@ import torch
 from scipy.stats import rankdata
 
 from recsae_utils import cards as crd, concepts, detection as dtc, dictionary as dic
-from recsae_utils import config, recsae
+from recsae_utils import config, stages
 
 POOLS = ((50, 5), (50, 20), (1000, 10), (0, 10), (0, 20))   # (item_pool, exemplars); 0 = all firings
 
@@ -40,9 +40,9 @@ def median_auc(S: np.ndarray, P: np.ndarray, min_pos: int = 5) -> float:
 
 
 def oracles(a, b, c, e, m, ht, hh, n_items) -> tuple[float, float]:
-    A_tr = dic._activation_csr(a, b, m)
+    A_tr = dic.activation_csr(a, b, m)
     A_tr.data[:] = 1.0
-    P = dic._activation_csr(c, e, m).toarray() > 0
+    P = dic.activation_csr(c, e, m).toarray() > 0
     base = np.asarray(A_tr.sum(0)).ravel() / A_tr.shape[0]
     L_tr, L_h = dic.incidence(ht[:, :1], n_items), dic.incidence(hh[:, :1], n_items)
     n_i = np.asarray(L_tr.sum(0)).ravel()
@@ -56,11 +56,11 @@ def oracles(a, b, c, e, m, ht, hh, n_items) -> tuple[float, float]:
 def main() -> None:
     torch.set_num_threads(2)
     cfg = config.load("ml-1m")
-    ctx = recsae.stage_inputs(cfg)
-    sae = recsae.fit_stage(cfg, ctx, cfg.sae_latents, cfg.sae_k, cfg.sae_variant, progress=False).sae
+    ctx = stages.stage_inputs(cfg)
+    sae = stages.fit_stage(cfg, ctx, cfg.sae_latents, cfg.sae_k, cfg.sae_variant, progress=False).sae
     ht = ctx.inst["train"].hist
     hh = np.concatenate([ctx.inst[s].hist for s in ("dev", "test")])
-    acts = recsae.activation_arrays(cfg, ctx, sae)
+    acts = stages.activation_arrays(cfg, ctx, sae)
     models = {f"SAE {sae.cfg.n_latents} x k{sae.cfg.k}" if i == "sae" else md.name: md.arrays
               for i, md in concepts.model_codes(cfg, ctx, {"main": sae}, acts).items()}
     n_items = int(max(ht.max(), hh.max(), ctx.ds.items["item_id"].max())) + 1

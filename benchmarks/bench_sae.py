@@ -46,7 +46,7 @@ import torch
 
 from recsae_utils.config import RunConfig
 from recsae_utils.metrics import reconstruction_metrics
-from recsae_utils.recsae import sae_config
+from recsae_utils.stages import sae_config
 from recsae_utils.sae import fit_sae, reconstruct
 
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':>6} {'lr':>7} {'s/epoch':>8} {'train_fvu':>9} {'fvu':>7} {'EV':>7} {'dead':>6}", flush=True)
     for run in args.runs.split(","):
         bs, lr = run.split(":")
-        # the run's SAE (recsae.sae_config on the default RunConfig) with this script's size, batch, lr, epochs
+        # the run's SAE (stages.sae_config on the default RunConfig) with this script's size, batch, lr, epochs
         cfg = replace(sae_config(RunConfig(), x.shape[1], len(x), args.n_latents, args.k, args.variant),
                       batch_size=int(bs), lr=float(lr), epochs=args.epochs, early_stop=args.epochs + 1)
         t0 = time.time()

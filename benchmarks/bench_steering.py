@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recsae_utils import artifacts, config, data, recsae, train
+from recsae_utils import artifacts, config, data, stages, train
 from recsae_utils import detection as DT
 from recsae_utils import dictionary as DI
 from recsae_utils import interventions as I
@@ -48,7 +48,7 @@ def load_run(run: Path, cfg) -> dict:
     inst = data.build_instances(ds, cfg.history_max)
     ckpt = run / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
     model = train.load_sasrec(ckpt)
-    key = recsae.sasrec_key(ckpt, ds)
+    key = stages.sasrec_key(ckpt, ds)
     hu = run / "hu"
     h = {}
     for s in ("train", "test"):

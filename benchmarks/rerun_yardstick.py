@@ -10,14 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from recsae_utils import comparison, config, recsae, reports
+from recsae_utils import comparison, config, reports, stages
 
 ds = sys.argv[1]
 cfg = config.load(ds, "")
-ctx = recsae.stage_inputs(cfg)
-sae = recsae.fit_stage(cfg, ctx, *recsae.fit_plan(cfg)["main"]).sae
-acts = recsae.activation_arrays(cfg, ctx, sae)
-ctx, acts = recsae.dictionary_sample(cfg, ctx, acts)
+ctx = stages.stage_inputs(cfg)
+sae = stages.fit_stage(cfg, ctx, *stages.fit_plan(cfg)["main"]).sae
+acts = stages.activation_arrays(cfg, ctx, sae)
+ctx, acts = stages.dictionary_sample(cfg, ctx, acts)
 new = json.loads(json.dumps(comparison.summary(comparison.run_stage(cfg, ctx, sae, acts))))
 old = json.loads((Path(__file__).resolve().parents[1] / "reports" / ds / "summary.json").read_text())["yardstick"]
 diffs = [d for d in reports.diff_summaries(old, new) if not reports.is_timing(d[0])]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, labeling, progress, recsae
+from . import artifacts, labeling, progress, stages
 from .cards import latent_cards
 from .coherence import coherence_summary, genre_coherence
 from .detection import (STRONG_Q, WINDOWS, detection_scores, metadata_scores, raw_dimension_codes, raw_dimension_k,
@@ -46,16 +46,16 @@ class Model:
 
 def held_histories(ctx) -> np.ndarray:
     """Histories of the held-out instances (dev then test), the rows of every model's held-out codes."""
-    return np.concatenate([ctx.inst[s].hist for s in recsae.HELD])
+    return np.concatenate([ctx.inst[s].hist for s in stages.HELD])
 
 
 def model_codes(cfg, ctx, saes: dict, acts: dict) -> dict[str, Model]:
     """id -> Model for the default SAE ('main' in `saes`, its codes `acts` from stage 03) and, when given,
     the other size ('alt'), each followed by its two baselines: the signed raw dimensions of h_u firing at
     that SAE's rate and a random SAE of its shape. The alt and random codes come from the run folder's
-    cache (`recsae.sae_codes`; stage 04 wrote the train part)."""
+    cache (`stages.sae_codes`; stage 04 wrote the train part)."""
     h_train = ctx.h["train"]
-    h_held = np.concatenate([ctx.h[s].numpy() for s in recsae.HELD])
+    h_held = np.concatenate([ctx.h[s].numpy() for s in stages.HELD])
     models = {}
     for sfx, key in (("", "main"), ("_alt", "alt")):
         if key not in saes:
@@ -65,15 +65,15 @@ def model_codes(cfg, ctx, saes: dict, acts: dict) -> dict[str, Model]:
         size = f"{m} latents, k={k}"
         tag = "" if key == "main" else f" ({size})"
         if key == "main":
-            codes = (*acts["train"], *(np.concatenate([acts[s][i] for s in recsae.HELD]) for i in (0, 1)))
+            codes = (*acts["train"], *(np.concatenate([acts[s][i] for s in stages.HELD]) for i in (0, 1)))
         else:
-            c = recsae.sae_codes(cfg, ctx, sae, "sae" + sfx)
+            c = stages.sae_codes(cfg, ctx, sae, "sae" + sfx)
             codes = (*c["train"], *c["held"])
         models["sae" + sfx] = Model(f"SAE{tag}", size, *codes, m)
         raw_k = "" if key == "main" else f" (k={raw_dimension_k(h_train.shape[1], k, m)})"
         models["raw" + sfx] = Model(f"raw h_u dimensions{raw_k}", size,
                                     *raw_dimension_codes(h_train.numpy(), h_held, k, m))
-        c = recsae.sae_codes(cfg, ctx, recsae.random_baseline(sae, h_train), "random" + sfx)
+        c = stages.sae_codes(cfg, ctx, stages.random_baseline(sae, h_train), "random" + sfx)
         models["random" + sfx] = Model(f"random SAE{tag}", size, *c["train"], *c["held"], m)
     return models
 
@@ -136,7 +136,7 @@ def judge(cfg, ctx, sae: Built, labels_df: pd.DataFrame, acts: dict, progress: b
     """The RecSAE simulation score of the LLM labels (only with labeler 'openai' and a key; else None)."""
     if not (cfg.labeler == "openai" and os.environ.get("OPENAI_API_KEY")):
         return None
-    top1 = recsae.sasrec_outputs(cfg, ctx, "test").top1
+    top1 = stages.sasrec_outputs(cfg, ctx, "test").top1
     probes = judge_probes(sae.d, *acts["test"], ctx.inst["test"].hist, top1, cfg.seed)
     return labeling.judge_latents(labels_df, probes, _llm(cfg), Path(cfg.run_dir) / "labels" / "judge",
                                   domain=_domain(ctx), progress=progress)

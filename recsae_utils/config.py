@@ -78,10 +78,10 @@ class RunConfig:
     sae_lr: float = 3e-3              # measured (benchmarks/bench_sae.py): EV > 0.98 after one epoch
     sae_batch_size: int = 1024
     sae_variant: str = "openai"       # 'openai' (Gao et al.) or 'reference' (RecSAE code quirks)
-    sae_family: str = "topk"          # 'topk', 'batchtopk' or 'matryoshka' (sae.py; 'reference' variant fits are always topk)
+    sae_family: str = "topk"          # 'topk', 'batchtopk' or 'matryoshka' (sae/model.py; 'reference' variant fits are always topk)
     sae_dead_window: int = 100_000    # samples without firing before a latent counts as dead (AuxK, openai)
     sae_aux_coef: float = 1 / 32      # AuxK coefficient (Gao et al.; the reference uses the same)
-    sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae.py)
+    sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae/losses.py)
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
     sae_loss: str = "mse"             # 'mse' (h_u), 'score' (error in score space, M = E^T E) or 'kl' (SASRec's

@@ -1,5 +1,5 @@
 """The data-parallel step: N torchrun processes take the step one process takes on the same global batch,
-up to float summation order (recsae_utils.distributed starts them; train.py and sae.py call this).
+up to float summation order (recsae_utils.distributed starts them; train.py and sae/fit.py call this).
 
 Every rank holds the whole training set, draws the same permutation (and SASRec negatives) from the same
 seed and takes its contiguous part of each global batch (`shard`). Its loss is its part of the
@@ -7,7 +7,7 @@ single-process loss: for SASRec the batch-mean BPR over its rows times its share
 the FVU numerators over its rows divided by the denominator of the whole batch (`sq_dev`, all-reduced).
 DDP then sums (not averages) the gradients (`wrap`), so the gradient is the single-process one. What else
 depends on the whole batch is all-reduced: the latents that fired (dead-latent tracking, `union`) and the
-epoch's loss sums (`all_sum`). On one process shard, wrap, all_sum and union change nothing (sae.py keeps
+epoch's loss sums (`all_sum`). On one process shard, wrap, all_sum and union change nothing (sae/fit.py keeps
 its own one-process denominator), so one process trains bit for bit as before.
 """
 from __future__ import annotations

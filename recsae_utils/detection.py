@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from . import progress
 from .cards import label_signature, latent_cards
 from .config import RunConfig
-from .dictionary import (ConceptDictionary, Firing, ItemFeatures, _activation_csr, build_dictionaries, incidence,
+from .dictionary import (ConceptDictionary, Firing, ItemFeatures, activation_csr, build_dictionaries, incidence,
                          sequence_popularity)
 
 WINDOWS = (1, 3, 9)         # history windows (most recent items) of the detection sweep, besides the whole history
@@ -236,7 +236,7 @@ def detection_scores(d: ConceptDictionary, signatures: Sequence[Mapping] | None,
     Xh = incidence(hist_h, d.n_items)
     Fh = sequence_features(Xh, d.feats, d.item_pct).astype(np.float64)
     W64 = W.astype(np.float64)
-    Ah = _activation_csr(heldout_idx, heldout_val, m).tocsc()
+    Ah = activation_csr(heldout_idx, heldout_val, m).tocsc()
     edges = np.nanquantile(d.seq_pop, np.linspace(0, 1, pop_bins + 1)[1:-1]) if pop_bins > 1 else np.zeros(0)
     bins = np.searchsorted(edges, np.nan_to_num(sequence_popularity(Xh, d.popularity)), side="right")
     onehot = np.eye(max(pop_bins, 1))[bins]                                     # (n_h, B)

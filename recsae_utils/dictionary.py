@@ -153,7 +153,8 @@ def top_sequences(idx: np.ndarray, val: np.ndarray, m: int, top_n: int = RunConf
     return _top_from(firing_index(idx, val, m), top_n)
 
 
-def _activation_csr(idx: np.ndarray, val: np.ndarray, m: int) -> sp.csr_matrix:
+def activation_csr(idx: np.ndarray, val: np.ndarray, m: int) -> sp.csr_matrix:
+    """(n, m) CSR of an SAE's codes: row = instance, column = latent, value = activation; zero slots dropped."""
     idx, val = np.asarray(idx), np.asarray(val, dtype=np.float64)
     n, k = idx.shape
     keep = val.ravel() > 0
@@ -571,7 +572,7 @@ def promoted_items(W_dec: np.ndarray, E: np.ndarray, top: int = 10) -> tuple[np.
     return ids + 1, np.take_along_axis(ps, o, 1)
 
 
-def _label_array(labels, m: int) -> np.ndarray:
+def label_array(labels, m: int) -> np.ndarray:
     """Labels given as a sequence, a {latent: name or {'name': ...}} mapping, or None -> (m,) object array."""
     out = np.array([f"latent {j}" for j in range(m)], dtype=object)
     if labels is None:
@@ -588,7 +589,7 @@ def dictionary_tables(d: ConceptDictionary, labels=None, promoted: tuple[np.ndar
     """The dictionaries as tidy DataFrames: 'latents', 'latent_items' (count, strength, lift, rank),
     'genre_enrichment', 'decade_enrichment', and 'promoted' when `promoted_items` output is given."""
     m = d.m
-    lab = _label_array(labels, m)
+    lab = label_array(labels, m)
     out = {"latents": pd.DataFrame({
         "latent": np.arange(m), "n_fire": d.stats.n_fire, "freq": d.stats.freq, "mean_act": d.stats.mean_act,
         "max_act": d.stats.max_act, "n_top": d.top.count, "pop_spearman": d.pop_spearman,

@@ -85,17 +85,17 @@ def _disk_state(folder: Path) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train the run's SASRec seeds (train.run_seeds) and fit its SAEs (recsae.fit_stage) over all ranks.
+    """Train the run's SASRec seeds (train.run_seeds) and fit its SAEs (stages.fit_stage) over all ranks.
     The checkpoints and done.json files are those `make all` writes, so its stages 02-03 then reuse them."""
-    from . import config, data, pipeline, recsae, train
+    from . import config, data, pipeline, stages, train
 
     ap = argparse.ArgumentParser(prog="torchrun ... -m recsae_utils.distributed", description=main.__doc__)
     ap.add_argument("dataset")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--stages", default="sasrec,sae", help="comma-separated: sasrec, sae")
     args = ap.parse_args(argv)
-    stages = set(args.stages.split(","))
-    if not stages or stages - {"sasrec", "sae"}:
+    chosen = set(args.stages.split(","))
+    if not chosen or chosen - {"sasrec", "sae"}:
         ap.error(f"--stages {args.stages!r}: choose from sasrec, sae")
     rank, world = init()
     say = print if rank == 0 else (lambda *a, **k: None)
@@ -110,17 +110,17 @@ def main(argv: list[str] | None = None) -> int:
             with main_first():
                 ds = data.prepare(cfg)
             inst = data.build_instances(ds, cfg.history_max)
-            sasrec_cfg = cfg if "sasrec" in stages else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
+            sasrec_cfg = cfg if "sasrec" in chosen else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
             agree(_disk_state(Path(cfg.run_dir) / "sasrec"), "the SASRec checkpoints")
             for seed, r in train.run_seeds(sasrec_cfg, ds, inst, progress=rank == 0).items():
                 say(f"SASRec seed {seed}: best epoch {r['best_epoch']}, test {r['test']}", flush=True)
             barrier()
-            if "sae" in stages:
+            if "sae" in chosen:
                 with main_first():  # rank 0 computes and caches h_u, the others load it
-                    ctx = recsae.stage_inputs(cfg)
+                    ctx = stages.stage_inputs(cfg)
                 agree(_disk_state(Path(cfg.run_dir) / "sae"), "the SAE checkpoints")
-                for name, (m, k, variant) in recsae.fit_plan(cfg).items():
-                    res = recsae.fit_stage(cfg, ctx, m, k, variant, progress=rank == 0)
+                for name, (m, k, variant) in stages.fit_plan(cfg).items():
+                    res = stages.fit_stage(cfg, ctx, m, k, variant, progress=rank == 0)
                     last = res.history[res.best_epoch - 1] if res.best_epoch else {}
                     say(f"SAE {name} ({m} latents, k={k}, {variant}): best epoch {res.best_epoch}, "
                         f"train FVU {last.get('train_fvu', float('nan')):.4f}", flush=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .dictionary import ConceptDictionary, _activation_csr, _label_array, incidence
+from .dictionary import ConceptDictionary, activation_csr, label_array, incidence
 from .specificity import GROUPS, RULE, Specificity, head_shares
 from .specificity import order as specific_order
 
@@ -36,7 +36,7 @@ def instance_concepts(idx: np.ndarray, val: np.ndarray, labels=None, top: int = 
         sel = rank <= top
         lat = idx[ok][o][sel]
         return pd.DataFrame({"instance": inst[o][sel], "rank": rank[sel], "latent": lat,
-                             "activation": val[ok][o][sel], "label": _label_array(labels, m)[lat],
+                             "activation": val[ok][o][sel], "label": label_array(labels, m)[lat],
                              "group": np.array(GROUPS, dtype=object)[bg[sel].astype(int)]})
     top = min(top, idx.shape[1])
     o = np.lexsort((idx, -val), axis=1)[:, :top]
@@ -45,7 +45,7 @@ def instance_concepts(idx: np.ndarray, val: np.ndarray, labels=None, top: int = 
     inst, rank = np.nonzero(ok)
     lat = li[ok]
     return pd.DataFrame({"instance": inst, "rank": rank + 1, "latent": lat, "activation": lv[ok],
-                         "label": _label_array(labels, m)[lat]})
+                         "label": label_array(labels, m)[lat]})
 
 
 def item_latent_strength(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: int,
@@ -77,7 +77,7 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
         keep = rank <= top
         it, lt, st = item[o][keep], lat[o][keep], s[o][keep]
         out = pd.DataFrame({"item_id": it, "rank": rank[keep], "latent": lt, "strength": st, "share": st / tot[it],
-                            "label": _label_array(labels, m)[lt],
+                            "label": label_array(labels, m)[lt],
                             "group": np.array(GROUPS, dtype=object)[bg[keep].astype(int)]})
         out.attrs["top"] = top
         return out
@@ -89,7 +89,7 @@ def item_concepts(idx: np.ndarray, val: np.ndarray, hist: np.ndarray, n_items: i
     keep = rank < top
     out = pd.DataFrame({"item_id": item[keep], "rank": rank[keep] + 1, "latent": lat[keep],
                         "strength": s[keep], "share": s[keep] / tot[item[keep]],
-                        "label": _label_array(labels, m)[lat[keep]]})
+                        "label": label_array(labels, m)[lat[keep]]})
     out.attrs["top"] = top  # a caller may take the top few ranks of it instead of computing it again
     return out
 
@@ -131,7 +131,7 @@ def explain_recommendations(z_idx: np.ndarray, z_val: np.ndarray, W_dec: np.ndar
     rec_score = np.take_along_axis(ps, o, 1)
     contrib = zv[:, None, :] * np.einsum("bkd,btd->btk", W[zi], Em[rec])  # (B, top, k)
     bias = Em[rec] @ b                                                   # (B, top)
-    lab = np.append(_label_array(labels, m), "bias (b_dec)")
+    lab = np.append(label_array(labels, m), "bias (b_dec)")
     title = np.array([f"item {i}" for i in range(n_items)], dtype=object)
     if items is not None and "title" in items.columns:
         ids = items["item_id"].to_numpy()
@@ -315,9 +315,9 @@ def judge_probes(d: ConceptDictionary, idx: np.ndarray, val: np.ndarray, hist: n
                  seed: int = 0, n_pos: int = 5, n_neg: int = 5, max_titles: int = 9) -> list[dict]:
     """RecSAE simulation probes on held-out (test) instances (codes idx/val, histories hist): each live
     latent's top activating instances and random non-activating ones; the 'last item' is SASRec's top-1
-    recommendation `top1` (`recsae.sasrec_outputs`)."""
+    recommendation `top1` (`stages.sasrec_outputs`)."""
     rng = np.random.default_rng(seed)
-    fires = _activation_csr(idx, val, d.m).T.tocsr()  # (m, n)
+    fires = activation_csr(idx, val, d.m).T.tocsr()  # (m, n)
     n = len(hist)
     probes = []
     for j in d.live.tolist():

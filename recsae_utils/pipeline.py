@@ -2,7 +2,7 @@
 
 Each stage is one notebook. Its key hashes the notebook, the source of the recsae_utils modules it really
 uses (its imports, followed through the package), the config fields that code reads (`stage_fields`), the
-data's fingerprint and the key of the stage before it; so a change in browser.py reruns stages 05-06 (both use it) and one in sae.py stages 03-06.
+data's fingerprint and the key of the stage before it; so a change in browser.py reruns stages 05-06 (both use it) and one in the sae package stages 03-07.
 
 What a rerun trusts: a stage counts as done only when it finished. Its key goes into
 runs/<dataset>/stages.json after the notebook ran to the end, and the executed notebook moves into
@@ -79,8 +79,27 @@ def _scan(source: str) -> tuple[tuple[ast.AST, ...], frozenset[str]]:
                               and n.value.id == "cfg")
 
 
-def _imports(source: str, where: str, in_package: bool) -> set[str]:
-    """Modules of the package that `source` imports anywhere (top level or inside functions)."""
+def module_path(module: str) -> Path:
+    """The file of a package module by its dotted name below the package: "train" -> train.py, "sae" ->
+    sae/__init__.py, "sae.fit" -> sae/fit.py, "__init__" -> the package's own __init__.py."""
+    path = PACKAGE_DIR.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def module_name(path: Path) -> str:
+    """The dotted name `module_path` maps back to `path`."""
+    parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+def _is_module(module: str) -> bool:
+    return module_path(module).exists()
+
+
+def _imports(source: str, where: str, in_package: bool, package: tuple[str, ...] = ()) -> set[str]:
+    """Modules of the package that `source` imports anywhere (top level or inside functions), as dotted names
+    (`module_path`). `package`: the subpackage the source lives in (("sae",) for sae/fit.py), which
+    relative imports start from."""
     try:
         nodes = _scan(source)[0]
     except SyntaxError as e:
@@ -91,15 +110,18 @@ def _imports(source: str, where: str, in_package: bool) -> set[str]:
             for a in node.names:
                 parts = a.name.split(".")
                 if parts[0] == PACKAGE:
-                    found.add(parts[1] if len(parts) > 1 else "__init__")
+                    found.add(".".join(parts[1:]) if len(parts) > 1 else "__init__")
         elif isinstance(node, ast.ImportFrom):
             absolute = node.level == 0 and (node.module or "").split(".")[0] == PACKAGE
-            if not (absolute or (node.level == 1 and in_package)):
+            if absolute:
+                base = (node.module or "").split(".")[1:]
+            elif node.level >= 1 and in_package and node.level - 1 <= len(package):
+                base = list(package[:len(package) - (node.level - 1)]) + [p for p in (node.module or "").split(".") if p]
+            else:
                 continue
-            parts = (node.module or "").split(".")[1 if absolute else 0:]
-            parts = [p for p in parts if p]
-            if parts:
-                found.add(parts[0])
+            if base:  # `from .sae import fit`: a submodule when one of that name exists, else a name in sae/__init__
+                subs = [".".join(base + [a.name]) for a in node.names]
+                found.update(m if _is_module(m) else ".".join(base) for m in subs)
             else:  # `from recsae_utils import x` / `from . import x`: x is a module or a name in __init__
                 found.update(a.name for a in node.names)
     return found
@@ -107,15 +129,19 @@ def _imports(source: str, where: str, in_package: bool) -> set[str]:
 
 def module_closure(roots: set[str], read: Callable[[Path], str] = _read_source) -> set[str]:
     """The package modules reachable from `roots` through their imports (names that are not modules, such
-    as a function imported from __init__, are dropped)."""
+    as a function imported from __init__, are dropped). A submodule brings its packages' __init__ along:
+    importing sae.fit runs sae/__init__.py first."""
     todo, seen = [m for m in roots], set()
     while todo:
         m = todo.pop()
-        path = PACKAGE_DIR / f"{m}.py"
+        path = module_path(m)
         if m in seen or not path.exists():
             continue
         seen.add(m)
-        todo += _imports(read(path), str(path), in_package=True) - seen
+        parts = m.split(".") if m != "__init__" else []
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # the enclosing packages
+        package = tuple(parts) if path.name == "__init__.py" else tuple(parts[:-1])
+        todo += _imports(read(path), str(path), in_package=True, package=package) - seen
     return seen
 
 
@@ -129,8 +155,8 @@ def code_hash(nb: Path, read: Callable[[Path], str] = _read_source) -> tuple[str
     """(hash, modules) of the package code a notebook runs: the modules it imports, followed through the
     package, and the data files those modules name (a data file no module names counts for every stage)."""
     mods = sorted(module_closure(_imports(notebook_code(nb), str(nb), in_package=False), read))
-    sources = {m: read(PACKAGE_DIR / f"{m}.py") for m in mods}
-    all_sources = {p.stem: read(p) for p in PACKAGE_DIR.glob("*.py")}
+    sources = {m: read(module_path(m)) for m in mods}
+    all_sources = {module_name(p): read(p) for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     h = hashlib.sha256()
     for m in mods:
         h.update(f"{m}\0{sources[m]}\0".encode())
@@ -159,7 +185,7 @@ def stage_fields(nb: Path, read: Callable[[Path], str] = _read_source, modules: 
     `modules`: code_hash(nb, read)[1] when the caller has it."""
     names = {f.name for f in dataclasses.fields(config.RunConfig)} - set(config.LOCATIONS)
     modules = code_hash(nb, read)[1] if modules is None else modules
-    sources = [notebook_code(nb)] + [read(PACKAGE_DIR / f"{m}.py") for m in modules if m != "config"]
+    sources = [notebook_code(nb)] + [read(module_path(m)) for m in modules if m != "config"]
     return sorted(names & set().union(*(_scan(src)[1] for src in sources)))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import progress, stability
 from .cards import latent_cards, offline_label
 from .dictionary import ConceptDictionary, build_dictionaries
-from .recsae import StageInputs, cached_hu, fit_stage, sasrec_key
+from .stages import StageInputs, cached_hu, fit_stage, sasrec_key
 from .sae import TopKSAE, encode_sparse
 from .train import load_sasrec
 

@@ -93,40 +93,6 @@ def save_figure(fig, report_dir: str | Path, name: str) -> Path:
     return out / f"{name}.png"
 
 
-def plot_training_curves(histories: dict[str, list[dict]], metric: str = "NDCG@5", title: str = ""):
-    """Train loss and dev metric per epoch, one line per run (e.g. per seed)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
-    for name, hist in histories.items():
-        ep = [r["epoch"] for r in hist]
-        axes[0].plot(ep, [r["loss"] for r in hist], label=name)
-        axes[1].plot(ep, [r["dev"][metric] for r in hist], label=name)
-    axes[0].set(xlabel="epoch", ylabel="train loss (BPR)")
-    axes[1].set(xlabel="epoch", ylabel=f"dev {metric}")
-    axes[1].legend(frameon=False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_data_overview(popularity, history_length, history_max: int):
-    """Item popularity by rank (log-log) and the training instances' history lengths. The lengths pile up at
-    the cap (most users have long histories), so the count axis is logarithmic: the short ones stay visible."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
-    pop = np.sort(np.asarray(popularity))[::-1]
-    axes[0].loglog(np.arange(1, len(pop) + 1), np.maximum(pop, 1))
-    axes[0].set(xlabel="item rank", ylabel="train interactions", title="item popularity")
-    axes[1].hist(np.asarray(history_length), bins=np.arange(0.5, history_max + 1.5), log=True)
-    axes[1].set(xlabel=f"history length (capped at {history_max})", ylabel="train instances (log)",
-                title="history windows")
-    fig.tight_layout()
-    return fig
-
-
 @contextmanager
 def timed(store: dict, name: str):
     """Record the wall time of a block in `store[name]` (seconds)."""

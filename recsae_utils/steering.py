@@ -102,7 +102,7 @@ def model_directions(cfg, ctx, sae, acts: dict) -> dict[str, Directions]:
     with training statistics at the SAE's firing rate, the random SAE's cached codes); held-out codes are
     dev then test, the test part is their tail."""
     from .concepts import model_codes
-    from .recsae import random_baseline
+    from .stages import random_baseline
 
     models = model_codes(cfg, ctx, {"main": sae}, acts)
     n_test = len(ctx.h["test"])

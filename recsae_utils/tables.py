@@ -27,7 +27,7 @@ def variant_comparison(sae: dict) -> str:
         wins += better
         parts.append(f"{name} {a:.4f} vs {b:.4f} ({'openai' if better else 'reference' if a != b else 'tie'})")
     winner = "openai" if wins >= 2 else "reference"
-    return ("**Variants** (same size and optimiser; openai = Gao et al. with the AuxK change of sae.py, reference = the RecSAE code's quirks): "
+    return ("**Variants** (same size and optimiser; openai = Gao et al. with the AuxK change of sae/losses.py, reference = the RecSAE code's quirks): "
             + "; ".join(parts) + f". Overall: **{winner}** wins {max(wins, 3 - wins)} of 3. Retention "
             "differences inside the bootstrap interval are noise.")
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import artifacts, ddp
+from .checkpoints import check_finite_loss, early_stop_now, flush_denormals, load_state, state_tensors
 from .data import Dataset, Instances, content_hash, user_item_csr
 from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
 from .model import SASRec, SASRecConfig
@@ -182,42 +183,6 @@ def torch_threads(n: int, device: torch.device):
         torch.set_num_threads(old)
 
 
-@contextlib.contextmanager
-def flush_denormals():
-    """Treat subnormal floats as zero inside the block, then restore; every training loop is decorated with it.
-
-    Adam's second moments and small gradients drift into the subnormal range after a few epochs, and x86
-    CPUs compute on subnormals many times slower: SASRec's epochs doubled in length from epoch 5 on
-    (reports/benchmarks.md). Values that small change no ranking."""
-    flushing = torch.set_flush_denormal(True)  # False where the CPU cannot flush; then nothing changes
-    try:
-        yield
-    finally:
-        if flushing:
-            torch.set_flush_denormal(False)
-
-
-class TrainingDiverged(ArithmeticError):
-    """The training loss became NaN or infinite: every later number would be meaningless."""
-
-
-def check_finite_loss(loss: float, what: str, epoch: int, setting: str) -> None:
-    """Stop a training whose loss is not finite, naming the model, the epoch and the setting to lower, before
-    a diverged epoch is evaluated or saved (its NaN scores would otherwise rank every target first)."""
-    if not np.isfinite(loss):
-        raise TrainingDiverged(f"{what} diverged at epoch {epoch}: the training loss is {loss}. Lower the "
-                               f"learning rate ({setting}) or look for NaN in its input, and rerun; nothing of "
-                               "this epoch was saved.")
-
-
-def early_stop_now(history: list[float], patience: int) -> bool:
-    """ReChorus BaseRunner.eval_termination: the last `patience` dev values never increase, or the best
-    value is more than `patience` epochs old."""
-    if len(history) > patience and all(a >= b for a, b in zip(history[-patience:], history[-patience + 1:])):
-        return True
-    return len(history) - history.index(max(history)) > patience
-
-
 def make_optimizer(model: SASRec, cfg: TrainConfig) -> torch.optim.Adam:
     decay = [p for n, p in model.named_parameters() if "bias" not in n]
     no_decay = [p for n, p in model.named_parameters() if "bias" in n]
@@ -231,30 +196,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
     best_epoch: int = 0
     seconds: float = 0.0
-
-
-def _state_tensors(model: SASRec, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    t = {f"model.{k}": v for k, v in model.state_dict().items()}
-    names = {id(p): n for n, p in model.named_parameters()}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in st:
-                    t[f"adam.{names[id(p)]}.{key}"] = st[key]
-            if "step" in st:
-                t[f"adam.{names[id(p)]}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-    return t
-
-
-def _load_state(model: SASRec, opt: torch.optim.Optimizer, t: dict[str, torch.Tensor]) -> None:
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    params = dict(model.named_parameters())
-    for n, p in params.items():
-        if f"adam.{n}.exp_avg" in t:
-            opt.state[p] = {"step": t[f"adam.{n}.step"].reshape(()).to(p.device).clone(),  # fused Adam: same device
-                            "exp_avg": t[f"adam.{n}.exp_avg"].to(p.device).clone(),
-                            "exp_avg_sq": t[f"adam.{n}.exp_avg_sq"].to(p.device).clone()}
 
 
 @flush_denormals()
@@ -299,7 +240,7 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
     if resume is not None:
         (tensors, saved), best = resume
         if all(saved.get(k) == meta[k] for k in ("model", "train", "data")):  # else another config or data: start over
-            _load_state(model, opt, tensors)
+            load_state(model, opt, tensors)
             history, best_epoch = saved["history"], saved["best_epoch"]
             spent = saved.get("seconds", sum(r["train_seconds"] + r["eval_seconds"] for r in history))
             crit = [row["dev"][cfg.main_metric] for row in history]
@@ -355,7 +296,7 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
                                        {**meta, "best_epoch": best_epoch, "dev": dev})
         trained = True
         if out:
-            artifacts.save_weights(out / "sasrec_last.safetensors", _state_tensors(model, opt),
+            artifacts.save_weights(out / "sasrec_last.safetensors", state_tensors(model, opt),
                                    {**meta, "history": history, "best_epoch": best_epoch,
                                     "seconds": spent + time.time() - t0})
         if on_epoch:

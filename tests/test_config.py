@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recsae_utils import artifacts, config, recsae
+from recsae_utils import artifacts, config, stages
 from recsae_utils.sae import SAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,10 +173,10 @@ def test_sae_config_defaults_are_the_runs():
              "l2": "sae_l2", "batch_size": "sae_batch_size", "seed": "seed", "loss": "sae_loss",
              "euclid": "sae_euclid", "input": "sae_input", "dense": "sae_dense"}
     assert {a: getattr(SAEConfig(), a) for a in pairs} == {a: getattr(run, b) for a, b in pairs.items()}
-    # and a run never depends on them: recsae.sae_config passes every field but early_stop (no run setting)
-    call = next(n for n in ast.walk(ast.parse(inspect.getsource(recsae.sae_config)))
+    # and a run never depends on them: stages.sae_config passes every field but early_stop (no run setting)
+    call = next(n for n in ast.walk(ast.parse(inspect.getsource(stages.sae_config)))
                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "SAEConfig")
-    # (and the BatchTopK/Matryoshka internals, whose defaults sae.py documents)
+    # (and the BatchTopK/Matryoshka internals, whose defaults sae/model.py documents)
     internals = {"early_stop", "k_max", "threshold_beta", "prefixes"}
     assert {kw.arg for kw in call.keywords} == {f.name for f in dataclasses.fields(SAEConfig)} - internals
 
@@ -212,12 +212,12 @@ def test_gitignore_covers_interrupted_writes():
 
 def test_ablations_are_opt_in(clean_env):
     """The reference-variant SAE and the window sweep run only with RECSAE_ABLATIONS=1."""
-    assert list(recsae.fit_plan(config.load("ml-1m"))) == ["main", "alt"]
+    assert list(stages.fit_plan(config.load("ml-1m"))) == ["main", "alt"]
     clean_env.setenv("RECSAE_ABLATIONS", "1")
-    plan = recsae.fit_plan(config.load("ml-1m"))
+    plan = stages.fit_plan(config.load("ml-1m"))
     assert plan["reference"] == (2048, 32, "reference") and list(plan)[:2] == ["main", "alt"]
     clean_env.setenv("RECSAE_SAE_VARIANT", "reference")
-    assert recsae.fit_plan(config.load("ml-1m"))["openai"] == (2048, 32, "openai")
+    assert stages.fit_plan(config.load("ml-1m"))["openai"] == (2048, 32, "openai")
 
 
 def test_empty_locations_duplicate_and_huge_seeds_are_errors(clean_env, tmp_path):

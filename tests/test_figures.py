@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from recsae_utils import cards as crd, detection as det, dictionary as dic, explain as xpl, figures as F, recsae, reports  # noqa: E402
+from recsae_utils import cards as crd, detection as det, dictionary as dic, explain as xpl, reports  # noqa: E402
+from recsae_utils.figures import concepts as F, training as T  # noqa: E402
 
 M, K = 6, 3
 
@@ -239,7 +240,7 @@ def _ev():
 
 def test_sasrec_vs_recsae_shows_the_ratio():
     ev = _ev()
-    fig = recsae.plot_metrics_across_k(ev)
+    fig = T.plot_metrics_across_k(ev)
     ax_a, ax_r = fig.axes
     ratio = {ln.get_gid(): ln.get_ydata() for ln in ax_r.get_lines()}
     assert np.allclose(ratio["main:NDCG"], 0.98) and np.allclose(ratio["random:HR"], 0.8)
@@ -249,7 +250,7 @@ def test_sasrec_vs_recsae_shows_the_ratio():
 
 
 def test_firing_histogram_labels_the_never_fired_bin():
-    fig = recsae.plot_firing_histogram(_ev())
+    fig = T.plot_firing_histogram(_ev())
     ax = fig.axes[0]
     assert _text(ax.get_xticklabels()[0]) == "never fired"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -260,7 +261,7 @@ def test_firing_histogram_labels_the_never_fired_bin():
 def test_fit_curves_have_integer_epoch_ticks():
     from types import SimpleNamespace
     hist = [{"epoch": e, "dev": {"fvu": 1 / e, "NDCG@5": 0.01 * e}} for e in (1, 2, 3)]
-    fig = recsae.plot_fit_curves({"main": SimpleNamespace(history=hist)})
+    fig = T.plot_fit_curves({"main": SimpleNamespace(history=hist)})
     fig.canvas.draw()
     for ax in fig.axes:
         ticks = ax.get_xticks()
@@ -270,7 +271,7 @@ def test_fit_curves_have_integer_epoch_ticks():
 
 def test_data_overview_history_axis_is_logarithmic():
     lengths = np.r_[np.full(500, 20), np.arange(1, 20)]
-    fig = reports.plot_data_overview(np.arange(100), lengths, 20)
+    fig = T.plot_data_overview(np.arange(100), lengths, 20)
     assert fig.axes[1].get_yscale() == "log" and fig.axes[0].get_xscale() == "log"
     assert "capped at 20" in fig.axes[1].get_xlabel()
     plt.close(fig)

@@ -14,30 +14,72 @@ MAX_CODE_LINES = 600
 EXEMPT = {"browser"}
 
 
-def package_imports(path: Path, package: set[str]) -> set[str]:
+def module_names(pkg: Path = PKG) -> dict[str, Path]:
+    """{dotted name below the package: file}: "train", "sae" (sae/__init__.py), "sae.fit"; the top __init__ left out."""
+    out = {}
+    for p in sorted(pkg.rglob("*.py")):
+        parts = p.relative_to(pkg).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts and "__pycache__" not in parts:
+            out[".".join(parts)] = p
+    return out
+
+
+def package_imports(path: Path, package: set[str], where: tuple[str, ...] = ()) -> set[str]:
     """Modules of the package that `path` imports: `from . import x`, `from .x import y`, `import
-    recsae_utils.x`, `from recsae_utils import x`, at any depth (inside functions too)."""
+    recsae_utils.x`, `from recsae_utils import x`, at any depth (inside functions too). `where`: the
+    subpackage `path` lives in (("sae",) for sae/fit.py), from which relative imports start. A name
+    imported from a subpackage counts as its submodule when one of that name exists, else as the subpackage."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level == 1 or mod.split(".")[0] == "recsae_utils":
-                head = mod.split(".")[1:] if mod.startswith("recsae_utils") else mod.split(".")
-                if head and head[0]:
-                    out.add(head[0])
-                else:
-                    out |= {a.name for a in node.names}
+            mod = [m for m in (node.module or "").split(".") if m]
+            if node.level == 0 and mod[:1] == ["recsae_utils"]:
+                base = mod[1:]
+            elif node.level >= 1 and node.level - 1 <= len(where):
+                base = list(where[:len(where) - (node.level - 1)]) + mod
+            else:
+                continue
+            for a in node.names:
+                sub = ".".join(base + [a.name])
+                out.add(sub if sub in package or not base else ".".join(base))
         elif isinstance(node, ast.Import):
             for a in node.names:
                 parts = a.name.split(".")
                 if parts[0] == "recsae_utils" and len(parts) > 1:
-                    out.add(parts[1])
-    return out & package - {path.stem}
+                    out.add(".".join(parts[1:]))
+    me = ".".join(where + (path.stem,)) if path.stem != "__init__" else ".".join(where)
+    return out & package - {me}
 
 
 def import_graph() -> dict[str, set[str]]:
-    mods = {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"}
-    return {m: package_imports(PKG / f"{m}.py", mods) for m in sorted(mods)}
+    mods = module_names()
+    graph = {}
+    for m, p in mods.items():
+        where = tuple(m.split(".")) if p.name == "__init__.py" else tuple(m.split(".")[:-1])
+        graph[m] = package_imports(p, set(mods), where)
+    return graph
+
+
+def private_imports(path: Path) -> list[str]:
+    """Private names (one leading underscore) that `path` takes from another module of the package, by
+    `from ... import _x` or as `module._x`: each module keeps its private names to itself."""
+    tree = ast.parse(path.read_text())
+    found, mods = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("recsae_utils")):
+            for a in node.names:
+                mods.add(a.asname or a.name)
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"{path.name}:{node.lineno} imports {a.name}")
+        elif isinstance(node, ast.Import):
+            mods |= {a.asname or a.name.split(".")[-1] for a in node.names if a.name.startswith("recsae_utils")}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in mods
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{path.name}:{node.lineno} reads {node.value.id}.{node.attr}")
+    return found
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -92,14 +134,35 @@ def test_package_imports_include_function_level_imports(tmp_path):
     assert package_imports(p, {"a", "b", "c", "d", "e", "z"}) == {"a", "b", "c", "d", "e"}
 
 
+def test_package_imports_inside_a_subpackage(tmp_path):
+    p = tmp_path / "fit.py"
+    p.write_text("from .. import artifacts\nfrom ..metrics import TOPK\nfrom .model import M\nfrom . import losses\n"
+                 "from recsae_utils.sae import fit_sae\nimport recsae_utils.figures.training\n")
+    mods = {"artifacts", "metrics", "sae", "sae.model", "sae.losses", "sae.fit", "figures", "figures.training"}
+    assert package_imports(p, mods, ("sae",)) == {"artifacts", "metrics", "sae.model", "sae.losses", "sae",
+                                                  "figures.training"}
+
+
+def test_private_imports_are_found(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text("from .a import _x, y\nfrom . import b\n\ndef f():\n    return b._z(y) + b.w\n")
+    assert private_imports(p) == ["m.py:1 imports _x", "m.py:5 reads b._z"]
+
+
+def test_no_private_name_crosses_a_module():
+    found = [f for p in module_names().values() for f in private_imports(p)]
+    assert not found, "private names used across modules: " + "; ".join(found)
+
+
 def test_no_import_cycle():
     graph = import_graph()
     assert "concepts" in graph and not graph["labeling"] & {"concepts", "detection", "explain"}
+    assert {"sae.model", "sae.losses", "checkpoints"} <= graph["sae.fit"] and "train" not in graph["sae.fit"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def test_no_module_over_600_lines_of_code():
-    sizes = {p.stem: code_lines(p.read_text()) for p in PKG.glob("*.py")}
+    sizes = {m: code_lines(p.read_text()) for m, p in module_names().items()}
     over = {m: n for m, n in sizes.items() if n > MAX_CODE_LINES and m not in EXEMPT}
     assert not over, f"modules over {MAX_CODE_LINES} lines of code: {over}"

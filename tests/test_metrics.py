@@ -103,7 +103,7 @@ def test_variant_comparison_sentence():
 
 
 def test_matched_noise_has_the_same_fvu_and_is_seeded():
-    from recsae_utils.recsae import matched_noise
+    from recsae_utils.fidelity import matched_noise
     g = torch.Generator().manual_seed(0)
     h = torch.randn(500, 16, generator=g)
     h_hat = h + 0.1 * torch.randn(500, 16, generator=g)
@@ -117,7 +117,7 @@ def test_matched_noise_has_the_same_fvu_and_is_seeded():
 def test_noise_calibration_spread_and_identity():
     """Zero error: every draw is h itself, so retention and overlap are exactly 1; the range brackets the mean."""
     from recsae_utils.data import Instances
-    from recsae_utils.recsae import noise_calibration
+    from recsae_utils.fidelity import noise_calibration
     g = torch.Generator().manual_seed(0)
     E = torch.randn(40, 8, generator=g)
     h = torch.randn(30, 8, generator=g)

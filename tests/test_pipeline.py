@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_stage_code_follows_the_imports():
     mods = {nb.name[:2]: set(pipeline.code_hash(nb)[1]) for nb in pipeline.notebooks()}
     assert {s for s, m in mods.items() if "browser" in m} == {"05"}
-    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05", "06", "07"}      # through recsae
+    assert {s for s, m in mods.items() if "sae" in m} == {"03", "04", "05", "06", "07"}      # through stages
+    assert {s for s, m in mods.items() if "sae.fit" in m} == {"03", "04", "05", "06", "07"}  # a package's modules
+    assert {s for s, m in mods.items() if "figures.concepts" in m} == {"05", "06", "07"}
     assert {s for s, m in mods.items() if "data" in m} == {"01", "02", "03", "04", "05", "06", "07"}
     assert {s for s, m in mods.items() if "yardstick" in m} == {"05", "06", "07"}   # browser, concepts, comparison
     assert {"labeling", "figures"} <= mods["05"]                                 # imports inside functions
@@ -43,21 +45,24 @@ def test_stage_keys_change_only_where_the_code_is_used(monkeypatch, tmp_path):
     nbs = pipeline.notebooks()
     base = pipeline.stage_keys(cfg, nbs)
 
-    def edited(module):
+    def edited(module):  # a file below the package, e.g. "sae/fit.py"
         def read(path):
             text = path.read_text(encoding="utf-8")
-            return text + "\n# edited\n" if path.name == f"{module}.py" else text
+            return text + "\n# edited\n" if path.relative_to(pipeline.PACKAGE_DIR).as_posix() == module else text
         return pipeline.stage_keys(cfg, nbs, read)
 
     def changed(keys):
         return {n[:2] for n in keys if keys[n] != base[n]}
 
-    assert changed(edited("browser")) == {"05", "06", "07"}                    # and the stages after it
-    assert changed(edited("sae")) == {"03", "04", "05", "06", "07"}
-    assert changed(edited("train")) == {"02", "03", "04", "05", "06", "07"}
-    assert changed(edited("config")) == {"01", "02", "03", "04", "05", "06", "07"}
-    assert changed(edited("faithfulness")) == {"07"}
-    assert changed(edited("pipeline")) == set()
+    assert changed(edited("browser.py")) == {"05", "06", "07"}                 # and the stages after it
+    assert changed(edited("sae/fit.py")) == {"03", "04", "05", "06", "07"}     # a module inside a package
+    assert changed(edited("sae/__init__.py")) == {"03", "04", "05", "06", "07"}
+    assert changed(edited("stages/evaluate.py")) == {"03", "04", "05", "06", "07"}
+    assert changed(edited("figures/concepts.py")) == {"05", "06", "07"}        # not the figures of 01-04
+    assert changed(edited("train.py")) == {"02", "03", "04", "05", "06", "07"}
+    assert changed(edited("config.py")) == {"01", "02", "03", "04", "05", "06", "07"}
+    assert changed(edited("faithfulness.py")) == {"07"}
+    assert changed(edited("pipeline.py")) == set()
     assert pipeline.stage_keys(cfg, nbs) == base                                 # stable
 
 
@@ -68,6 +73,15 @@ def test_imports_inside_functions_and_relative_forms():
     rel = "from . import artifacts\nfrom .metrics import TOPK\ndef g():\n    from . import labeling, sae as m\n"
     assert pipeline._imports(rel, "mod", in_package=True) == {"__init__", "artifacts", "metrics", "labeling", "sae"}
     assert pipeline._imports(rel, "nb", in_package=False) == {"__init__"}         # a notebook has no package
+    inner = "from .. import artifacts\nfrom ..metrics import TOPK\nfrom .model import TopKSAE\nfrom . import losses\n"
+    assert pipeline._imports(inner, "sae/fit.py", in_package=True, package=("sae",)) == {
+        "__init__", "artifacts", "metrics", "sae.model", "sae.losses"}
+    sub = "from recsae_utils.figures import training as figures\nfrom recsae_utils.sae import fit_sae\n"
+    assert pipeline._imports(sub, "nb", in_package=False) == {"__init__", "figures.training", "sae"}
+    assert "figures" in pipeline.module_closure({"figures.training"})               # its package runs first
+    assert pipeline.module_closure({"sae.fit"}) >= {"sae", "sae.fit", "sae.model", "checkpoints", "artifacts"}
+    assert pipeline.module_path("sae") == pipeline.PACKAGE_DIR / "sae" / "__init__.py"
+    assert pipeline.module_name(pipeline.module_path("sae.fit")) == "sae.fit"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,7 +333,7 @@ def test_stage_fields_are_derived_from_the_code_each_stage_runs(monkeypatch, tmp
     assert {"top_n", "item_pool", "labeler", "llm_model", "llm_time_limit"} <= fields["05"]
     assert not {"run_root", "report_root", "data_dir"} & set().union(*fields.values())   # where files live
     nb = pipeline.NOTEBOOK_DIR / "03_fit_sae.ipynb"                    # a new read in a module the stage runs counts
-    read = lambda p: p.read_text() + ("\ndef f(cfg):\n    return cfg.top_n\n" if p.name == "sae.py" else "")
+    read = lambda p: p.read_text() + ("\ndef f(cfg):\n    return cfg.top_n\n" if p.parts[-2:] == ("sae", "fit.py") else "")
     assert "top_n" in pipeline.stage_fields(nb, read)
     monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path))
     nbs = pipeline.notebooks()

@@ -1,5 +1,5 @@
 """Computed once, read back: SASRec's ranks and top-1 per split and an SAE's codes are cached in the run
-folder keyed by what they depend on (`recsae.sasrec_outputs`, `recsae.sae_codes`)."""
+folder keyed by what they depend on (`stages.sasrec_outputs`, `stages.sae_codes`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsae_utils import metrics, recsae
+from recsae_utils import fidelity, metrics, stages
 from recsae_utils.data import Instances
 from recsae_utils.sae import SAEConfig, TopKSAE, encode_sparse
 from recsae_utils.train import rank_targets
@@ -28,13 +28,13 @@ def _ctx(seed: int = 0, n_items: int = 12, d: int = 8):
     mask = (np.r_[0, np.cumsum([len(k) for k in known])], np.concatenate(known))
     model = SimpleNamespace(item_emb=torch.nn.Embedding(n_items, d))
     torch.nn.init.normal_(model.item_emb.weight, generator=g)
-    return recsae.StageInputs(None, inst, model, h, mask, "sasrec-a", 0.0)
+    return stages.StageInputs(None, inst, model, h, mask, "sasrec-a", 0.0)
 
 
 def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypatch):
     cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
     E = ctx.model.item_emb.weight.detach()
-    first = recsae.sasrec_outputs(cfg, ctx, "test")
+    first = stages.sasrec_outputs(cfg, ctx, "test")
     scores = metrics.mask_known(ctx.h["test"] @ E.T, ctx.inst["test"].user, *ctx.mask)
     assert np.array_equal(first.ranks, rank_targets(E, ctx.h["test"], ctx.inst["test"], ctx.mask))
     assert np.array_equal(first.top1, scores.argmax(1).numpy())
@@ -43,12 +43,12 @@ def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypa
     def boom(*a, **k):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(recsae, "rank_targets", boom)
-    again = recsae.sasrec_outputs(cfg, ctx, "test")
+    monkeypatch.setattr(stages.inputs, "rank_targets", boom)
+    again = stages.sasrec_outputs(cfg, ctx, "test")
     assert np.array_equal(again.ranks, first.ranks) and np.array_equal(again.top1, first.top1)
     ctx = dataclasses.replace(ctx, sasrec_key="sasrec-b")  # another checkpoint: computed again
     with pytest.raises(AssertionError, match="recomputed"):
-        recsae.sasrec_outputs(cfg, ctx, "test")
+        stages.sasrec_outputs(cfg, ctx, "test")
 
 
 def test_score_blocks_give_the_same_results_as_one_matrix(tmp_path, monkeypatch):
@@ -57,29 +57,29 @@ def test_score_blocks_give_the_same_results_as_one_matrix(tmp_path, monkeypatch)
     cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
     E, h, inst = ctx.model.item_emb.weight.detach(), ctx.h["test"], ctx.inst["test"]
     a = metrics.mask_known(h @ E.T, inst.user, *ctx.mask)
-    monkeypatch.setattr(recsae, "SCORE_BLOCK", 2 * E.shape[0])  # two rows per block
-    assert len(recsae._row_blocks(len(inst), E.shape[0])) > 1
-    assert np.array_equal(recsae.sasrec_outputs(cfg, ctx, "test").top1, a.argmax(1).numpy())
+    monkeypatch.setattr(stages.inputs, "SCORE_BLOCK", 2 * E.shape[0])  # two rows per block
+    assert len(stages.score_blocks(len(inst), E.shape[0])) > 1
+    assert np.array_equal(stages.sasrec_outputs(cfg, ctx, "test").top1, a.argmax(1).numpy())
 
 
 def test_sae_codes_cached_per_part_and_keyed_by_weights(tmp_path, monkeypatch):
     cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
     sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
-    codes = recsae.sae_codes(cfg, ctx, sae, "x", ("train",))
-    held = recsae.sae_codes(cfg, ctx, sae, "x", ("held",))["held"]
+    codes = stages.sae_codes(cfg, ctx, sae, "x", ("train",))
+    held = stages.sae_codes(cfg, ctx, sae, "x", ("held",))["held"]
     for got, want in ((codes["train"], encode_sparse(sae, ctx.h["train"])),
                       (held, encode_sparse(sae, torch.cat([ctx.h["dev"], ctx.h["test"]])))):
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     calls = []
-    monkeypatch.setattr(recsae, "encode_sparse", lambda s, x: calls.append(len(x)) or encode_sparse(s, x))
-    back = recsae.sae_codes(cfg, ctx, sae, "x")
+    monkeypatch.setattr(stages.fit, "encode_sparse", lambda s, x: calls.append(len(x)) or encode_sparse(s, x))
+    back = stages.sae_codes(cfg, ctx, sae, "x")
     assert calls == [] and np.array_equal(back["train"][0], codes["train"][0])
     with torch.no_grad():
         sae.b_enc += 0.01  # other weights, same config: encoded again
-    recsae.sae_codes(cfg, ctx, sae, "x", ("train",))
+    stages.sae_codes(cfg, ctx, sae, "x", ("train",))
     assert calls == [40]
     with pytest.raises(ValueError, match="unknown part"):
-        recsae.sae_codes(cfg, ctx, sae, "x", ("dev",))
+        stages.sae_codes(cfg, ctx, sae, "x", ("dev",))
 
 
 def test_rank_pass_equals_rank_targets_and_full_scores():
@@ -90,12 +90,12 @@ def test_rank_pass_equals_rank_targets_and_full_scores():
     inst, h = ctx.inst["train"], ctx.h["train"]                           # 40 instances: batches of 37 + 3
     ref_h = torch.randn(40, h.shape[1], generator=torch.Generator().manual_seed(1))
     ref = metrics.mask_known(ref_h @ E.T, inst.user, *ctx.mask)
-    got = recsae.rank_pass(E, h, inst, ctx.mask, k=4, ref_h=ref_h, batch_size=37)
+    got = fidelity.rank_pass(E, h, inst, ctx.mask, k=4, ref_h=ref_h, batch_size=37)
     full = metrics.mask_known(h @ E.T, inst.user, *ctx.mask)
     assert np.array_equal(got.ranks, rank_targets(E, h, inst, ctx.mask, batch_size=37))
     assert torch.equal(got.top, full.topk(4, dim=1).indices)
     assert torch.equal(got.kl, metrics.catalog_kl_rows(ref, full))
-    assert recsae.rank_pass(E, h, inst, ctx.mask, k=None).top is None
+    assert fidelity.rank_pass(E, h, inst, ctx.mask, k=None).top is None
 
 
 def test_dictionary_sample_keeps_every_row_below_the_cap_and_one_sample_above_it(tmp_path):
@@ -105,22 +105,22 @@ def test_dictionary_sample_keeps_every_row_below_the_cap_and_one_sample_above_it
     ctx = _ctx()
     sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
     acts = {"train": encode_sparse(sae, ctx.h["train"]), "dev": encode_sparse(sae, ctx.h["dev"])}
-    same = recsae.dictionary_sample(SimpleNamespace(dict_rows=40, seed=0), ctx, acts)
+    same = stages.dictionary_sample(SimpleNamespace(dict_rows=40, seed=0), ctx, acts)
     assert same[0] is ctx and same[1] is acts
-    assert recsae.dictionary_sample(SimpleNamespace(dict_rows=0, seed=0), ctx, acts)[0] is ctx
+    assert stages.dictionary_sample(SimpleNamespace(dict_rows=0, seed=0), ctx, acts)[0] is ctx
 
     cfg = SimpleNamespace(dict_rows=15, seed=0, run_dir=tmp_path)
-    full = recsae.sae_codes(cfg, ctx, sae, "x", ("train",))["train"]          # what stage 04 caches
-    small, sacts = recsae.dictionary_sample(cfg, ctx, acts)
+    full = stages.sae_codes(cfg, ctx, sae, "x", ("train",))["train"]          # what stage 04 caches
+    small, sacts = stages.dictionary_sample(cfg, ctx, acts)
     rows = small.train_rows
     assert len(rows) == 15 and np.all(np.diff(rows) > 0)
     assert torch.equal(small.h["train"], ctx.h["train"][rows]) and small.h["test"] is ctx.h["test"]
     assert np.array_equal(small.inst["train"].item, ctx.inst["train"].item[rows])
     assert np.array_equal(sacts["train"][0], acts["train"][0][rows]) and sacts["dev"] is acts["dev"]
-    assert np.array_equal(recsae.dictionary_sample(cfg, ctx, acts)[0].train_rows, rows)
-    assert not np.array_equal(recsae.dictionary_sample(SimpleNamespace(dict_rows=15, seed=1), ctx, acts)[0].train_rows,
+    assert np.array_equal(stages.dictionary_sample(cfg, ctx, acts)[0].train_rows, rows)
+    assert not np.array_equal(stages.dictionary_sample(SimpleNamespace(dict_rows=15, seed=1), ctx, acts)[0].train_rows,
                               rows)
-    got = recsae.sae_codes(cfg, small, sae, "x", ("train",))["train"]
+    got = stages.sae_codes(cfg, small, sae, "x", ("train",))["train"]
     assert got[0].shape[0] == 15 and np.array_equal(got[0], full[0][rows]) and np.array_equal(got[1], full[1][rows])
 
 
@@ -132,8 +132,8 @@ def test_activation_tables_round_trip_without_python_objects(tmp_path):
     ctx = _ctx()
     sae = TopKSAE(SAEConfig(d_in=8, n_latents=16, k=3, seed=1)).eval()
     cfg = SimpleNamespace(run_dir=tmp_path)
-    paths = recsae.write_activations(cfg, ctx, sae)
-    idx, val, keys = recsae.load_activations(paths["train"])
+    paths = stages.write_activations(cfg, ctx, sae)
+    idx, val, keys = stages.load_activations(paths["train"])
     want_i, want_v = encode_sparse(sae, ctx.h["train"])
     order = np.argsort(-want_v, axis=1, kind="stable")
     assert idx.dtype == np.int32 and val.dtype == np.float32 and idx.shape == (40, 3)
@@ -142,5 +142,5 @@ def test_activation_tables_round_trip_without_python_objects(tmp_path):
     assert list(keys.columns) == ["instance", "user_id", "position", "item_id"]
     assert np.array_equal(keys.item_id.to_numpy(), ctx.inst["train"].item)
     pd.DataFrame({"instance": np.arange(40), "latents": list(idx), "values": list(val)}).to_parquet(tmp_path / "old.parquet")
-    back = recsae.load_activations(tmp_path / "old.parquet")
+    back = stages.load_activations(tmp_path / "old.parquet")
     assert np.array_equal(back[0], idx) and np.array_equal(back[1], val)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsae_utils import artifacts, config, recsae, replication, train
+from recsae_utils import artifacts, config, replication, stages, train
 from recsae_utils.cards import latent_cards
 from recsae_utils.dictionary import build_dictionaries
 from recsae_utils.sae import encode_sparse
@@ -22,9 +22,9 @@ def tiny_cfg(tiny_root, tmp_path, monkeypatch):
 
 def test_stability_section_fits_apart_and_matches(tiny_cfg):
     cfg = tiny_cfg
-    ctx = recsae.stage_inputs(cfg)
+    ctx = stages.stage_inputs(cfg)
     train.run_seeds(cfg, ctx.ds, ctx.inst, progress=False)  # stage 02: both SASRec seeds
-    main = recsae.fit_stage(cfg, ctx, cfg.sae_latents, cfg.sae_k, cfg.sae_variant, progress=False)
+    main = stages.fit_stage(cfg, ctx, cfg.sae_latents, cfg.sae_k, cfg.sae_variant, progress=False)
     sae_dir = cfg.run_dir / "sae"
     key = artifacts.read_json(sae_dir / "m64_k4_openai" / "done.json")["key"]
     idx, val = encode_sparse(main.sae, ctx.h["train"])

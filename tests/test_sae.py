@@ -97,7 +97,7 @@ def test_project_decoder_grad_removes_parallel_component():
 
 
 def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int, bias: float = 0.0, **cfg_kw) -> float:
-    """fit_sae builds its SAE with TopKSAE(cfg); wrap it so that n_dead latents start with encoder rows
+    """fit_sae builds its SAE with sae.model.TopKSAE(cfg); wrap it so that n_dead latents start with encoder rows
     1000x too small (plus encoder bias `bias`): they never win a top-k slot. With bias 0 their
     pre-activations are not all negative, so even a ReLU'd AuxK (Gao et al.) can reach them."""
     real = S.TopKSAE
@@ -109,9 +109,9 @@ def _dead_after_fit(monkeypatch, x, aux_coef: float, n_dead: int, bias: float = 
             sae.b_enc[:n_dead] = bias
         return sae
 
-    monkeypatch.setattr(S, "TopKSAE", crippled)
+    monkeypatch.setattr("recsae_utils.sae.model.TopKSAE", crippled)  # make_sae builds the SAE there
     res = S.fit_sae(x, small_cfg(epochs=4, lr=1e-2, aux_coef=aux_coef, **cfg_kw), progress=False)
-    monkeypatch.setattr(S, "TopKSAE", real)
+    monkeypatch.setattr("recsae_utils.sae.model.TopKSAE", real)
     idx, _ = S.encode_sparse(res.sae, x)
     return firing_stats(torch.from_numpy(idx), 128)["dead_fraction"] * 128  # never fires on the whole data
 
@@ -250,7 +250,7 @@ def test_sparse_backward_matches_dense_autograd():
 def test_fast_topk_is_exact_even_with_ties():
     g = torch.Generator().manual_seed(0)
     for pre in (torch.randn(200, 2048, generator=g), torch.randint(0, 3, (200, 2048), generator=g).float()):
-        vals, idx = S._topk(pre, 32)
+        vals, idx = S.fast_topk(pre, 32)
         assert torch.equal(vals.sort(1).values, pre.topk(32).values.sort(1).values)
         assert torch.equal(pre.gather(1, idx), vals) and (idx.sort(1).values.diff(1) > 0).all()
 
@@ -291,7 +291,7 @@ def test_auxk_target_sign_bias_and_detach():
         with torch.no_grad():
             sae.b_dec.normal_()
         x = torch.randn(50, 8, dtype=torch.float64)
-        vals, idx, pre, xc = sae._encode(x)
+        vals, idx, pre, xc = sae.encode_train(x)
         x_hat = sae.decode(vals, idx)
         unused = torch.ones(32, dtype=torch.bool)
         unused[idx.reshape(-1)] = False
@@ -375,7 +375,7 @@ def test_sae_epoch_budget_in_samples():
     """The default budget is in training vectors, so datasets of any size get about as many optimiser steps:
     the real counts of ML-1M and Grocery give 12 and 61 epochs; an explicit sae_epochs wins; tiny sets get 1+."""
     from recsae_utils import config
-    from recsae_utils.recsae import sae_epochs
+    from recsae_utils.stages import sae_epochs
 
     cfg = config.load("ml-1m", "full")
     assert cfg.sae_epochs == 0 and sae_epochs(cfg, 562_729) == 12 and sae_epochs(cfg, 107_211) == 61
@@ -415,14 +415,14 @@ def test_total_variance_in_blocks_and_fingerprint_without_a_copy():
     value to float64 rounding (no float64 copy of a large x); the fingerprint hashes the same bytes as before."""
     import hashlib
 
-    from recsae_utils.sae import _fingerprint, _total_variance
+    from recsae_utils.sae import data_fingerprint, total_variance
 
     x = torch.randn(3001, 16, generator=torch.Generator().manual_seed(0)) * 3 + 5
     whole = float(((x.double() - x.double().mean(0)) ** 2).sum())
-    assert _total_variance(x) == whole
-    assert _total_variance(x, block=16 * 100) == pytest.approx(whole, rel=1e-12)
-    assert _total_variance(torch.ones(10, 4), block=8) == 0.0
-    assert _fingerprint(x) == hashlib.blake2b(x.numpy().tobytes(), digest_size=8).hexdigest()
+    assert total_variance(x) == whole
+    assert total_variance(x, block=16 * 100) == pytest.approx(whole, rel=1e-12)
+    assert total_variance(torch.ones(10, 4), block=8) == 0.0
+    assert data_fingerprint(x) == hashlib.blake2b(x.numpy().tobytes(), digest_size=8).hexdigest()
 
 
 def test_a_nonfinite_loss_stops_the_fit_naming_the_epoch_and_the_setting(tmp_path):

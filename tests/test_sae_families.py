@@ -82,7 +82,7 @@ def test_batch_topk_selection_known_answer():
     with torch.no_grad():
         sae.W_enc.copy_(torch.eye(4))
         sae.b_dec.zero_()
-    vals, idx, _, _ = sae._encode(pre)  # training mode: budget k * B = 6 over the batch
+    vals, idx, _, _ = sae.encode_train(pre)  # training mode: budget k * B = 6 over the batch
     dense = torch.zeros(3, 4).scatter_add_(1, idx, vals)
     assert torch.equal(dense, torch.tensor([[5.0, 1.0, 0.0, 4.0], [3.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 6.0]]))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsae_utils import artifacts, data, train
+from recsae_utils import artifacts, checkpoints, data, train
 from recsae_utils.model import SASRec, SASRecConfig
 
 
@@ -29,10 +29,10 @@ def test_reference_init_and_positions():
 
 
 def test_early_stop_rule():
-    assert not train.early_stop_now([0.1, 0.2, 0.3], patience=2)
-    assert train.early_stop_now([0.3, 0.2, 0.2, 0.1], patience=2)  # last values non-increasing
-    assert train.early_stop_now([0.3, 0.2, 0.25, 0.29], patience=2)  # best is more than 2 epochs old
-    assert not train.early_stop_now([0.3, 0.2, 0.25, 0.31], patience=2)
+    assert not checkpoints.early_stop_now([0.1, 0.2, 0.3], patience=2)
+    assert checkpoints.early_stop_now([0.3, 0.2, 0.2, 0.1], patience=2)  # last values non-increasing
+    assert checkpoints.early_stop_now([0.3, 0.2, 0.25, 0.29], patience=2)  # best is more than 2 epochs old
+    assert not checkpoints.early_stop_now([0.3, 0.2, 0.25, 0.31], patience=2)
 
 
 def test_negatives_avoid_train_items(tiny_ds, tiny_inst):
@@ -141,7 +141,7 @@ def test_run_only_fields_stay_out_of_the_config_key():
 def test_a_diverged_training_stops_naming_the_epoch_and_the_setting(tmp_path, tiny_ds, tiny_inst):
     """RECSAE_LR=1e6 used to train on with loss nan, report dev NDCG@5 1.0000 and save the epoch."""
     cfg = train.TrainConfig(**{**CFG.to_dict(), "lr": 1e6})
-    with pytest.raises(train.TrainingDiverged, match=r"SASRec \(seed 0\) diverged at epoch 1: .*loss is nan.*RECSAE_LR=1e\+06"):
+    with pytest.raises(checkpoints.TrainingDiverged, match=r"SASRec \(seed 0\) diverged at epoch 1: .*loss is nan.*RECSAE_LR=1e\+06"):
         train.train_sasrec(tiny_ds, tiny_inst, cfg, out_dir=tmp_path, progress=False)
     assert not list(tmp_path.glob("*.safetensors"))                         # nothing of the diverged epoch kept
 
@@ -149,7 +149,7 @@ def test_a_diverged_training_stops_naming_the_epoch_and_the_setting(tmp_path, ti
 def test_a_data_edit_that_keeps_the_split_sizes_trains_again(tmp_path, tiny_ds, tiny_inst, monkeypatch):
     """run_seeds keyed its finished model on the config and the split counts, and the resume point on the
     config alone: swapping two movies in one user's lines left a byte-identical, stale SASRec (issue 20)."""
-    from recsae_utils import config, recsae
+    from recsae_utils import config, stages
 
     monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path / "a"))
     cfg = config.load("ml-1m", "tiny", seeds="0", max_epochs=2)
@@ -163,7 +163,7 @@ def test_a_data_edit_that_keeps_the_split_sizes_trains_again(tmp_path, tiny_ds, 
     edited = data.Dataset(tiny_ds.name, tr, tiny_ds.dev, tiny_ds.test, tiny_ds.items, dict(tiny_ds.manifest))
     assert edited.counts() == tiny_ds.counts() and data.content_hash(edited) != data.content_hash(tiny_ds)
     inst = data.build_instances(edited)
-    assert recsae.sasrec_key(ckpt, edited) != recsae.sasrec_key(ckpt, tiny_ds)   # h_u caches follow the data too
+    assert stages.sasrec_key(ckpt, edited) != stages.sasrec_key(ckpt, tiny_ds)   # h_u caches follow the data too
     rerun = train.run_seeds(cfg, edited, inst, progress=False)[0]["model"]
     assert ckpt.read_bytes() != before
     monkeypatch.setenv("RECSAE_RUN_ROOT", str(tmp_path / "fresh"))

@@ -1,4 +1,4 @@
-"""Paper figures of the concept dictionaries, in the one report style (`reports.set_style`), sized for a
+"""Paper figures of stages 05-07 (the concept dictionaries, steering and the yardstick), in the one report style (`reports.set_style`), sized for a
 two-column paper (7 in wide for a full-width figure, 3.5 in for one column).
 
 Every function returns the matplotlib Figure; the caller saves it with `reports.save_figure(fig, dir,
@@ -15,9 +15,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from . import dictionary as C
-from .detection import MIN_POS_SUMMARY
-from .reports import set_style
+from .. import dictionary as C
+from ..detection import MIN_POS_SUMMARY
+from ..reports import set_style
 
 FULL_WIDTH = 7.0     # inches: a figure spanning both columns
 COL_WIDTH = 3.5      # inches: one column
