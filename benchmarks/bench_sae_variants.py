@@ -1,11 +1,11 @@
 """SAE training variants on one budget (issue 22): every variant of the SAE fit (`sae_loss`, `sae_euclid`,
-`sae_input`, `sae_dense`; recsae_utils/sae_variants.py) fitted on a finished run folder's cached h_u, then
+`sae_input`, `sae_dense`; recsae_utils/sae/variants.py) fitted on a finished run folder's cached h_u, then
 measured with the stage functions themselves: the concept yardstick (yardstick.concept_directions and
 steering_table: concept gain at matched KL 0.1 and 0.3 for sae_in / sae_out / sae_multi3, DiffMean, raw
 dimensions and random directions), k-sparse probing AUROC at k = 1 and 4 (SAE and raw h_u), the
 input-output overlap of specific latents (yardstick.io_overlap, top 20), per-latent steerability at matched
 KL (steering.measure, --steer), EV in h_u space and in score space, NDCG@10 retention on dev and test
-(recsae.retention, paired-bootstrap intervals), dead and generic shares, and seed stability for --stable
+(fidelity.retention, paired-bootstrap intervals), dead and generic shares, and seed stability for --stable
 variants (stability.match_decoders: share of latents matched at decoder cosine >= 0.9 over seeds 1 and 2).
 
 The run folder is read only; fits and per-variant results go under --out (rerunning skips what is there);
@@ -18,7 +18,7 @@ Every fit: the run's SAE settings ("openai" TopK, 2,048 latents, k = 32 unless t
 --samples training vectors (whole epochs over all training h_u, lr decay over the last half), the epoch with
 the lowest training loss kept (no dev selection, so dev and test stay untouched). `dense` = "auto" takes the
 background size from the data: the smallest n whose top-n principal directions of h_u hold 90% of the
-variance that the run's default SAE's generic latents write into h_u (sae_variants.dense_span).
+variance that the run's default SAE's generic latents write into h_u (sae.variants.dense_span).
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_steering import load_run  # noqa: E402  (the run folder, read-only)
 
-from recsae_utils import artifacts, config, recsae, stability  # noqa: E402
+from recsae_utils import artifacts, config, fidelity, stability, stages  # noqa: E402
 from recsae_utils import dictionary as DI  # noqa: E402
 from recsae_utils import interventions as I  # noqa: E402
 from recsae_utils import sae as S  # noqa: E402
-from recsae_utils import sae_variants as V  # noqa: E402
+from recsae_utils.sae import variants as V  # noqa: E402
 from recsae_utils import steering as ST  # noqa: E402
 from recsae_utils import yardstick as Y  # noqa: E402
 from recsae_utils.concepts import generic_slot_share  # noqa: E402
@@ -106,11 +106,11 @@ class Bench:
         codes = {s: S.encode_sparse(sae, h[s]) for s in ("train", "test")}
         D = sae.W_dec.detach().float()
         for s in ("dev", "test"):
-            xh = recsae.reconstruct(sae, h[s])
+            xh = S.reconstruct(sae, h[s])
             sh, sx = h[s] @ E[1:].T, xh @ E[1:].T
             out[f"ev_h_{s}"] = float(1 - ((h[s] - xh) ** 2).sum() / ((h[s] - h[s].mean(0)) ** 2).sum())
             out[f"ev_score_{s}"] = float(1 - ((sh - sx) ** 2).sum() / ((sh - sh.mean(0)) ** 2).sum())
-            ret = recsae.retention(self.ranks[s], rank_targets(E, xh, inst[s], run["mask"]))
+            ret = fidelity.retention(self.ranks[s], rank_targets(E, xh, inst[s], run["mask"]))
             out[f"retention_{s}"] = ret["retention"]
             out[f"retention_{s}_ci"] = [ret["retention_ci_low"], ret["retention_ci_high"]]
         secs["fidelity"] = time.time() - t
@@ -167,9 +167,9 @@ def generic_mask(sae, h: torch.Tensor, rows: int = 100_000) -> torch.Tensor:
 
 
 def fit_variant(cfg, run: dict, spec: dict, seed: int, samples: int, out: Path):
-    """One fit through the run's own path (recsae.sae_config, sae.fit_sae), resumable under `out`."""
+    """One fit through the run's own path (stages.sae_config, sae.fit_sae), resumable under `out`."""
     h = run["h"]["train"]
-    base = recsae.sae_config(cfg, h.shape[1], len(h), spec.get("n_latents", cfg.sae_latents),
+    base = stages.sae_config(cfg, h.shape[1], len(h), spec.get("n_latents", cfg.sae_latents),
                              spec.get("k", cfg.sae_k), "openai")
     fields = {k: v for k, v in spec.items() if k not in ("n_latents", "k")}
     scfg = dataclasses.replace(base, epochs=max(1, math.ceil(samples / len(h))), seed=seed, **fields)

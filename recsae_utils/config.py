@@ -38,7 +38,7 @@ OTHER_VARS = {
 DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 SAE_VARIANTS = ("openai", "reference")
 SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
-SAE_LOSSES = ("mse", "score", "kl")   # what the SAE reconstructs (sae_variants.py)
+SAE_LOSSES = ("mse", "score", "kl")   # what the SAE reconstructs (sae/variants.py)
 SAE_INPUTS = ("raw", "whitened")
 LABELERS = ("offline", "openai")
 LOCATIONS = ("data_dir", "run_root", "report_root")
@@ -85,7 +85,7 @@ class RunConfig:
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
     sae_loss: str = "mse"             # 'mse' (h_u), 'score' (error in score space, M = E^T E) or 'kl' (SASRec's
-                                      # next-item distribution from h_u and from the reconstruction): sae_variants.py;
+                                      # next-item distribution from h_u and from the reconstruction): sae/variants.py;
                                       # these four settings apply to 'openai' fits ('reference' ones stay plain)
     sae_euclid: float = 0.0           # weight of a Euclidean term beside the 'score' or 'kl' loss
     sae_input: str = "raw"            # 'raw' or 'whitened' (PCA-whitened h_u; decoder rows mapped back to h_u)

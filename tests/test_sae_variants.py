@@ -1,4 +1,4 @@
-"""SAE training variants (recsae_utils.sae_variants): known answers on planted data. The input maps
+"""SAE training variants (recsae_utils.sae.variants): known answers on planted data. The input maps
 round-trip exactly, the background is orthogonal to what the SAE sees, folding keeps the code, the
 score-space SAE finds the planted score-moving directions that the Euclidean one misses, and every variant
 saves, loads and resumes like the plain SAE."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsae_utils import sae_variants as V
+from recsae_utils.sae import variants as V
 
 
 def planted_h(n=4000, d=8, seed=0):

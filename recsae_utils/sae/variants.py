@@ -1,10 +1,11 @@
 """What an SAE is trained to reconstruct, and in which coordinates: the training variants of `SAEConfig`
-(`loss`, `euclid`, `input`, `dense`; docs/choosing_the_sae.md has what each one measured).
+(`loss`, `euclid`, `input`, `dense`; docs/choosing_the_sae.md has what each one measured). The KL loss is
+`losses.catalogue_kl`; the fit loop (`fit.fit_sae`) applies the map and folds the result.
 
 SASRec uses h_u only through the scores s = h E^T, so an error e = h - h_hat costs ||e E^T||^2 = e M e^T with
 M = E^T E (d x d; padding row left out) in score space. Every variant but the KL loss is a fixed affine map
 of h_u, fitted on the training h_u once; the SAE is fitted on x = (h - c) T by the one fit loop
-(`sae.fit_sae`), then folded back so that it reads and writes h_u itself (`fold`): every later stage sees an
+(`fit.fit_sae`), then folded back so that it reads and writes h_u itself (`fold`): every later stage sees an
 ordinary SAE whose decoder rows are directions in h_u space.
 
     loss="score"      T = (M + euclid * tr(M)/d * I)^{1/2}: the squared error of x is the score-space error
@@ -13,7 +14,7 @@ ordinary SAE whose decoder rows are directions in h_u space.
     dense=n           the top n principal directions P (d, n) of h_u are a fixed background outside the SAE:
                       x sees only the residual (h - c)(I - P P^T); h_hat = c + (h - c) P P^T + SAE part
     loss="kl"         no map: the loss is KL(softmax(h E^T) || softmax(h_hat E^T)) over the full catalogue
-                      plus euclid * FVU (Braun et al. 2024's e2e + downstream form, on one layer), in `sae`
+                      plus euclid * FVU (Braun et al. 2024's e2e + downstream form, on one layer), in `losses`
 
 With the background, T = Q A and T^+ = A^{-1} Q (Q = I - P P^T, A invertible), so x T^+ = (h - c) Q exactly
 and the SAE's reconstruction lies in the residual subspace: the background and the SAE never share a
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import SAE_INPUTS as INPUTS
-from .config import SAE_LOSSES as LOSSES
+from ..config import SAE_INPUTS as INPUTS
+from ..config import SAE_LOSSES as LOSSES
 
 
 @dataclass
@@ -124,10 +125,8 @@ def fold(sae, imap: InputMap | None):
     latent's value times its row is its contribution to h_u). None: the SAE itself."""
     if imap is None:
         return sae
-    from .sae import make_sae
-
     dev = sae.W_dec.device
-    out = make_sae(sae.cfg).to(dev)
+    out = type(sae)(sae.cfg).to(dev)          # the same family (model.make_sae's choice)
     out.load_state_dict(sae.state_dict())
     T, Ti = imap.T.float().to(dev), imap.T_inv.float().to(dev)
     with torch.no_grad():
@@ -140,14 +139,6 @@ def fold(sae, imap: InputMap | None):
             out.bg_center.copy_(imap.center.float())
             out.bg_basis.copy_(imap.background.float())
     return out.train(sae.training)
-
-
-def catalogue_kl(h: Tensor, h_hat: Tensor, item_emb: Tensor) -> Tensor:
-    """Mean over rows of KL(softmax(h E^T) || softmax(h_hat E^T)) over the real items (padding left out)."""
-    E = item_emb[1:].to(h.dtype)
-    lp = torch.log_softmax(h @ E.T, 1)
-    lq = torch.log_softmax(h_hat @ E.T, 1)
-    return (lp.exp() * (lp - lq)).sum(1).mean()
 
 
 def dense_span(sae, h: Tensor, generic: Tensor, share: float = 0.9, rows: int = 100_000) -> int:
