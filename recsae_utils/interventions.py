@@ -162,7 +162,7 @@ class SteeringContext:
     """Everything an intervention needs about a set of held-out instances (one row each)."""
 
     E: Tensor                 # (n_items, d) SASRec's item table, row 0 = padding
-    W_dec: Tensor             # (m, d) the SAE's decoder rows (unit norm)
+    W_dec: Tensor             # (m, d) the SAE's decoder rows (unit norm for the plain SAE; sae/variants.py)
     h: Tensor                 # (n, d) h_u of the instances
     z_idx: Tensor             # (n, k) SAE code: latent ids
     z_val: Tensor             # (n, k) SAE code: activations (0 = inactive)
