@@ -83,9 +83,10 @@ class Bench:
         self.null = None
 
     def baselines(self) -> dict:
-        """Concept gains of DiffMean, raw dimensions, random directions; raw dimensions' k-sparse AUROC."""
+        """Concept gains of DiffMean, raw dimensions, random directions (the best of as many as the run's
+        SAE has latents, as stage 07); raw dimensions' k-sparse AUROC."""
         h = self.run["h"]
-        units = Y.Units(torch.eye(h["train"].shape[1]), None)
+        units = Y.Units(self.run["sae"].W_dec.detach().float(), None)
         dirs, _ = Y.concept_directions(self.E, h["train"], self.pos, self.cs.items, units, units, self.fit_rows,
                                        self.seed, BASELINES)
         out = self._gains(dirs)
@@ -205,8 +206,12 @@ def main(argv=None):
     results = {}
     f = out / "reference.json"
     if not f.exists():
-        artifacts.write_json(f, {**bench.measure(run["sae"], a.steer), "baselines": bench.baselines()})
+        artifacts.write_json(f, bench.measure(run["sae"], a.steer))
     results["reference"] = artifacts.read_json(f)
+    f = out / "baselines.json"
+    if not f.exists():
+        artifacts.write_json(f, bench.baselines())
+    results["reference"]["baselines"] = artifacts.read_json(f)
     for name in names:
         spec = dict(VARIANTS[name])
         if spec.get("dense") == "auto":
