@@ -38,6 +38,8 @@ OTHER_VARS = {
 DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 SAE_VARIANTS = ("openai", "reference")
 SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
+SAE_LOSSES = ("mse", "score", "kl")   # what the SAE reconstructs (sae/variants.py)
+SAE_INPUTS = ("raw", "whitened")
 LABELERS = ("offline", "openai")
 LOCATIONS = ("data_dir", "run_root", "report_root")
 SEED_MAX = 2 ** 32 - 1   # numpy's legacy seeding (np.random.seed, SASRec's seed_everything) takes no more
@@ -82,6 +84,12 @@ class RunConfig:
     sae_aux_relu: bool = False        # True = ReLU on AuxK values (Gao et al.); False revives dead latents (sae/losses.py)
     sae_lr_decay: float = 0.5         # last half of the steps: lr falls linearly to 0 (settles the final weights)
     sae_l2: float = 0.0               # Adam weight decay; the reference's 1e-6 shrinks unused latents towards 0
+    sae_loss: str = "mse"             # 'mse' (h_u), 'score' (error in score space, M = E^T E) or 'kl' (SASRec's
+                                      # next-item distribution from h_u and from the reconstruction): sae/variants.py;
+                                      # these four settings apply to 'openai' fits ('reference' ones stay plain)
+    sae_euclid: float = 0.0           # weight of a Euclidean term beside the 'score' or 'kl' loss
+    sae_input: str = "raw"            # 'raw' or 'whitened' (PCA-whitened h_u; decoder rows mapped back to h_u)
+    sae_dense: int = 0                # top principal directions of h_u kept outside the SAE as a fixed background
     # concepts and labels (docs/metrics.md, "Concepts")
     top_n: int = 50                   # top-activating sequences per latent shown on the cards
     item_pool: int = 0                # firings per latent behind item tables, enrichment, labels (0 = all)
@@ -288,6 +296,19 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("device", "choose auto, cpu, cuda or cuda:N")
     if cfg.sae_family not in SAE_FAMILIES:
         bad("sae_family", f"choose one of {', '.join(SAE_FAMILIES)}")
+    if cfg.sae_loss not in SAE_LOSSES:
+        bad("sae_loss", f"choose one of {', '.join(SAE_LOSSES)}")
+    if cfg.sae_input not in SAE_INPUTS:
+        bad("sae_input", f"choose one of {', '.join(SAE_INPUTS)}")
+    if not 0 <= cfg.sae_dense < cfg.d_model:
+        bad("sae_dense", f"must lie in 0..d_model - 1 ({cfg.d_model - 1}): the principal directions of h_u kept "
+                         "outside the SAE")
+    if not 0 <= cfg.sae_euclid < float("inf"):
+        bad("sae_euclid", "must be a finite number >= 0")
+    if cfg.sae_loss == "score" and cfg.sae_input == "whitened":
+        bad("sae_input", "cannot be 'whitened' with RECSAE_SAE_LOSS=score (the score loss fixes the coordinates)")
+    if cfg.sae_loss == "kl" and (cfg.sae_input != "raw" or cfg.sae_dense):
+        bad("sae_loss", "'kl' needs RECSAE_SAE_INPUT=raw and RECSAE_SAE_DENSE=0")
     if cfg.labeler not in LABELERS:
         bad("labeler", f"choose one of {', '.join(LABELERS)}")
     if not cfg.llm_model.strip():

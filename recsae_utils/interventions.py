@@ -81,6 +81,8 @@ def _check_edit(edit: "Edit", m: int) -> None:
     check_ids(list(edit.scale), m, "scale latent")
     check_ids(list(edit.ablate), m, "ablate latent")
     check_ids(list(edit.steer), m, "steer latent")
+    check_ids(list(edit.add), m, "add latent")
+    check_finite(list(edit.add.values()), "add value")
     check_finite(list(edit.set_to.values()), "set_to value")
     check_finite(list(edit.scale.values()), "scale factor")
     check_finite(list(edit.steer.values()), "steer dose (beta)")
@@ -93,12 +95,14 @@ def _check_edit(edit: "Edit", m: int) -> None:
 @dataclass
 class Edit:
     """Latent edits: set_to {j: value}, scale {j: factor}, ablate [j] (z_j -> 0) act on the code;
-    steer {j: beta} adds beta * norm * the unit direction of W_dec[j] (norm = median ||h_u||)."""
+    steer {j: beta} adds beta * norm * the unit direction of W_dec[j] (norm = median ||h_u||); add {j: dz}
+    raises z_j by dz whether it fires or not (code-space steering: h' = h + dz W_dec[j], rows as they are)."""
 
     set_to: dict[int, float] = field(default_factory=dict)
     scale: dict[int, float] = field(default_factory=dict)
     ablate: Sequence[int] = ()
     steer: dict[int, float] = field(default_factory=dict)
+    add: dict[int, float] = field(default_factory=dict)
 
 
 def edit_h(h: Tensor, z_idx: Tensor, z_val: Tensor, W_dec: Tensor, edit: Edit, norm: float = 1.0) -> Tensor:
@@ -125,6 +129,9 @@ def edit_h(h: Tensor, z_idx: Tensor, z_val: Tensor, W_dec: Tensor, edit: Edit, n
         s = torch.tensor([int(j) for j in edit.steer], dtype=torch.long)
         beta = torch.tensor([float(v) for v in edit.steer.values()], dtype=h.dtype)
         out = out + norm * (beta @ F.normalize(W[s], dim=1))
+    if edit.add:
+        j = torch.tensor([int(j) for j in edit.add], dtype=torch.long)
+        out = out + torch.tensor([float(v) for v in edit.add.values()], dtype=h.dtype) @ W[j]
     return out
 
 
@@ -155,7 +162,7 @@ class SteeringContext:
     """Everything an intervention needs about a set of held-out instances (one row each)."""
 
     E: Tensor                 # (n_items, d) SASRec's item table, row 0 = padding
-    W_dec: Tensor             # (m, d) the SAE's decoder rows (unit norm)
+    W_dec: Tensor             # (m, d) the SAE's decoder rows (unit norm for the plain SAE; sae/variants.py)
     h: Tensor                 # (n, d) h_u of the instances
     z_idx: Tensor             # (n, k) SAE code: latent ids
     z_val: Tensor             # (n, k) SAE code: activations (0 = inactive)
@@ -164,12 +171,14 @@ class SteeringContext:
     mask: tuple               # (indptr, known) CSR of every user's known items
     h_norm: float             # median ||h_u||: the unit of steering doses
     items: pd.DataFrame | None = None
+    concepts: dict | None = None  # concept name -> {latent: weight}: its steering latents (`concept_edit`)
 
 
 def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, targets: np.ndarray, mask: tuple,
-                     items: pd.DataFrame | None = None) -> SteeringContext:
+                     items: pd.DataFrame | None = None, concepts: dict | None = None) -> SteeringContext:
     """The arrays steering reads: the item embeddings, the SAE's decoder and codes of `h`, each row's user and
-    target, the known-item mask. From a stage's inputs: `split_context`."""
+    target, the known-item mask. From a stage's inputs: `split_context`. `concepts`
+    (concept name -> {latent: weight}, e.g. `yardstick.steering_latents`) lets `recommend` steer by a concept's name."""
     from .sae import encode_sparse
 
     h = torch.as_tensor(h).float()
@@ -178,13 +187,40 @@ def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, target
     zi, zv = encode_sparse(sae, h)
     return SteeringContext(torch.as_tensor(item_emb).detach().float().cpu(), sae.W_dec.detach().float().cpu(), h,
                            torch.from_numpy(zi).long(), torch.from_numpy(zv), np.asarray(users), np.asarray(targets),
-                           mask, float(h.norm(dim=1).median()), items)
+                           mask, float(h.norm(dim=1).median()), items, concepts)
 
 
-def split_context(si, sae, split: str = "test") -> SteeringContext:
+def concept_edit(ctx: SteeringContext, steer: dict) -> dict[int, float]:
+    """{concept name: beta} -> the code-space edit {latent: dz} raising each concept's steering latents in
+    proportion to their weights (a name is the concept's, "genre:Horror", or its value alone if that is
+    unique, "Horror"), scaled so the decoded change has length beta * median ||h_u|| (the dose of
+    a single latent steered by `steer`)."""
+    names = sorted(ctx.concepts or {})
+    out: dict[int, float] = {}
+    for name, beta in steer.items():
+        short = [n for n in names if n.split(":", 1)[-1].lower() == str(name).lower()]
+        name = short[0] if name not in names and len(short) == 1 else name    # "Horror" = "genre:Horror"
+        if name not in (ctx.concepts or {}):
+            near = [n for n in names if str(name).lower() in n.lower()]
+            raise ValueError(f"unknown concept {name!r}: this steering context has "
+                             f"{', '.join(near or names) or 'no concepts (build it with concepts=...)'}")
+        w = ctx.concepts[name]
+        lat = torch.tensor(check_ids(list(w), len(ctx.W_dec), f"latent of {name!r}"), dtype=torch.long)
+        wv = torch.tensor(check_finite(list(w.values()), f"weight of {name!r}"), dtype=ctx.W_dec.dtype)
+        size = float((wv @ ctx.W_dec[lat]).norm())
+        if size <= 0:
+            raise ValueError(f"concept {name!r}: its steering latents decode to a zero change")
+        b = check_finite([beta], f"steer dose (beta) of {name!r}")[0]
+        for j, v in zip(lat.tolist(), wv.tolist()):
+            out[j] = out.get(j, 0.0) + b * ctx.h_norm * v / size
+    return out
+
+
+def split_context(si, sae, split: str = "test", concepts: dict | None = None) -> SteeringContext:
     """`steering_context` over one split of a stage's inputs (stages.StageInputs), in one call."""
     inst = si.inst[split]
-    return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items)
+    return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items,
+                            concepts)
 
 
 def _item_text(items: pd.DataFrame | None, ids: np.ndarray, col: str) -> list:
@@ -194,11 +230,13 @@ def _item_text(items: pd.DataFrame | None, ids: np.ndarray, col: str) -> list:
     return ["|".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v for v in s]
 
 
-def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = None, ablate: Sequence[int] = (),
-              scale: dict[int, float] | None = None, set_to: dict[int, float] | None = None, k: int = 10
-              ) -> pd.DataFrame:
+def recommend(ctx: SteeringContext, user: int, steer: dict | str | None = None, ablate: Sequence[int] = (),
+              scale: dict[int, float] | None = None, set_to: dict[int, float] | None = None, k: int = 10,
+              add: dict[int, float] | None = None) -> pd.DataFrame:
     """Top-k of the user's last held-out instance before and after the edit, side by side. `rank_before`
-    is the after-item's rank in the unedited ranking (`change` > 0: it moved up)."""
+    is the after-item's rank in the unedited ranking (`change` > 0: it moved up). `steer`: {latent: beta},
+    or a concept name ("genre:Horror", dose 1) or {name: beta}: the code-space edit raising the concept's
+    steering latents (`concept_edit`); `add` {latent: dz} raises codes directly."""
     check_count(k, "k", 1, len(ctx.E) - 1)
     if isinstance(user, (bool, np.bool_)) or not isinstance(user, (int, np.integer)):
         raise ValueError(f"user must be an integer user id, got {user!r}")
@@ -207,7 +245,12 @@ def recommend(ctx: SteeringContext, user: int, steer: dict[int, float] | None = 
     if rows.size == 0:
         raise ValueError(f"user {user} has no instance in this steering context (its user ids lie in {lo}..{hi})")
     r = rows[-1:]
-    e = Edit(set_to or {}, scale or {}, ablate, steer or {})
+    steer = {steer: 1.0} if isinstance(steer, str) else dict(steer or {})
+    by_name = {c: b for c, b in steer.items() if isinstance(c, str)}
+    add = dict(add or {})
+    for j, dz in concept_edit(ctx, by_name).items():
+        add[j] = add.get(j, 0.0) + dz
+    e = Edit(set_to or {}, scale or {}, ablate, {j: b for j, b in steer.items() if not isinstance(j, str)}, add)
     h1 = edit_h(ctx.h[r], ctx.z_idx[r], ctx.z_val[r], ctx.W_dec, e, ctx.h_norm)
     r0 = rank_all(ctx.E, ctx.h[r], ctx.users[r], ctx.mask, k=k)
     r1 = rank_all(ctx.E, h1, ctx.users[r], ctx.mask, k=k)

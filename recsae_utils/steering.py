@@ -24,6 +24,7 @@ from . import cards as CA
 from . import dictionary as DI
 from . import interventions as I
 from . import progress
+from . import yardstick as Y
 
 N_UNITS = 300      # units per model (a seeded sample of the eligible ones)
 N_ROWS = 300       # test instances the doses are measured on (seeded sample)
@@ -257,7 +258,9 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     seed = cfg.seed if seed is None else seed
     t0 = time.time()
     secs = {}
-    sctx = I.split_context(ctx, sae, "test")
+    E = ctx.model.item_emb.weight.detach().float()
+    cs = Y.concept_set(DI.item_features(ctx.ds.items, len(E)), len(E), cfg.concept_min_items)
+    sctx = I.split_context(ctx, sae, "test", concepts=Y.steering_latents(E, sae.W_dec.detach(), cs))   # steer="genre:Horror"
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
     # the null, the same for every model: random directions at every dose and their KL (matched-KL control)

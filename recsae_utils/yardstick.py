@@ -161,12 +161,30 @@ def multi_direction(D: Tensor, scores: np.ndarray, n: int) -> Tensor:
     """(C, d): the code-space edit raising the top-n latents by output score, each in proportion to its
     (positive) score, decoded: sum_j s_j W_dec[j]."""
     Dn = F.normalize(torch.as_tensor(D, dtype=torch.float64), dim=1)
+    top, w = top_weights(scores, n)
+    return torch.einsum("nc,ncd->cd", torch.as_tensor(w), Dn[torch.as_tensor(top)])
+
+
+def top_weights(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per concept (column of scores (m, C)), its top-n units by output score and their weights: the positive
+    scores, or the best unit alone when no unit favours the concept. (n, C) each."""
     top = np.argsort(-scores, axis=0, kind="stable")[:n]              # (n, C)
     w = np.clip(np.take_along_axis(scores, top, 0), 0, None)          # (n, C)
     first = np.zeros_like(w)
     first[0] = 1.0
-    w = np.where(w.sum(0, keepdims=True) > 0, w, first)   # no latent favours the concept: the best one alone
-    return torch.einsum("nc,ncd->cd", torch.as_tensor(w), Dn[torch.as_tensor(top)])
+    return top, np.where(w.sum(0, keepdims=True) > 0, w, first)   # no latent favours the concept: the best alone
+
+
+def steering_latents(E: Tensor, D: Tensor, cs: ConceptSet, n: int = MULTI_N[0]) -> dict[str, dict[int, float]]:
+    """Concept name -> {latent: weight}: its top-n latents by output score, weighted as `multi_direction`
+    weights them, for `interventions.recommend(..., steer="genre:Horror")`. With unit-norm decoder rows the
+    code-space edit `interventions.concept_edit` builds from them is the `sae_multi<n>` direction."""
+    Dn = F.normalize(torch.as_tensor(D, dtype=torch.float64), dim=1)
+    norms = torch.as_tensor(D, dtype=torch.float64).norm(dim=1).clamp_min(1e-12).numpy()
+    top, w = top_weights(output_scores(E, Dn, cs.items), n)
+    # weights on the unit directions; divided by the row norms so that z-space raises decode to them
+    return {name: {int(j): float(w[i, c] / norms[j]) for i, j in enumerate(top[:, c]) if w[i, c] > 0}
+            for c, name in enumerate(cs.names)}
 
 
 @dataclass

@@ -37,7 +37,7 @@ def _another_value(name: str, v):
     if isinstance(v, list):
         return "3,4", [3, 4]
     return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"),
-            "sae_family": ("batchtopk", "batchtopk"), "llm_model": ("m2", "m2"),
+            "sae_family": ("batchtopk", "batchtopk"), "llm_model": ("m2", "m2"), "sae_loss": ("score", "score"),
             "device": ("cpu", "cpu")}[name]
 
 
@@ -45,13 +45,17 @@ def test_every_field_from_its_variable(clean_env):
     base = config.RunConfig()
     want = {}
     for f in dataclasses.fields(config.RunConfig):
-        if f.name in ("dataset", "profile", *config.LOCATIONS):
-            continue  # the dataset is given on the command line; profile and locations have their own tests
+        if f.name in ("dataset", "profile", "sae_input", *config.LOCATIONS):
+            continue  # the dataset is given on the command line; profile and locations have their own tests;
+            # sae_input='whitened' cannot go with sae_loss='score' (below)
         text, want[f.name] = _another_value(f.name, getattr(base, f.name))
         clean_env.setenv(f"RECSAE_{f.name.upper()}", text)
     cfg = config.load("ml-1m")
     assert {n: getattr(cfg, n) for n in want} == want and all(want[n] != getattr(base, n) for n in want)
     assert config.load("ml-1m", sae_k=4).sae_k == 4                          # an explicit override wins
+    clean_env.setenv("RECSAE_SAE_LOSS", "mse")
+    clean_env.setenv("RECSAE_SAE_INPUT", "whitened")
+    assert config.load("ml-1m").sae_input == "whitened"
     clean_env.setenv("RECSAE_PROFILE", "tiny")
     assert config.load("ml-1m").profile == "tiny"
 
@@ -105,9 +109,27 @@ def test_data_and_cache_dir(clean_env, tmp_path):
     ("RECSAE_SAE_FAMILY", "jumprelu", r"RECSAE_SAE_FAMILY='jumprelu': choose one of topk, batchtopk, matryoshka"),
     ("RECSAE_DEVICE", "gpu", r"RECSAE_DEVICE='gpu': choose auto, cpu, cuda or cuda:N"),
     ("RECSAE_LLM_LIMIT", "-1", r"RECSAE_LLM_LIMIT=-1: must be >= 0"),
+    ("RECSAE_SAE_LOSS", "l1", r"RECSAE_SAE_LOSS='l1': choose one of mse, score, kl"),
+    ("RECSAE_SAE_INPUT", "pca", r"RECSAE_SAE_INPUT='pca': choose one of raw, whitened"),
+    ("RECSAE_SAE_DENSE", "64", r"RECSAE_SAE_DENSE=64: must lie in 0..d_model - 1 \(63\)"),
+    ("RECSAE_SAE_DENSE", "-2", r"RECSAE_SAE_DENSE=-2: must lie in 0..d_model - 1"),
+    ("RECSAE_SAE_EUCLID", "-1", r"RECSAE_SAE_EUCLID=-1.0: must be a finite number >= 0"),
+    ("RECSAE_SAE_EUCLID", "inf", r"RECSAE_SAE_EUCLID=inf: must be a finite number >= 0"),
 ])
 def test_bad_settings_fail_at_load(clean_env, var, value, message):
     clean_env.setenv(var, value)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load("ml-1m")
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"RECSAE_SAE_LOSS": "score", "RECSAE_SAE_INPUT": "whitened"}, r"RECSAE_SAE_INPUT='whitened': cannot be"),
+    ({"RECSAE_SAE_LOSS": "kl", "RECSAE_SAE_DENSE": "8"}, r"RECSAE_SAE_LOSS='kl': 'kl' needs RECSAE_SAE_INPUT=raw"),
+    ({"RECSAE_SAE_LOSS": "kl", "RECSAE_SAE_INPUT": "whitened"}, r"'kl' needs"),
+])
+def test_sae_variant_settings_that_cannot_go_together(clean_env, env, message):
+    for k, v in env.items():
+        clean_env.setenv(k, v)
     with pytest.raises(config.ConfigError, match=message):
         config.load("ml-1m")
 
@@ -149,7 +171,8 @@ def test_sae_config_defaults_are_the_runs():
     run = config.RunConfig()
     pairs = {"n_latents": "sae_latents", "k": "sae_k", "aux_coef": "sae_aux_coef", "variant": "sae_variant",
              "dead_window": "sae_dead_window", "aux_relu": "sae_aux_relu", "lr": "sae_lr", "lr_decay": "sae_lr_decay",
-             "l2": "sae_l2", "batch_size": "sae_batch_size", "seed": "seed"}
+             "l2": "sae_l2", "batch_size": "sae_batch_size", "seed": "seed", "loss": "sae_loss",
+             "euclid": "sae_euclid", "input": "sae_input", "dense": "sae_dense"}
     assert {a: getattr(SAEConfig(), a) for a in pairs} == {a: getattr(run, b) for a, b in pairs.items()}
     # and a run never depends on them: stages.sae_config passes every field but early_stop (no run setting)
     call = next(n for n in ast.walk(ast.parse(inspect.getsource(stages.sae_config)))

@@ -347,3 +347,52 @@ def test_example_row_is_the_instance_the_card_and_the_browser_share():
     rec = I.recommend(ctx, int(users[0]), steer={5: 1.0})
     assert ex["user"] == int(users[0]) and ex["after"] == rec.item_after.tolist()
     assert ex["before"] == rec.item_before.tolist()
+
+
+def test_code_space_steering_moves_planted_item_to_rank_one():
+    """`add` raises the planted latent in the code (h' = h + dz W_dec[j], the error term kept): its item goes
+    to rank 1 for every user; with unit-norm rows it is exactly `steer` at the same dose."""
+    ctx = planted_ctx()
+    star, j = 7, 5
+    r0 = I.rank_all(ctx.E, ctx.h, ctx.users, ctx.mask)
+    assert (r0.top[:, 0] != star).any()
+    dz = 3.0 * ctx.h_norm
+    h1 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(add={j: dz}))
+    assert torch.allclose(h1 - ctx.h, dz * ctx.W_dec[j].expand_as(ctx.h))
+    assert (I.rank_all(ctx.E, h1, ctx.users, ctx.mask).top[:, 0] == star).all()
+    h2 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, ctx.W_dec, I.Edit(steer={j: 3.0}), ctx.h_norm)
+    assert torch.allclose(h1, h2, atol=1e-5)
+    # rows that are not unit-norm: `add` moves by dz * ||W_dec[j]||, `steer` by the dose alone
+    W = ctx.W_dec.clone()
+    W[j] *= 2.0
+    h3 = I.edit_h(ctx.h, ctx.z_idx, ctx.z_val, W, I.Edit(add={j: 1.0}))
+    assert torch.allclose((h3 - ctx.h).norm(dim=1), torch.full((len(ctx.h),), 2.0), atol=1e-5)
+
+
+def test_recommend_steers_by_concept_name():
+    """A concept's steering latents (yardstick.steering_latents: top-n by output score) raised in the code by
+    `recommend(steer=name)`: the planted concept's items fill the top of the list; an unknown name is a clear
+    error naming the concepts the context has."""
+    from recsae_utils import yardstick as Y
+
+    ctx = planted_ctx()
+    n_items = len(ctx.E)
+    star = 7
+    items = np.zeros((n_items, 2), bool)
+    items[[star, 8, 9], 0] = True                     # concept "planted": the star item and two more
+    items[1::2, 1] = True
+    items[0] = False
+    cs = Y.ConceptSet(["genre:planted", "parity:odd"], items)
+    conc = Y.steering_latents(ctx.E, ctx.W_dec, cs, n=3)
+    assert 5 in conc["genre:planted"] and conc["genre:planted"][5] == max(conc["genre:planted"].values())
+    ctx = dataclasses.replace(ctx, concepts=conc)
+    user = int(ctx.users[0])
+    rec = I.recommend(ctx, user, steer={"planted": 4.0})
+    assert rec.item_after.iloc[0] == star and rec.change.iloc[0] > 0
+    same = I.recommend(ctx, user, add=I.concept_edit(ctx, {"genre:planted": 4.0}))
+    assert same.item_after.equals(rec.item_after)
+    assert I.recommend(ctx, user, steer="planted").item_after.equals(I.recommend(ctx, user, steer={"planted": 1.0}).item_after)
+    with pytest.raises(ValueError, match="unknown concept 'Horror'.*odd"):
+        I.recommend(ctx, user, steer="Horror")
+    with pytest.raises(ValueError, match="not a finite"):
+        I.recommend(ctx, user, steer={"planted": float("nan")})

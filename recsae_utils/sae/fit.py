@@ -20,6 +20,7 @@ from ..progress import step as progress_step
 from .io import save_sae
 from .losses import batch_loss, sq_dev
 from .model import SAEConfig, TopKSAE, make_sae
+from .variants import fold, input_map
 
 
 def scheduled_lr(cfg: SAEConfig, step: int, total: int) -> float:
@@ -61,7 +62,7 @@ def total_variance(x: Tensor, block: int = BLOCK_ENTRIES) -> float:
 @flush_denormals()
 def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict] | None = None,
             select_key: str = "NDCG@5", out_dir: str | Path | None = None, progress: bool = True,
-            init_b_dec: bool = True, tie_se: float = 1.0) -> FitResult:
+            init_b_dec: bool = True, tie_se: float = 1.0, item_emb: Tensor | None = None) -> FitResult:
     """Fit on x_train (n, d_in) with Adam and shuffled minibatches; select the epoch with the best
     select_fn(sae)[select_key] (ReChorus: latest of the ties, early stop with patience cfg.early_stop),
     or the lowest train FVU without select_fn; restore it.
@@ -85,14 +86,24 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
     within its noise while the FVU still falls is not a plateau (reports/benchmarks.md, SAE fit).
 
     FitResult.seconds is the fit's real time summed over every call that trained (kept in the checkpoint),
-    not the time of the last call, which may only have reloaded a finished fit."""
+    not the time of the last call, which may only have reloaded a finished fit.
+
+    Variants (cfg.loss / input / dense, variants.py): the SAE is trained on x = the variant's map of x_train
+    (fitted on x_train; `item_emb`, SASRec's item table, for "score" and "kl"), and every SAE that leaves
+    this function (to select_fn, to sae.safetensors, in the FitResult) is folded back to act on x_train's
+    space; the resumable checkpoint keeps the training coordinates."""
     t0 = time.time()
     spent = 0.0  # seconds of earlier calls on this checkpoint
     if cfg.variant not in ("openai", "reference"):
         raise ValueError(f"unknown variant {cfg.variant!r}")
-    x = x_train.detach().float().contiguous()
+    if cfg.loss in ("score", "kl") and item_emb is None:
+        raise ValueError(f"SAE loss {cfg.loss!r} needs SASRec's item table: fit_sae(..., item_emb=E)")
+    imap = input_map(x_train, cfg.loss, cfg.input, cfg.dense, cfg.euclid, item_emb)
+    x = (imap.to_x(x_train) if imap is not None else x_train).detach().float().contiguous()
     n, openai = len(x), cfg.variant == "openai"
     sae = make_sae(cfg).to(x.device)
+    if cfg.loss == "kl":
+        sae.score_table = item_emb.detach().float().to(x.device)
     if init_b_dec and openai:
         sae.b_dec.data.copy_(x.mean(0))
     opt = torch.optim.Adam([{"params": [sae.W_enc, sae.W_dec, sae.b_dec], "weight_decay": cfg.l2},
@@ -196,7 +207,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
         per = None
         if select_fn:
             sae.eval()
-            row["dev"] = dict(select_fn(sae))
+            row["dev"] = dict(select_fn(fold(sae, imap)))
             per = row["dev"].pop("per_instance", None)
             per = None if per is None else np.asarray(per, dtype=np.float64)
             sae.train()
@@ -206,7 +217,7 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             best_epoch, best_per = epoch, per
             best_state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
             if out:
-                save_sae(out / "sae.safetensors", sae, {"best_epoch": epoch, "row": row})
+                save_sae(out / "sae.safetensors", fold(sae, imap), {"best_epoch": epoch, "row": row})
         trained = True
         if out:
             tensors = {**state_tensors(sae, opt), **{f"best.{k}": v for k, v in best_state.items()}}
@@ -224,5 +235,5 @@ def fit_sae(x_train: Tensor, cfg: SAEConfig, select_fn: Callable[[TopKSAE], dict
             tqdm.write(line)
         done = stop_now()
     sae.load_state_dict(best_state)
-    sae.eval()
+    sae = fold(sae, imap).eval()
     return FitResult(sae, history, best_epoch, spent + (time.time() - t0 if trained else 0.0))

@@ -38,11 +38,24 @@ def sq_dev(x: Tensor) -> Tensor:
 def reconstruction_loss(sae: TopKSAE, x: Tensor, vals: Tensor, idx: Tensor, x_hat: Tensor,
                         den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
     """FVU of x_hat; for "matryoshka" the mean FVU over the nested prefixes' reconstructions (x_hat is
-    the last, full one)."""
+    the last, full one). Loss "kl": SASRec's catalogue KL from x to x_hat (`score_table`, the item table
+    fit_sae sets) plus `euclid` times that FVU."""
     if sae.cfg.family != "matryoshka":
-        return fvu_loss(x, x_hat, den)
-    parts = [fvu_loss(x, sae.decode(vals * (idx < p), idx), den) for p in sae.prefixes[:-1]]
-    return torch.stack(parts + [fvu_loss(x, x_hat, den)]).mean()
+        fvu = fvu_loss(x, x_hat, den)
+    else:
+        parts = [fvu_loss(x, sae.decode(vals * (idx < p), idx), den) for p in sae.prefixes[:-1]]
+        fvu = torch.stack(parts + [fvu_loss(x, x_hat, den)]).mean()
+    if sae.cfg.loss == "kl":
+        return catalogue_kl(x, x_hat, sae.score_table) + sae.cfg.euclid * fvu
+    return fvu
+
+
+def catalogue_kl(h: Tensor, h_hat: Tensor, item_emb: Tensor) -> Tensor:
+    """Mean over rows of KL(softmax(h E^T) || softmax(h_hat E^T)) over the real items (padding left out)."""
+    E = item_emb[1:].to(h.dtype)
+    lp = torch.log_softmax(h @ E.T, 1)
+    lq = torch.log_softmax(h_hat @ E.T, 1)
+    return (lp.exp() * (lp - lq)).sum(1).mean()
 
 
 def fvu_loss(x: Tensor, x_hat: Tensor, den: Callable[[Tensor], Tensor] = sq_dev) -> Tensor:
@@ -76,4 +89,5 @@ def batch_loss(sae: TopKSAE, xb: Tensor, dead: Tensor, den: Callable[[Tensor], T
     x_hat = sae.decode(vals, idx)
     fvu = reconstruction_loss(sae, xb, vals, idx, x_hat, den)
     aux = auxk_loss(sae, xb, x_hat, pre, xc, dead, den) if sae.cfg.aux_coef > 0 else fvu.new_zeros(())
-    return fvu + sae.cfg.aux_coef * aux, aux, vals, idx, x_hat
+    aux_w = sae.cfg.aux_coef * (sae.cfg.euclid if sae.cfg.loss == "kl" else 1.0)   # on the scale of the FVU term
+    return fvu + aux_w * aux, aux, vals, idx, x_hat

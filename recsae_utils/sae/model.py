@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from ..config import RunConfig
 from .sparse import SelectedPreActs, SparseDecode, batch_topk, fast_topk
+from .variants import check_variant
 
 
 FAMILIES = ("topk", "batchtopk", "matryoshka")
@@ -68,21 +69,34 @@ class SAEConfig:
     k_max: int = 0                   # batchtopk/matryoshka inference: most active latents per sample (0 = 4k)
     threshold_beta: float = 0.01     # weight of each batch in the inference threshold's moving average
     prefixes: tuple = ()             # matryoshka prefix sizes, increasing, last = n_latents (() = m/16 .. m)
+    loss: str = RunConfig.sae_loss       # "mse", "score" or "kl": what is reconstructed (variants.py)
+    euclid: float = RunConfig.sae_euclid  # weight of the Euclidean term beside "score" / "kl"
+    input: str = RunConfig.sae_input     # "raw" or "whitened"
+    dense: int = RunConfig.sae_dense     # top principal directions of the input kept outside the SAE
 
     FAMILY_FIELDS = ("family", "k_max", "threshold_beta", "prefixes")
+    VARIANT_FIELDS = ("loss", "euclid", "input", "dense")
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"unknown SAE family {self.family!r}: one of {FAMILIES}")
         if self.family != "topk" and self.variant != "openai":
             raise ValueError(f"SAE family {self.family!r} needs variant 'openai', got {self.variant!r}")
+        check_variant(self.loss, self.input, self.dense, self.euclid, self.d_in)
+        if not self.plain() and self.variant != "openai":
+            raise ValueError(f"SAE loss/input/dense settings need variant 'openai', got {self.variant!r}")
+
+    def plain(self) -> bool:
+        """The SAE of h_u itself: MSE, raw input, no background."""
+        return (self.loss, self.euclid, self.input, self.dense) == ("mse", 0.0, "raw", 0)
 
     def to_dict(self) -> dict:
-        """The fields; a "topk" config leaves the other families' fields out, so its dict (and every cache
-        key and summary built on it) is what it was before the families existed."""
+        """The fields; a "topk" config leaves the other families' fields out and a plain one the variant
+        fields, so its dict (and every cache key and summary built on it) is what it was before they existed."""
         d = asdict(self)
         d["prefixes"] = list(self.prefixes)
-        return {k: v for k, v in d.items() if k not in self.FAMILY_FIELDS} if self.family == "topk" else d
+        drop = (self.FAMILY_FIELDS if self.family == "topk" else ()) + (self.VARIANT_FIELDS if self.plain() else ())
+        return {k: v for k, v in d.items() if k not in drop}
 
 
 class TopKSAE(nn.Module):
@@ -99,6 +113,9 @@ class TopKSAE(nn.Module):
         self.normalize_decoder_()
         # training samples since each latent last fired ("openai" dead rule); a buffer so it is checkpointed
         self.register_buffer("since_fired", torch.zeros(cfg.n_latents, dtype=torch.long))
+        if cfg.dense:  # the fixed background (variants.fold sets it; 0 while the SAE trains on the residual)
+            self.register_buffer("bg_center", torch.zeros(cfg.d_in))
+            self.register_buffer("bg_basis", torch.zeros(cfg.d_in, cfg.dense))
 
     def pre_acts(self, x: Tensor) -> Tensor:
         """Dense ReLU(W_enc (x - b_dec) + b_enc), (B, n_latents): for analysis, not the training path."""
@@ -131,7 +148,13 @@ class TopKSAE(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         vals, idx = self.encode(x)
-        return self.decode(vals, idx), vals, idx
+        x_hat = self.decode(vals, idx)
+        return (x_hat + self.background(x) if self.cfg.dense else x_hat), vals, idx
+
+    def background(self, x: Tensor) -> Tensor:
+        """(x - c) P P^T: the part of x along the fixed background directions P (`dense` > 0), which the
+        reconstruction keeps as it is and the code never sees."""
+        return ((x.to(self.bg_basis.dtype) - self.bg_center) @ self.bg_basis) @ self.bg_basis.T
 
     @torch.no_grad()
     def normalize_decoder_(self) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from .. import artifacts, metrics, progress
 from ..sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, reconstruct
+from ..sae.variants import variant_tag
 from ..train import pick_device, rank_targets
 from .inputs import StageInputs
 
@@ -41,12 +42,16 @@ def sae_epochs(cfg, n_train: int) -> int:
 
 def sae_config(cfg, d_in: int, n_train: int, n_latents: int, k: int, variant: str) -> SAEConfig:
     """The SAEConfig a run fits from its RunConfig (the benchmark uses it too, so both train the same SAE).
-    The reference variant always keeps the ReLU on AuxK values, as the reference code does."""
+    The reference variant always keeps the ReLU on AuxK values, as the reference code does; the loss, input
+    and background settings (sae/variants.py) apply to "openai" fits, the reference ones stay plain."""
+    openai = variant == "openai"
     return SAEConfig(d_in=d_in, n_latents=n_latents, k=k, k_aux=d_in // 2, variant=variant, lr=cfg.sae_lr,
                      batch_size=cfg.sae_batch_size, epochs=sae_epochs(cfg, n_train),
                      dead_window=cfg.sae_dead_window, aux_coef=cfg.sae_aux_coef, lr_decay=cfg.sae_lr_decay,
                      l2=cfg.sae_l2, aux_relu=cfg.sae_aux_relu or variant == "reference", seed=cfg.seed,
-                     family=cfg.sae_family if variant == "openai" else "topk")
+                     family=cfg.sae_family if openai else "topk",
+                     loss=cfg.sae_loss if openai else "mse", euclid=cfg.sae_euclid if openai else 0.0,
+                     input=cfg.sae_input if openai else "raw", dense=cfg.sae_dense if openai else 0)
 
 
 def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progress: bool = True,
@@ -55,7 +60,7 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
     within one paired standard error of the best counting as tied and the lower dev FVU winning among them.
     `tag` names the fit's folder apart (another seed, another SASRec's h_u)."""
     scfg = sae_config(cfg, ctx.h["train"].shape[1], len(ctx.h["train"]), n_latents, k, variant)
-    family = "" if scfg.family == "topk" else f"_{scfg.family}"
+    family = ("" if scfg.family == "topk" else f"_{scfg.family}") + variant_tag(scfg)   # a variant: its own folder
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}{family}{tag}"
     done = out / "done.json"
     key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
@@ -76,7 +81,8 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
         return {"NDCG@5": float(ndcg5.mean()), "fvu": float(fvu_loss(h_dev, x_hat)), "per_instance": ndcg5}
 
     x = ctx.h["train"].to(pick_device(cfg.device))  # on a GPU the fit runs there; everything after it on CPU
-    res = fit_sae(x, scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress)
+    res = fit_sae(x, scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress,
+                  item_emb=item_emb.to(x.device))
     res.sae = res.sae.cpu()
     artifacts.write_json(done, {"key": key, "history": res.history, "best_epoch": res.best_epoch,
                                 "seconds": res.seconds, "config": scfg.to_dict()})
