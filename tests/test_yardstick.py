@@ -177,3 +177,36 @@ def test_yardstick_finding_and_table_read_the_summary():
     tab = yardstick_table(y)
     assert "<b>" not in tab and "| 0.240 |" in tab
     assert yardstick_finding(None) == "" and yardstick_finding({}) == ""
+
+
+def test_concept_latents_name_the_detecting_and_the_steering_latent():
+    """Per concept, the `sae_in` unit (found by what activates it) and the `sae_out` unit (found by what it
+    promotes) with their gains at KL 0.3 from the steering table; the other KL target and the history variant
+    never leak in; the card says how many concepts share one latent, and escapes the concept name."""
+    import pandas as pd
+
+    from recsae_utils import comparison as C
+
+    concepts = ["genre:Horror", "decade:1990s|x"]
+    rows = []
+    for variant in ("target", "history"):
+        for kl in (0.1, 0.3):
+            for m in ("sae_in", "sae_out", "sae_multi3", "diffmean"):
+                for ci, c in enumerate(concepts):
+                    g = {"sae_in": 0.01, "sae_out": 0.2, "sae_multi3": 0.25, "diffmean": 0.22}[m] * (ci + 1)
+                    rows.append({"variant": variant, "method": m, "concept": c, "kl_target": kl,
+                                 "gain": g if (variant, kl) == ("target", 0.3) else -1.0})
+    picked = {"sae_in": np.array([7, 3]), "sae_out": np.array([9, 3]), "sae_multi3": np.array([9, 3]),
+              "diffmean": np.array([-1, -1])}
+    res = C.StageResult(concepts, pd.DataFrame(rows), pd.DataFrame(), {}, pd.DataFrame(), {}, picked)
+    cl = C.concept_latents(res)
+    assert cl["concept"].tolist() == concepts
+    assert cl["detecting_latent"].tolist() == [7, 3] and cl["steering_latent"].tolist() == [9, 3]
+    assert cl["detecting_gain"].tolist() == pytest.approx([0.01, 0.02])
+    assert cl["steering_gain"].tolist() == pytest.approx([0.2, 0.4])
+    assert cl["steer_top3_gain"].tolist() == pytest.approx([0.25, 0.5])
+    assert cl["same_latent"].tolist() == [False, True]
+    text = C.concept_latents_md(cl)
+    assert "the same latent for 1 of 2 concepts" in text
+    assert "| genre:Horror | 7 | 0.010 | 9 | 0.200 | 0.250 | 0.220 |" in text
+    assert "decade:1990s\\|x" in text                      # a concept name cannot break the table
