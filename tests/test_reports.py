@@ -417,6 +417,14 @@ def test_label_precision_and_labeler_in_key_findings(tmp_path):
     assert ("SAE, enrichment labeler (offline-metadata (enrichment)) median 0.40, ≥ 0.6 37.0%, no clear signal 21.0%, "
             "509 distinct labels of 1,998;") in lab                  # no verdicts: not the labels the SAE was given
     assert "raw h_u dimensions median 0.30, ≥ 0.6 10.0%, no clear signal 50.0%, 40 distinct labels of 128." in lab
+    s["concepts"]["label_precision"]["SAE"] |= {"median_heldout": 0.3, "share_ge_0.6_heldout": 0.165}
+    lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "h", s, "ml-1m", run)).read_text())
+               if f.startswith("- Labels"))                    # held-out top 10s: the aim is judged there, not in-sample
+    assert ("SAE median 0.70, ≥ 0.6 85.0% (held out: median 0.30, ≥ 0.6 16.5%), no clear signal 20.0%, 1,500 "
+            "distinct labels of 2,000 (**short of** ≥ 80% at ≥ 0.6 on the held-out top 10s,") in lab
+    assert "high by construction" in lab
+    for k in ("median_heldout", "share_ge_0.6_heldout"):
+        del s["concepts"]["label_precision"]["SAE"][k]
     s["concepts"]["labelers"] = {"openai:qwen": 2000, "offline-shared": 48}     # an LLM run: its entry gets the verdicts
     s["concepts"]["label_precision"]["SAE, openai:qwen"] = {"labeler": "openai:qwen", "median": 0.9, "share_ge_0.6": 0.9,
                                                            "share_no_signal": 0.05, "n_distinct_stems": 1900,
