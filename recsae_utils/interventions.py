@@ -168,7 +168,7 @@ class SteeringContext:
 
 def steering_context(item_emb: Tensor, sae, h: Tensor, users: np.ndarray, targets: np.ndarray, mask: tuple,
                      items: pd.DataFrame | None = None) -> SteeringContext:
-    """Build from stage_inputs outputs, e.g. (si.model.item_emb.weight, sae, si.h['test'],
+    """Build from stage_inputs outputs, e.g. (si.model.item_table(), sae, si.h['test'],
     si.inst['test'].user, si.inst['test'].item, si.mask, si.ds.items)."""
     from .sae import encode_sparse
 

@@ -258,7 +258,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     t0 = time.time()
     secs = {}
     te = ctx.inst["test"]
-    sctx = I.steering_context(ctx.model.item_emb.weight, sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
+    sctx = I.steering_context(ctx.model.item_table(), sae, ctx.h["test"], te.user, te.item, ctx.mask, ctx.ds.items)
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))
     dirs = model_directions(cfg, ctx, sae, acts)
     # the null, the same for every model: random directions at every dose and their KL (matched-KL control)
