@@ -36,6 +36,11 @@ def model_config(name: str, ds: Dataset, d_model: int = 64, history_max: int = 2
     return LightGCNConfig(n_users=ds.n_users, n_items=ds.n_items, n_edges=n_edges, d_model=d_model)
 
 
+def label(name: str) -> str:
+    """The display name of model `name` (e.g. 'SASRec')."""
+    return MODELS[name][0].label
+
+
 def name_of(model_cfg) -> str:
     """The MODELS name of a model config."""
     for name, (_, cfg_type) in MODELS.items():
@@ -76,4 +81,5 @@ def load(path: str | Path, ds: Dataset | None = None, device: str = "cpu") -> Re
 
 
 __all__ = ["BPRMF", "BPRMFConfig", "GRU4Rec", "GRU4RecConfig", "LightGCN", "LightGCNConfig", "MODELS", "RecModel",
-           "SASRec", "SASRecConfig", "build", "checkpoint_meta", "load", "model_config", "name_of"]
+           "SASRec", "SASRecConfig", "build", "checkpoint_meta", "label", "load", "model_config",
+           "name_of"]
