@@ -65,6 +65,12 @@ def test_lightgcn_equals_dense_propagation():
     torch.testing.assert_close(m.user_repr(torch.arange(3)), torch.from_numpy(out[:3]).float(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(m.item_table(), torch.from_numpy(out[3:]).float(), rtol=1e-5, atol=1e-6)
     assert np.allclose(m.adj.to_dense().numpy(), L, atol=1e-6)
+    W = torch.randn(7, 2)                                               # gradients through the sparse products
+    (torch.cat([m.user_repr(torch.arange(3)), m.item_table()]) * W).sum().backward()
+    X = torch.cat([m.user_emb, m.item_emb]).detach().requires_grad_(True)
+    Ld = torch.from_numpy(L).float()
+    ((X + Ld @ X + Ld @ Ld @ X + Ld @ Ld @ Ld @ X) / 4 * W).sum().backward()
+    torch.testing.assert_close(torch.cat([m.user_emb.grad, m.item_emb.grad]), X.grad, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="other data"):                 # a checkpoint meets another graph
         models.LightGCN(cfg, (np.array([0, 0, 1, 2]), np.array([1, 2])))
 

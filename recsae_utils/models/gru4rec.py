@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .base import RecModel
 
@@ -42,14 +41,14 @@ class GRU4Rec(RecModel):
 
     def user_repr(self, hist: torch.Tensor) -> torch.Tensor:
         """h (B, d) from histories stored most recent first (0 = padding): each row is turned to
-        chronological order in one gather, and packing makes the GRU stop at each row's own length, so
-        padding never enters the state."""
+        chronological order in one gather, the GRU runs over every slot, and each row's state is read at its
+        own last item. A GRU's state at step t depends on steps <= t only, so the slots past a row's length
+        never reach it: the same state as ReChorus's packed sequence, without packing's overhead."""
         length = (hist > 0).sum(1).clamp(min=1)
         j = torch.arange(hist.shape[1], device=hist.device)
         chrono = hist.gather(1, (length[:, None] - 1 - j[None, :]).clamp(min=0))  # slots past the length unused
-        packed = pack_padded_sequence(self.item_emb(chrono), length.cpu(), batch_first=True, enforce_sorted=False)
-        _, last = self.rnn(packed)   # (1, B, hidden) in the batch's own order
-        return self.out(last[-1])
+        states, _ = self.rnn(self.item_emb(chrono))                                # (B, L, hidden)
+        return self.out(states[torch.arange(len(hist), device=hist.device), length - 1])
 
     def item_table(self) -> torch.Tensor:
         return self.item_emb.weight
