@@ -84,7 +84,9 @@ class LightGCN(RecModel):
         self.cfg = cfg
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(cfg.n_users, cfg.d_model)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(cfg.n_items, cfg.d_model)))
-        self.register_buffer("adj", normalized_adjacency(users, items, cfg.n_users, cfg.n_items), persistent=False)
+        # a plain attribute, not a buffer: never saved (rebuilt from the data), never broadcast by DDP; it
+        # follows the weights to their device on first use
+        self.adj = normalized_adjacency(users, items, cfg.n_users, cfg.n_items)
         self._cache: tuple | None = None
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,6 +98,8 @@ class LightGCN(RecModel):
         if not grad and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         x = torch.cat([self.user_emb, self.item_emb])
+        if self.adj.device != x.device:
+            self.adj = self.adj.to(x.device)
         layers = [x]
         for _ in range(self.cfg.n_layers):
             x = SymmetricProduct.apply(self.adj, x)
