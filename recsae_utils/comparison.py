@@ -51,7 +51,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_rows: int = N_ROWS, probe_rows: int =
     """Everything the report section "How the concepts compare" shows, on the default SAE `sae`."""
     seed = cfg.seed if seed is None else seed
     secs, t0 = {}, time.time()
-    E = ctx.model.item_emb.weight.detach().float()
+    E = ctx.model.item_table().detach().float()
     n_items = len(E)
     feats = DI.item_features(ctx.ds.items, n_items)
     cs = Y.concept_set(feats, n_items, cfg.concept_min_items)

@@ -134,7 +134,7 @@ def labels(cfg, ctx, sae: Built, sae_model=None, progress: bool = True) -> pd.Da
 
     if sae_model is not None:
         sae.cards[:] = with_output_side(sae.cards, sae.d, sae_model.W_dec.detach().numpy(),
-                                        ctx.model.item_emb.weight.detach().numpy())
+                                        ctx.model.item_table().detach().numpy())
     return labeling.label_latents(sae.cards, _llm(cfg), Path(cfg.run_dir) / "labels" / cfg.labeler,
                                   labeler=cfg.labeler, domain=_domain(ctx), progress=progress,
                                   vocab=vocabulary_of(sae.d), limit=cfg.llm_limit)
@@ -241,14 +241,14 @@ def concept_run(ctx, built: dict[str, Built], labels_df: pd.DataFrame, sc: dict[
     """The default SAE's tables: dictionary tables with its labels and promoted items, labels, scores, the
     window sweep, the per-latent best-window scores and each latent's window ('reads_window')."""
     d = built["sae"].d
-    E = ctx.model.item_emb.weight.detach().numpy()
+    E = ctx.model.item_table().detach().numpy()
     tables = dictionary_tables(d, label_names(labels_df), promoted_items(sae_model.W_dec.detach().numpy(), E))
     tables["labels"] = labels_df
     tables["scores"] = sc["sae"]
     tables["detection_by_window"] = sweep
     tables["scores_best_window"] = best
     tables["latents"]["reads_window"] = best.set_index("latent")["window"].reindex(np.arange(d.m)).to_numpy()
-    tables["latents"]["io_overlap"] = io_overlaps(d, sae_model.W_dec.detach(), ctx.model.item_emb.weight.detach())
+    tables["latents"]["io_overlap"] = io_overlaps(d, sae_model.W_dec.detach(), ctx.model.item_table().detach())
     return ConceptRun(d, labels_df, sc["sae"], tables, sc, judge_df)
 
 

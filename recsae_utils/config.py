@@ -41,6 +41,11 @@ SAE_FAMILIES = ("topk", "batchtopk", "matryoshka")
 SAE_LOSSES = ("mse", "score", "kl")   # what the SAE reconstructs (sae/variants.py)
 SAE_INPUTS = ("raw", "whitened")
 LABELERS = ("offline", "openai")
+# the base models a run can interpret (models.MODELS; docs/models.md) and the settings each takes from
+# ReChorus's run scripts (docs/demo_scripts_results/Topk_Amazon.sh) where they differ from SASRec's
+MODELS = ("sasrec", "gru4rec", "bprmf", "lightgcn")
+MODEL_DEFAULTS = {"sasrec": {}, "gru4rec": {"lr": 1e-3, "l2": 1e-4}, "bprmf": {"lr": 1e-3, "l2": 1e-6},
+                  "lightgcn": {"lr": 1e-3, "l2": 1e-8}}
 LOCATIONS = ("data_dir", "run_root", "report_root")
 SEED_MAX = 2 ** 32 - 1   # numpy's legacy seeding (np.random.seed, SASRec's seed_everything) takes no more
 INT_MAX = 2 ** 63 - 1
@@ -58,7 +63,9 @@ class RunConfig:
     data_dir: str = ""                # holds ml-1m/ and ReChorus folders; "" = $RECSAE_DATA_DIR or download
     run_root: str = ""                # artifacts go to <run_root>/<dataset>/; "" = $RECSAE_RUN_ROOT or ./runs
     report_root: str = ""             # figures/tables go to <report_root>/<dataset>/; "" = $RECSAE_REPORT_ROOT or ./reports
-    # SASRec (reference = ReChorus settings, docs/protocol.md)
+    # the base model (reference = ReChorus settings, docs/protocol.md); lr and l2 below are SASRec's, another
+    # model starts from its own (MODEL_DEFAULTS) unless they are set
+    model: str = "sasrec"             # RECSAE_MODEL: sasrec, gru4rec, bprmf or lightgcn (docs/models.md)
     seeds: list[int] = field(default_factory=lambda: [0])  # RECSAE_SEEDS=0,1,2 for mean and spread
     history_max: int = 20
     d_model: int = 64
@@ -112,12 +119,13 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         root = self.run_root or _location("run_root") or artifacts.repo_root() / "runs"
-        return artifacts.run_dir(self.dataset, root)
+        # another model's artifacts in <root>/<dataset>/<model>, apart from SASRec's
+        return artifacts.run_dir(self.dataset if self.model == "sasrec" else f"{self.dataset}/{self.model}", root)
 
     @property
     def report_dir(self) -> Path:
         root = Path(self.report_root or _location("report_root") or artifacts.repo_root() / "reports")
-        path = root / self.dataset
+        path = root / self.dataset if self.model == "sasrec" else root / self.dataset / self.model
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -309,6 +317,8 @@ def validate(cfg: RunConfig, source: dict[str, str] | None = None) -> RunConfig:
         bad("sae_input", "cannot be 'whitened' with RECSAE_SAE_LOSS=score (the score loss fixes the coordinates)")
     if cfg.sae_loss == "kl" and (cfg.sae_input != "raw" or cfg.sae_dense):
         bad("sae_loss", "'kl' needs RECSAE_SAE_INPUT=raw and RECSAE_SAE_DENSE=0")
+    if cfg.model not in MODELS:
+        bad("model", f"unknown model; choose one of {', '.join(MODELS)} (docs/models.md)")
     if cfg.labeler not in LABELERS:
         bad("labeler", f"choose one of {', '.join(LABELERS)}")
     if not cfg.llm_model.strip():
@@ -340,7 +350,11 @@ def load(dataset: str = "ml-1m", profile: str | None = None, **overrides) -> Run
     if profile not in PROFILES:
         raise ConfigError(f"{source.get('profile', 'profile')}={profile!r}: unknown profile; choose one of "
                           f"{sorted(PROFILES)}")
-    cfg = replace(RunConfig(dataset=dataset, profile=profile), **PROFILES[profile])
+    model = overrides.get("model") or env.get(_var("model")) or RunConfig.model
+    if model not in MODELS:
+        where = "model" if overrides.get("model") else _var("model")
+        raise ConfigError(f"{where}={model!r}: unknown model; choose one of {', '.join(MODELS)} (docs/models.md)")
+    cfg = replace(RunConfig(dataset=dataset, profile=profile), **{**MODEL_DEFAULTS[model], **PROFILES[profile]})
     values = {}
     for f in fields(RunConfig):
         var = _var(f.name)

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 ds = data.prepare(cfg)
             inst = data.build_instances(ds, cfg.history_max)
             sasrec_cfg = cfg if "sasrec" in chosen else replace(cfg, seeds=cfg.seeds[:1])  # the SAE's SASRec
-            agree(_disk_state(Path(cfg.run_dir) / "sasrec"), "the SASRec checkpoints")
+            agree(_disk_state(Path(cfg.run_dir) / cfg.model), f"the {cfg.model} checkpoints")
             for seed, r in train.run_seeds(sasrec_cfg, ds, inst, progress=rank == 0).items():
                 say(f"SASRec seed {seed}: best epoch {r['best_epoch']}, test {r['test']}", flush=True)
             barrier()

@@ -252,7 +252,7 @@ def example_explanations(names: dict, acts: dict, ctx, sae_model, n: int = 2, to
     inst = ctx.inst["test"]
     _, first = np.unique(inst.user, return_index=True)
     rows = np.sort(first)[:n]
-    E = ctx.model.item_emb.weight.detach()
+    E = ctx.model.item_table().detach()
     mask = torch.isinf(mask_known(torch.zeros(len(rows), E.shape[0]), inst.user[rows], *ctx.mask)).numpy()
     return explain_recommendations(acts["test"][0][rows], acts["test"][1][rows], sae_model.W_dec.detach().numpy(),
                                    sae_model.b_dec.detach().numpy(), E.numpy(), ctx.ds.items, top=top,

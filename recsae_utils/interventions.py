@@ -219,7 +219,7 @@ def concept_edit(ctx: SteeringContext, steer: dict) -> dict[int, float]:
 def split_context(si, sae, split: str = "test", concepts: dict | None = None) -> SteeringContext:
     """`steering_context` over one split of a stage's inputs (stages.StageInputs), in one call."""
     inst = si.inst[split]
-    return steering_context(si.model.item_emb.weight, sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items,
+    return steering_context(si.model.item_table(), sae, si.h[split], inst.user, inst.item, si.mask, si.ds.items,
                             concepts)
 
 

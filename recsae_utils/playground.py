@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .interventions import SteeringContext, check_count
-from .model import SASRec
+from .models import RecModel, SASRec
 
 MAX_USERS = 1000   # users the playground can pick by id (a seeded sample; the page's 3 MB budget decides it)
 
@@ -55,11 +55,11 @@ def sasrec_weights(model: SASRec) -> dict:
             "pos": b64(model.pos_emb.weight.detach().float().cpu().numpy(), "<f4"), "blocks": blocks}
 
 
-def playground_data(ctx: SteeringContext, model: SASRec | None = None, users=None,
+def playground_data(ctx: SteeringContext, model: RecModel | None = None, users=None,
                     max_users: int = MAX_USERS, seed: int = 0) -> dict:
     """The page's playground block: item table, decoder, dose unit, users (each one's last instance in the
     context, as `interventions.recommend` takes it) with h_u and known items, and SASRec's weights (typed
-    histories; None leaves that part out). users: ids to offer (None = a seeded sample of `max_users`)."""
+    histories; None or another base model leaves that part out). users: ids to offer (None = a seeded sample of `max_users`)."""
     E, W = ctx.E.numpy(), ctx.W_dec.numpy()
     if E.shape[1] != W.shape[1]:
         raise ValueError(f"item table width {E.shape[1]} differs from the decoder's {W.shape[1]}")
@@ -80,8 +80,8 @@ def playground_data(ctx: SteeringContext, model: SASRec | None = None, users=Non
            "E": b64(E, "<f2"), "W": b64(W, "<f2"), "users": ids.tolist(),
            "H": b64(ctx.h[rows].numpy(), "<f2"), "counts": b64(counts, "<u4" if wide else "<u2"),
            "gaps": b64(gaps, "<u4" if wide else "<u2"), "wide": int(wide), "n_users_all": int(len(np.unique(ctx.users)))}
-    if model is not None:
-        if model.item_emb.weight.shape != ctx.E.shape:
-            raise ValueError(f"SASRec's item table {tuple(model.item_emb.weight.shape)} is not the context's {tuple(ctx.E.shape)}")
+    if isinstance(model, SASRec):  # the page runs SASRec's forward pass only; another model: no typed histories
+        if model.item_table().shape != ctx.E.shape:
+            raise ValueError(f"SASRec's item table {tuple(model.item_table().shape)} is not the context's {tuple(ctx.E.shape)}")
         out["sasrec"] = sasrec_weights(model)
     return out

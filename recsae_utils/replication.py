@@ -19,9 +19,10 @@ import numpy as np
 from . import progress, stability
 from .cards import latent_cards, offline_label
 from .dictionary import ConceptDictionary, build_dictionaries
+from .models import load as load_model
 from .stages import StageInputs, cached_hu, fit_stage, sasrec_key
 from .sae import TopKSAE, encode_sparse
-from .train import load_sasrec
+from .train import checkpoint_path
 
 N_TOP = 20  # top items per latent compared between matched pairs
 
@@ -54,9 +55,9 @@ def sae_concepts(cfg, ctx: StageInputs, sae: TopKSAE) -> tuple[np.ndarray, list[
 
 
 def other_sasrec(cfg, ctx: StageInputs, seed: int) -> StageInputs:
-    """The stage inputs with SASRec seed `seed` (trained by stage 02) and its own cached h_u."""
-    ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{seed}" / "sasrec.safetensors"
-    model = load_sasrec(ckpt).eval()
+    """The stage inputs with seed `seed` of the run's base model (trained by stage 02) and its own cached h_u."""
+    ckpt = checkpoint_path(cfg, seed)
+    model = load_model(ckpt, ctx.ds)
     for p in model.parameters():
         p.requires_grad_(False)
     key = sasrec_key(ckpt, ctx.ds)

@@ -258,7 +258,7 @@ def run_stage(cfg, ctx, sae, acts: dict, n_units: int = N_UNITS, n_rows: int = N
     seed = cfg.seed if seed is None else seed
     t0 = time.time()
     secs = {}
-    E = ctx.model.item_emb.weight.detach().float()
+    E = ctx.model.item_table().detach().float()
     cs = Y.concept_set(DI.item_features(ctx.ds.items, len(E)), len(E), cfg.concept_min_items)
     sctx = I.split_context(ctx, sae, "test", concepts=Y.steering_latents(E, sae.W_dec.detach(), cs))   # steer="genre:Horror"
     rows = np.sort(np.random.default_rng(seed).choice(len(sctx.h), min(n_rows, len(sctx.h)), replace=False))

@@ -1,4 +1,8 @@
-"""Training and full-ranking evaluation of SASRec, ReChorus style (docs/protocol.md, "SASRec").
+"""Training and full-ranking evaluation of a base model (SASRec by default), ReChorus style (docs/protocol.md,
+"SASRec"; docs/models.md for the others). One loop trains every model of `models.MODELS`: BPR with one
+fresh negative per instance per epoch, dev selection, ReChorus early stopping, resumable checkpoints.
+Sequential models train on the sequential instances; general ones on every training interaction, as
+ReChorus's GeneralModel does.
 
 Everything a batch needs is a contiguous slice of the epoch's histories, targets and negatives, gathered
 once per epoch, so the batch path has no per-sample Python. Negatives are redrawn for every instance
@@ -27,7 +31,8 @@ from . import artifacts, ddp
 from .checkpoints import check_finite_loss, early_stop_now, flush_denormals, load_state, state_tensors
 from .data import Dataset, Instances, content_hash, user_item_csr
 from .metrics import TOPK, mask_known, ranking_metrics, ranks_from_scores
-from .model import SASRec, SASRecConfig
+from .models import RecModel, SASRecConfig, build, checkpoint_meta, model_config
+from .models import load as load_model
 from .progress import step as progress_step
 
 
@@ -101,17 +106,19 @@ def sample_negatives(users: np.ndarray, n_items: int, indptr: np.ndarray, known:
 
 
 @torch.no_grad()
-def user_vectors(model: SASRec, inst: Instances, batch_size: int = 1024, device=None,
+def user_vectors(model: RecModel, inst: Instances, batch_size: int = 1024, device=None,
                  progress: bool = False) -> torch.Tensor:
-    """h_u for every instance of `inst`, in batches (n, d) on CPU. This is what the SAE is fitted on."""
+    """h_u for every instance of `inst`, in batches (n, d) on CPU. This is what the SAE is fitted on. For a
+    general model an instance's h is its user's vector (`RecModel.instance_inputs`)."""
     model.eval()
     device = device or next(model.parameters()).device
+    x_all = model.instance_inputs(inst)
     out = []
     it = range(0, len(inst), batch_size)
     for s in tqdm(it, desc="h_u", disable=not progress, leave=False):
-        hist = torch.from_numpy(inst.hist[s:s + batch_size]).to(device)
-        out.append(model.user_repr(hist).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.cfg.d_model)
+        x = torch.from_numpy(x_all[s:s + batch_size]).to(device)
+        out.append(model.user_repr(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.dim)
 
 
 @torch.no_grad()
@@ -133,32 +140,40 @@ def rank_targets(item_emb: torch.Tensor, h: torch.Tensor, inst: Instances, mask_
     return torch.cat(ranks).numpy()
 
 
-def evaluate(model: SASRec, inst: Instances, mask_csr, h: torch.Tensor | None = None,
+def evaluate(model: RecModel, inst: Instances, mask_csr, h: torch.Tensor | None = None,
              topk=TOPK, batch_size: int = 256) -> dict[str, float]:
     """HR@K / NDCG@K with full ranking. `h` overrides the user vectors (e.g. an SAE reconstruction)."""
     if h is None:
         h = user_vectors(model, inst)
-    return ranking_metrics(rank_targets(model.item_emb.weight.detach().cpu(), h.cpu(), inst, mask_csr, batch_size),
-                           topk)
+    with torch.no_grad():
+        E = model.item_table().detach().cpu()
+    return ranking_metrics(rank_targets(E, h.cpu(), inst, mask_csr, batch_size), topk)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Training
 
 
-def bpr_loss(model: SASRec, hist: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Mean BPR loss -log sigmoid(s_pos - s_neg) of a batch: the whole training batch path.
-
-    History, positive and negative rows of the item table come from one index_select (its backward is
-    a cheap index_add), and only the most recent slot's output is computed (`user_repr_from`)."""
-    ids = torch.cat([hist, pos[:, None], neg[:, None]], 1)
-    e = model.item_emb.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
-    h = model.user_repr_from(e[:, :-2], ids[:, :-2] > 0)
-    s_pn = (h[:, None, :] * e[:, -2:]).sum(-1)
+def bpr_loss(model: RecModel, x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean BPR loss -log sigmoid(s_pos - s_neg) of a batch: the whole training batch path. `x` is the batch's
+    `instance_inputs` (histories or user ids); the scores come from the model's `pair_scores`."""
+    s_pn = model.pair_scores(x, pos, neg)
     return -F.logsigmoid(s_pn[:, 0] - s_pn[:, 1]).mean()
 
 
-def compiled_loss(model: SASRec, batch: tuple[torch.Tensor, ...]) -> Callable:
+def training_rows(model: RecModel, ds: Dataset, inst: dict[str, Instances]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, positive items, users) of the training set: the sequential instances for a sequential model,
+    every training interaction (first ones included, which have no history) for a general model."""
+    if model.sequential:
+        tr = inst["train"]
+        return tr.hist, tr.item, tr.user
+    df = ds.split("train")
+    users = df["user_id"].to_numpy().astype(np.int64)
+    return users, df["item_id"].to_numpy().astype(np.int64), users
+
+
+def compiled_loss(model: RecModel, batch: tuple[torch.Tensor, ...]) -> Callable:
     """`bpr_loss` through torch.compile (fixed shapes), tried once on `batch` with its backward; plain
     `bpr_loss` when compiling fails here (no C++ compiler, no triton). The trial leaves no gradients."""
     fn = torch.compile(bpr_loss, dynamic=False)
@@ -183,7 +198,7 @@ def torch_threads(n: int, device: torch.device):
         torch.set_num_threads(old)
 
 
-def make_optimizer(model: SASRec, cfg: TrainConfig) -> torch.optim.Adam:
+def make_optimizer(model: RecModel, cfg: TrainConfig) -> torch.optim.Adam:
     decay = [p for n, p in model.named_parameters() if "bias" not in n]
     no_decay = [p for n, p in model.named_parameters() if "bias" in n]
     return torch.optim.Adam([{"params": decay, "weight_decay": cfg.l2},
@@ -192,21 +207,21 @@ def make_optimizer(model: SASRec, cfg: TrainConfig) -> torch.optim.Adam:
 
 @dataclass
 class TrainResult:
-    model: SASRec
+    model: RecModel
     history: list[dict] = field(default_factory=list)  # one row per epoch
     best_epoch: int = 0
     seconds: float = 0.0
 
 
 @flush_denormals()
-def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, model_cfg: SASRecConfig | None = None,
-                 out_dir: str | Path | None = None, progress: bool = True,
-                 on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train with BPR (one fresh negative per instance per epoch), select on dev `main_metric`,
+def train_model(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, model_cfg=None,
+                out_dir: str | Path | None = None, progress: bool = True,
+                on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train the model of `model_cfg` (any config of models.MODELS; None = SASRec) with BPR (one fresh negative per instance per epoch), select on dev `main_metric`,
     stop with the ReChorus rule, restore the best weights.
 
-    With `out_dir`, writes `sasrec_last.safetensors` (weights + Adam state, every epoch) and
-    `sasrec.safetensors` (best weights) with JSON configs beside them; a killed run resumes from the last
+    With `out_dir`, writes `<name>_last.safetensors` (weights + Adam state, every epoch) and
+    `<name>.safetensors` (best weights, e.g. sasrec.safetensors) with JSON configs beside them; a killed run resumes from the last
     finished epoch with identical results (per-epoch RNG streams are derived from seed and epoch).
     `seconds` is the training's real time summed over every call that trained (kept in the checkpoint), not
     the time of the last call, which may only have reloaded a finished run. `cfg.compile` and
@@ -216,27 +231,31 @@ def train_sasrec(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, mode
         return _train(ds, inst, cfg, device, model_cfg, out_dir, progress, on_epoch)
 
 
+train_sasrec = train_model  # the default model: older callers and tests name it so
+
+
 def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: torch.device,
-           model_cfg: SASRecConfig | None, out_dir: str | Path | None, progress: bool,
+           model_cfg, out_dir: str | Path | None, progress: bool,
            on_epoch: Callable[[dict], None] | None) -> TrainResult:
     t0 = time.time()
     spent = 0.0  # seconds of earlier calls on this checkpoint
     seed_everything(cfg.seed)
     model_cfg = model_cfg or SASRecConfig(n_items=ds.n_items)
-    model = SASRec(model_cfg).to(device)
+    model = build(model_cfg, ds).to(device)
     opt = make_optimizer(model, cfg)
     batch_loss = ddp.wrap(model, bpr_loss)  # under torchrun: DDP, gradients summed over the ranks
     train_csr = user_item_csr(ds, ("train",))
     mask_csr = user_item_csr(ds)
-    tr = inst["train"]
+    x_tr, pos_tr, user_tr = training_rows(model, ds, inst)
     history: list[dict] = []
     crit: list[float] = []
     best_state = None
     best_epoch = 0
     start_epoch = 1
-    meta = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": ds.name, "data": content_hash(ds)}
+    meta = {**checkpoint_meta(model), "train": cfg.to_dict(), "dataset": ds.name, "data": content_hash(ds)}
     out = Path(out_dir) if out_dir else None
-    resume = artifacts.load_resumable(out / "sasrec_last.safetensors", out / "sasrec.safetensors") if out else None
+    last_file, best_file = f"{model.name}_last.safetensors", f"{model.name}.safetensors"
+    resume = artifacts.load_resumable(out / last_file, out / best_file) if out else None
     if resume is not None:
         (tensors, saved), best = resume
         if all(saved.get(k) == meta[k] for k in ("model", "train", "data")):  # else another config or data: start over
@@ -247,10 +266,11 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             start_epoch = len(history) + 1
             best_state = best[0] if best is not None else None
     done = bool(crit) and early_stop_now(crit, cfg.early_stop)
-    n, bs = len(tr), cfg.batch_size
+    n, bs = len(pos_tr), cfg.batch_size
     # decided from the config alone, so a resumed run takes the same path as an uninterrupted one
     world = ddp.rank_world()[1]
-    use_compile = world == 1 and (cfg.compile == "on" or
+    # compiling is measured for SASRec only (module docstring); the other models train eagerly
+    use_compile = world == 1 and model.name == "sasrec" and (cfg.compile == "on" or
                                   (cfg.compile == "auto" and (n // bs) * cfg.max_epochs >= COMPILE_MIN_STEPS))
     full_loss: Callable = bpr_loss  # the loss of full batches; a last, shorter batch always runs eagerly
     trained = False
@@ -259,9 +279,9 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             break
         te = time.time()
         rng = np.random.default_rng([cfg.seed, epoch])
-        neg = sample_negatives(tr.user, ds.n_items, *train_csr, rng)
+        neg = sample_negatives(user_tr, ds.n_items, *train_csr, rng)
         perm = rng.permutation(n)
-        hist, pos, neg = (torch.from_numpy(a[perm]).to(device) for a in (tr.hist, tr.item, neg))
+        hist, pos, neg = (torch.from_numpy(a[perm]).to(device) for a in (x_tr, pos_tr, neg))
         model.train()
         if use_compile and full_loss is bpr_loss and n >= bs:
             full_loss = compiled_loss(model, (hist[:bs], pos[:bs], neg[:bs]))
@@ -281,7 +301,7 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             loss_sum += loss.detach().double()
         train_s = time.time() - te
         loss_mean = float(ddp.all_sum(loss_sum).cpu()) / len(bar)
-        check_finite_loss(loss_mean, f"SASRec (seed {cfg.seed})", epoch, f"RECSAE_LR={cfg.lr:g}")
+        check_finite_loss(loss_mean, f"{model.label} (seed {cfg.seed})", epoch, f"RECSAE_LR={cfg.lr:g}")
         te = time.time()
         dev = evaluate(model, inst["dev"], mask_csr, batch_size=cfg.eval_batch_size)
         row = {"epoch": epoch, "loss": loss_mean, "dev": dev,
@@ -292,18 +312,18 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
             best_epoch = epoch
             best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
             if out:
-                artifacts.save_weights(out / "sasrec.safetensors", best_state,
+                artifacts.save_weights(out / best_file, best_state,
                                        {**meta, "best_epoch": best_epoch, "dev": dev})
         trained = True
         if out:
-            artifacts.save_weights(out / "sasrec_last.safetensors", state_tensors(model, opt),
+            artifacts.save_weights(out / last_file, state_tensors(model, opt),
                                    {**meta, "history": history, "best_epoch": best_epoch,
                                     "seconds": spent + time.time() - t0})
         if on_epoch:
             on_epoch(row)
         line = (f"epoch {epoch:3d}/{cfg.max_epochs} loss {row['loss']:.4f} dev {cfg.main_metric} {crit[-1]:.4f} "
                 f"({train_s:.1f}s + {row['eval_seconds']:.1f}s)")
-        progress_step(f"SASRec seed {cfg.seed} {line}")
+        progress_step(f"{model.label} seed {cfg.seed} {line}")
         if progress:
             tqdm.write(line)
         done = early_stop_now(crit, cfg.early_stop)
@@ -313,22 +333,26 @@ def _train(ds: Dataset, inst: dict[str, Instances], cfg: TrainConfig, device: to
     return TrainResult(model, history, best_epoch, spent + (time.time() - t0 if trained else 0.0))
 
 
-def load_sasrec(path: str | Path, device: str = "cpu") -> SASRec:
-    tensors, cfg = artifacts.load_weights(path)
-    model = SASRec(SASRecConfig(**cfg["model"]))
-    model.load_state_dict(tensors)
-    return model.to(device).eval()
+def load_sasrec(path: str | Path, device: str = "cpu") -> RecModel:
+    """A SASRec (or GRU4Rec, BPRMF) checkpoint back; LightGCN also needs its data: models.load(path, ds)."""
+    return load_model(path, None, device)
 
 
 # ---------------------------------------------------------------------------------------------------
-# The notebook stage: train (or reuse) one SASRec per seed and report
+# The notebook stage: train (or reuse) one model (cfg.model, SASRec by default) per seed and report
 
 
 def train_config(cfg) -> tuple[TrainConfig, dict]:
-    """TrainConfig + SASRec shape fields from a RunConfig (config.py is the one place for parameters)."""
+    """TrainConfig + the model's shape fields from a RunConfig (config.py is the one place for parameters)."""
     tc = TrainConfig(lr=cfg.lr, l2=cfg.l2, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                      early_stop=cfg.early_stop, device=cfg.device)
     return tc, {"d_model": cfg.d_model, "history_max": cfg.history_max}
+
+
+def checkpoint_path(cfg, seed: int) -> Path:
+    """Best weights of seed `seed` of the run's model: <run>/<model>/seed<N>/<model>.safetensors (so SASRec's
+    stay at <run>/sasrec/seed<N>/sasrec.safetensors)."""
+    return Path(cfg.run_dir) / cfg.model / f"seed{seed}" / f"{cfg.model}.safetensors"
 
 
 def run_seeds(cfg, ds: Dataset, inst: dict[str, Instances], progress: bool = True) -> dict:
@@ -336,28 +360,30 @@ def run_seeds(cfg, ds: Dataset, inst: dict[str, Instances], progress: bool = Tru
 
     Returns {seed: {"model", "history", "best_epoch", "seconds", "dev", "test"}}. A finished seed leaves
     `done.json` beside its checkpoint, keyed on the training config and the data's content
-    (`data.content_hash`); an unfinished one resumes from `sasrec_last.safetensors`; a damaged checkpoint is
-    trained again."""
+    (`data.content_hash`); an unfinished one resumes from `<model>_last.safetensors`; a damaged checkpoint is
+    trained again. The key holds the model's config, which names no model, so SASRec's keys are what they
+    were before the other models came (the folder names the model)."""
     base, shape = train_config(cfg)
     mask = user_item_csr(ds)
     out = {}
     for seed in cfg.seeds:
         tc = TrainConfig(**{**base.to_dict(), "seed": seed})
-        mc = SASRecConfig(n_items=ds.n_items, **shape)
-        d = Path(cfg.run_dir) / "sasrec" / f"seed{seed}"
+        mc = model_config(cfg.model, ds, **shape)
+        ckpt = checkpoint_path(cfg, seed)
+        d = ckpt.parent
         done = d / "done.json"
         key = artifacts.config_hash([tc.to_dict(), mc.to_dict(), content_hash(ds)])
         model = None
         if done.exists() and artifacts.read_json(done).get("key") == key:
             res = artifacts.read_json(done)
             try:
-                model = load_sasrec(d / "sasrec.safetensors")
+                model = load_model(ckpt, ds)
             except (artifacts.CheckpointError, FileNotFoundError) as e:  # damaged or gone: train it again
-                progress_step(f"SASRec seed {seed}: {e}; training it again")
-                for f in d.glob("sasrec*.safetensors"):
+                progress_step(f"{cfg.model} seed {seed}: {e}; training it again")
+                for f in d.glob(f"{cfg.model}*.safetensors"):
                     f.unlink()
         if model is None:
-            r = train_sasrec(ds, inst, tc, mc, out_dir=d, progress=progress)
+            r = train_model(ds, inst, tc, mc, out_dir=d, progress=progress)
             model = r.model
             res = {"key": key, "history": r.history, "best_epoch": r.best_epoch, "seconds": r.seconds,
                    "epochs_run": len(r.history),

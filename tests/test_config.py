@@ -38,7 +38,7 @@ def _another_value(name: str, v):
         return "3,4", [3, 4]
     return {"labeler": ("openai", "openai"), "sae_variant": ("reference", "reference"),
             "sae_family": ("batchtopk", "batchtopk"), "llm_model": ("m2", "m2"), "sae_loss": ("score", "score"),
-            "device": ("cpu", "cpu")}[name]
+            "device": ("cpu", "cpu"), "model": ("gru4rec", "gru4rec")}[name]
 
 
 def test_every_field_from_its_variable(clean_env):

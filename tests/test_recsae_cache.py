@@ -26,14 +26,15 @@ def _ctx(seed: int = 0, n_items: int = 12, d: int = 8):
         h[s] = torch.randn(n, d, generator=g)
     known = [np.array(sorted({1 + u, 1 + (u + 3) % (n_items - 1)})) for u in range(6)]
     mask = (np.r_[0, np.cumsum([len(k) for k in known])], np.concatenate(known))
-    model = SimpleNamespace(item_emb=torch.nn.Embedding(n_items, d))
-    torch.nn.init.normal_(model.item_emb.weight, generator=g)
+    emb = torch.nn.Embedding(n_items, d)
+    torch.nn.init.normal_(emb.weight, generator=g)
+    model = SimpleNamespace(item_table=lambda: emb.weight)   # all the stages read of a model's items (models.base)
     return stages.StageInputs(None, inst, model, h, mask, "sasrec-a", 0.0)
 
 
 def test_sasrec_outputs_computed_once_and_keyed_by_checkpoint(tmp_path, monkeypatch):
     cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
-    E = ctx.model.item_emb.weight.detach()
+    E = ctx.model.item_table().detach()
     first = stages.sasrec_outputs(cfg, ctx, "test")
     scores = metrics.mask_known(ctx.h["test"] @ E.T, ctx.inst["test"].user, *ctx.mask)
     assert np.array_equal(first.ranks, rank_targets(E, ctx.h["test"], ctx.inst["test"], ctx.mask))
@@ -55,7 +56,7 @@ def test_score_blocks_give_the_same_results_as_one_matrix(tmp_path, monkeypatch)
     """SASRec's top-1 built block by block (what keeps 16x ML-1M in memory) equals that of the whole masked
     score matrix."""
     cfg, ctx = SimpleNamespace(run_dir=tmp_path), _ctx()
-    E, h, inst = ctx.model.item_emb.weight.detach(), ctx.h["test"], ctx.inst["test"]
+    E, h, inst = ctx.model.item_table().detach(), ctx.h["test"], ctx.inst["test"]
     a = metrics.mask_known(h @ E.T, inst.user, *ctx.mask)
     monkeypatch.setattr(stages.inputs, "SCORE_BLOCK", 2 * E.shape[0])  # two rows per block
     assert len(stages.score_blocks(len(inst), E.shape[0])) > 1
@@ -86,7 +87,7 @@ def test_rank_pass_equals_rank_targets_and_full_scores():
     """`rank_pass` gives rank_targets' ranks, and the top-k and catalog KL rows of the one full score matrix,
     also with a short last batch (here 3 rows) that is re-scored inside a full-size window."""
     ctx = _ctx()
-    E = ctx.model.item_emb.weight.detach()
+    E = ctx.model.item_table().detach()
     inst, h = ctx.inst["train"], ctx.h["train"]                           # 40 instances: batches of 37 + 3
     ref_h = torch.randn(40, h.shape[1], generator=torch.Generator().manual_seed(1))
     ref = metrics.mask_known(ref_h @ E.T, inst.user, *ctx.mask)

@@ -21,7 +21,7 @@ def evaluate_all(cfg, ctx: StageInputs, fits: dict[str, FitResult]) -> dict[str,
     each split are computed once (`reference`) for every SAE's fidelity and the noise calibration; each
     SAE's split is ranked in one `rank_pass`; the train codes of the alt and random SAEs are cached for
     stage 05 (`sae_codes`)."""
-    E = ctx.model.item_emb.weight.detach()
+    E = ctx.model.item_table().detach()
     h_mean = ctx.h["train"].mean(0, keepdim=True)
     out = {s: sasrec_outputs(cfg, ctx, s) for s in ("dev", "test")}
     ranks_h = {s: r.ranks for s, r in out.items()}

@@ -72,7 +72,7 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
             progress.step(f"{e}; fitting it again")
             for f in out.glob("sae*.safetensors"):
                 f.unlink()
-    item_emb = ctx.model.item_emb.weight.detach()
+    item_emb = ctx.model.item_table().detach()
     h_dev = ctx.h["dev"]
 
     def select(sae: TopKSAE) -> dict:

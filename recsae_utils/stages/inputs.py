@@ -1,5 +1,7 @@
-"""What every stage from 03 on reads: the dataset, the frozen SASRec and its h_u (cached once per checkpoint),
-SASRec's own ranking of dev and test (cached), and for the concept stages the dictionary sample."""
+"""What every stage from 03 on reads: the dataset, the frozen base model (SASRec unless cfg.model names another;
+the stages use it only through models.RecModel: `item_table()`, `user_repr`, `scores`) and its h_u (cached
+once per checkpoint), the model's own ranking of dev and test (cached), and for the concept stages the
+dictionary sample. Names saying `sasrec` (sasrec_key, sasrec_outputs) mean the run's base model."""
 from __future__ import annotations
 
 import time
@@ -12,15 +14,15 @@ import torch
 from .. import artifacts, metrics, progress
 from ..data import Dataset, content_hash
 from ..fidelity import masked_scores
-from ..model import SASRec
-from ..train import rank_targets, user_vectors
+from ..models import RecModel
+from ..train import checkpoint_path, rank_targets, user_vectors
 
 
 @dataclass
 class StageInputs:
     ds: Dataset
     inst: dict
-    model: SASRec
+    model: RecModel                # the frozen base model, read through its interface only
     h: dict[str, torch.Tensor]     # h_u per split (train/dev/test), float32 (n, d)
     mask: tuple
     sasrec_key: str
@@ -29,7 +31,7 @@ class StageInputs:
 
 
 def stage_inputs(cfg) -> StageInputs:
-    """Dataset, instances, the frozen SASRec (first seed; trained if missing) and its h_u for every
+    """Dataset, instances, the frozen base model (first seed; trained if missing) and its h_u for every
     train/dev/test instance, computed once in batches and cached as .npy keyed by the checkpoint's content
     and the data's (`sasrec_key`, which every later cache of the run folder is keyed on too)."""
     from .. import data, train
@@ -41,20 +43,19 @@ def stage_inputs(cfg) -> StageInputs:
     model = run["model"].cpu().eval()  # trained on the GPU when there is one; the later stages read it on CPU
     for p in model.parameters():
         p.requires_grad_(False)
-    ckpt = Path(cfg.run_dir) / "sasrec" / f"seed{cfg.seeds[0]}" / "sasrec.safetensors"
-    key = sasrec_key(ckpt, ds)
+    key = sasrec_key(checkpoint_path(cfg, cfg.seeds[0]), ds)
     t0 = time.time()
     h = cached_hu(model, inst, Path(cfg.run_dir) / "hu", key)
     return StageInputs(ds, inst, model, h, data.user_item_csr(ds), key, time.time() - t0)
 
 
 def sasrec_key(ckpt: str | Path, ds: Dataset) -> str:
-    """The key of everything computed from a SASRec checkpoint (h_u, SAE fits, codes, rankings): the file's
-    content and the data's, since h_u are these weights applied to these instances."""
+    """The key of everything computed from a base model's checkpoint (h_u, SAE fits, codes, rankings): the
+    file's content and the data's, since h_u are these weights applied to these instances."""
     return artifacts.config_hash([artifacts.file_sha256(ckpt), content_hash(ds)])
 
 
-def cached_hu(model: SASRec, inst: dict, out: Path, key: str) -> dict[str, torch.Tensor]:
+def cached_hu(model: RecModel, inst: dict, out: Path, key: str) -> dict[str, torch.Tensor]:
     """h_u of every train/dev/test instance under `model`, cached as .npy in `out` keyed by its checkpoint."""
     h = {}
     meta = out / "hu.json"
@@ -106,7 +107,7 @@ class SASRecOutputs:
 def sasrec_outputs(cfg, ctx: StageInputs, split: str) -> SASRecOutputs:
     """SASRec's own ranking of one split, computed once per checkpoint: ranks and top-1 items cached in
     <run>/sasrec_outputs/ (keyed by the checkpoint) for stages 04 and 05."""
-    E = ctx.model.item_emb.weight.detach()
+    E = ctx.model.item_table().detach()
     out = Path(cfg.run_dir) / "sasrec_outputs"
     meta, f_ranks, f_top1 = out / f"{split}.json", out / f"{split}_ranks.npy", out / f"{split}_top1.npy"
     if meta.exists() and artifacts.read_json(meta).get("sasrec") == ctx.sasrec_key and f_ranks.exists() \
