@@ -196,7 +196,7 @@ def test_debias_curve_and_context_from_an_sae():
         I.steering_context(ctx.E, sae, ctx.h, ctx.users[:3], ctx.targets, ctx.mask)
     # a stage's inputs in one call: the same context as the arrays passed by hand
     inst = SimpleNamespace(user=ctx.users, item=ctx.targets)
-    si = SimpleNamespace(model=SimpleNamespace(item_emb=torch.nn.Embedding.from_pretrained(ctx.E)), h={"test": ctx.h},
+    si = SimpleNamespace(model=SimpleNamespace(item_table=lambda: ctx.E), h={"test": ctx.h},
                          inst={"test": inst}, mask=ctx.mask, ds=SimpleNamespace(items=None))
     by_split = I.split_context(si, sae, "test")
     assert torch.equal(by_split.z_idx, sc.z_idx) and torch.equal(by_split.E, sc.E) and by_split.h_norm == sc.h_norm
