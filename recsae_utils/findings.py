@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .tables import (SAE_NAMES, fidelity_cell, fmt, md, pct, pm, sae_vs_raw, size_text, variant_comparison,
+from .tables import (SAE_NAMES, fidelity_cell, fmt, md, pct, pm, sae_vs_raw, size_text, table, variant_comparison,
                      yardstick_finding)
 
 DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
@@ -188,38 +188,52 @@ PRECISION_AIMS = {"share_ge_0.6": 0.8, "share_no_signal": 0.10, "distinct": 0.70
 
 def precision_text(lp: dict | None, c: dict, dataset: str | None = None) -> str:
     """' Label precision ...' (the share of a latent's top 10 items by activation count that carry what its
-    label names) per labeler or baseline; '' when the summary has none. Verdicts against PRECISION_AIMS for the
-    labels the SAE was given (its entry 'SAE, <labeler>', else 'SAE') on ML-1M (the aims are ML-1M's)."""
+    label names) for the labels the SAE was given (its entry 'SAE, <labeler>', else 'SAE'), with verdicts against
+    PRECISION_AIMS on ML-1M (the aims are ML-1M's), and the other entries' held-out share; '' when the summary has
+    none. Every entry in full: `label_precision_table` (detection.md)."""
     if not lp:
         return ""
     who = c.get("labelers") or {c.get("labeler"): 1}
     major = max(who, key=lambda k: who[k] or 0)
     own = f"SAE, {major}" if f"SAE, {major}" in lp else "SAE" if "SAE" in lp else next(iter(lp))
-    made = [r.get("labeler") for r in lp.values()]
-    default = max(made, key=made.count)
-    parts = []
-    for name, r in lp.items():
-        n = r.get("n_specific") or 0
-        own_name = r.get("labeler") in (None, default) or str(r["labeler"]) in name
-        tag = "" if own_name else f" ({md(r['labeler'])})"
-        held = r.get("share_ge_0.6_heldout")
-        text = (f"{md(name)}{tag} median {fmt(r.get('median'), 2)}, ≥ 0.6 {pct(r.get('share_ge_0.6'))}"
-                + (f" (held out: median {fmt(r.get('median_heldout'), 2)}, ≥ 0.6 {pct(held)})" if held is not None else "")
-                + f", no clear signal {pct(r.get('share_no_signal'))}, {int(r.get('n_distinct_stems', 0)):,} distinct "
-                f"labels of {int(n):,}")
-        if name == own and dataset == "ml-1m" and n:
-            ge, ns, dist = r.get("share_ge_0.6"), r.get("share_no_signal"), r.get("n_distinct_stems", 0) / n
-            ge_text = (f"{aim_verdict(held, PRECISION_AIMS['share_ge_0.6'])} ≥ 80% at ≥ 0.6 on the held-out top 10s"
-                       if held is not None else f"{aim_verdict(ge, PRECISION_AIMS['share_ge_0.6'])} ≥ 80% at ≥ 0.6")
-            text += (f" ({ge_text}, "
-                     f"{aim_verdict(ns, PRECISION_AIMS['share_no_signal'], higher=False)} ≤ 10% no signal, "
-                     f"{aim_verdict(dist, PRECISION_AIMS['distinct'])} ≥ 70% distinct)")
-        parts.append(text)
-    held_note = (" held out = the latent's top 10 on dev and test instances, which the labeler never read: the "
-                 "in-sample share is high by construction for a labeler that names what its top 10 share;"
-                 if any(r.get("share_ge_0.6_heldout") is not None for r in lp.values()) else "")
+    r = lp[own]
+    n, held = r.get("n_specific") or 0, r.get("share_ge_0.6_heldout")
+    both = lambda k: (f"{fmt(r.get(k), 2) if k == 'median' else pct(r.get(k))} in-sample, "
+                      f"{fmt(r.get(k + '_heldout'), 2) if k == 'median' else pct(r.get(k + '_heldout'))} held out")
+    text = (f"{md(own)} ({md(r.get('labeler'))}) median "
+            + (both("median") + "; ≥ 0.6 " + both("share_ge_0.6") if held is not None
+               else f"{fmt(r.get('median'), 2)}; ≥ 0.6 {pct(r.get('share_ge_0.6'))}")
+            + f"; no clear signal {pct(r.get('share_no_signal'))}; {int(r.get('n_distinct_stems', 0)):,} distinct "
+            f"labels of {int(n):,}")
+    if dataset == "ml-1m" and n:
+        ge = held if held is not None else r.get("share_ge_0.6")
+        text += (f" ({aim_verdict(ge, PRECISION_AIMS['share_ge_0.6'])} ≥ 80% at ≥ 0.6"
+                 + (" held out" if held is not None else "") + ", "
+                 f"{aim_verdict(r.get('share_no_signal'), PRECISION_AIMS['share_no_signal'], higher=False)} ≤ 10% no "
+                 f"signal, {aim_verdict(r.get('n_distinct_stems', 0) / n, PRECISION_AIMS['distinct'])} ≥ 70% distinct)")
+    key = "share_ge_0.6_heldout" if held is not None else "share_ge_0.6"
+    others = [f"{md(k)} {pct(v.get(key))}" for k, v in lp.items() if k != own and v.get(key) is not None]
+    if others:
+        text += f"; ≥ 0.6{' held out' if held is not None else ''} for the others: " + ", ".join(others)
+    note = ("; in-sample it is high by construction for a labeler that names what those 10 share, so the aim is "
+            "judged on the latent's top 10 among dev and test instances, which the labeler never read"
+            if held is not None else "")
     return (" Label precision (share of a specific latent's top 10 items by activation count that carry what its "
-            f"label names; labeler {md(default)} unless named;{held_note}): " + "; ".join(parts) + ".")
+            f"label names{note}): " + text + " (every labeler and baseline: detection.md).")
+
+
+def label_precision_table(lp: dict | None) -> str:
+    """detection.md's section: every `label_precision` entry (the SAE with each labeler, the baselines) in full."""
+    if not lp:
+        return ""
+    rows = [[md(k), md(r.get("labeler")), fmt(r.get("median"), 2), pct(r.get("share_ge_0.6")),
+             fmt(r.get("median_heldout"), 2), pct(r.get("share_ge_0.6_heldout")), pct(r.get("share_no_signal")),
+             f"{int(r.get('n_distinct_stems', 0)):,} / {int(r.get('n_specific') or 0):,}"] for k, r in lp.items()]
+    return ("## Label precision\n\nThe share of a specific latent's top 10 items by activation count that carry "
+            "what its label names, on the training instances the labeler read and on dev and test instances it "
+            "never read (held out).\n\n"
+            + table(["labels of", "labeler", "median", "≥ 0.6", "held-out median", "held-out ≥ 0.6",
+                     "no clear signal", "distinct labels / latents"], rows, "llrrrrrr"))
 
 
 STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds

@@ -13,7 +13,8 @@ import numpy as np
 from . import artifacts
 from .findings import (BROWSER_BUDGET_MB, DETECTION_AIM, GENERIC_SHARE_AIM, GENERIC_SLOT_AIM,  # noqa: F401
                        MAX_FINDINGS, METADATA_AIM, STABILITY_AIM, STEERABLE_AIM, coherence_text, detection_finding,
-                       generic_slots_text, key_findings, stability_text, steering_finding, variant_winner)
+                       generic_slots_text, key_findings, label_precision_table, stability_text, steering_finding,
+                       variant_winner)
 from .redaction import redact
 from .tables import (detection_table, fence, fidelity_table, fmt, headline_table, interventions_section, md,
                      recommendation_table, pct, sae_test_table, sae_vs_raw, sasrec_table, table, window_pivot,
@@ -246,6 +247,9 @@ def write_detection_md(report_dir: str | Path, s: dict) -> str:
         out.append(f"## {min(2, len(ex))} example concepts (best scored in the exemplar vocabulary; all in "
                    "concepts/labels.csv)\n\n"
                    + table(["latent", "label", "fires on", "bal. acc.", "AUC"], rows, "rlrrr"))
+    prec = label_precision_table(c.get("label_precision"))
+    if prec:
+        out.append(prec)
     if not out:
         return ""
     text = f"# Detection on {_dataset(s, rd)}\n\n" + "\n".join(out)

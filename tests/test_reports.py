@@ -411,20 +411,21 @@ def test_label_precision_and_labeler_in_key_findings(tmp_path):
     readme = reports.write_report(_folder(tmp_path / "b", s, "ml-1m", run)).read_text()
     lab = next(f for f in _findings(readme) if f.startswith("- Labels"))
     assert "made by the offline-shared labeler (deterministic, from metadata; no LLM labelled these latents" in lab
-    assert "labeler offline-shared unless named" in lab
-    assert ("SAE median 0.70, ≥ 0.6 85.0%, no clear signal 20.0%, 1,500 distinct labels of 2,000 (meets ≥ 80% "
-            "at ≥ 0.6, **short of** ≤ 10% no signal, meets ≥ 70% distinct)") in lab
-    assert ("SAE, enrichment labeler (offline-metadata (enrichment)) median 0.40, ≥ 0.6 37.0%, no clear signal 21.0%, "
-            "509 distinct labels of 1,998;") in lab                  # no verdicts: not the labels the SAE was given
-    assert "raw h_u dimensions median 0.30, ≥ 0.6 10.0%, no clear signal 50.0%, 40 distinct labels of 128." in lab
+    assert ("SAE (offline-shared) median 0.70; ≥ 0.6 85.0%; no clear signal 20.0%; 1,500 distinct labels of 2,000 "
+            "(meets ≥ 80% at ≥ 0.6, **short of** ≤ 10% no signal, meets ≥ 70% distinct); ≥ 0.6 for the others: "
+            "SAE, enrichment labeler 37.0%, raw h_u dimensions 10.0% (every labeler and baseline: detection.md).") in lab
+    det = (tmp_path / "b" / "ml-1m" / "detection.md").read_text()   # every entry in full
+    assert "| SAE, enrichment labeler | offline-metadata (enrichment) | 0.40 | 37.0% |" in det
+    assert "| raw h_u dimensions | offline-shared | 0.30 | 10.0% |" in det and "509 / 1,998" in det
     s["concepts"]["label_precision"]["SAE"] |= {"median_heldout": 0.3, "share_ge_0.6_heldout": 0.165}
+    s["concepts"]["label_precision"]["raw h_u dimensions"] |= {"median_heldout": 0.3, "share_ge_0.6_heldout": 0.25}
     lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "h", s, "ml-1m", run)).read_text())
                if f.startswith("- Labels"))                    # held-out top 10s: the aim is judged there, not in-sample
-    assert ("SAE median 0.70, ≥ 0.6 85.0% (held out: median 0.30, ≥ 0.6 16.5%), no clear signal 20.0%, 1,500 "
-            "distinct labels of 2,000 (**short of** ≥ 80% at ≥ 0.6 on the held-out top 10s,") in lab
-    assert "high by construction" in lab
+    assert ("SAE (offline-shared) median 0.70 in-sample, 0.30 held out; ≥ 0.6 85.0% in-sample, 16.5% held out; "
+            "no clear signal 20.0%; 1,500 distinct labels of 2,000 (**short of** ≥ 80% at ≥ 0.6 held out,") in lab
+    assert "high by construction" in lab and "≥ 0.6 held out for the others: raw h_u dimensions 25.0%" in lab
     for k in ("median_heldout", "share_ge_0.6_heldout"):
-        del s["concepts"]["label_precision"]["SAE"][k]
+        del s["concepts"]["label_precision"]["SAE"][k], s["concepts"]["label_precision"]["raw h_u dimensions"][k]
     s["concepts"]["labelers"] = {"openai:qwen": 2000, "offline-shared": 48}     # an LLM run: its entry gets the verdicts
     s["concepts"]["label_precision"]["SAE, openai:qwen"] = {"labeler": "openai:qwen", "median": 0.9, "share_ge_0.6": 0.9,
                                                            "share_no_signal": 0.05, "n_distinct_stems": 1900,
@@ -432,7 +433,7 @@ def test_label_precision_and_labeler_in_key_findings(tmp_path):
     lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "c", s, "ml-1m", run)).read_text())
                if f.startswith("- Labels"))
     assert "made by the openai:qwen 2,000, offline-shared 48 labelers (an LLM, offline where it gave no label;" in lab
-    assert "SAE, openai:qwen median 0.90, ≥ 0.6 90.0%, no clear signal 5.0%, 1,900 distinct labels of 2,000 (meets" in lab
+    assert "SAE, openai:qwen (openai:qwen) median 0.90; ≥ 0.6 90.0%; no clear signal 5.0%; 1,900 distinct labels of 2,000 (meets" in lab
     assert len(readme.encode()) <= reports.README_BUDGET
 
 
