@@ -415,7 +415,12 @@ class CDP:
     def wait(self, expr: str, timeout: float = 10.0):
         t_end = time.time() + timeout
         while time.time() < t_end:
-            v = self.js(expr)
+            try:
+                v = self.js(expr)
+            except RuntimeError as e:                 # asked while the page navigates (a hash link to the other
+                if "navigated" not in str(e):         # page): ask again once it has loaded
+                    raise
+                v = None
             if v:
                 return v
             time.sleep(0.05)

@@ -132,6 +132,10 @@ def test_hostile_titles_and_genres_are_escaped(tmp_path):
     s["concepts"]["explanations"][0] = f"recommended {HOSTILE_TITLE} because of: {HOSTILE_GENRE} (+1.0)"
     s["concepts"]["scores"][HOSTILE_GENRE] = dict(s["concepts"]["scores"]["SAE"])
     s["concepts"]["labeler"] = HOSTILE_TITLE
+    s["concepts"]["labelers"] = {HOSTILE_TITLE: 5}                   # summaries since the label-precision change
+    spec_expl = (s["concepts"].get("specificity") or {}).get("explanations")
+    if spec_expl:                                                     # the README shows the specific-first ones
+        spec_expl[0] = s["concepts"]["explanations"][0]
     s["data"]["manifest"]["protocol"] = HOSTILE_GENRE
     run = dict(run, command="make all ```\n<script>alert(1)</script>")
     path = reports.write_report(_folder(tmp_path, s, "ml-1m", run))
@@ -320,7 +324,7 @@ def test_detection_finding_leads_with_metadata_and_states_the_result(tmp_path, d
                                                     "the ≤ 20% aim)") in lab
     for v, verdict in ((0.1, "meets"), (0.52, "**short of**")):
         assert reports.generic_slots_text(v) == f" (together {v:.1%} {words}; {verdict} the ≤ 20% aim)"
-    assert "slots" not in lab and "made by the offline labeler" in lab and "came from ChatGPT" in lab
+    assert "slots" not in lab and "made by the offline" in lab and "no LLM labelled these latents" in lab and "came from ChatGPT" in lab
     # the same summary without the new keys keeps the exemplar-only line
     s_old = copy.deepcopy(s0)
     for r in s_old["concepts"]["scores"].values():
@@ -397,6 +401,9 @@ def test_label_precision_and_labeler_in_key_findings(tmp_path):
     `label_precision` when the summary has it (verdicts for the labels' own labeler on ML-1M), nothing when not."""
     s, run = _real(REAL[0]) if REAL else pytest.skip("no committed report")
     s = copy.deepcopy(s)
+    for k in ("label_precision", "labelers"):                   # as a summary from before the precision measure
+        s["concepts"].pop(k, None)
+    s["concepts"]["labeler"] = "offline-shared"
     lab = next(f for f in _findings(reports.write_report(_folder(tmp_path / "a", s, "ml-1m", run)).read_text())
                if f.startswith("- Labels"))
     assert "Label precision" not in lab and "no LLM labelled these latents" in lab and "ChatGPT" in lab
