@@ -145,7 +145,7 @@ def _model_cell(r: dict) -> str:
     if r["status"] == "missing":
         return f"{r['label']} (no summary: {r['summary']} not found)"
     if r["status"] == "other model":
-        return f"{r['label']} (**its summary is {r['summary_model']}'s**)"
+        return f"{r['label']} (its summary is {r['summary_model']}'s, not {r['label']}'s)"
     if r.get("missing_sections"):
         return f"{r['label']} (no {', '.join(f'{s} (stage {SECTIONS[s]})' for s in r['missing_sections'])})"
     return r["label"]
