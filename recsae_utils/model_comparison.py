@@ -3,7 +3,7 @@ from each model's committed summary.json (SASRec's at reports/<dataset>/, anothe
 reports/<dataset>/<model>/). A model without a summary gets a row saying so; a summary missing a stage's section
 says which. The pipeline writes it after a RECSAE_MODELS run; rebuild it alone with
 
-    python -m recsae_utils.reports models ml-1m [--reports reports] [--models sasrec,bprmf]
+    python -m recsae_utils.model_comparison ml-1m [--reports reports] [--models sasrec,bprmf]
 """
 from __future__ import annotations
 
@@ -171,8 +171,8 @@ def comparison_md(cmp: dict) -> str:
                                                            if r.get("label_precision_heldout_ge_0.6") is not None else "")]
            for r in rows if r["status"] != "missing"]
     out = [f"# The base models compared on {md(cmp['dataset'])}\n",
-           "Written by `recsae_utils.model_comparison` from each model's summary.json (`python -m recsae_utils.reports "
-           f"models {md(cmp['dataset'])}`); do not edit by hand. The default SAE of each model.\n",
+           "Written by `recsae_utils.model_comparison` from each model's summary.json (`python -m "
+           f"recsae_utils.model_comparison {md(cmp['dataset'])}`); do not edit by hand. The default SAE of each model.\n",
            " ".join(md(t) for t in cmp["text"]) + "\n" if cmp["text"] else "",
            "## Models and fidelity\n\nTest NDCG@10 and HR@10 of the model (mean ± sd over seeds where several); "
            "NDCG@10 retention with the SAE plugged in (test, paired-bootstrap 95% interval); explained variance; "
@@ -195,3 +195,28 @@ def write_comparison(report_dir: str | Path, models: tuple[str, ...] | list[str]
     cmp = comparison(rd, models)
     artifacts.write_json(rd / "models.json", cmp)
     return artifacts.write_text(rd / "models.md", comparison_md(cmp)), rd / "models.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m recsae_utils.model_comparison DATASET`: (re)write the dataset's models.md and models.json from
+    the committed summaries, and print the table."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m recsae_utils.model_comparison", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset")
+    ap.add_argument("--reports", default="reports", help="the report root (default: reports)")
+    ap.add_argument("--models", default=",".join(config.MODELS), help="comma-separated, in the table's order")
+    args = ap.parse_args(argv)
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if bad := [m for m in names if m not in config.MODELS]:
+        ap.error(f"--models: unknown model {bad[0]!r}; choose from {', '.join(config.MODELS)}")
+    rd = Path(args.reports) / args.dataset
+    if not rd.is_dir():
+        ap.error(f"{rd}: no such report folder")
+    print(write_comparison(rd, names)[0].read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts
-from .config import MODELS
 from .findings import (BROWSER_BUDGET_MB, DETECTION_AIM, GENERIC_SHARE_AIM, GENERIC_SLOT_AIM,  # noqa: F401
                        MAX_FINDINGS, METADATA_AIM, STABILITY_AIM, STEERABLE_AIM, coherence_text, detection_finding,
                        generic_slots_text, key_findings, label_precision_table, stability_text, steering_finding,
@@ -356,8 +355,7 @@ def readme_table(readme: str | Path, report_root: str | Path, datasets: tuple[st
 
 def main(argv: list[str] | None = None) -> int:
     """`diff A B`: A and B are summary.json files or report folders; prints the differences as a table and
-    exits 1 if any. `write DIR`: rewrite DIR's README.md, sasrec.md and recsae.md from its summary.json.
-    `models DATASET`: the base models compared (model_comparison), from the committed summaries."""
+    exits 1 if any. `write DIR`: rewrite DIR's README.md, sasrec.md and recsae.md from its summary.json."""
     import argparse
     import json
 
@@ -368,10 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("b")
     w = sub.add_parser("write", help="write the report of a report folder from its summary.json")
     w.add_argument("report_dir")
-    c = sub.add_parser("models", help="write reports/<dataset>/models.md and models.json comparing the base models")
-    c.add_argument("dataset")
-    c.add_argument("--reports", default="reports")
-    c.add_argument("--models", default=",".join(MODELS), help="comma-separated, in the table's order")
     r = sub.add_parser("readme", help="rewrite README.md's headline table from the committed summaries")
     r.add_argument("readme", nargs="?", default="README.md")
     r.add_argument("--reports", default="reports")
@@ -379,17 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "readme":
         Path(args.readme).write_text(readme_table(args.readme, args.reports), encoding="utf-8")
         print(f"{args.readme}: headline table rewritten from {args.reports}/*/summary.json")
-        return 0
-    if args.cmd == "models":
-        from .model_comparison import write_comparison
-
-        names = [m.strip() for m in args.models.split(",") if m.strip()]
-        if bad := [m for m in names if m not in MODELS]:
-            ap.error(f"--models: unknown model {bad[0]!r}; choose from {', '.join(MODELS)}")
-        rd = Path(args.reports) / args.dataset
-        if not rd.is_dir():
-            ap.error(f"{rd}: no such report folder")
-        print(write_comparison(rd, names)[0].read_text(encoding="utf-8"))
         return 0
     if args.cmd == "write":
         print(write_report(args.report_dir))

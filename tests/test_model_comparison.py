@@ -100,11 +100,11 @@ def test_only_one_summary_compares_nothing(tmp_path):
 
 def test_the_table_is_rebuilt_alone_from_the_committed_summaries(two_models, capsys):
     root = two_models.parent
-    assert reports.main(["models", "ml-1m", "--reports", str(root), "--models", "bprmf,sasrec"]) == 0
+    assert model_comparison.main(["ml-1m", "--reports", str(root), "--models", "bprmf,sasrec"]) == 0
     cmp = json.loads((two_models / "models.json").read_text())
     assert [r["model"] for r in cmp["rows"]] == ["bprmf", "sasrec"] and "# The base models compared" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        reports.main(["models", "ml-1m", "--reports", str(root), "--models", "bprmff"])
+        model_comparison.main(["ml-1m", "--reports", str(root), "--models", "bprmff"])
     bare = root / "bare"   # the dataset README links the table once it exists
     bare.mkdir()
     reports.write_report(bare)
