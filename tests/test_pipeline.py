@@ -240,6 +240,9 @@ def test_several_models_run_in_turn_into_their_folders_and_are_compared(small_ru
     out = capsys.readouterr().out
     assert "| ml-1m sasrec | 02_b | ran |" in out and "| ml-1m bprmf | 02_b | ran |" in out
     assert os.environ["RECSAE_MODELS"] == "sasrec,bprmf" and "RECSAE_MODEL" not in os.environ   # restored
+    monkeypatch.delenv("RECSAE_MODELS")
+    pipeline.run_dataset("ml-1m", force=True, notebook_dir=nbs, log=lambda _: None)   # SASRec's --force
+    assert (run / "bprmf" / "a.txt").exists() and (run / "bprmf" / "stages.json").exists()   # not another model's run
 
 
 @pytest.mark.parametrize("env, message", [
