@@ -99,8 +99,8 @@ def fit_rows(ctx: StageInputs) -> torch.Tensor:
     model's instances repeat their user's vector once per interaction, which would weigh heavy users more:
     its fit sees each user's vector (`user_rows`) equally often, the users tiled to about the number of
     training instances, so that epochs, the sample budget and the selection's cadence stay a sequential
-    fit's (one pass over 6,032 ML-1M users is 6 steps, and each epoch's selection and checkpoint would
-    then cost more than its training)."""
+    fit's (one pass over 6,032 ML-1M users is 6 steps: the sample budget would be about 1,080 epochs, each
+    paying for its dev selection and checkpoint)."""
     if ctx.model.sequential:
         return ctx.h["train"]
     rows = user_rows(ctx.inst["train"])
