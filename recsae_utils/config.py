@@ -33,6 +33,7 @@ OTHER_VARS = {
     "RECSAE_CACHE_DIR": "where the MovieLens download is cached (default ~/.cache/recsae)",
     "RECSAE_PROGRESS": "set by the pipeline for the notebooks it runs: the file their progress lines go to",
     "RECSAE_NO_APT": "tests: never apt-get a browser for the concept-browser test",
+    "RECSAE_MODELS": "several base models, run in turn by the pipeline, e.g. sasrec,gru4rec (docs/models.md)",
 }
 # dataset name -> folder under data_dir ('ml-1m': the raw GroupLens files; the others: ReChorus format)
 DATASETS = {"ml-1m": "ml-1m", "ML_1MTOPK": "MovieLens_1M/ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
@@ -119,13 +120,12 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         root = self.run_root or _location("run_root") or artifacts.repo_root() / "runs"
-        # another model's artifacts in <root>/<dataset>/<model>, apart from SASRec's
-        return artifacts.run_dir(self.dataset if self.model == "sasrec" else f"{self.dataset}/{self.model}", root)
+        return artifacts.run_dir(model_folder(self.dataset, self.model), root)
 
     @property
     def report_dir(self) -> Path:
         root = Path(self.report_root or _location("report_root") or artifacts.repo_root() / "reports")
-        path = root / self.dataset if self.model == "sasrec" else root / self.dataset / self.model
+        path = root / model_folder(self.dataset, self.model)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -142,6 +142,12 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def model_folder(dataset: str, model: str) -> str:
+    """A run's folder below the run and report roots: SASRec's is the dataset's own, another model's
+    artifacts go to <dataset>/<model>, apart from SASRec's."""
+    return dataset if model == "sasrec" else f"{dataset}/{model}"
 
 
 PROFILES = {
@@ -205,6 +211,27 @@ def export_locations() -> dict[str, str]:
     for alias in ALIASES:
         os.environ.pop(alias, None)
     return given
+
+
+def models_to_run() -> list[str] | None:
+    """RECSAE_MODELS as a list of model names (None when unset): the pipeline runs each in turn, as if
+    RECSAE_MODEL named it. Setting RECSAE_MODEL as well is an error (which one would the run mean?)."""
+    value = os.environ.get("RECSAE_MODELS")
+    if value is None:
+        return None
+    choices = f"choose from {', '.join(MODELS)} (docs/models.md)"
+    if "RECSAE_MODEL" in os.environ:
+        raise ConfigError(f"RECSAE_MODEL={os.environ['RECSAE_MODEL']!r} and RECSAE_MODELS={value!r}: set one; "
+                          "RECSAE_MODEL runs one model, RECSAE_MODELS several in turn")
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ConfigError(f"RECSAE_MODELS={value!r}: names no model; {choices}, comma-separated")
+    for n in names:
+        if n not in MODELS:
+            raise ConfigError(f"RECSAE_MODELS={value!r}: unknown model {n!r}; {choices}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"RECSAE_MODELS={value!r}: names a model twice; list each once")
+    return names
 
 
 def set_progress_file(path: Path | None) -> None:

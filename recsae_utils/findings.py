@@ -193,9 +193,7 @@ def precision_text(lp: dict | None, c: dict, dataset: str | None = None) -> str:
     none. Every entry in full: `label_precision_table` (detection.md)."""
     if not lp:
         return ""
-    who = c.get("labelers") or {c.get("labeler"): 1}
-    major = max(who, key=lambda k: who[k] or 0)
-    own = f"SAE, {major}" if f"SAE, {major}" in lp else "SAE" if "SAE" in lp else next(iter(lp))
+    own = own_precision_entry(lp, c)
     r = lp[own]
     n, held = r.get("n_specific") or 0, r.get("share_ge_0.6_heldout")
     both = lambda k: (f"{fmt(r.get(k), 2) if k == 'median' else pct(r.get(k))} in-sample, "
@@ -220,6 +218,14 @@ def precision_text(lp: dict | None, c: dict, dataset: str | None = None) -> str:
             if held is not None else "")
     return (" Label precision (share of a specific latent's top 10 items by activation count that carry what its "
             f"label names{note}): " + text + " (every labeler and baseline: detection.md).")
+
+
+def own_precision_entry(lp: dict, c: dict) -> str:
+    """The label-precision entry of the labels the SAE was given: 'SAE, <the labeler of most latents>' when
+    the summary has it, else 'SAE' (else the first entry)."""
+    who = c.get("labelers") or {c.get("labeler"): 1}
+    major = max(who, key=lambda k: who[k] or 0)
+    return f"SAE, {major}" if f"SAE, {major}" in lp else "SAE" if "SAE" in lp else next(iter(lp))
 
 
 def label_precision_table(lp: dict | None) -> str:

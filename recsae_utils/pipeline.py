@@ -12,6 +12,10 @@ and reports/ keeps the last good notebook. One run at a time per run folder and 
 runs/<dataset>/.lock and reports/<dataset>/.lock.
 
     python -m recsae_utils.pipeline ml-1m grocery [--profile tiny] [--force]
+
+With RECSAE_MODELS=sasrec,gru4rec,... each dataset runs every stage once per model, in that order (each
+as RECSAE_MODEL=<model> would, into its own folders), then `model_comparison` writes the dataset's
+reports/<dataset>/models.md and models.json from the models' summaries.
 """
 from __future__ import annotations
 
@@ -319,7 +323,8 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in (cfg.report_dir, run_dir):  # temp files of writes a kill interrupted (we hold both locks)
         artifacts.remove_stale_temp(folder)
-    if force and (removed := clear_run_folder(run_dir, also_keep=(cfg.report_dir,))):
+    others = [run_dir / m for m in config.MODELS if cfg.model == "sasrec" and m != "sasrec"]  # their own runs
+    if force and (removed := clear_run_folder(run_dir, also_keep=(cfg.report_dir, *others))):
         log(f"[{dataset}] --force: removed {', '.join(map(str, removed))} from {run_dir} (kept: the LLM cache)")
     state_path = run_dir / "stages.json"
     state = artifacts.read_json(state_path) if state_path.exists() else {}
@@ -362,7 +367,7 @@ def _run_stages(cfg: config.RunConfig, force: bool, log, until: str | None, note
                 artifacts.write_json(state_path, state)
                 status = "ran"
         secs = time.time() - t0
-        rows.append({"dataset": dataset, "stage": nb.stem, "status": status, "seconds": secs})
+        rows.append({"dataset": dataset, "model": cfg.model, "stage": nb.stem, "status": status, "seconds": secs})
         log(f"[{dataset}] {nb.name}: {status} in {secs:.1f}s")
     write_run_record(cfg, rows)
     from .reports import write_report
@@ -550,6 +555,45 @@ def keep_failed(tmp_nb: Path, failed: Path) -> str:
     return f"executed copy: {failed}"
 
 
+@contextlib.contextmanager
+def model_environment(model: str | None) -> Iterator[None]:
+    """Run as RECSAE_MODEL=<model> would (None: leave the environment alone): the notebooks' kernels read
+    the model from the environment, and run.json then records the command that reproduces this model's
+    report. RECSAE_MODELS is hidden meanwhile and everything is restored afterwards."""
+    if model is None:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("RECSAE_MODEL", "RECSAE_MODELS")}
+    os.environ.pop("RECSAE_MODELS", None)
+    os.environ["RECSAE_MODEL"] = model
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def write_model_comparison(report_dir: Path, log=_say) -> None:
+    """The dataset's models.md / models.json from every model's summary (`model_comparison`), then SASRec's
+    README again, which links the table."""
+    from .model_comparison import write_comparison
+    from .reports import write_report
+
+    md_path, _ = write_comparison(report_dir)
+    log(f"[{Path(report_dir).name}] models compared: {md_path}")
+    if (Path(report_dir) / "summary.json").exists():
+        write_report(report_dir)
+
+
+def run_name(row: dict, several: bool) -> str:
+    """A stage row's run in the final table: the dataset, with the model when several ran or it is not SASRec."""
+    model = row.get("model", "sasrec")
+    return row["dataset"] if model == "sasrec" and not several else f"{row['dataset']} {model}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("datasets", nargs="*", default=["ml-1m"])
@@ -565,9 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     from .sources import DataError, resolve_source
 
     try:
+        models = config.models_to_run()
         for ds in args.datasets:  # every setting, and where each dataset's input is, checked before stage 01
-            cfg = config.load(ds, args.profile)
-            resolve_source(cfg.data_source, cfg.dataset)
+            for m in models or [None]:
+                cfg = config.load(ds, args.profile, model=m)
+                resolve_source(cfg.data_source, cfg.dataset)
     except config.ConfigError as e:
         print(f"recsae: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -579,17 +625,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     for ds in args.datasets:
         try:
-            rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
+            for m in models or [None]:
+                with model_environment(m):
+                    rows += run_dataset(ds, args.profile, args.force, until=args.until, notebook_dir=args.notebooks)
         except DataError as e:  # the input changed under the run (the stage keys fingerprint it)
             print(f"recsae: bad input: {e}", file=sys.stderr)
             return 2
+        if models:
+            write_model_comparison(config.load(ds, args.profile, model="sasrec").report_dir)
+    several = bool(models)
     print("\n| dataset | stage | status | seconds |\n|---|---|---|---:|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
+        print(f"| {run_name(r, several)} | {r['stage']} | {r['status']} | {r['seconds']:.1f} |")
     print(f"| all | | | {time.time() - t0:.1f} |")
     bad = [r for r in rows if r["status"] == "degraded"]
     if bad:
-        print(f"\nrecsae: {len(bad)} stage(s) finished degraded ({', '.join(r['dataset'] + ' ' + r['stage'] for r in bad)});"
+        print(f"\nrecsae: {len(bad)} stage(s) finished degraded ({', '.join(run_name(r, several) + ' ' + r['stage'] for r in bad)});"
               " see DEGRADED above and the report's Key findings. A rerun redoes them.", file=sys.stderr)
         return 3
     return 0

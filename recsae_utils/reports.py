@@ -201,6 +201,7 @@ def write_report(report_dir: str | Path) -> Path:
                + (_link(rd, "concepts/poster_views.md", "poster_views.md")
                   + ": the original study's views beside ours; "
                   if (rd / "concepts" / "poster_views.md").exists() else "")
+               + (_link(rd, "models.md") + ": the base models' SAEs compared; " if (rd / "models.md").exists() else "")
                + _link(rd, "concept_browser.html") + ": the concept browser (open from disk); "
                + (_link(rd, "steering_playground.html") + ": the steering playground (open from disk); "
                   if (rd / "steering_playground.html").exists() else "")

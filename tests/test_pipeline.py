@@ -218,6 +218,50 @@ def test_killed_stage_is_redone_and_a_second_run_is_refused(small_run):
     assert not kernel_dirs[0].exists()                                           # the killed run's, cleared
 
 
+def test_several_models_run_in_turn_into_their_folders_and_are_compared(small_run, tmp_path, monkeypatch, capsys):
+    """RECSAE_MODELS=sasrec,bprmf: every stage once per model, each into its own run and report folders as
+    RECSAE_MODEL would, then one table per dataset from the models' summaries (no summary: its own row)."""
+    nbs, run, _ = small_run
+    monkeypatch.setenv("RECSAE_MODELS", "sasrec,bprmf")
+    assert pipeline.main(["ml-1m", "--notebooks", str(nbs)]) == 0
+    rep = tmp_path / "reports" / "ml-1m"
+    for folder in (run, run / "bprmf"):
+        assert (folder / "a.txt").exists() and set(json.loads((folder / "stages.json").read_text())) == {"01_a.ipynb", "02_b.ipynb"}
+    assert (rep / "notebooks" / "02_b.ipynb").exists() and (rep / "bprmf" / "notebooks" / "02_b.ipynb").exists()
+    record = json.loads((rep / "bprmf" / "run.json").read_text())
+    assert record["config"]["model"] == "bprmf" and "RECSAE_MODEL=bprmf" in record["command"]
+    assert "RECSAE_MODELS" not in record["command"]                      # the command that remakes this report
+    assert json.loads((rep / "run.json").read_text())["config"]["model"] == "sasrec"
+    cmp = json.loads((rep / "models.json").read_text())
+    assert {r["model"]: r["status"] for r in cmp["rows"]} == {"sasrec": "partial", "bprmf": "partial",
+                                                              "gru4rec": "missing", "lightgcn": "missing"}
+    assert "GRU4Rec (no summary" in (rep / "models.md").read_text()
+    assert "[models.md](models.md)" in (rep / "README.md").read_text() and not (rep / "bprmf" / "models.md").exists()
+    out = capsys.readouterr().out
+    assert "| ml-1m sasrec | 02_b | ran |" in out and "| ml-1m bprmf | 02_b | ran |" in out
+    assert os.environ["RECSAE_MODELS"] == "sasrec,bprmf" and "RECSAE_MODEL" not in os.environ   # restored
+    monkeypatch.delenv("RECSAE_MODELS")
+    pipeline.run_dataset("ml-1m", force=True, notebook_dir=nbs, log=lambda _: None)   # SASRec's --force
+    assert (run / "bprmf" / "a.txt").exists() and (run / "bprmf" / "stages.json").exists()   # not another model's run
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RECSAE_MODELS": "sasrec,gru4rec", "RECSAE_MODEL": "bprmf"},
+     "RECSAE_MODEL='bprmf' and RECSAE_MODELS='sasrec,gru4rec': set one"),
+    ({"RECSAE_MODELS": "sasrec,gru4recc"},
+     "RECSAE_MODELS='sasrec,gru4recc': unknown model 'gru4recc'; choose from sasrec, gru4rec, bprmf, lightgcn"),
+    ({"RECSAE_MODELS": " , "}, "RECSAE_MODELS=' , ': names no model"),
+    ({"RECSAE_MODELS": "bprmf,bprmf"}, "RECSAE_MODELS='bprmf,bprmf': names a model twice"),
+])
+def test_a_bad_model_list_stops_before_stage_01(small_run, monkeypatch, capsys, env, message):
+    nbs, run, _ = small_run
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert pipeline.main(["ml-1m", "--notebooks", str(nbs)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (run / "a.txt").exists() and not (run / "bprmf").exists()
+
+
 def test_lock_names_the_other_process(tmp_path):
     code = ("import sys, time; from pathlib import Path; from recsae_utils import pipeline\n"
             "with pipeline.run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")

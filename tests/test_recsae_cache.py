@@ -28,7 +28,7 @@ def _ctx(seed: int = 0, n_items: int = 12, d: int = 8):
     mask = (np.r_[0, np.cumsum([len(k) for k in known])], np.concatenate(known))
     emb = torch.nn.Embedding(n_items, d)
     torch.nn.init.normal_(emb.weight, generator=g)
-    model = SimpleNamespace(item_table=lambda: emb.weight)   # all the stages read of a model's items (models.base)
+    model = SimpleNamespace(item_table=lambda: emb.weight, sequential=True)   # what the stages read of a model (models.base)
     return stages.StageInputs(None, inst, model, h, mask, "sasrec-a", 0.0)
 
 
@@ -171,3 +171,30 @@ def test_open_loads_the_fits_asked_for_and_the_sample(monkeypatch, tmp_path):
     assert calls == [plan["main"]] and run.sae is sae and run.saes == {"main": sae} and run.ctx is ctx
     assert np.array_equal(run.acts["train"][0], encode_sparse(sae, ctx.h["train"])[0])   # 40 rows <= dict_rows: all
     assert list(stages.open("ml-1m", "tiny").fits) == list(plan) and stages.open("ml-1m", "tiny", fits=()).fits == {}
+
+
+def test_a_general_model_is_fitted_and_described_with_each_user_once():
+    """BPRMF and LightGCN give every instance of a user the user's one vector: the SAE fit sees each user's
+    vector equally often (tiled to about the instance count) and the concept dictionaries hold one row per
+    user, their last training instance; a sequential model's fit and dictionaries keep every instance."""
+    user = np.array([0, 0, 0, 0, 1, 2, 2])             # user 0 has 4 training instances, user 1 one, user 2 two
+    position = np.array([1, 2, 4, 3, 1, 2, 1])          # not in order: the last instance is the highest position
+    inst = Instances(user, np.arange(1, 8), position, np.arange(21).reshape(7, 3), np.ones(7, int))
+    vec = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    h = {"train": vec[user], "dev": vec[:1], "test": vec[:1]}
+    one = {"train": inst, "dev": inst.subset([0]), "test": inst.subset([0])}
+    general = stages.StageInputs(None, one, SimpleNamespace(sequential=False), h, None, "k", 0.0)
+    sequential = dataclasses.replace(general, model=SimpleNamespace(sequential=True))
+    assert stages.user_rows(inst).tolist() == [2, 4, 5]
+
+    x = stages.fit.fit_rows(general)                    # 7 instances / 3 users: each user's vector twice
+    assert len(x) == 6 and all(int((x == v).all(1).sum()) == 2 for v in vec)
+    assert stages.fit.fit_rows(sequential) is h["train"]
+
+    acts = {"train": (np.arange(7)[:, None], np.ones((7, 1), np.float32))}
+    small, sacts = stages.dictionary_sample(SimpleNamespace(dict_rows=0, seed=0), general, acts)
+    assert small.train_rows.tolist() == [2, 4, 5] and small.inst["train"].position.tolist() == [4, 1, 2]
+    assert torch.equal(small.h["train"], vec) and sacts["train"][0][:, 0].tolist() == [2, 4, 5]
+    capped = stages.dictionary_sample(SimpleNamespace(dict_rows=2, seed=0), general, acts)[0].train_rows
+    assert len(capped) == 2 and set(capped) < {2, 4, 5}   # the cap then samples users
+    assert stages.dictionary_sample(SimpleNamespace(dict_rows=0, seed=0), sequential, acts)[0] is sequential

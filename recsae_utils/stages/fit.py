@@ -14,7 +14,7 @@ from .. import artifacts, metrics, progress
 from ..sae import FitResult, SAEConfig, TopKSAE, encode_sparse, fit_sae, fvu_loss, load_sae, reconstruct
 from ..sae.variants import variant_tag
 from ..train import pick_device, rank_targets
-from .inputs import StageInputs
+from .inputs import StageInputs, user_rows
 
 
 HELD = ("dev", "test")  # the held-out instances of stage 05, one array in this order
@@ -58,12 +58,17 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
               tag: str = "") -> FitResult:
     """Fit (or reuse) one SAE on the cached train h_u; select on dev NDCG@5 of the plugged-in model, epochs
     within one paired standard error of the best counting as tied and the lower dev FVU winning among them.
-    `tag` names the fit's folder apart (another seed, another SASRec's h_u)."""
-    scfg = sae_config(cfg, ctx.h["train"].shape[1], len(ctx.h["train"]), n_latents, k, variant)
+    `tag` names the fit's folder apart (another seed, another SASRec's h_u).
+
+    A general model (one vector per user) is fitted on its users' vectors, each equally often (`fit_rows`),
+    not on the instances, which repeat a user's vector once per interaction and so weigh heavy users more."""
+    x_train = fit_rows(ctx)
+    scfg = sae_config(cfg, x_train.shape[1], len(x_train), n_latents, k, variant)
     family = ("" if scfg.family == "topk" else f"_{scfg.family}") + variant_tag(scfg)   # a variant: its own folder
     out = Path(cfg.run_dir) / "sae" / f"m{n_latents}_k{k}_{variant}{family}{tag}"
     done = out / "done.json"
-    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"])
+    key = artifacts.config_hash([scfg.to_dict(), ctx.sasrec_key, "select NDCG@5, ties within 1 paired SE: lower dev FVU; patience from the selected epoch"]
+                                + ([] if ctx.model.sequential else ["each user equally often"]))
     if done.exists() and artifacts.read_json(done).get("key") == key and (out / "sae.safetensors").exists():
         d = artifacts.read_json(done)
         try:
@@ -80,13 +85,27 @@ def fit_stage(cfg, ctx: StageInputs, n_latents: int, k: int, variant: str, progr
         ndcg5 = metrics.ndcg_per_instance(rank_targets(item_emb, x_hat, ctx.inst["dev"], ctx.mask), 5)
         return {"NDCG@5": float(ndcg5.mean()), "fvu": float(fvu_loss(h_dev, x_hat)), "per_instance": ndcg5}
 
-    x = ctx.h["train"].to(pick_device(cfg.device))  # on a GPU the fit runs there; everything after it on CPU
+    x = x_train.to(pick_device(cfg.device))  # on a GPU the fit runs there; everything after it on CPU
     res = fit_sae(x, scfg, select_fn=select, select_key="NDCG@5", out_dir=out, progress=progress,
                   item_emb=item_emb.to(x.device))
     res.sae = res.sae.cpu()
     artifacts.write_json(done, {"key": key, "history": res.history, "best_epoch": res.best_epoch,
                                 "seconds": res.seconds, "config": scfg.to_dict()})
     return res
+
+
+def fit_rows(ctx: StageInputs) -> torch.Tensor:
+    """The vectors an SAE is fitted on: every training instance's h_u for a sequential model. A general
+    model's instances repeat their user's vector once per interaction, which would weigh heavy users more:
+    its fit sees each user's vector (`user_rows`) equally often, the users tiled to about the number of
+    training instances, so that epochs, the sample budget and the selection's cadence stay a sequential
+    fit's (one pass over 6,032 ML-1M users is 6 steps: the sample budget would be about 1,080 epochs, each
+    paying for its dev selection and checkpoint)."""
+    if ctx.model.sequential:
+        return ctx.h["train"]
+    rows = user_rows(ctx.inst["train"])
+    reps = max(1, round(len(ctx.h["train"]) / max(len(rows), 1)))
+    return ctx.h["train"][torch.from_numpy(np.tile(rows, reps))]
 
 
 def write_activations(cfg, ctx: StageInputs, sae: TopKSAE) -> dict[str, Path]:

@@ -71,17 +71,36 @@ def cached_hu(model: RecModel, inst: dict, out: Path, key: str) -> dict[str, tor
     return h
 
 
+def user_rows(inst) -> np.ndarray:
+    """One row per user: each user's last instance (highest position), sorted. A general model's h is the same
+    for every instance of a user, so these rows hold each user's vector once."""
+    order = np.lexsort((inst.position, inst.user))
+    last = np.r_[np.flatnonzero(np.diff(inst.user[order])), len(order) - 1] if len(order) else np.zeros(0, np.int64)
+    return np.sort(order[last])
+
+
 def dictionary_sample(cfg, ctx: StageInputs, acts: dict) -> tuple[StageInputs, dict]:
     """The training instances behind the concept dictionaries (stages 05 and 06): all of them, or past
     `cfg.dict_rows` a seeded uniform sample (sorted, so each user's windows keep their order), applied
     alike to h_u, the instances and the default SAE's train codes. Counts, lifts and enrichments are rates
     over instances, so a million rows estimate them closely, and the stage's memory stops growing with the
-    training set. Call it after the SAE fits are loaded: their keys and epochs count the full set."""
+    training set. Call it after the SAE fits are loaded: their keys and epochs count the full set.
+
+    A general model (one vector per user) counts each user once: its rows are the users' last training
+    instances (`user_rows`: the user's vector and the window of their most recent training items), not every
+    instance, which would repeat a heavy user's vector once per interaction (then the cap applies to those)."""
     n = len(ctx.inst["train"])
-    if cfg.dict_rows <= 0 or n <= cfg.dict_rows:
+    rows = None if ctx.model.sequential else user_rows(ctx.inst["train"])
+    m = n if rows is None else len(rows)
+    if cfg.dict_rows > 0 and m > cfg.dict_rows:
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(m, cfg.dict_rows, replace=False))
+        progress.step(f"concept dictionaries: a sample of {cfg.dict_rows:,} of {m:,} training "
+                      f"{'instances' if rows is None else 'users'} (dict_rows)")
+        rows = pick if rows is None else rows[pick]
+    elif rows is not None:
+        progress.step(f"concept dictionaries: one row per user, {m:,} users of {n:,} training instances")
+    if rows is None:
         return ctx, acts
-    rows = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.dict_rows, replace=False))
-    progress.step(f"concept dictionaries: a sample of {cfg.dict_rows:,} of {n:,} training instances (dict_rows)")
     inst = {**ctx.inst, "train": ctx.inst["train"].subset(rows)}
     h = {**ctx.h, "train": ctx.h["train"][torch.from_numpy(rows)]}
     if "train" in acts:
