@@ -323,10 +323,30 @@ def _git(repo: Path, *args: str) -> str:
     return r.stdout.strip() if r.returncode == 0 else ""
 
 
+def changed_since_head(repo: Path, *paths: str) -> bool:
+    """Whether the files under `paths` differ from HEAD's: a tracked file changed or gone, or a new file
+    (bytecode aside). Compared by content, not through git's index, so a checkout whose index is empty or
+    stale (files present, index not) still reads as unpatched when its files are HEAD's."""
+    tree = {}
+    for line in _git(repo, "ls-tree", "-r", "HEAD", "--", *paths).splitlines():
+        meta, path = line.split("\t", 1)
+        tree[path] = meta.split()[2]
+    on_disk = [p for p in tree if (repo / p).is_file()]
+    if len(on_disk) < len(tree):
+        return True
+    if on_disk:
+        r = subprocess.run(["git", "-C", str(repo), "hash-object", "--stdin-paths"], input="\n".join(on_disk),
+                           capture_output=True, text=True)
+        if r.returncode or r.stdout.split() != [tree[p] for p in on_disk]:
+            return True
+    others = _git(repo, "ls-files", "--others", "--exclude-standard", "--", *paths).splitlines()
+    return any(p not in tree and not p.endswith((".pyc", ".pyo")) and "__pycache__/" not in p for p in others)
+
+
 def _commit(repo: Path, *paths: str) -> str:
-    """Short commit of `repo`, noting uncommitted changes under `paths`."""
+    """Short commit of `repo`, noting changes under `paths` (changed_since_head)."""
     head = _git(repo, "rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + (" (with uncommitted changes)" if _git(repo, "status", "--porcelain", "--", *paths) else "")
+    return head + (" (with uncommitted changes)" if head != "unknown" and changed_since_head(repo, *paths) else "")
 
 
 def _cpu_model() -> str:

@@ -268,3 +268,31 @@ def test_json_keeps_other_keys_and_sits_beside_the_markdown(tmp_path):
         bench.command_line(args)
     with pytest.raises(SystemExit):
         bench.parse_args([*r, "--seeds", "0,0"])
+
+
+def test_a_checkout_is_unpatched_when_its_files_are_heads(tmp_path):
+    import subprocess
+
+    def git(*a):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *a], check=True,
+                       capture_output=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print(1)\n")
+    (tmp_path / "data.csv").write_text("x\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    assert not bench.changed_since_head(tmp_path, "src")
+    (tmp_path / "src" / "__pycache__").mkdir()
+    (tmp_path / "src" / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "data.csv").write_text("changed outside src\n")
+    git("rm", "-q", "-r", "--cached", ".")  # an empty index, files as in HEAD: still unpatched
+    assert not bench.changed_since_head(tmp_path, "src")
+    (tmp_path / "src" / "main.py").write_text("print(2)\n")
+    assert bench.changed_since_head(tmp_path, "src")
+    (tmp_path / "src" / "main.py").write_text("print(1)\n")
+    (tmp_path / "src" / "patch.py").write_text("")
+    assert bench.changed_since_head(tmp_path, "src")
+    (tmp_path / "src" / "patch.py").unlink()
+    (tmp_path / "src" / "main.py").unlink()
+    assert bench.changed_since_head(tmp_path, "src")
