@@ -221,9 +221,20 @@ def run_rechorus(repo: Path, cmd: list[str], work: Path, threads: int, epochs: i
     """Run ReChorus's main.py; {"epochs": per-epoch rows, "dev", "test", "best_epoch"} from its log. Exits
     with the command and the log's tail when it fails, or when `epochs` is given and it ran another number."""
     out = work / "rechorus_stdout.txt"
-    with open(out, "w") as f:
-        r = subprocess.run(cmd, cwd=repo / "src", env=rechorus_env(threads), stdout=f, stderr=subprocess.STDOUT)
     log = work / "rechorus.log"
+    shown = 0
+    with open(out, "w") as f:
+        r = subprocess.Popen(cmd, cwd=repo / "src", env=rechorus_env(threads), stdout=f, stderr=subprocess.STDOUT)
+        while True:  # a progress line per finished epoch (a parity run takes hours)
+            try:
+                r.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                rows = parse_rechorus_log(log.read_text(errors="replace")) if log.exists() else []
+                for row in rows[shown:]:
+                    print(f"  ReChorus epoch {row['epoch']}: {row['train_seconds']:.1f}s loss {row['loss']:.4f} "
+                          f"dev NDCG@5 {row['dev'].get('NDCG@5', float('nan')):.4f}", flush=True)
+                shown = max(shown, len(rows))
     text = log.read_text(errors="replace") if log.exists() else out.read_text(errors="replace")
     rows = parse_rechorus_log(text)
     final = parse_final_results(text)
@@ -249,7 +260,11 @@ def run_ours(ds: data.Dataset, inst: dict, model: str, settings: dict, seed: int
         tc.max_epochs = max_epochs
     if early_stop is not None:
         tc.early_stop = early_stop
-    res = train.train_model(ds, inst, tc, models.model_config(model, ds), progress=False)
+    def show(row: dict) -> None:
+        print(f"  ours epoch {row['epoch']}: {row['train_seconds']:.1f}s loss {row['loss']:.4f} "
+              f"dev NDCG@5 {row['dev']['NDCG@5']:.4f}", flush=True)
+
+    res = train.train_model(ds, inst, tc, models.model_config(model, ds), progress=False, on_epoch=show)
     mask = data.user_item_csr(ds)
     return {"epochs": [{"epoch": h["epoch"], "loss": h["loss"], "train_seconds": h["train_seconds"],
                         "dev": h["dev"]} for h in res.history],

@@ -296,3 +296,26 @@ def test_a_checkout_is_unpatched_when_its_files_are_heads(tmp_path):
     (tmp_path / "src" / "patch.py").unlink()
     (tmp_path / "src" / "main.py").unlink()
     assert bench.changed_since_head(tmp_path, "src")
+
+
+def test_run_rechorus_reads_its_log_and_stops_on_a_failed_run(tmp_path, capsys):
+    import sys
+
+    # a stand-in for ReChorus's src/main.py that writes FINAL_LOG to --log_file, or dies after two epochs
+    src = tmp_path / "repo" / "src"
+    src.mkdir(parents=True)
+    (tmp_path / "log.txt").write_text(FINAL_LOG)
+    (src / "main.py").write_text(
+        "import sys, shutil\nargs = sys.argv[1:]\nlog = args[args.index('--log_file') + 1]\n"
+        f"text = open({str(tmp_path / 'log.txt')!r}).read()\n"
+        "if '--die' in args:\n    text = text.split('INFO:root:\\nBest')[0]\n"
+        "open(log, 'w').write(text)\nsys.exit(3 if '--die' in args else 0)\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, "main.py", "--log_file", str(work / "rechorus.log")]
+    res = bench.run_rechorus(tmp_path / "repo", cmd, work, threads=1)
+    assert res["test"]["NDCG@10"] == 0.1759 and res["best_epoch"] == 2 and len(res["epochs"]) == 3
+    with pytest.raises(SystemExit, match="expected 5"):
+        bench.run_rechorus(tmp_path / "repo", cmd, work, threads=1, epochs=5)
+    with pytest.raises(SystemExit, match="ReChorus exited 3 with 3 epoch line"):
+        bench.run_rechorus(tmp_path / "repo", [*cmd, "--die"], work, threads=1)
