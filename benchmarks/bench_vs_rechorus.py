@@ -532,8 +532,7 @@ def main(argv: list[str] | None = None) -> None:
     inst = data.build_instances(ds)
     model_cfg = models.model_config(args.model, ds)
     settings = train_settings(args.model)
-    print(f"data prep {time.time() - t0:.1f}s: {ds.counts()}; {len(inst['train']):,} sequential training "
-          f"instances", flush=True)
+    print(f"data prep {time.time() - t0:.1f}s: {ds.counts()}", flush=True)
     speed = args.mode == "speed"
     runs: list = []
     ours_runs: dict[int, dict] = {}
@@ -569,6 +568,9 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append((i, rc_runs[rc_seed]["epochs"], ours_runs[our_seed]["epochs"]))
 
     label = models.label(args.model)
+    sequential = models.MODELS[args.model][0].sequential
+    n_train = len(inst["train"]) if sequential else len(ds.train)
+    train_what = "instances" if sequential else "rows (every training interaction, as ReChorus trains a general model)"
     shape = ", ".join(f"{k} {v}" for k, v in model_cfg.to_dict().items() if k not in ("n_users", "n_items", "n_edges"))
     meta = {"command": command_line(args), "facts": {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": (f"{DATASETS[args.dataset]} from raw ml-1m ({args.data_dir}) by our data prep"
                  if args.dataset == "ml-1m" else f"{DATASETS[args.dataset]} ({args.data_dir}), user_id/item_id/time "
                  "only") + f", written in ReChorus format: train/dev/test {len(ds.train):,}/{len(ds.dev):,}/"
-                 f"{len(ds.test):,} rows, {len(inst['train']):,} sequential training instances, dev/test "
+                 f"{len(ds.test):,} rows, {n_train:,} training {train_what}, dev/test "
                  f"instances {len(inst['dev']):,}/{len(inst['test']):,}, {ds.n_items - 1:,} items",
         "config": f"{label} ({shape}), lr {settings['lr']:g}, l2 {settings['l2']:g}, batch {settings['batch_size']}, "
                   "full-ranking dev eval (not timed)",

@@ -319,3 +319,51 @@ def test_run_rechorus_reads_its_log_and_stops_on_a_failed_run(tmp_path, capsys):
         bench.run_rechorus(tmp_path / "repo", cmd, work, threads=1, epochs=5)
     with pytest.raises(SystemExit, match="ReChorus exited 3 with 3 epoch line"):
         bench.run_rechorus(tmp_path / "repo", [*cmd, "--die"], work, threads=1)
+
+
+STAND_IN = r'''
+import sys
+args = sys.argv[1:]
+opt = {args[i]: args[i + 1] for i in range(0, len(args) - 1) if args[i].startswith("--")}
+n = int(opt.get("--epoch", "4"))
+seed = int(opt["--random_seed"])
+lines = ["INFO:root:Optimizer: Adam"]
+for e in range(1, n + 1):
+    lines.append(f"INFO:root:Epoch {e:<5} loss={0.5 / e:<.4f} [{10.0 + e:<3.1f} s]\tdev=(HR@5:0.1,NDCG@5:{0.01 * e:.4f}) [1.0 s] *")
+lines.append(f"INFO:root:\nBest Iter(dev)={n:>5}\t dev=(HR@5:0.1) [9.0 s] ")
+res = ",".join(f"HR@{k}:{k / 100:.4f},NDCG@{k}:{k / 200 + seed / 1000:.4f}" for k in (5, 10, 20, 50))
+lines += [f"INFO:root:\nDev  After Training: ({res})", f"INFO:root:\nTest After Training: ({res})"]
+open(opt["--log_file"], "w").write("\n".join(lines) + "\n")
+print(" ".join(args))
+'''
+
+
+def test_main_parity_and_speed_end_to_end_with_a_stand_in_rechorus(tiny_root, tmp_path):
+    import sys
+
+    repo = tmp_path / "rechorus"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "main.py").write_text(STAND_IN)
+    out = tmp_path / "reports" / "benchmarks.md"
+    r = ["--rechorus", str(repo), "--rechorus-python", sys.executable, "--data-dir", str(tiny_root),
+         "--threads", "1", "--rechorus-workers", "0", "--out", str(out)]
+    bench.main([*r, "--mode", "parity", "--model", "bprmf", "--seeds", "0,1", "--rechorus-seeds", "0",
+                "--max-epochs", "2"])
+    bench.main([*r, "--model", "gru4rec", "--epochs", "2", "--rounds", "1"])
+    md = out.read_text()
+    assert md.count("## BPRMF vs ReChorus (ml-1m, parity)") == 1 and "## GRU4Rec vs ReChorus (ml-1m, speed)" in md
+    rec = json.loads((out.parent / "benchmarks_rechorus.json").read_text())
+    assert set(rec) == {"bprmf/ml-1m/parity", "gru4rec/ml-1m/speed"}
+    p = rec["bprmf/ml-1m/parity"]
+    assert set(p["ours"]) == {"0", "1"} and set(p["rechorus"]) == {"0"}
+    assert [len(p["ours"][s]["epochs"]) for s in ("0", "1")] == [2, 2]  # --max-epochs caps our side too
+    assert "--epoch 2" in p["rechorus_commands"]["0"] and "--early_stop" not in p["rechorus_commands"]["0"]
+    # ReChorus's numbers are the stand-in's final lines; ours come from training the tiny data
+    assert p["rechorus"]["0"]["test"]["NDCG@10"] == 0.05 and p["summary"]["epoch_seconds"]["rechorus"] == 12.0
+    ours_ndcg = [p["ours"][s]["test"]["NDCG@10"] for s in ("0", "1")]
+    assert p["summary"]["test_ndcg10_ratio"] == pytest.approx(np.mean(ours_ndcg) / 0.05)
+    assert f"| test | NDCG@10 | {np.mean(ours_ndcg):.4f} ± {np.std(ours_ndcg, ddof=1):.4f} | 0.0500 |" in md
+    assert "capped at 2 epoch(s)" in md
+    s = rec["gru4rec/ml-1m/speed"]
+    assert [e["train_seconds"] for e in s["rechorus"]["0"]["epochs"]] == [11.0, 12.0]
+    assert s["speed_ratio"] == pytest.approx(11.5 / s["median_epoch_seconds"]["ours"])
