@@ -45,7 +45,10 @@ which needs an older stack (np.int / np.object, removed in numpy 1.24). Made and
         PyYAML tqdm torch==2.13.0        # torch: the CPU build (add PyTorch's CPU wheel index if needed)
 
 ReChorus runs unpatched; only its src/ is used (its data/ folder is not read; the benchmark writes the
-dataset, and ReChorus its corpus pickle, into a temporary folder). Then, from this repository's root
+dataset, and ReChorus its corpus pickle, into a temporary folder). One exception to running `main.py` as
+is: ReChorus's LightGCN calls `.cuda()` unconditionally and cannot start without CUDA, so on a CPU-only
+machine its main.py runs through a small launcher (`python -c CPU_LAUNCHER main.py ...`) that makes
+`Tensor.cuda` a no-op when CUDA is absent; the report says so. Then, from this repository's root
 (R = the two ReChorus options):
 
     R="--rechorus /work/rechorus --rechorus-python /work/rechorus_venv/bin/python"
@@ -102,6 +105,15 @@ RECHORUS_MODELS = {
     "bprmf": ("BPRMF", {"d_model": "--emb_size"}),
     "lightgcn": ("LightGCN", {"d_model": "--emb_size", "n_layers": "--n_layers"}),
 }
+# ReChorus's LightGCN moves its graph with an unconditional `.cuda()` (LGCNEncoder.__init__, LightGCN.py line
+# 120 at e58d752), so it cannot start on a CPU-only machine. Its main.py then runs through this launcher:
+# with no CUDA, Tensor.cuda returns the tensor as it is (on the CPU); ReChorus's files stay unchanged.
+CUDA_ONLY = ("lightgcn",)
+CPU_LAUNCHER = ("import runpy, sys, torch\n"
+                "if not torch.cuda.is_available():\n"
+                "    torch.Tensor.cuda = lambda self, *args, **kwargs: self\n"
+                "sys.argv = sys.argv[1:]\n"
+                "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 METRICS = [f"{m}@{k}" for m in ("HR", "NDCG") for k in TOPK]
 TARGET = 0.05  # issue 24: our 3-seed mean test NDCG@10 within 5% of ReChorus's
 # BaseRunner.train: 'Epoch {:<5} loss={:<.4f} [{:<3.1f} s]\tdev=({})', on stdout as is, in its log file
@@ -152,10 +164,11 @@ def rechorus_command(python: str, model: str, model_cfg, settings: dict, data_ro
                      early_stop: int | None = None) -> list[str]:
     """ReChorus's main.py command for `model` with our settings: the model config's shape fields under
     their ReChorus flags, lr / l2 / batch sizes from `settings`, full ranking at 5,10,20,50 on CPU.
-    `epochs` / `early_stop` None leave ReChorus's defaults (200 epochs, patience 10)."""
+    `epochs` / `early_stop` None leave ReChorus's defaults (200 epochs, patience 10). A model of CUDA_ONLY
+    runs main.py through CPU_LAUNCHER."""
     name, flags = RECHORUS_MODELS[model]
     cfg = model_cfg.to_dict()
-    cmd = [python, "main.py", "--model_name", name]
+    cmd = [python, *(["-c", CPU_LAUNCHER] if model in CUDA_ONLY else []), "main.py", "--model_name", name]
     for field, flag in flags.items():
         cmd += [flag, str(cfg[field])]
     cmd += ["--lr", f"{settings['lr']:g}", "--l2", f"{settings['l2']:g}",
@@ -552,7 +565,8 @@ def main(argv: list[str] | None = None) -> None:
                                        args.dataset, work, rc_seed, args.rechorus_workers,
                                        epochs=args.epochs if speed else args.max_epochs,
                                        early_stop=0 if speed else None)
-                rc_cmds[rc_seed] = shlex.join(cmd[1:]).replace(str(root), "$TMP")
+                shown = cmd[cmd.index("main.py"):]  # the launcher, when there is one, is stated in the facts
+                rc_cmds[rc_seed] = shlex.join(shown).replace(str(root), "$TMP")
                 t = time.time()
                 rc_runs[rc_seed] = run_rechorus(args.rechorus, cmd, work, args.threads,
                                                 args.epochs if speed else None)
@@ -591,6 +605,10 @@ def main(argv: list[str] | None = None) -> None:
         "config": f"{label} ({shape}), lr {settings['lr']:g}, l2 {settings['l2']:g}, batch {settings['batch_size']}, "
                   "full-ranking dev eval (not timed)",
     }}
+    if args.model in CUDA_ONLY:
+        meta["facts"]["ReChorus on CPU"] = (f"its {label} calls .cuda() unconditionally, so main.py runs through "
+                                            "`python -c CPU_LAUNCHER` (bench_vs_rechorus.py), which makes "
+                                            "Tensor.cuda a no-op when CUDA is absent; ReChorus's files unchanged")
     if not speed:
         meta["facts"]["stopping"] = (f"both capped at {args.max_epochs} epoch(s) (a check, not a parity result)"
                                      if args.max_epochs else "each side's default: 200 epochs, stop after 10 "

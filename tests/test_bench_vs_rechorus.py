@@ -367,3 +367,30 @@ def test_main_parity_and_speed_end_to_end_with_a_stand_in_rechorus(tiny_root, tm
     s = rec["gru4rec/ml-1m/speed"]
     assert [e["train_seconds"] for e in s["rechorus"]["0"]["epochs"]] == [11.0, 12.0]
     assert s["speed_ratio"] == pytest.approx(11.5 / s["median_epoch_seconds"]["ours"])
+
+
+def test_lightgcn_runs_through_the_cpu_launcher_which_leaves_main_py_as_is(tiny_ds, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    cmd = bench.rechorus_command("py", "lightgcn", models.model_config("lightgcn", tiny_ds),
+                                 bench.train_settings("lightgcn"), tmp_path, "ml-1m", tmp_path, 0, 0)
+    assert cmd[:4] == ["py", "-c", bench.CPU_LAUNCHER, "main.py"]
+    for model in ("sasrec", "gru4rec", "bprmf"):
+        assert bench.rechorus_command("py", model, models.model_config(model, tiny_ds), bench.train_settings(model),
+                                      tmp_path, "ml-1m", tmp_path, 0, 0)[:2] == ["py", "main.py"]
+    if torch.cuda.is_available():
+        pytest.skip("the launcher changes nothing where CUDA exists")
+    # a main.py that moves a tensor with .cuda() as ReChorus's LightGCN does, and reads its own arguments
+    (tmp_path / "main.py").write_text("import sys, torch\nfrom helper import VALUE\n"
+                                      "t = torch.ones(2).to_sparse().cuda()\n"
+                                      "print(t.device, sys.argv[1:], VALUE, __name__)\n")
+    (tmp_path / "helper.py").write_text("VALUE = 7\n")  # imported from the script's folder, as main.py does
+    r = subprocess.run([sys.executable, "-c", bench.CPU_LAUNCHER, "main.py", "--n_layers", "3"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "cpu ['--n_layers', '3'] 7 __main__"
+    plain = subprocess.run([sys.executable, "main.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert plain.returncode != 0 and "CUDA" in plain.stderr  # without it, the .cuda() call fails
