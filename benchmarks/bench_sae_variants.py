@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -201,6 +202,7 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=2_000_000)
     ap.add_argument("--dict-rows", type=int, default=200_000)
     ap.add_argument("--steer", action="store_true", help="per-latent steerability at matched KL (slow)")
+    ap.add_argument("--setup", default="", help="how the run folder was made (a sentence for the report)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = config.load(a.dataset, "")
@@ -284,12 +286,13 @@ def write_report(rep: Path, a, results: dict, dense_n) -> None:
                                                     for _, k in cols) + " |")
     ratio = {n: {m: (r.get(f"{m}@0.3") or 0) / dm for m in SAE_METHODS} for n, r in results.items()}
     rep.mkdir(parents=True, exist_ok=True)
-    cmd = "benchmarks/bench_sae_variants.py " + " ".join(sys.argv[1:])
+    cmd = shlex.join(["benchmarks/bench_sae_variants.py", *sys.argv[1:]])
     text = [f"# SAE training variants ({a.dataset})", "",
             f"Command: `{cmd}` (OMP_NUM_THREADS=1). Every variant: {a.samples:,} training vectors unless its name says otherwise (e.g. 4M), seed 0, the run's "
             f"SAE settings otherwise; measured on the run's test split (fidelity also on dev) by the stage functions "
             f"(see the script's docstring). `dense` = {dense_n} principal directions (auto: 90% of the default SAE's "
             f"generic-latent contribution). The reference row is the run's default SAE (its full budget, dev-selected).",
+            *([f"Run folder: {a.setup}"] if getattr(a, "setup", "") else []),
             "", "\n".join(lines), "",
             f"Concept gain at KL 0.3 as a multiple of DiffMean's ({dm:.3f}): " + "; ".join(
                 f"{n}: out {v['sae_out']:.2f}x, top-3 {v['sae_multi3']:.2f}x, in {v['sae_in']:.2f}x"
