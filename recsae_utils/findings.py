@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .tables import (SAE_NAMES, fidelity_cell, fmt, md, pct, pm, sae_vs_raw, size_text, table, variant_comparison,
-                     yardstick_finding)
+from .tables import (SAE_NAMES, dataset_name, fidelity_cell, fmt, md, model_label, pct, pm, sae_vs_raw, size_text,
+                     table, variant_comparison, yardstick_finding)
 
 DETECTION_AIM = 0.15        # the concepts issue's aim: SAE median balanced accuracy >= raw h_u dims + 0.15
 METADATA_AIM = 0.10         # issue 13's aim for what a label names (metadata only): SAE >= raw h_u dims + 0.10
@@ -43,7 +43,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
     if sr:
         t, ref = sr["test"]["NDCG@10"], (sr.get("reference") or {}).get("sasrec.test", {}).get("NDCG@10")
         seeds = len(sr.get("seeds", {}))
-        line = f"SASRec test NDCG@10 {t:.4f}"
+        line = f"{md(model_label(s))} test NDCG@10 {t:.4f}"
         if seeds > 1:
             line += f" (mean of {seeds} seeds {pm(sr['test_mean']['NDCG@10'], sr['test_std']['NDCG@10'])})"
         if ref:
@@ -65,7 +65,7 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
         if "noise_matched_retention" in f:
             line += f"; noise of the same size keeps retention {f['noise_matched_retention']:.4f}"
         if name == "main":
-            line += stability_text(s.get("stability"))
+            line += stability_text(s.get("stability"), model_label(s))
         out.append(line + ".")
     if "main" in sae and "reference" in sae:
         v = variant_winner(sae)
@@ -90,10 +90,10 @@ def key_findings(s: dict, report_dir: str | Path | None = None) -> list[str]:
                    + f", {c['popularity_latents']} popularity-driven"
                    + coherence_text(c.get("coherence") or {}) + "."
                    + precision_text(c.get("label_precision"), c,
-                                    (s.get("data") or {}).get("manifest", {}).get("dataset")))
+                                    dataset_name(s)))
         spec = c.get("specificity")
         if spec:
-            out.append(specificity_text(spec, (s.get("data") or {}).get("manifest", {}).get("dataset", "ml-1m")))
+            out.append(specificity_text(spec, dataset_name(s) or "ml-1m"))
         for problem in (c.get("degraded") or [])[:2]:   # first: a degraded stage must not read as success
             out.insert(0, f"**Degraded**: {md(problem)}.")
     iv = steering_finding(s.get("interventions"))
@@ -245,9 +245,10 @@ def label_precision_table(lp: dict | None) -> str:
 STABILITY_AIM = 0.5   # issue 13: at least half of the latents matched at decoder cosine >= 0.9 across SAE seeds
 
 
-def stability_text(st: dict | None) -> str:
+def stability_text(st: dict | None, base: str = "SASRec") -> str:
     """The default SAE line's tail: do its latents come back with another SAE seed (decoder cosine) and another
-    SASRec seed (activation correlation), and do matched pairs mean the same (top items, labels)?"""
+    seed of the base model `base` (activation correlation; the section's key says sasrec for every model), and
+    do matched pairs mean the same (top items, labels)?"""
     sae = (st or {}).get("sae_seeds_mean")
     if not sae:
         return ""
@@ -260,7 +261,7 @@ def stability_text(st: dict | None) -> str:
                  f"{pct(sae['label_agreement'])} their concept")
     sr = st.get("sasrec_seeds_mean")
     if sr:
-        text += f"; another SASRec seed: {pct(sr['matched_0.9'])} at activation correlation ≥ 0.9"
+        text += f"; another {md(base)} seed: {pct(sr['matched_0.9'])} at activation correlation ≥ 0.9"
     return text
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import artifacts, config
 from .findings import own_precision_entry
 from .models import label
-from .tables import fidelity_cell, fmt, md, pct, pm, table
+from .tables import fidelity_cell, fmt, md, model_name, pct, pm, table
 
 KL = "0.3"   # the yardstick's matched disruption the table reads (a catalogue KL of 0.3)
 # concept directions of the yardstick compared at KL 0.3: the SAE latent that promotes the concept (output
@@ -36,7 +36,7 @@ def model_row(model: str, s: dict | None, where: str = "") -> dict:
         return {**row, "status": "missing"}
     missing = [sec for sec in SECTIONS if not s.get(sec)]
     sr = s.get("sasrec") or {}
-    ran = (sr.get("config") or {}).get("model", "sasrec")
+    ran = model_name(s)
     row["status"] = "ok" if not missing else "partial"
     row["missing_sections"] = missing
     if sr and ran != model:

@@ -16,9 +16,9 @@ from .findings import (BROWSER_BUDGET_MB, DETECTION_AIM, GENERIC_SHARE_AIM, GENE
                        generic_slots_text, key_findings, label_precision_table, stability_text, steering_finding,
                        variant_winner)
 from .redaction import redact
-from .tables import (detection_table, fence, fidelity_table, fmt, headline_table, interventions_section, md,
-                     recommendation_table, pct, sae_test_table, sae_vs_raw, sasrec_table, table, window_pivot,
-                     yardstick_table)
+from .tables import (dataset_name, detection_table, fence, fidelity_table, fmt, headline_table,
+                     interventions_section, md, model_label, recommendation_table, pct, sae_test_table, sae_vs_raw,
+                     sasrec_table, table, window_pivot, yardstick_table)
 
 
 # Reference numbers (docs/protocol.md, "Reference numbers"): ReChorus SASRec, authors' run scripts, full ranking.
@@ -112,8 +112,9 @@ def timed(store: dict, name: str):
 README_BUDGET = 10 * 1024
 
 
-FIGURES = [("data_overview", "Data"), ("sasrec_training", "SASRec training"),
-           ("sasrec_vs_recsae", "SASRec vs RecSAE across K"), ("sae_training", "SAE fitting"),
+# captions: {model} is the run's base model (the file names keep stage 02's "sasrec" for every model)
+FIGURES = [("data_overview", "Data"), ("sasrec_training", "{model} training"),
+           ("sasrec_vs_recsae", "{model} vs RecSAE across K"), ("sae_training", "SAE fitting"),
            ("sae_firing_frequency", "Firing frequencies"), ("label_scores", "Label scores vs baselines"),
            ("concept_card", "A concept card"), ("enrichment_heatmap", "Latent × genre enrichment"),
            ("user_profile", "A user's concepts"), ("movie_profile", "An item's concepts"),
@@ -124,7 +125,13 @@ CSV_SHOWN = ("detection_by_window", "labels", "latent_top_items", "latents", "sa
 
 
 def _dataset(s: dict, report_dir) -> str:
-    return md((s.get("data") or {}).get("manifest", {}).get("dataset") or Path(report_dir).name)
+    return md(dataset_name(s) or Path(report_dir).name)
+
+
+def _on(s: dict, report_dir) -> str:
+    """'ml-1m' for SASRec's report (as before other models), 'grocery (BPRMF)' for another model's."""
+    base = model_label(s)
+    return _dataset(s, report_dir) + ("" if base == "SASRec" else f" ({md(base)})")
 
 
 def _link(report_dir: Path, rel: str, text: str | None = None) -> str:
@@ -145,8 +152,8 @@ def write_report(report_dir: str | Path) -> Path:
     rd = Path(report_dir)
     s = read_summary(rd)
     run = artifacts.read_json(rd / "run.json") if (rd / "run.json").exists() else {}
-    name = _dataset(s, rd)
-    out = [f"# Results on {name}\n",
+    base = model_label(s)
+    out = [f"# Results on {_on(s, rd)}\n",
            "Written by `recsae_utils.reports.write_report` from `summary.json`; do not edit by hand.\n"]
     findings = key_findings(s, rd)
     if findings:
@@ -156,7 +163,7 @@ def write_report(report_dir: str | Path) -> Path:
         p = sr["seeds"].get(str(sr["primary_seed"]), {})
         out.append("## Recommendation with and without the SAE (full ranking)\n\n" + recommendation_table(s))
         if p:
-            out.append(f"SASRec: best epoch {sr['best_epoch']} of {p['epochs_run']}. Every seed: "
+            out.append(f"{md(base)}: best epoch {sr['best_epoch']} of {p['epochs_run']}. Every seed: "
                        f"{_link(rd, 'sasrec.md')}; every SAE plugged in: {_link(rd, 'recsae.md')}.\n")
         write_sasrec_md(rd, s)
     if s.get("sae"):
@@ -191,7 +198,7 @@ def write_report(report_dir: str | Path) -> Path:
     figs = [(n, cap) for n, cap in FIGURES if (rd / "figures" / f"{n}.png").exists()]
     if figs:
         out.append("## Figures\n\nAlso as PDF (`figures/<name>.pdf`).\n\n"
-                   + "\n".join(f"![{md(cap)}](figures/{n}.png)" for n, cap in figs) + "\n")
+                   + "\n".join(f"![{md(cap.format(model=base))}](figures/{n}.png)" for n, cap in figs) + "\n")
     files = sorted((rd / "concepts").glob("*.csv")) if (rd / "concepts").exists() else []
     out.append("## Files\n\n"
                + ", ".join(f"[{md(p.stem)}](concepts/{p.name})" for p in files
@@ -224,7 +231,7 @@ def write_sasrec_md(report_dir: str | Path, s: dict | None = None) -> str:
     """sasrec.md from summary.json (notebook 02 calls it; write_report rewrites it); returns the table."""
     s = read_summary(report_dir) if s is None else s
     t = sasrec_table(s)
-    artifacts.write_text(Path(report_dir) / "sasrec.md", f"# SASRec on {_dataset(s, report_dir)}\n\n{t}")
+    artifacts.write_text(Path(report_dir) / "sasrec.md", f"# {md(model_label(s))} on {_dataset(s, report_dir)}\n\n{t}")
     return t
 
 
@@ -253,7 +260,7 @@ def write_detection_md(report_dir: str | Path, s: dict) -> str:
         out.append(prec)
     if not out:
         return ""
-    text = f"# Detection on {_dataset(s, rd)}\n\n" + "\n".join(out)
+    text = f"# Detection on {_on(s, rd)}\n\n" + "\n".join(out)
     artifacts.write_text(rd / "detection.md", text)
     return text
 
@@ -274,7 +281,7 @@ def write_recsae_md(report_dir: str | Path, s: dict | None = None) -> str:
     """recsae.md from summary.json: the README's recommendation table, every SAE plugged in, every SAE's
     fidelity and the default SAE's noise calibration (the README links here for them)."""
     s = read_summary(report_dir) if s is None else s
-    text = (f"# RecSAE on {_dataset(s, report_dir)}\n\n" + recommendation_table(s) + "\n" + sae_test_table(s)
+    text = (f"# RecSAE on {_on(s, report_dir)}\n\n" + recommendation_table(s) + "\n" + sae_test_table(s)
             + "\n## Fidelity\n\n" + fidelity_table(s)
             + "\nTest split; dead and dense over all training instances; retention = NDCG@10 with the SAE / without, "
             "with a paired-bootstrap 95% interval; metric recovered against the mean-user ablation.\n"
@@ -298,7 +305,7 @@ def calibration_text(s: dict) -> str:
 def write_interventions_md(report_dir: str | Path, s: dict) -> str:
     """interventions.md from summary.json: the steering table by dose, ablation and de-biasing (the README
     keeps the steering line of Key findings and links here)."""
-    text = (f"# Interventions on {_dataset(s, report_dir)}: steering along a latent\n\n"
+    text = (f"# Interventions on {_on(s, report_dir)}: steering along a latent\n\n"
             + interventions_section(s["interventions"]))
     artifacts.write_text(Path(report_dir) / "interventions.md", text)
     return text

@@ -6,6 +6,7 @@ import re
 from typing import Iterable
 
 from .metrics import TOPK
+from .models import MODELS, label
 
 METRIC_KEYS = [f"{m}@{k}" for k in TOPK for m in ("HR", "NDCG")]
 
@@ -133,14 +134,33 @@ def pct(v) -> str:
     return "-" if v is None or v != v else f"{100 * v:.1f}%"
 
 
+def model_name(s: dict) -> str:
+    """The base model a summary's run trained: its `sasrec` section (stage 02's, whatever the model) records the
+    run's config; a summary written before other models existed has no `model` there and was SASRec's."""
+    return ((s.get("sasrec") or {}).get("config") or {}).get("model") or "sasrec"
+
+
+def model_label(s: dict) -> str:
+    """The display name of the summary's base model ('SASRec', 'BPRMF', ...), for every report text about it."""
+    name = model_name(s)
+    return label(name) if name in MODELS else name
+
+
+def dataset_name(s: dict) -> str | None:
+    """The summary's dataset: stage 01's manifest, else the run's config (a model's run that reused stage 01
+    has no `data` section); None when neither says."""
+    return ((s.get("data") or {}).get("manifest") or {}).get("dataset") \
+        or ((s.get("sasrec") or {}).get("config") or {}).get("dataset")
+
+
 def size_text(cfg: dict) -> str:
     return f"{int(cfg['n_latents']):,} latents, k={int(cfg['k'])}"
 
 
 def recommendation_table(s: dict) -> str:
-    """SASRec and RecSAE (the default SAE plugged in) on test and dev, with the reference numbers: the
-    ReChorus run scripts' SASRec and the original study's SASRec / RecSAE."""
-    sr, rs = s["sasrec"], s.get("recsae") or {}
+    """The base model (named by its label) and RecSAE (the default SAE plugged in) on test and dev, with the
+    reference numbers (SASRec's only): the ReChorus run scripts' SASRec and the original study's SASRec / RecSAE."""
+    sr, rs, base = s["sasrec"], s.get("recsae") or {}, model_label(s)
     ref = sr.get("reference") or {}
     n_seeds = len(sr.get("seeds", {}))
     rows: list[list] = []
@@ -148,9 +168,9 @@ def recommendation_table(s: dict) -> str:
     def add(name, d):
         rows.append([name] + [fmt(d.get(k)) for k in METRIC_KEYS])
 
-    add(f"SASRec test (seed {sr['primary_seed']})", sr["test"])
+    add(f"{base} test (seed {sr['primary_seed']})", sr["test"])
     if n_seeds > 1:
-        rows.append([f"SASRec test, mean ± std of {n_seeds} seeds"]
+        rows.append([f"{base} test, mean ± std of {n_seeds} seeds"]
                     + [pm(sr["test_mean"][k], sr["test_std"][k]) for k in METRIC_KEYS])
     if "test" in rs:
         add("RecSAE test (default SAE plugged in)", rs["test"])
@@ -159,7 +179,7 @@ def recommendation_table(s: dict) -> str:
                       ("student.recsae.test", "original study RecSAE test")):
         if key in ref:
             add(name, ref[key])
-    add("SASRec dev", sr["dev"])
+    add(f"{base} dev", sr["dev"])
     if "dev" in rs:
         add("RecSAE dev", rs["dev"])
     if "sasrec.dev" in ref:
@@ -168,19 +188,23 @@ def recommendation_table(s: dict) -> str:
 
 
 def headline_table(summaries: dict[str, dict]) -> str:
-    """The front page's table: per dataset, SASRec and the default SAE plugged in (test, full ranking) and
-    what the SAE keeps of NDCG@10 (with its paired-bootstrap interval) and of h_u's variance."""
+    """The front page's table: per dataset, the base model (SASRec on the front page) and the default SAE
+    plugged in (test, full ranking) and what the SAE keeps of NDCG@10 (with its paired-bootstrap interval) and
+    of h_u's variance. Summaries of several models: 'base model' heads the columns and each row names its own."""
     rows = []
+    labels = {model_label(s) for s in summaries.values()}
+    base = labels.pop() if len(labels) == 1 else "base model"
     for name, s in summaries.items():
         sr, rs, main = s["sasrec"]["test"], (s.get("recsae") or {}).get("test", {}), s["sae"]["main"]
+        name = name if base != "base model" else f"{name} ({model_label(s)})"
         rows.append([name] + [fmt(sr.get(k)) for k in ("HR@10", "NDCG@10")] + [fmt(rs.get(k)) for k in ("HR@10", "NDCG@10")]
                     + [fidelity_cell(main["fidelity"], "retention"), fmt(main["health"]["explained_variance"])])
-    return table(["dataset", "SASRec HR@10", "SASRec NDCG@10", "with SAE HR@10", "with SAE NDCG@10",
+    return table(["dataset", f"{base} HR@10", f"{base} NDCG@10", "with SAE HR@10", "with SAE NDCG@10",
                   "NDCG@10 retention [95% CI]", "explained variance"], rows)
 
 
 def sasrec_table(s: dict) -> str:
-    """Every SASRec seed on test and dev, the mean and spread, and the reference (sasrec.md)."""
+    """Every seed of the base model on test and dev, the mean and spread, and the reference (sasrec.md)."""
     sr = s["sasrec"]
     ref = sr.get("reference") or {}
     seeds = sr.get("seeds", {})
@@ -199,7 +223,7 @@ def sasrec_table(s: dict) -> str:
 
 def sae_test_table(s: dict) -> str:
     """Test metrics with each SAE plugged in (recsae.md)."""
-    rows = [["SASRec"] + [fmt(s["sasrec"]["test"].get(m)) for m in METRIC_KEYS]]
+    rows = [[model_label(s)] + [fmt(s["sasrec"]["test"].get(m)) for m in METRIC_KEYS]]
     rows += [[f"{SAE_NAMES.get(n, n)} ({size_text(r['config'])})"] + [fmt(r["test"].get(m)) for m in METRIC_KEYS]
              for n, r in _saes(s)]
     return table(["test"] + METRIC_KEYS, rows)

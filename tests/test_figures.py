@@ -247,6 +247,11 @@ def test_sasrec_vs_recsae_shows_the_ratio():
     assert ratio["parity"][0] == 1.0 and "SASRec" in ax_r.get_ylabel()
     assert "SASRec" in [t.get_text() for t in fig.legends[0].get_texts()]
     plt.close(fig)
+    fig = T.plot_metrics_across_k(ev, "BPRMF")                           # another base model: its own name
+    assert fig.axes[1].get_ylabel() == "RecSAE / BPRMF (test)"
+    assert "BPRMF" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not any("SASRec" in t.get_text() for t in fig.legends[0].get_texts())
+    plt.close(fig)
 
 
 def test_firing_histogram_labels_the_never_fired_bin():

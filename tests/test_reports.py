@@ -531,3 +531,83 @@ def test_readme_fits_the_10_kb_budget_with_label_precision(tmp_path, ds):
     assert "| SAE (" in (rd / "interventions.md").read_text()
     for link in re.findall(r"\]\(([^)#:]+)\)", readme):
         assert (rd / link).exists() or link.startswith(("figures/", "concepts/")), link  # copied folders only
+
+
+def _mirror(src: Path, dst: Path) -> Path:
+    """A report folder's files at their sizes (sparse: page sizes are in the findings, contents are not read)
+    with its summary.json and run.json, which are."""
+    for p in src.rglob("*"):
+        if p.is_file():
+            q = dst / p.relative_to(src)
+            q.parent.mkdir(parents=True, exist_ok=True)
+            if p.name in ("summary.json", "run.json"):
+                shutil.copyfile(p, q)
+            else:
+                with open(q, "wb") as f:
+                    f.truncate(p.stat().st_size)
+    return dst
+
+
+PAGES = ("README.md", "sasrec.md", "recsae.md", "detection.md", "interventions.md")
+
+
+@pytest.mark.parametrize("ds", REAL)
+def test_sasrec_report_text_unchanged_with_or_without_the_model_recorded(tmp_path, ds):
+    """SASRec's report is today's, byte for byte (the committed pages), whether its summary records the model
+    ('sasrec') or is older and does not (read as SASRec)."""
+    src = ROOT / "reports" / ds
+    for tag, model in (("recorded", "sasrec"), ("older", None)):
+        rd = _mirror(src, tmp_path / tag / ds)
+        s = json.loads((rd / "summary.json").read_text())
+        if model is None:
+            s["sasrec"]["config"].pop("model", None)
+        else:
+            s["sasrec"]["config"]["model"] = model
+        (rd / "summary.json").write_text(json.dumps(s))
+        reports.write_report(rd)
+        for page in PAGES:
+            if (src / page).exists():
+                assert (rd / page).read_text() == (src / page).read_text(), (tag, page)
+
+
+def test_another_models_report_names_it_everywhere(tmp_path):
+    """A BPRMF run's summary (model recorded in the `sasrec` section's config, no `data` section because stage 01
+    was reused, no SASRec reference numbers) gives 'BPRMF' in the title, the Key findings line, the table rows,
+    the seeds page and the figure captions, the dataset from the config (not the folder's name 'bprmf'), and no
+    'SASRec' anywhere: before the fix every one of these said SASRec and the title 'Results on bprmf'."""
+    if "grocery" not in REAL:
+        pytest.skip("no committed Grocery report")
+    rd = _mirror(ROOT / "reports" / "grocery", tmp_path / "grocery" / "bprmf")
+    s = json.loads((rd / "summary.json").read_text())
+    s.pop("data")
+    s["sasrec"]["config"]["model"] = "bprmf"
+    s["sasrec"]["reference"] = {}
+    s["stability"] = {"sae_seeds_mean": {"matched_0.9": 0.4, "matched_0.7": 0.8},
+                      "sasrec_seeds_mean": {"matched_0.9": 0.05, "matched_0.7": 0.3}}
+    (rd / "summary.json").write_text(json.dumps(s))
+    (rd / "run.json").write_text(json.dumps({"command": "RECSAE_MODEL=bprmf make all DATASETS=grocery"}))
+    readme = reports.write_report(rd).read_text()
+    sr = s["sasrec"]
+    assert readme.startswith("# Results on grocery (BPRMF)\n")
+    assert f"- BPRMF test NDCG@10 {sr['test']['NDCG@10']:.4f} (mean of {len(sr['seeds'])} seeds " in readme
+    assert "another BPRMF seed: 5.0% at activation correlation ≥ 0.9" in readme
+    for row in (f"| BPRMF test (seed {sr['primary_seed']}) |", f"| BPRMF test, mean ± std of {len(sr['seeds'])} seeds |",
+                "| BPRMF dev |"):
+        assert row in readme and row in (rd / "recsae.md").read_text()
+    assert f"BPRMF: best epoch {sr['best_epoch']} of " in readme
+    assert "![BPRMF training](figures/sasrec_training.png)" in readme
+    assert "![BPRMF vs RecSAE across K](figures/sasrec_vs_recsae.png)" in readme
+    assert (rd / "sasrec.md").read_text().startswith("# BPRMF on grocery\n")
+    recsae_md = (rd / "recsae.md").read_text()
+    assert recsae_md.startswith("# RecSAE on grocery (BPRMF)\n") and "\n| BPRMF | " in recsae_md
+    assert (rd / "interventions.md").read_text().startswith("# Interventions on grocery (BPRMF): ")
+    for page in PAGES:
+        if (rd / page).exists():
+            assert "SASRec" not in (rd / page).read_text(), page
+            assert " on bprmf" not in (rd / page).read_text(), page
+    # the front-page table: the label heads the columns; several models: each row names its own
+    sas = json.loads((ROOT / "reports" / "grocery" / "summary.json").read_text())
+    assert "| dataset | BPRMF HR@10 | BPRMF NDCG@10 |" in tables.headline_table({"grocery": s})
+    mixed = tables.headline_table({"grocery": sas, "grocery ": s})
+    assert "| dataset | base model HR@10 |" in mixed and "| grocery (SASRec) |" in mixed and "(BPRMF) |" in mixed
+    assert "| dataset | SASRec HR@10 | SASRec NDCG@10 |" in tables.headline_table({"grocery": sas})

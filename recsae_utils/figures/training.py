@@ -85,9 +85,10 @@ def plot_firing_histogram(ev: dict):
     return fig
 
 
-def plot_metrics_across_k(ev: dict):
-    """Left: test NDCG@K of SASRec and of each SAE plugged in. Right: each SAE's test HR@K and NDCG@K as a
-    ratio to SASRec's (1 = unchanged), where a gap of a few percent is visible that the left panel hides."""
+def plot_metrics_across_k(ev: dict, model: str = "SASRec"):
+    """Left: test NDCG@K of the base model (`model`, its display name; ev's key is "sasrec" for every model) and
+    of each SAE plugged in. Right: each SAE's test HR@K and NDCG@K as a ratio to the base model's (1 =
+    unchanged), where a gap of a few percent is visible that the left panel hides."""
     import matplotlib.pyplot as plt
 
     from ..metrics import TOPK
@@ -98,7 +99,7 @@ def plot_metrics_across_k(ev: dict):
     fig, (ax_a, ax_r) = plt.subplots(1, 2, figsize=(7, 2.8))
     base = ev["sasrec"]["test"]
     ax_a.plot(TOPK, [base[f"NDCG@{k}"] for k in TOPK], color="C0", marker="o", markersize=7, linewidth=2.5,
-              alpha=0.5, label="SASRec")
+              alpha=0.5, label=model)
     for n in names:
         ax_a.plot(TOPK, [ev[n]["test"][f"NDCG@{k}"] for k in TOPK], color=color[n], marker=".", linewidth=1,
                   label=label[n])
@@ -107,7 +108,7 @@ def plot_metrics_across_k(ev: dict):
                       linestyle=ls, marker="o" if m == "NDCG" else "s", markersize=3, gid=f"{n}:{m}")
     ax_r.axhline(1.0, color="0.4", linestyle=":", linewidth=1, gid="parity")
     ax_a.set(xlabel="K", ylabel="test NDCG@K", xticks=list(TOPK))
-    ax_r.set(xlabel="K", ylabel="RecSAE / SASRec (test)", xticks=list(TOPK))
+    ax_r.set(xlabel="K", ylabel=f"RecSAE / {model} (test)", xticks=list(TOPK))
     from matplotlib.lines import Line2D
     handles = ax_a.get_legend_handles_labels()[0] + [Line2D([], [], color="0.3", linestyle="-", label="NDCG@K ratio"),
                                                      Line2D([], [], color="0.3", linestyle="--", label="HR@K ratio")]
