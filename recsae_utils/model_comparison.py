@@ -183,7 +183,9 @@ def comparison_md(cmp: dict) -> str:
         out += [f"## Concepts\n\nMedian concept gain over the yardstick's concepts at a catalogue KL of {KL} "
                 "(yardstick.md), per direction; share of specific latents steerable beyond random directions; "
                 "k-sparse probing AUROC at k = 1; label precision on each latent's held-out top 10 (median, and "
-                "the share ≥ 0.6).\n",
+                "the share ≥ 0.6). For a general model (BPRMF, LightGCN) a user's dev and test instances share "
+                "the vector of their training ones, so its held-out top 10 are the same users again: its "
+                "precision is not held out in the sense a sequential model's is.\n",
                 table(["model"] + [f"gain {v}" for v in YARDSTICK.values()]
                       + ["steerable", "AUROC k=1 SAE", "AUROC k=1 raw", "label precision held out"], con)]
     return "\n".join(o for o in out if o)
