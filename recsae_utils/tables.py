@@ -6,7 +6,7 @@ import re
 from typing import Iterable
 
 from .metrics import TOPK
-from .models import MODELS, label
+from .config import MODEL_LABELS
 
 METRIC_KEYS = [f"{m}@{k}" for k in TOPK for m in ("HR", "NDCG")]
 
@@ -143,7 +143,7 @@ def model_name(s: dict) -> str:
 def model_label(s: dict) -> str:
     """The display name of the summary's base model ('SASRec', 'BPRMF', ...), for every report text about it."""
     name = model_name(s)
-    return label(name) if name in MODELS else name
+    return MODEL_LABELS.get(name, name)
 
 
 def dataset_name(s: dict) -> str | None:

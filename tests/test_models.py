@@ -213,3 +213,10 @@ def test_run_seeds_keeps_each_model_in_its_folder(monkeypatch, tmp_path, tiny_ds
     assert isinstance(first["model"], models.BPRMF) and not (tmp_path / "ml-1m" / "sasrec").exists()
     again = train.run_seeds(cfg, tiny_ds, tiny_inst, progress=False)[0]     # finished: reused, not retrained
     assert again["test"] == first["test"] and again["seconds"] == first["seconds"]
+
+
+def test_config_display_names_match_the_models_own():
+    """Reports name a model through config.MODEL_LABELS (no import of the models package, so no stage depends
+    on d_model through its report code); it must say what each model class says of itself."""
+    from recsae_utils import config
+    assert config.MODEL_LABELS == {n: models.label(n) for n in config.MODELS}
