@@ -45,8 +45,9 @@ LABELERS = ("offline", "openai")
 # the base models a run can interpret (models.MODELS; docs/models.md) and the settings each takes from
 # ReChorus's run scripts (docs/demo_scripts_results/Topk_Amazon.sh) where they differ from SASRec's
 MODELS = ("sasrec", "gru4rec", "bprmf", "lightgcn")
-# their display names (the models' own `label`; here so that report code can name a model without importing
-# the models package, whose config reads would make every stage depend on d_model)
+# their display names, the one place they are written (each model class takes its `label` from here; report
+# code reads them here rather than import the models package, whose config reads would make every stage
+# depend on d_model)
 MODEL_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bprmf": "BPRMF", "lightgcn": "LightGCN"}
 MODEL_DEFAULTS = {"sasrec": {}, "gru4rec": {"lr": 1e-3, "l2": 1e-4}, "bprmf": {"lr": 1e-3, "l2": 1e-6},
                   "lightgcn": {"lr": 1e-3, "l2": 1e-8}}

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import MODEL_LABELS
 from .base import RecModel
 
 
@@ -26,7 +27,8 @@ class BPRMFConfig:
 
 
 class BPRMF(RecModel):
-    name, label, sequential = "bprmf", "BPRMF", False
+    name, sequential = "bprmf", False
+    label = MODEL_LABELS[name]
 
     def __init__(self, cfg: BPRMFConfig):
         super().__init__()

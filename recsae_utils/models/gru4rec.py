@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..config import MODEL_LABELS
 from .base import RecModel
 
 
@@ -28,7 +29,8 @@ class GRU4RecConfig:
 
 
 class GRU4Rec(RecModel):
-    name, label, sequential = "gru4rec", "GRU4Rec", True
+    name, sequential = "gru4rec", True
+    label = MODEL_LABELS[name]
 
     def __init__(self, cfg: GRU4RecConfig):
         super().__init__()

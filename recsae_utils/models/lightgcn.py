@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import MODEL_LABELS
 from .base import RecModel
 
 
@@ -72,7 +73,8 @@ class SymmetricProduct(torch.autograd.Function):
 
 
 class LightGCN(RecModel):
-    name, label, sequential = "lightgcn", "LightGCN", False
+    name, sequential = "lightgcn", False
+    label = MODEL_LABELS[name]
 
     def __init__(self, cfg: LightGCNConfig, graph: tuple[np.ndarray, np.ndarray]):
         """graph: the training interactions as a user -> items CSR (data.user_item_csr(ds, ("train",)))."""

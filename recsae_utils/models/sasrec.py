@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import MODEL_LABELS
 from .base import RecModel
 
 
@@ -61,7 +62,8 @@ class Block(nn.Module):
 
 
 class SASRec(RecModel):
-    name, label, sequential = "sasrec", "SASRec", True
+    name, sequential = "sasrec", True
+    label = MODEL_LABELS[name]
 
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
