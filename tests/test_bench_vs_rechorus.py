@@ -235,9 +235,17 @@ def test_parity_summary_and_section_from_made_up_numbers():
 
 
 def test_section_headings_and_their_upserts_keep_each_other(tmp_path):
-    assert bench.section_heading("sasrec", "ml-1m", "speed") == bench.SECTION == "## SASRec vs ReChorus"
-    assert bench.section_heading("sasrec", "grocery", "parity") == "## SASRec vs ReChorus (grocery, parity)"
+    one, dflt = bench.thread_setup(1, cores=2), bench.thread_setup(2, cores=2)
+    assert (one, dflt, bench.thread_setup(4, cores=8)) == ("1 thread each", "each side's default threads (2)",
+                                                           "4 threads each")
+    assert bench.section_heading("sasrec", "ml-1m", "speed", one) == "## SASRec vs ReChorus (ml-1m, speed, 1 thread each)"
+    assert (bench.section_heading("sasrec", "ml-1m", "speed", dflt)
+            == "## SASRec vs ReChorus (ml-1m, speed, each side's default threads (2))")
+    assert bench.section_heading("sasrec", "grocery", "parity", one) == "## SASRec vs ReChorus (grocery, parity)"
     assert bench.section_heading("lightgcn", "ml-1m", "speed") == "## LightGCN vs ReChorus (ml-1m, speed)"
+    # the two speed set-ups of one model and dataset keep separate JSON records; parity has one
+    assert bench.json_key("sasrec", "ml-1m", "speed", 1) != bench.json_key("sasrec", "ml-1m", "speed", 2)
+    assert bench.json_key("bprmf", "grocery", "parity", 1) == bench.json_key("bprmf", "grocery", "parity", 2)
     p = tmp_path / "benchmarks.md"
     p.write_text("# Benchmarks\n\n## SASRec vs ReChorus (grocery, parity)\nparity 1\n\n## SASRec vs ReChorus\n"
                  "speed 1\n\n## The whole pipeline\nkeep\n")
@@ -351,9 +359,9 @@ def test_main_parity_and_speed_end_to_end_with_a_stand_in_rechorus(tiny_root, tm
                 "--max-epochs", "2"])
     bench.main([*r, "--model", "gru4rec", "--epochs", "2", "--rounds", "1"])
     md = out.read_text()
-    assert md.count("## BPRMF vs ReChorus (ml-1m, parity)") == 1 and "## GRU4Rec vs ReChorus (ml-1m, speed)" in md
+    assert md.count("## BPRMF vs ReChorus (ml-1m, parity)") == 1 and "## GRU4Rec vs ReChorus (ml-1m, speed, 1 thread each)" in md
     rec = json.loads((out.parent / "benchmarks_rechorus.json").read_text())
-    assert set(rec) == {"bprmf/ml-1m/parity", "gru4rec/ml-1m/speed"}
+    assert set(rec) == {"bprmf/ml-1m/parity", "gru4rec/ml-1m/speed/threads1"}
     p = rec["bprmf/ml-1m/parity"]
     assert set(p["ours"]) == {"0", "1"} and set(p["rechorus"]) == {"0"}
     assert [len(p["ours"][s]["epochs"]) for s in ("0", "1")] == [2, 2]  # --max-epochs caps our side too
@@ -364,7 +372,7 @@ def test_main_parity_and_speed_end_to_end_with_a_stand_in_rechorus(tiny_root, tm
     assert p["summary"]["test_ndcg10_ratio"] == pytest.approx(np.mean(ours_ndcg) / 0.05)
     assert f"| test | NDCG@10 | {np.mean(ours_ndcg):.4f} ± {np.std(ours_ndcg, ddof=1):.4f} | 0.0500 |" in md
     assert "capped at 2 epoch(s)" in md
-    s = rec["gru4rec/ml-1m/speed"]
+    s = rec["gru4rec/ml-1m/speed/threads1"]
     assert [e["train_seconds"] for e in s["rechorus"]["0"]["epochs"]] == [11.0, 12.0]
     assert s["speed_ratio"] == pytest.approx(11.5 / s["median_epoch_seconds"]["ours"])
 
