@@ -27,7 +27,10 @@ def gru_by_hand(m: models.GRU4Rec, items: list[int]) -> torch.Tensor:
     return (m.out.weight.detach().double() @ h + m.out.bias.detach().double()).float()
 
 
-def test_gru4rec_reads_the_history_oldest_first_and_ignores_padding():
+@pytest.mark.parametrize("pack_below", [0.0, 1.0], ids=["padded", "packed"])
+def test_gru4rec_reads_the_history_oldest_first_and_ignores_padding(monkeypatch, pack_below):
+    """Both ways of running the GRU (over every slot, or packed to each row's length) give the hand-computed h."""
+    monkeypatch.setattr(models.gru4rec, "PACK_BELOW", pack_below)
     torch.manual_seed(0)
     m = models.GRU4Rec(models.GRU4RecConfig(n_items=12, d_model=6, hidden_size=5, history_max=4, init_std=0.5))
     hist = torch.tensor([[3, 7, 2, 9], [5, 0, 0, 0], [4, 4, 11, 0]])   # most recent first, 0 = padding
@@ -78,8 +81,8 @@ def test_lightgcn_equals_dense_propagation():
 def test_lightgcn_caches_the_propagation_only_while_the_weights_stay():
     m = models.LightGCN(models.LightGCNConfig(n_users=3, n_items=4, n_edges=2, d_model=2), (np.array([0, 0, 1, 2]), np.array([1, 2])))
     with torch.no_grad():
-        a = m.item_table()
-        assert m.item_table() is a                                          # ranking many batches propagates once
+        a, out = m.item_table(), m.propagated()
+        assert m.propagated() is out and m.item_table().data_ptr() == a.data_ptr()  # many batches propagate once
         m.item_emb.add_(1.0)                                                # an optimiser step: a new version
         assert not torch.equal(m.item_table(), a)
     assert m.item_table().requires_grad                                     # training never reads the cache

@@ -42,8 +42,9 @@ def train_pairs(indptr: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
-    """D^-1/2 A D^-1/2 of the bipartite graph (users first, then items) as a sparse CSR tensor (on CPU its
-    products with a dense matrix are several times faster than COO's)."""
+    """D^-1/2 A D^-1/2 of the bipartite graph (users first, then items) as a sparse CSR tensor with int32
+    indices (on CPU its products with a dense matrix are several times faster than COO's, and int32
+    indices about 1.4x faster than int64 on Grocery's graph)."""
     n = n_users + n_items
     row = np.concatenate([users, items + n_users])
     col = np.concatenate([items + n_users, users])
@@ -53,9 +54,11 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     d = deg ** -0.5
     val = (d[row] * d[col]).astype(np.float32)
     crow = np.r_[0, np.cumsum(np.bincount(row, minlength=n))]
+    index = np.int32 if len(col) < np.iinfo(np.int32).max else np.int64
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the products used here are stable
         warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val), (n, n))
+        return torch.sparse_csr_tensor(torch.from_numpy(crow.astype(index)), torch.from_numpy(col.astype(index)),
+                                       torch.from_numpy(val), (n, n))
 
 
 class SymmetricProduct(torch.autograd.Function):
@@ -91,10 +94,10 @@ class LightGCN(RecModel):
         self.adj = normalized_adjacency(users, items, cfg.n_users, cfg.n_items)
         self._cache: tuple | None = None
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users, items) after propagation: the mean of the layer outputs. Without gradients the result is
-        kept until a weight changes (every in-place update bumps a tensor's version), so ranking many
-        batches propagates once."""
+    def propagated(self) -> torch.Tensor:
+        """Every node's vector after propagation (users first, then items): the mean of the layer outputs.
+        Without gradients the result is kept until a weight changes (every in-place update bumps a tensor's
+        version), so ranking many batches propagates once."""
         key = (self.user_emb._version, self.item_emb._version, self.user_emb.device)
         grad = torch.is_grad_enabled() and (self.user_emb.requires_grad or self.item_emb.requires_grad)
         if not grad and self._cache is not None and self._cache[0] == key:
@@ -102,14 +105,18 @@ class LightGCN(RecModel):
         x = torch.cat([self.user_emb, self.item_emb])
         if self.adj.device != x.device:
             self.adj = self.adj.to(x.device)
-        layers = [x]
-        for _ in range(self.cfg.n_layers):
+        total = x
+        for _ in range(self.cfg.n_layers):  # a running sum, not a stack of the layers: less copying
             x = SymmetricProduct.apply(self.adj, x)
-            layers.append(x)
-        out = torch.stack(layers, 1).mean(1)
-        tables = (out[:self.cfg.n_users], out[self.cfg.n_users:])
-        self._cache = None if grad else (key, tables)
-        return tables
+            total = total + x
+        out = total / (self.cfg.n_layers + 1)
+        self._cache = None if grad else (key, out)
+        return out
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items) after propagation."""
+        out = self.propagated()
+        return out[:self.cfg.n_users], out[self.cfg.n_users:]
 
     def user_repr(self, users: torch.Tensor) -> torch.Tensor:
         return self.propagate()[0][users]
@@ -118,6 +125,8 @@ class LightGCN(RecModel):
         return self.propagate()[1]
 
     def pair_scores(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """One propagation per batch for both sides (the default would propagate twice)."""
-        u, e = self.propagate()
-        return (u[users][:, None, :] * e[torch.stack([pos, neg], 1)]).sum(-1)
+        """One propagation per batch for both sides (the default would propagate twice), and one gather of
+        the batch's user, positive and negative rows (one scatter back in the backward)."""
+        nu, b = self.cfg.n_users, len(users)
+        rows = self.propagated()[torch.cat([users, pos + nu, neg + nu])]
+        return (rows[:b, None, :] * rows[b:].view(2, b, -1).transpose(0, 1)).sum(-1)
