@@ -17,8 +17,8 @@ from ..config import MODEL_LABELS
 from .base import RecModel
 
 
-# pack a batch whose histories fill at most this share of its slots (measured: Grocery's training batches,
-# 41% filled, run 1.4x faster packed; ML-1M's, 90% filled, about 10% slower; benchmarks/bench_vs_rechorus.py)
+# pack a batch whose histories fill at most this share of its slots: packing pays on Grocery's short
+# histories (41% of slots filled) and costs on ML-1M's (90%), the speed sections of reports/benchmarks.md
 PACK_BELOW = 0.75
 
 
