@@ -96,7 +96,7 @@ from recsae_utils.metrics import TOPK
 # our dataset name -> the folder name ReChorus reads under --path
 DATASETS = {"ml-1m": "ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
 DATASET = DATASETS["ml-1m"]
-SECTION = "## SASRec vs ReChorus"  # the heading's stem; speed sections add dataset, mode and thread set-up
+SECTION = "## SASRec vs ReChorus"  # a section heading's stem (section_heading adds dataset, mode, set-up)
 # our model -> ReChorus's --model_name and the ReChorus flag of each field of our model config
 RECHORUS_MODELS = {
     "sasrec": ("SASRec", {"d_model": "--emb_size", "n_layers": "--num_layers", "n_heads": "--num_heads",
@@ -351,7 +351,7 @@ def thread_setup(threads: int, cores: int | None = None) -> str:
 def section_heading(model: str, dataset: str, mode: str, setup: str | None = None) -> str:
     """The Markdown heading of a run's section: model, dataset, mode and, for speed, the thread set-up."""
     tail = f", {setup}" if mode == "speed" and setup else ""
-    return f"{SECTION.replace('SASRec', models.label(model))} ({dataset}, {mode}{tail})"
+    return f"## {models.label(model)} vs ReChorus ({dataset}, {mode}{tail})"
 
 
 def json_key(model: str, dataset: str, mode: str, threads: int) -> str:
