@@ -95,8 +95,6 @@ from recsae_utils.metrics import TOPK
 
 # our dataset name -> the folder name ReChorus reads under --path
 DATASETS = {"ml-1m": "ML_1MTOPK", "grocery": "Grocery_and_Gourmet_Food"}
-DATASET = DATASETS["ml-1m"]
-SECTION = "## SASRec vs ReChorus"  # a section heading's stem (section_heading adds dataset, mode, set-up)
 # our model -> ReChorus's --model_name and the ReChorus flag of each field of our model config
 RECHORUS_MODELS = {
     "sasrec": ("SASRec", {"d_model": "--emb_size", "n_layers": "--num_layers", "n_heads": "--num_heads",

@@ -66,18 +66,19 @@ def test_parses_rechorus_epoch_lines():
 @pytest.mark.parametrize("existing", [None, "# Benchmarks\n\n## A\nkeep a\n",
                                       "# Benchmarks\n\n## SASRec vs ReChorus\nold\n\n## B\nkeep b\n"])
 def test_section_replaces_only_itself(tmp_path, existing):
+    heading = "## SASRec vs ReChorus"
     p = tmp_path / "benchmarks.md"
     if existing is not None:
         p.write_text(existing)
     for body in ("first", "second"):
-        bench.upsert_section(p, f"{bench.SECTION}\n\n{body}\n")
+        bench.upsert_section(p, f"{heading}\n\n{body}\n")
     text = p.read_text()
-    assert text.count(bench.SECTION) == 1 and "second" in text and "first" not in text and "old" not in text
+    assert text.count(heading) == 1 and "second" in text and "first" not in text and "old" not in text
     assert text.startswith("# Benchmarks")
     for keep in ("keep a", "keep b"):
         assert (keep in text) == (existing is not None and keep in existing)
     if existing and "## B" in existing:
-        assert text.index(bench.SECTION) < text.index("## B")
+        assert text.index(heading) < text.index("## B")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ def train_pairs(indptr: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.n
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite graph (users first, then items) as a sparse CSR tensor with int32
-    indices (on CPU its products with a dense matrix are several times faster than COO's, and int32
-    indices about 1.4x faster than int64 on Grocery's graph)."""
+    indices where they fit: on CPU its products with a dense matrix run faster than COO's, and with int32
+    indices faster than with int64 (the LightGCN speed sections of reports/benchmarks.md)."""
     n = n_users + n_items
     row = np.concatenate([users, items + n_users])
     col = np.concatenate([items + n_users, users])
